@@ -1,0 +1,45 @@
+"""batchfetch: fetch many URLs concurrently and get one trustworthy row per URL.
+
+Importing batchfetch monkey-patches the process with gevent (sockets, ssl,
+time, ...; not threads or select), exactly as grequests does. Import it before
+``requests``, ``urllib3`` or ``ssl``; otherwise it warns and repairs what it can.
+
+Example::
+
+    >>> from batchfetch import fetch_all
+    >>> table = fetch_all(["http://127.0.0.1:8000/ok"], concurrency=50, timeout=10)
+"""
+from . import _gevent  # noqa: F401  (must stay first: patches the process)
+from ._gevent import ImportOrderWarning
+
+import logging
+
+from ._version import __version__
+from .config import FetchOptions
+from .dispatch import fetch_all, iter_fetch
+from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineExceeded,
+                     FetchFailedError, HTTPStatusError, InvalidItemError, OptionError)
+from .inputs import RequestSpec
+from .results import FetchResult, ResultTable, Summary
+
+logging.getLogger("batchfetch").addHandler(logging.NullHandler())
+
+__all__ = [
+    "BatchFetchError",
+    "BodyTooLargeError",
+    "DeadlineExceeded",
+    "ERROR_KINDS",
+    "FetchFailedError",
+    "FetchOptions",
+    "FetchResult",
+    "HTTPStatusError",
+    "ImportOrderWarning",
+    "InvalidItemError",
+    "OptionError",
+    "RequestSpec",
+    "ResultTable",
+    "Summary",
+    "__version__",
+    "fetch_all",
+    "iter_fetch",
+]

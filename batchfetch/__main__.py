@@ -1,0 +1,5 @@
+"""``python -m batchfetch``: the same as the ``batchfetch`` command."""
+from batchfetch.cli import main
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""One attempt at one request: send it with grequests, read the body under the deadline.
+
+Runs in a worker greenlet and never raises: whatever happens comes back as an
+:class:`Outcome` for the dispatcher, which alone decides on retries and rows.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any
+
+import gevent
+import grequests
+import requests
+
+from .config import FetchOptions
+from .errors import BodyTooLargeError, DeadlineExceeded, classify
+
+__all__ = ["Outcome", "run_attempt"]
+
+log = logging.getLogger("batchfetch")
+
+#: Bytes read per chunk; large enough to keep per-chunk overhead low.
+CHUNK_SIZE = 64 * 1024
+
+
+@dataclasses.dataclass
+class Outcome:
+    """What one attempt produced: a response's facts, an error kind, or both."""
+
+    status: int | None = None
+    reason: str = ""
+    final_url: str = ""
+    content_type: str = ""
+    retry_after: str | None = None
+    size: int = 0
+    body: bytes | None = None
+    error: str = ""
+    message: str = ""
+    exception: BaseException | None = None
+
+
+def _read_body(response: requests.Response, outcome: Outcome, options: FetchOptions) -> None:
+    """Stream the decoded body, counting it, keeping it if asked, stopping at max_bytes."""
+    keep = options.keep_body
+    limit = options.max_bytes
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        for chunk in response.iter_content(CHUNK_SIZE):
+            size += len(chunk)
+            outcome.size = size
+            if limit is not None and size > limit:
+                raise BodyTooLargeError(limit)
+            if keep:
+                chunks.append(chunk)
+    finally:
+        # After a full read this returns the connection to the pool; after a cut
+        # (an error, a cap, the deadline) it closes the connection instead of
+        # draining a body nobody wants.
+        response.close()
+    if keep:
+        outcome.body = b"".join(chunks)
+
+
+def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[str, Any],
+                options: FetchOptions) -> Outcome:
+    """Make one attempt and describe it. Never raises (except GreenletExit on cancel).
+
+    Example::
+
+        >>> outcome = run_attempt(session, "GET", "http://127.0.0.1:8000/ok",
+        ...                       {"timeout": 5, "stream": True}, FetchOptions())
+        >>> outcome.status, outcome.error
+        (200, '')
+    """
+    outcome = Outcome()
+    deadline = options.deadline
+    # gevent.Timeout raises our DeadlineExceeded (an Exception) in this greenlet,
+    # wherever it is blocked: grequests' send() catches it like any failure.
+    timer = gevent.Timeout(deadline, DeadlineExceeded(deadline)) if deadline else None
+    if timer is not None:
+        timer.start()
+    try:
+        request = grequests.AsyncRequest(method, url, session=session, **kwargs)
+        request.send()
+        response = request.response
+        if response is None:
+            raise request.exception
+        outcome.status = response.status_code
+        outcome.reason = response.reason or ""
+        outcome.final_url = response.url
+        outcome.content_type = response.headers.get("Content-Type", "")
+        outcome.retry_after = response.headers.get("Retry-After")
+        _read_body(response, outcome, options)
+    except Exception as exc:  # noqa: BLE001 - every failure becomes an error kind
+        outcome.exception = exc
+        outcome.error, outcome.message = classify(exc)
+        if outcome.error == "protocol" and not isinstance(exc, (requests.RequestException,)):
+            log.warning("unexpected exception fetching %s", url, exc_info=exc)
+    finally:
+        if timer is not None:
+            timer.close()
+    return outcome

@@ -1,0 +1,273 @@
+"""The dispatcher: a pool of greenlets sending grequests requests over one session.
+
+The caller's greenlet runs the scheduler: it pulls input lazily (at most
+``max_pending`` items ahead of what it has yielded), starts attempts under the
+concurrency, per-host and rate limits, times retries without holding a slot,
+and yields one :class:`FetchResult` per input as each completes. Worker
+greenlets only run single attempts; rows and hooks belong to the caller.
+"""
+from __future__ import annotations
+
+import dataclasses
+import heapq
+import itertools
+import logging
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+import gevent
+import gevent.pool
+import gevent.queue
+
+from .attempt import Outcome, run_attempt
+from .config import FetchOptions
+from .errors import HTTPStatusError, InvalidItemError
+from .hosts import HostQueues, StartRate
+from .inputs import RequestSpec, describe_item, host_key, item_id, to_spec
+from .results import FetchResult, ResultTable
+from .retry import decide
+from .session import RequestSettings, build_session
+
+__all__ = ["iter_fetch", "fetch_all"]
+
+log = logging.getLogger("batchfetch")
+
+OnResult = Callable[[FetchResult], Any]
+ExceptionHandler = Callable[[Any, BaseException], Any]
+
+
+@dataclasses.dataclass(eq=False)
+class _Job:
+    """One input item on its way to a row; per-attempt state lives here, not in options."""
+
+    index: int
+    item: Any
+    spec: RequestSpec
+    host: tuple[str, str, int]
+    attempts: int = 0
+    first_start: float | None = None
+
+
+def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> FetchOptions:
+    if options is None:
+        return FetchOptions(**overrides)
+    if not isinstance(options, FetchOptions):
+        raise TypeError(f"options must be a FetchOptions, got {type(options).__name__}")
+    return options.replace(**overrides) if overrides else options
+
+
+def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
+               on_result: OnResult | None = None,
+               exception_handler: ExceptionHandler | None = None,
+               **option_values: Any) -> Iterator[FetchResult]:
+    """Fetch ``items`` and yield one row per item as each completes (completion order).
+
+    ``items`` is any iterable of URL strings, request-spec dicts or
+    :class:`RequestSpec`; it is pulled lazily, at most ``max_pending`` items
+    ahead of the rows yielded. Options come as a :class:`FetchOptions`, as
+    keywords (``concurrency=50``), or both (keywords win); they are validated
+    here, before the first ``next()``. Closing the iterator (a ``break``)
+    cancels in-flight requests and closes the session.
+
+    ``on_result(row)`` runs for every row and ``exception_handler(item, exc)``
+    once per failed row, in the caller's greenlet, before the row is yielded;
+    an exception raised by either stops the run and propagates.
+
+    Example::
+
+        >>> for row in iter_fetch(["http://127.0.0.1:8000/ok"], concurrency=4):
+        ...     print(row.index, row.status)
+        0 200
+    """
+    resolved = _build_options(options, option_values)
+    return _Run(resolved, on_result, exception_handler).rows(iter(items))
+
+
+def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
+              on_result: OnResult | None = None,
+              exception_handler: ExceptionHandler | None = None,
+              **option_values: Any) -> ResultTable:
+    """Fetch every item and return a :class:`ResultTable` in input order.
+
+    Takes the same arguments as :func:`iter_fetch`. Failures are rows with an
+    ``error`` kind, not exceptions; call ``table.raise_for_errors()`` to raise.
+
+    Example::
+
+        >>> table = fetch_all(["http://127.0.0.1:8000/ok", "not a url"], timeout=10)
+        >>> table
+        <ResultTable 1 ok, 1 failed>
+        >>> table[1].error
+        'invalid_url'
+    """
+    started = time.monotonic()
+    rows = list(iter_fetch(items, options, on_result=on_result,
+                           exception_handler=exception_handler, **option_values))
+    return ResultTable(rows, wall_time=time.monotonic() - started)
+
+
+class _Run:
+    """The state of one run: the scheduler's queues, timers and in-flight attempts."""
+
+    def __init__(self, options: FetchOptions, on_result: OnResult | None,
+                 exception_handler: ExceptionHandler | None) -> None:
+        self.options = options
+        self.on_result = on_result
+        self.exception_handler = exception_handler
+        self.queues: HostQueues[_Job] = HostQueues(options.host_limit)
+        self.rate = StartRate(options.rate)
+        self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
+        self.sequence = itertools.count()
+        self.completed: gevent.queue.Queue = gevent.queue.Queue()
+        self.ready_rows: deque[tuple[FetchResult, Any, BaseException | None]] = deque()
+        self.in_flight = 0
+        self.pending = 0  # items pulled whose row has not been yielded yet
+        self.rng = random.Random()
+
+    # -- the scheduler loop ------------------------------------------------
+
+    def rows(self, source: Iterator[Any]) -> Iterator[FetchResult]:
+        session = build_session(self.options)
+        settings = RequestSettings(self.options)
+        workers = gevent.pool.Group()
+        next_index = 0
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and self.pending < self.options.pending_limit:
+                    try:
+                        item = next(source)
+                    except StopIteration:
+                        exhausted = True
+                        break
+                    self._accept(next_index, item)
+                    next_index += 1
+                self._release_due_timers()
+                self._start_attempts(session, settings, workers)
+                while self.ready_rows:
+                    row, item, exception = self.ready_rows.popleft()
+                    self.pending -= 1
+                    self._run_hooks(row, item, exception)
+                    yield row
+                if exhausted and not self.pending:
+                    return
+                if self.ready_rows or (not exhausted
+                                       and self.pending < self.options.pending_limit):
+                    continue
+                self._wait_for_completion()
+        finally:
+            workers.kill(block=True, timeout=1.0)
+            session.close()
+
+    def _accept(self, index: int, item: Any) -> None:
+        self.pending += 1
+        try:
+            spec = to_spec(item, self.options)
+        except InvalidItemError as exc:
+            row = FetchResult(index=index, url=describe_item(item), id=item_id(item),
+                              method=_item_method(item, self.options), error=exc.kind,
+                              message=exc.message)
+            self.ready_rows.append((row, item, exc))
+            return
+        self.queues.add(host_key(spec.url), _Job(index, item, spec, host_key(spec.url)))
+
+    def _release_due_timers(self) -> None:
+        now = time.monotonic()
+        while self.timers and self.timers[0][0] <= now:
+            _, _, job = heapq.heappop(self.timers)
+            self.queues.add(job.host, job)
+
+    def _start_attempts(self, session, settings: RequestSettings,
+                        workers: gevent.pool.Group) -> None:
+        while self.in_flight < self.options.concurrency:
+            now = time.monotonic()
+            if self.rate.wait_time(now) > 0:
+                return
+            taken = self.queues.take(now)
+            if taken is None:
+                return
+            _, job = taken
+            self.rate.started(now)
+            if job.first_start is None:
+                job.first_start = now
+            job.attempts += 1
+            self.in_flight += 1
+            kwargs = settings.kwargs(job.spec, job.host)
+            workers.spawn(self._attempt, session, job, kwargs)
+
+    def _attempt(self, session, job: _Job, kwargs: dict[str, Any]) -> None:
+        gevent.getcurrent().batchfetch_reused_connection = False
+        outcome = run_attempt(session, job.spec.method, job.spec.url, kwargs, self.options)
+        reused = getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
+        self.completed.put((job, outcome, reused))
+
+    def _wait_for_completion(self) -> None:
+        """Block until an attempt completes or a timer, cool-down or rate slot is due."""
+        now = time.monotonic()
+        wakeups = [self.timers[0][0]] if self.timers else []
+        cool_down_end = self.queues.next_cool_down_end(now)
+        if cool_down_end is not None:
+            wakeups.append(cool_down_end)
+        if len(self.queues) and self.in_flight < self.options.concurrency:
+            wait = self.rate.wait_time(now)
+            if wait:
+                wakeups.append(now + wait)
+        timeout = max(0.0, min(wakeups) - now) if wakeups else None
+        if not self.in_flight and timeout is None:
+            return  # nothing to wait for: the loop will pull or start more
+        try:
+            first = self.completed.get(timeout=timeout)
+        except gevent.queue.Empty:
+            return
+        self._complete(*first)
+        while not self.completed.empty():
+            self._complete(*self.completed.get_nowait())
+
+    def _complete(self, job: _Job, outcome: Outcome, reused: bool) -> None:
+        self.in_flight -= 1
+        self.queues.finished(job.host)
+        decision = decide(self.options, job.spec.method, outcome, job.attempts, reused,
+                          time.time(), self.rng)
+        if decision.retry:
+            when = time.monotonic() + decision.wait
+            if decision.cool_down:
+                self.queues.cool_down(job.host, when)
+            log.info("retrying %s in %.2f s (attempt %d: %s)", job.spec.url, decision.wait,
+                     job.attempts, outcome.error or outcome.status)
+            heapq.heappush(self.timers, (when, next(self.sequence), job))
+            return
+        row = self._row(job, outcome, decision.message)
+        exception = outcome.exception
+        if not row.ok and exception is None:
+            exception = HTTPStatusError(row.url, row.status, row.message)
+        self.ready_rows.append((row, job.item, exception))
+
+    def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:
+        error, message = outcome.error, outcome.message
+        ok = not error and outcome.status in self.options.ok_status
+        if not error and not ok:
+            error = "http"
+            message = f"{outcome.status} {outcome.reason}".strip()
+            if refusal:
+                message = f"{message}; {refusal}"
+        return FetchResult(
+            index=job.index, id=job.spec.id, url=job.spec.url, method=job.spec.method, ok=ok,
+            status=outcome.status, reason=outcome.reason,
+            elapsed=time.monotonic() - (job.first_start or time.monotonic()),
+            size=outcome.size, attempts=job.attempts, final_url=outcome.final_url,
+            content_type=outcome.content_type, error=error, message=message,
+            body=outcome.body)
+
+    def _run_hooks(self, row: FetchResult, item: Any, exception: BaseException | None) -> None:
+        if self.on_result is not None:
+            self.on_result(row)
+        if self.exception_handler is not None and not row.ok and exception is not None:
+            self.exception_handler(item, exception)
+
+
+def _item_method(item: Any, options: FetchOptions) -> str:
+    method = item.get("method") if isinstance(item, dict) else getattr(item, "method", None)
+    return (method if isinstance(method, str) and method else options.method).upper()

@@ -1,0 +1,221 @@
+"""batchfetch's exceptions, the error kinds a row can carry, and the one
+function that maps a requests/urllib3/gevent exception to an error kind.
+"""
+from __future__ import annotations
+
+import http.client
+import socket
+import ssl
+from typing import Any
+
+import requests.exceptions as rex
+import urllib3.exceptions as u3
+
+#: Every error kind a :class:`~batchfetch.FetchResult` can carry, with its meaning.
+#: The README's table is generated from the same words; nothing else invents kinds.
+ERROR_KINDS: dict[str, str] = {
+    "invalid_url": "the URL cannot be requested (no scheme, not http/https, no host, bad syntax)",
+    "invalid_request": "the request spec is unusable (unknown method, no url, unknown key, bad type)",
+    "dns": "the host name did not resolve",
+    "connect": "the TCP connection failed (refused, unreachable)",
+    "connect_timeout": "the TCP (or TLS) connection was not established within connect_timeout",
+    "tls": "the TLS handshake or certificate verification failed",
+    "timeout": "no data arrived for read_timeout seconds",
+    "deadline": "the attempt ran past its wall-clock deadline",
+    "reset": "the peer reset or closed the connection",
+    "truncated": "the body ended before its declared length",
+    "protocol": "the peer did not speak valid HTTP (garbage, bad chunking, bad encoding)",
+    "too_many_redirects": "more than max_redirects redirects",
+    "too_large": "the decoded body grew past max_bytes",
+    "http": "a response arrived, but its status is not in ok_status",
+    "interrupted": "the run was interrupted before this row finished",
+}
+
+
+class BatchFetchError(Exception):
+    """Base class of every exception batchfetch raises."""
+
+
+class OptionError(BatchFetchError, ValueError):
+    """An option has an invalid value.
+
+    Example::
+
+        >>> from batchfetch import FetchOptions
+        >>> FetchOptions(concurrency=0)
+        Traceback (most recent call last):
+        ...
+        batchfetch.errors.OptionError: concurrency must be an integer >= 1, got 0
+    """
+
+    def __init__(self, option: str, value: Any, expected: str) -> None:
+        super().__init__(option, value, expected)
+        self.option = option
+        self.value = value
+        self.expected = expected
+
+    def __str__(self) -> str:
+        return f"{self.option} must be {self.expected}, got {self.value!r}"
+
+
+class InvalidItemError(BatchFetchError, ValueError):
+    """An input item cannot become a request; carries the error ``kind``.
+
+    The dispatcher turns it into an error row; it reaches users only through
+    :func:`batchfetch.inputs.to_spec` when they call it directly.
+    """
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(kind, message)
+        self.kind = kind
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.kind}: {self.message}"
+
+
+class DeadlineExceeded(BatchFetchError):
+    """An attempt ran past ``deadline``.
+
+    Raised through :class:`gevent.Timeout`, whose own class is a BaseException
+    that would escape ``except Exception`` handlers (grequests' among them).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(seconds)
+        self.seconds = seconds
+
+    def __str__(self) -> str:
+        return f"attempt exceeded the {self.seconds:g} s deadline"
+
+
+class BodyTooLargeError(BatchFetchError):
+    """A decoded body grew past ``max_bytes``; the connection is closed, not drained."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(limit)
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return f"body exceeded max_bytes={self.limit}"
+
+
+class HTTPStatusError(BatchFetchError):
+    """A response arrived with a status outside ``ok_status``.
+
+    What ``exception_handler`` receives for an ``http`` row (no exception was raised
+    while fetching it, but the handler is always given one).
+    """
+
+    def __init__(self, url: str, status: int | None, message: str) -> None:
+        super().__init__(url, status, message)
+        self.url = url
+        self.status = status
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.message}"
+
+
+class FetchFailedError(BatchFetchError):
+    """Raised by :meth:`ResultTable.raise_for_errors` when some rows failed.
+
+    ``failed`` holds the failed rows, in input order.
+    """
+
+    def __init__(self, failed: list) -> None:
+        super().__init__(failed)
+        self.failed = failed
+
+    def __str__(self) -> str:
+        first = self.failed[0]
+        more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
+        return f"{len(self.failed)} of the fetches failed; first: {first.url}: {first.error}: " \
+               f"{first.message}{more}"
+
+
+def _causes(exc: BaseException):
+    """``exc`` and everything it wraps (args, __cause__, __context__, reason)."""
+    seen: set[int] = set()
+    stack = [exc]
+    while stack:
+        current = stack.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        stack.append(current.__cause__)
+        stack.append(current.__context__)
+        stack.append(getattr(current, "reason", None))
+        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+
+
+def _has(exc: BaseException, *types: type) -> bool:
+    return any(isinstance(cause, types) for cause in _causes(exc))
+
+
+def _describe(exc: BaseException) -> str:
+    """A one-line human message: the innermost meaningful text, no pool reprs."""
+    for cause in _causes(exc):
+        if isinstance(cause, (ConnectionResetError, ConnectionRefusedError, socket.gaierror,
+                              ssl.SSLError, http.client.HTTPException, DeadlineExceeded,
+                              BodyTooLargeError, u3.NameResolutionError)):
+            text = str(cause) or type(cause).__name__
+            return text if isinstance(cause, BatchFetchError) else f"{type(cause).__name__}: {text}"
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 300 else text[:297] + "..."
+
+
+def classify(exc: BaseException) -> tuple[str, str]:
+    """Map an exception raised while fetching to ``(error kind, message)``.
+
+    The only place that knows how requests, urllib3 and gevent report failures.
+
+    Example::
+
+        >>> classify(requests.exceptions.ConnectTimeout("timed out"))
+        ('connect_timeout', 'timed out')
+    """
+    kind = _kind(exc)
+    return kind, _describe(exc)
+
+
+def _kind(exc: BaseException) -> str:
+    # Order matters: wrappers (requests.ConnectionError) carry the real cause inside.
+    if isinstance(exc, InvalidItemError):
+        return exc.kind
+    if _has(exc, DeadlineExceeded):
+        return "deadline"
+    if _has(exc, BodyTooLargeError):
+        return "too_large"
+    if isinstance(exc, (rex.MissingSchema, rex.InvalidSchema, rex.InvalidURL,
+                        u3.LocationParseError, u3.LocationValueError)):
+        return "invalid_url"
+    if isinstance(exc, rex.TooManyRedirects):
+        return "too_many_redirects"
+    if isinstance(exc, rex.ConnectTimeout):
+        return "connect_timeout"
+    if _has(exc, u3.NameResolutionError, socket.gaierror):
+        return "dns"
+    # urllib3's NewConnectionError subclasses ConnectTimeoutError: test it first.
+    if _has(exc, u3.NewConnectionError, ConnectionRefusedError):
+        return "connect"
+    if _has(exc, u3.ConnectTimeoutError):
+        return "connect_timeout"
+    if isinstance(exc, rex.SSLError) or _has(exc, ssl.SSLError, u3.SSLError):
+        return "tls"
+    if isinstance(exc, rex.ReadTimeout) or _has(exc, u3.ReadTimeoutError, socket.timeout):
+        return "timeout"
+    if _has(exc, ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
+        # RemoteDisconnected (closed without a response) is a ConnectionResetError.
+        return "reset"
+    if _has(exc, u3.IncompleteRead, http.client.IncompleteRead):
+        return "truncated"
+    if isinstance(exc, (rex.ContentDecodingError, rex.ChunkedEncodingError,
+                        rex.RequestException, u3.HTTPError, http.client.HTTPException)):
+        return "protocol"
+    if isinstance(exc, OSError):
+        return "connect"
+    # Anything else is unexpected; the dispatcher logs its traceback, and the
+    # row still says what happened rather than the batch aborting.
+    return "protocol"

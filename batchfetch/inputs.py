@@ -1,0 +1,208 @@
+"""Turning input items (URL strings, dicts, RequestSpec) into request specs.
+
+An item that cannot become a request raises :class:`InvalidItemError`; the
+dispatcher turns that into an error row, so one bad line never stops a batch.
+"""
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
+
+from .config import FetchOptions
+from .errors import InvalidItemError
+from .methods import normalize_method
+
+__all__ = ["RequestSpec", "to_spec", "host_key", "SPEC_KEYS"]
+
+#: Keys a dict item may have.
+SPEC_KEYS = frozenset({"url", "method", "headers", "params", "json", "data", "cookies", "id"})
+_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestSpec:
+    """One request to make: the URL and what the item (merged over the run's options) says.
+
+    Users may pass RequestSpec objects, or dicts with the same keys, as input items.
+
+    Example::
+
+        >>> RequestSpec("https://api.example/v1/items", method="POST", json={"n": 1}, id=7)
+        RequestSpec(url='https://api.example/v1/items', method='POST', ...)
+    """
+
+    url: str
+    method: str | None = None
+    headers: Mapping[str, str] | None = None
+    params: Any = None
+    json: Any = None
+    data: Any = None
+    cookies: Mapping[str, str] | None = None
+    id: Any = None
+
+    def __repr__(self) -> str:
+        return f"RequestSpec(url={self.url!r}, method={self.method!r}, ...)"
+
+
+def host_key(url: str) -> tuple[str, str, int]:
+    """``(scheme, host, port)`` of a valid http(s) URL: the unit of per-host limits.
+
+    Example::
+
+        >>> host_key("HTTPS://Example.com/x")
+        ('https', 'example.com', 443)
+    """
+    parsed = parse_url(url)
+    scheme = (parsed.scheme or "http").lower()
+    return scheme, (parsed.host or "").lower(), parsed.port or _DEFAULT_PORTS.get(scheme, 0)
+
+
+def check_url(url: Any) -> str:
+    """Return ``url`` stripped if requests can send it, else raise ``invalid_url``.
+
+    Spaces in a path are fine (requests quotes them); long URLs are sent as they are.
+    """
+    if not isinstance(url, str):
+        raise InvalidItemError("invalid_url", f"URL must be a string, got {type(url).__name__}")
+    url = url.strip()
+    if not url:
+        raise InvalidItemError("invalid_url", "empty URL")
+    scheme = _SCHEME.match(url)
+    if not scheme or not url[scheme.end():].startswith("//"):
+        raise InvalidItemError("invalid_url", f"no scheme in {_short(url)} "
+                                              "(expected http:// or https://)")
+    if scheme.group(1).lower() not in _DEFAULT_PORTS:
+        raise InvalidItemError("invalid_url", f"unsupported scheme {scheme.group(1)!r} in "
+                                              f"{_short(url)} (expected http or https)")
+    try:
+        parsed = parse_url(url)
+    except LocationParseError as exc:
+        raise InvalidItemError("invalid_url", f"cannot parse {_short(url)}: "
+                                              f"{str(exc).replace('Failed to parse: ', '')}")
+    if not parsed.host:
+        raise InvalidItemError("invalid_url", f"no host in {_short(url)}")
+    return url
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _merge_headers(base: Mapping[str, str], override: Mapping[str, str]) -> dict[str, str]:
+    """Merge case-insensitively; ``override`` wins."""
+    merged = dict(base)
+    for name, value in override.items():
+        for existing in [key for key in merged if key.lower() == name.lower()]:
+            del merged[existing]
+        merged[name] = value
+    return merged
+
+
+def _pairs(params: Any) -> list[tuple[Any, Any]]:
+    if params is None:
+        return []
+    if isinstance(params, Mapping):
+        return list(params.items())
+    return [tuple(pair) for pair in params]
+
+
+def _merge_params(base: Any, override: Any) -> Any:
+    """Item params win key by key; a key the item sets drops all of the run's values."""
+    if not override:
+        return base or None
+    if not base:
+        return override
+    own = _pairs(override)
+    keys = {key for key, _ in own}
+    return [pair for pair in _pairs(base) if pair[0] not in keys] + own
+
+
+def _mapping(item: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    value = item.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidItemError("invalid_request",
+                               f"{key!r} must be an object of names to values, got {value!r}")
+    return value
+
+
+def describe_item(item: Any) -> str:
+    """What to put in the url column of a row whose item is unusable."""
+    if isinstance(item, str):
+        return item
+    if isinstance(item, RequestSpec):
+        return item.url if isinstance(item.url, str) else repr(item.url)
+    if isinstance(item, Mapping) and isinstance(item.get("url"), str):
+        return item["url"]
+    text = repr(item)
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def item_id(item: Any) -> Any:
+    """The caller's ``id`` of an item, when it has one."""
+    if isinstance(item, RequestSpec):
+        return item.id
+    if isinstance(item, Mapping):
+        return item.get("id")
+    return None
+
+
+def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
+    """Validate one input item and merge it over the run's options.
+
+    ``item`` is a URL string, a dict with :data:`SPEC_KEYS`, or a :class:`RequestSpec`.
+    Returns a RequestSpec with everything resolved (method, headers, params, body).
+    Raises :class:`InvalidItemError` with kind ``invalid_url`` or ``invalid_request``.
+
+    Example::
+
+        >>> spec = to_spec({"url": "http://127.0.0.1/rpc", "method": "post", "json": [1]},
+        ...                FetchOptions(headers={"X-Token": "t"}))
+        >>> spec.method, spec.headers, spec.json
+        ('POST', {'X-Token': 't'}, [1])
+    """
+    if isinstance(item, str):
+        fields: Mapping[str, Any] = {"url": item}
+    elif isinstance(item, RequestSpec):
+        fields = {field.name: getattr(item, field.name) for field in dataclasses.fields(item)}
+    elif isinstance(item, Mapping):
+        unknown = sorted(str(key) for key in item if key not in SPEC_KEYS)
+        if unknown:
+            raise InvalidItemError("invalid_request", f"unknown key(s) {', '.join(unknown)}; "
+                                                      f"allowed: {', '.join(sorted(SPEC_KEYS))}")
+        if item.get("url") is None:
+            raise InvalidItemError("invalid_request", "request spec has no 'url'")
+        fields = item
+    else:
+        raise InvalidItemError("invalid_request", f"an item must be a URL string, a dict or a "
+                                                  f"RequestSpec, got {type(item).__name__}")
+    url = check_url(fields["url"])
+    method = fields.get("method") or options.method
+    try:
+        method = normalize_method(method)
+    except ValueError as exc:
+        raise InvalidItemError("invalid_request", f"unknown method {method!r}: expected {exc}")
+    if fields.get("json") is not None and fields.get("data") is not None:
+        raise InvalidItemError("invalid_request", "an item may have 'json' or 'data', not both")
+    params = fields.get("params")
+    if params is not None and not isinstance(params, (Mapping, list, tuple)):
+        raise InvalidItemError("invalid_request", f"'params' must be an object or a list of "
+                                                  f"pairs, got {params!r}")
+    has_body = fields.get("json") is not None or fields.get("data") is not None
+    return RequestSpec(
+        url=url,
+        method=method,
+        headers=_merge_headers(options.headers, _mapping(fields, "headers")),
+        params=_merge_params(options.params, params),
+        json=fields.get("json") if has_body else options.json,
+        data=fields.get("data") if has_body else options.data,
+        cookies={**options.cookies, **_mapping(fields, "cookies")},
+        id=fields.get("id"),
+    )

@@ -1,0 +1,235 @@
+"""FetchResult (one row per input) and ResultTable (the rows of a run, in input order)."""
+from __future__ import annotations
+
+import base64
+import dataclasses
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, overload
+
+from .errors import FetchFailedError
+
+__all__ = ["FetchResult", "ResultTable", "Summary", "COLUMNS"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class FetchResult:
+    """The outcome of one input item. A failure is a row too, never ``None``.
+
+    ``status`` is None when no response arrived (never 0); ``error`` is one of
+    :data:`batchfetch.ERROR_KINDS` or ``""`` when ok; ``elapsed`` counts from the
+    first attempt's start to the end, retry waits included; ``size`` is the number
+    of decoded body bytes read; ``body`` is set only with ``keep_body=True``.
+
+    Example::
+
+        >>> row = FetchResult(index=0, url="http://127.0.0.1/", ok=True, status=200)
+        >>> row.ok, row.status, row.error
+        (True, 200, '')
+    """
+
+    index: int
+    url: str
+    ok: bool = False
+    status: int | None = None
+    reason: str = ""
+    elapsed: float = 0.0
+    size: int = 0
+    attempts: int = 0
+    final_url: str = ""
+    content_type: str = ""
+    error: str = ""
+    message: str = ""
+    method: str = "GET"
+    id: Any = None
+    body: bytes | None = None
+
+    def to_record(self, include_body: bool = False) -> dict[str, Any]:
+        """The row as a JSON-ready dict in :data:`COLUMNS` order.
+
+        With ``include_body``, ``body`` is text when the body is UTF-8 and base64
+        otherwise, and ``body_encoding`` says which (``"utf-8"`` or ``"base64"``).
+        """
+        record = {name: getattr(self, name) for name in COLUMNS}
+        record["elapsed"] = round(self.elapsed, 6)
+        if include_body:
+            record["body"], record["body_encoding"] = _encode_body(self.body)
+        return record
+
+
+#: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).
+COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", "size",
+           "attempts", "final_url", "content_type", "error", "message")
+
+
+def _encode_body(body: bytes | None) -> tuple[str | None, str | None]:
+    if body is None:
+        return None, None
+    try:
+        return body.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError:
+        return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
+    """Nearest-rank percentile of already sorted values."""
+    rank = max(1, math.ceil(fraction * len(sorted_values)))
+    return sorted_values[rank - 1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Summary:
+    """Counts and latencies of a run; ``str()`` gives a few readable lines."""
+
+    total: int
+    ok: int
+    failed: int
+    by_status: dict[str, int]
+    by_error: dict[str, int]
+    retries: int
+    latency_p50: float | None
+    latency_p90: float | None
+    latency_p99: float | None
+    wall_time: float | None
+    requests_per_second: float | None
+
+    @classmethod
+    def of(cls, rows: Iterable[FetchResult], wall_time: float | None = None) -> "Summary":
+        """Summarise ``rows``; ``wall_time`` (seconds) gives the throughput."""
+        rows = list(rows)
+        by_status = Counter("none" if row.status is None else str(row.status) for row in rows)
+        by_error = Counter(row.error for row in rows if row.error)
+        timed = sorted(row.elapsed for row in rows if row.attempts)
+        ok = sum(1 for row in rows if row.ok)
+        latency = [(_percentile(timed, f) if timed else None) for f in (0.5, 0.9, 0.99)]
+        return cls(
+            total=len(rows), ok=ok, failed=len(rows) - ok,
+            by_status=dict(sorted(by_status.items())), by_error=dict(sorted(by_error.items())),
+            retries=sum(max(0, row.attempts - 1) for row in rows),
+            latency_p50=latency[0], latency_p90=latency[1], latency_p99=latency[2],
+            wall_time=wall_time,
+            requests_per_second=(len(rows) / wall_time) if wall_time else None,
+        )
+
+    def __str__(self) -> str:
+        def counts(mapping: dict[str, int]) -> str:
+            return ", ".join(f"{key}: {value}" for key, value in mapping.items()) or "-"
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value * 1000:.0f} ms"
+
+        lines = [f"{self.total} fetched: {self.ok} ok, {self.failed} failed, "
+                 f"{self.retries} retries",
+                 f"status: {counts(self.by_status)}",
+                 f"errors: {counts(self.by_error)}",
+                 f"latency: p50 {ms(self.latency_p50)}, p90 {ms(self.latency_p90)}, "
+                 f"p99 {ms(self.latency_p99)}"]
+        if self.wall_time is not None:
+            rate = self.requests_per_second or 0.0
+            lines.append(f"time: {self.wall_time:.2f} s, {rate:.1f} req/s")
+        return "\n".join(lines)
+
+
+class ResultTable(Sequence[FetchResult]):
+    """The rows of a run, one per input, in input order.
+
+    Example::
+
+        >>> table = ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, status=200)])
+        >>> table
+        <ResultTable 1 ok, 0 failed>
+        >>> [row.status for row in table.succeeded]
+        [200]
+    """
+
+    def __init__(self, rows: Iterable[FetchResult], wall_time: float | None = None) -> None:
+        self._rows = sorted(rows, key=lambda row: row.index)
+        #: Seconds from the start of the run to its last row (None when unknown).
+        self.wall_time = wall_time
+
+    @overload
+    def __getitem__(self, index: int) -> FetchResult: ...
+    @overload
+    def __getitem__(self, index: slice) -> list[FetchResult]: ...
+
+    def __getitem__(self, index):
+        return self._rows[index]
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    def __iter__(self) -> Iterator[FetchResult]:
+        return iter(self._rows)
+
+    @property
+    def succeeded(self) -> list[FetchResult]:
+        """Rows whose ``ok`` is True, in input order."""
+        return [row for row in self._rows if row.ok]
+
+    @property
+    def failed(self) -> list[FetchResult]:
+        """Rows whose ``ok`` is False, in input order."""
+        return [row for row in self._rows if not row.ok]
+
+    def summary(self) -> Summary:
+        """Counts by status and error kind, latency p50/p90/p99, throughput."""
+        return Summary.of(self._rows, self.wall_time)
+
+    def raise_for_errors(self) -> "ResultTable":
+        """Raise :class:`FetchFailedError` if any row failed; otherwise return self."""
+        failed = self.failed
+        if failed:
+            raise FetchFailedError(failed)
+        return self
+
+    def _has_bodies(self) -> bool:
+        return any(row.body is not None for row in self._rows)
+
+    def to_records(self, include_body: bool | None = None) -> list[dict[str, Any]]:
+        """Rows as dicts (JSON-ready). Bodies are included when any row kept one."""
+        include = self._has_bodies() if include_body is None else include_body
+        return [row.to_record(include) for row in self._rows]
+
+    def _write(self, fmt: str, target: Any, include_body: bool | None) -> None:
+        from .writers import open_target, writer_for
+
+        include = self._has_bodies() if include_body is None else include_body
+        with open_target(target) as stream:
+            writer = writer_for(fmt, stream, include_body=include)
+            for row in self._rows:
+                writer.write(row)
+            writer.close()
+
+    def to_csv(self, target: Any, include_body: bool | None = None) -> None:
+        """Write the rows as CSV (header first) to a path or a text file object."""
+        self._write("csv", target, include_body)
+
+    def to_jsonl(self, target: Any, include_body: bool | None = None) -> None:
+        """Write one JSON object per row per line to a path or a text file object."""
+        self._write("jsonl", target, include_body)
+
+    def to_json(self, target: Any, include_body: bool | None = None) -> None:
+        """Write a JSON array of row objects to a path or a text file object."""
+        self._write("json", target, include_body)
+
+    def to_pandas(self):
+        """A pandas DataFrame of the rows (needs pandas installed)."""
+        try:
+            import pandas
+        except ImportError:
+            raise ImportError("to_pandas() needs pandas: pip install pandas") from None
+        return pandas.DataFrame.from_records(self.to_records(), columns=None)
+
+    def render(self, url_width: int = 60) -> str:
+        """A fixed-width text table of the rows (what ``str(table)`` shows)."""
+        from .writers import render_table
+
+        return render_table(self._rows, url_width=url_width)
+
+    def __str__(self) -> str:
+        return self.render()
+
+    def __repr__(self) -> str:
+        ok = sum(1 for row in self._rows if row.ok)
+        return f"<ResultTable {ok} ok, {len(self._rows) - ok} failed>"

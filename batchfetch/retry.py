@@ -1,0 +1,107 @@
+"""When to retry an attempt and how long to wait first: backoff and Retry-After.
+
+Pure functions of the options and one attempt's outcome; no I/O, no clock reads.
+"""
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import random
+from datetime import timezone
+
+from .attempt import Outcome
+from .config import FetchOptions
+from .methods import IDEMPOTENT_METHODS
+
+__all__ = ["RetryDecision", "decide", "parse_retry_after", "backoff_delay"]
+
+#: Error kinds worth another attempt: the network may do better next time.
+TRANSIENT_ERRORS = frozenset({"connect", "connect_timeout", "timeout", "deadline", "reset",
+                              "truncated"})
+#: Kinds after which a non-idempotent request was certainly not processed.
+NEVER_SENT_ERRORS = frozenset({"connect", "connect_timeout"})
+#: Statuses whose Retry-After pauses the whole host.
+COOL_DOWN_STATUSES = frozenset({429, 503})
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryDecision:
+    """``retry``: try again after ``wait`` seconds; ``cool_down``: pause the host as long.
+
+    ``message`` explains a refusal to wait (a Retry-After beyond max_retry_wait).
+    """
+
+    retry: bool
+    wait: float = 0.0
+    cool_down: bool = False
+    message: str = ""
+
+
+NO_RETRY = RetryDecision(False)
+
+
+def parse_retry_after(value: str | None, now_epoch: float) -> float | None:
+    """Seconds to wait from a Retry-After value (delta-seconds or an HTTP date).
+
+    Example::
+
+        >>> parse_retry_after("120", now_epoch=0.0)
+        120.0
+        >>> parse_retry_after("Thu, 01 Jan 1970 00:01:00 GMT", now_epoch=30.0)
+        30.0
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return max(0.0, when.timestamp() - now_epoch)
+
+
+def backoff_delay(options: FetchOptions, attempts: int, rng: random.Random) -> float:
+    """Exponential backoff with equal jitter, capped at ``max_retry_wait``.
+
+    After attempt n the wait is between half and all of ``backoff * 2 ** (n - 1)``.
+    """
+    ceiling = min(options.max_retry_wait, options.backoff * 2 ** (attempts - 1))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
+           reused_connection: bool, now_epoch: float, rng: random.Random) -> RetryDecision:
+    """Whether the attempt just made (the ``attempts``-th) should be tried again.
+
+    Idempotent methods retry transient errors and ``retry_on`` statuses. POST,
+    PATCH and other non-idempotent methods retry only when the server cannot
+    have acted on them (connect errors, a reset before any response byte on a
+    reused keep-alive connection) or when it asked with 429/503 and Retry-After,
+    unless ``retry_non_idempotent`` is set.
+    """
+    if attempts > options.retries:
+        return NO_RETRY
+    idempotent = method in IDEMPOTENT_METHODS or options.retry_non_idempotent
+    if outcome.status is None or outcome.error not in ("", "http"):
+        if outcome.error in NEVER_SENT_ERRORS or (
+                outcome.error == "reset" and outcome.status is None and reused_connection):
+            return RetryDecision(True, backoff_delay(options, attempts, rng))
+        if idempotent and outcome.error in TRANSIENT_ERRORS:
+            return RetryDecision(True, backoff_delay(options, attempts, rng))
+        return NO_RETRY
+    if outcome.status in options.ok_status or outcome.status not in options.retry_on:
+        return NO_RETRY
+    asked = parse_retry_after(outcome.retry_after, now_epoch)
+    if asked is not None and asked > options.max_retry_wait:
+        return RetryDecision(False, message=(
+            f"Retry-After {outcome.retry_after.strip()} asks for {asked:g} s, more than "
+            f"max_retry_wait={options.max_retry_wait:g} s"))
+    cool_down = asked is not None and outcome.status in COOL_DOWN_STATUSES
+    if not idempotent and not cool_down:
+        return NO_RETRY
+    wait = asked if asked is not None else backoff_delay(options, attempts, rng)
+    return RetryDecision(True, wait, cool_down=cool_down)

@@ -1,0 +1,147 @@
+"""The run's one requests.Session, and the request settings resolved once per run.
+
+requests re-reads the environment (proxies, no_proxy, netrc, CA bundle) on every
+request when ``trust_env`` is on; batchfetch turns that off and resolves the
+same settings itself, once per run and once per host.
+"""
+from __future__ import annotations
+
+import os
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+
+import gevent
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from requests.utils import get_environ_proxies, get_netrc_auth
+
+from .config import FetchOptions
+from .inputs import RequestSpec
+
+__all__ = ["build_session", "RequestSettings"]
+
+
+class _StoreNothing(DefaultCookiePolicy):
+    """Keep the shared jar empty so one response's cookies never reach another item.
+
+    requests still carries cookies along one redirect chain (it keeps them in
+    the prepared request's own jar), which is what a login redirect needs.
+    """
+
+    def set_ok(self, cookie, request) -> bool:  # noqa: D102 - http.cookiejar API
+        return False
+
+
+class _ReuseTracking:
+    """Tells the greenlet sending a request whether its connection carried one before.
+
+    A POST that meets a reset before any response byte on a reused keep-alive
+    connection was not processed (the server closed an idle connection), so it
+    is safe to retry; on a fresh connection nobody can tell.
+    """
+
+    _requests_sent = 0
+
+    def request(self, *args, **kwargs):  # noqa: D102 - urllib3 API
+        gevent.getcurrent().batchfetch_reused_connection = self._requests_sent > 0
+        self._requests_sent += 1
+        return super().request(*args, **kwargs)
+
+    def close(self) -> None:  # noqa: D102 - urllib3 API
+        self._requests_sent = 0
+        super().close()
+
+
+class _TrackedHTTPConnection(_ReuseTracking, HTTPConnection):
+    pass
+
+
+class _TrackedHTTPSConnection(_ReuseTracking, HTTPSConnection):
+    pass
+
+
+class _TrackedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _TrackedHTTPConnection
+
+
+class _TrackedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _TrackedHTTPSConnection
+
+
+def build_session(options: FetchOptions) -> requests.Session:
+    """A Session for one run: pools sized to the concurrency, no env lookups, no shared cookies.
+
+    ``pool_maxsize`` is the most requests one host can have in flight, so urllib3
+    never has to discard a connection ("Connection pool is full"); ``pool_connections``
+    keeps a pool for every host that can be in flight at once, so keep-alive survives.
+
+    Example::
+
+        >>> session = build_session(FetchOptions(concurrency=8))
+        >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
+        8
+    """
+    session = requests.Session()
+    session.trust_env = False
+    session.max_redirects = options.max_redirects
+    session.headers["User-Agent"] = options.user_agent
+    session.cookies.set_policy(_StoreNothing())
+    adapter = HTTPAdapter(pool_connections=max(10, 2 * options.concurrency),
+                          pool_maxsize=options.host_limit, max_retries=0, pool_block=False)
+    adapter.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool,
+                                                  "https": _TrackedHTTPSPool}
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _environment_ca_bundle() -> str | None:
+    return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
+
+
+class RequestSettings:
+    """Turns a RequestSpec into ``Session.request`` keywords, with the environment read once.
+
+    An explicit ``verify`` (False or a CA bundle path) wins over REQUESTS_CA_BUNDLE;
+    explicit ``proxies`` replace the environment's; without them, proxies and netrc
+    credentials come from the environment, looked up once per host.
+    """
+
+    def __init__(self, options: FetchOptions) -> None:
+        self.options = options
+        verify = options.verify
+        if verify is True:
+            verify = _environment_ca_bundle() or True
+        self._common = {
+            "timeout": options.timeout,
+            "verify": verify,
+            "cert": options.cert,
+            "allow_redirects": options.allow_redirects,
+            "stream": True,
+        }
+        self._per_host: dict[Any, tuple[dict[str, str], Any]] = {}
+
+    def _host_settings(self, host: Any, url: str) -> tuple[dict[str, str], Any]:
+        settings = self._per_host.get(host)
+        if settings is None:
+            proxies = (dict(self.options.proxies) if self.options.proxies
+                       else get_environ_proxies(url))
+            auth = self.options.auth
+            if auth is None:
+                auth = get_netrc_auth(url)
+            settings = self._per_host[host] = (proxies, auth)
+        return settings
+
+    def kwargs(self, spec: RequestSpec, host: Any) -> dict[str, Any]:
+        """Keywords for ``grequests.AsyncRequest(method, url, **kwargs)``."""
+        proxies, auth = self._host_settings(host, spec.url)
+        kwargs = dict(self._common)
+        kwargs.update(headers=spec.headers, params=spec.params, cookies=spec.cookies,
+                      proxies=proxies, auth=auth)
+        if spec.json is not None:
+            kwargs["json"] = spec.json
+        elif spec.data is not None:
+            kwargs["data"] = spec.data
+        return kwargs

@@ -1,0 +1,46 @@
+"""Shared fixtures: batchfetch is imported first (it patches the process with gevent)."""
+import batchfetch  # noqa: F401  (first: monkey-patches before requests/ssl load)
+
+import os
+
+import pytest
+
+from batchfetch.testing import LoopbackServer
+
+_PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
+
+
+@pytest.fixture(autouse=True)
+def no_proxy_environment(monkeypatch):
+    """Tests talk to 127.0.0.1 directly, whatever proxies the machine is configured with."""
+    for name in list(os.environ):
+        if name.lower() in _PROXY_VARIABLES:
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def server():
+    """A fresh loopback server for one test (port 0; counters start at zero)."""
+    with LoopbackServer() as running:
+        yield running
+
+
+@pytest.fixture(scope="session")
+def tls_ca():
+    """A throwaway certificate authority (trustme) for TLS tests."""
+    import trustme
+
+    return trustme.CA()
+
+
+@pytest.fixture
+def tls_server(tls_ca, tmp_path):
+    """A loopback HTTPS server whose certificate is signed by ``tls_ca``; yields (server, ca_path)."""
+    import ssl
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    tls_ca.issue_cert("127.0.0.1", "localhost").configure_cert(context)
+    ca_path = tmp_path / "ca.pem"
+    tls_ca.cert_pem.write_to_path(str(ca_path))
+    with LoopbackServer(ssl_context=context) as running:
+        yield running, str(ca_path)

@@ -1,0 +1,203 @@
+"""fetch_all against the loopback server: rows, error kinds, overrides, cookies, pooling."""
+import json
+import socket
+
+import pytest
+
+from batchfetch import FetchResult, ResultTable, fetch_all
+
+FAST = {"timeout": 2, "retries": 0}
+
+
+def refused_url() -> str:
+    """A loopback port with nothing listening (bound then closed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/"
+
+
+def test_success_row_has_every_column(server):
+    table = fetch_all([server.url("/bytes/1234")], **FAST)
+    assert isinstance(table, ResultTable) and len(table) == 1
+    row = table[0]
+    assert isinstance(row, FetchResult)
+    assert (row.index, row.ok, row.status, row.reason, row.error, row.message) == \
+        (0, True, 200, "OK", "", "")
+    assert row.size == 1234 and row.attempts == 1 and row.body is None
+    assert row.final_url == server.url("/bytes/1234")
+    assert row.content_type == "application/octet-stream"
+    assert 0 < row.elapsed < 2
+    assert repr(table) == "<ResultTable 1 ok, 0 failed>"
+
+
+def test_keep_body_keeps_decoded_bytes(server):
+    row = fetch_all([server.url("/gzip/5000")], keep_body=True, **FAST)[0]
+    assert row.ok and row.body == b"\0" * 5000 and row.size == 5000
+
+
+def test_status_outside_ok_status_is_an_http_error(server):
+    table = fetch_all([server.url("/status/404"), server.url("/status/500")], **FAST)
+    assert [(r.status, r.error, r.message, r.ok) for r in table] == [
+        (404, "http", "404 Not Found", False),
+        (500, "http", "500 Internal Server Error", False)]
+
+
+def test_ok_status_accepts_ranges(server):
+    table = fetch_all([server.url("/status/404"), server.url("/status/201")],
+                      ok_status="200-299,404", **FAST)
+    assert [row.ok for row in table] == [True, True]
+    strict = fetch_all([server.url("/status/201")], ok_status=[200], **FAST)
+    assert strict[0].error == "http"
+
+
+@pytest.mark.parametrize("path, options, kind", [
+    ("/fault/hang", {"timeout": 0.3}, "timeout"),
+    ("/fault/slow-headers?delay=2", {"timeout": 0.3}, "timeout"),
+    ("/fault/reset", {}, "reset"),
+    ("/fault/close", {}, "reset"),
+    ("/fault/truncated?length=1000&send=10", {}, "truncated"),
+    ("/fault/reset-body", {}, "reset"),
+    ("/fault/garbage", {}, "protocol"),
+    ("/redirect-loop", {"max_redirects": 5}, "too_many_redirects"),
+    ("/fault/trickle?interval=0.2&bytes=50", {"deadline": 0.5}, "deadline"),
+    ("/fault/hang", {"deadline": 0.3, "timeout": 5}, "deadline"),
+    ("/bytes/100000", {"max_bytes": 1000}, "too_large"),
+])
+def test_fault_becomes_its_error_kind(server, path, options, kind):
+    row = fetch_all([server.url(path)], **{**FAST, **options})[0]
+    assert (row.ok, row.error) == (False, kind), row.message
+    assert row.message
+    assert row.attempts == 1
+
+
+def test_refused_port_is_connect(server):
+    row = fetch_all([refused_url()], **FAST)[0]
+    assert (row.status, row.error) == (None, "connect")
+    assert "refused" in row.message.lower()
+
+
+def test_redirects_followed_and_counted(server):
+    row = fetch_all([server.url("/redirect/3")], **FAST)[0]
+    assert row.ok and row.status == 200 and row.final_url == server.url("/redirect/0")
+    not_followed = fetch_all([server.url("/redirect/3")], allow_redirects=False, **FAST)[0]
+    assert not_followed.status == 302 and not_followed.ok
+
+
+BAD_ITEMS = [
+    ("not a url", "invalid_url"),
+    ("ftp://x", "invalid_url"),
+    ("http://", "invalid_url"),
+    ("http://[::1", "invalid_url"),
+    ("http://exa mple.com", "invalid_url"),
+    ("", "invalid_url"),
+    ({"url": "http://127.0.0.1/", "method": "FROB"}, "invalid_request"),
+    ({"method": "POST"}, "invalid_request"),
+    ({"url": "http://127.0.0.1/", "colour": "red"}, "invalid_request"),
+    ({"url": "http://127.0.0.1/", "headers": ["x"]}, "invalid_request"),
+    (42, "invalid_request"),
+]
+
+
+@pytest.mark.parametrize("item, kind", BAD_ITEMS)
+def test_bad_input_becomes_an_error_row(item, kind):
+    table = fetch_all([item])
+    assert len(table) == 1
+    row = table[0]
+    assert (row.ok, row.error, row.status, row.attempts) == (False, kind, None, 0)
+    assert row.message
+
+
+def test_long_url_and_path_with_spaces_are_sent(server):
+    long_path = "/echo?pad=" + "x" * 10_000
+    table = fetch_all([server.url(long_path), server.url("/echo/with space")], keep_body=True,
+                      **FAST)
+    long_echo = json.loads(table[0].body)
+    assert table[0].ok and long_echo["query"]["pad"] == "x" * 10_000
+    # The path with a space is quoted and sent; the server has no such route.
+    assert table[1].status == 404 and table[1].error == "http"
+    assert server.hits["/echo/with%20space"] == 1
+
+
+def test_empty_input_gives_an_empty_table():
+    table = fetch_all([])
+    assert len(table) == 0 and repr(table) == "<ResultTable 0 ok, 0 failed>"
+    assert table.summary().total == 0
+
+
+def test_one_row_per_input_in_a_mixed_batch(server):
+    items = [
+        server.url("/ok"), "not a url", server.url("/status/503"), server.url("/fault/reset"),
+        server.url("/fault/hang"), server.url("/fault/garbage"), refused_url(),
+        {"url": server.url("/echo"), "method": "POST", "json": {"n": 1}, "id": "rpc-1"},
+        {"method": "GET"}, server.url("/fault/truncated"), server.url("/redirect-loop"),
+        server.url("/bytes/10"),
+    ] * 3
+    table = fetch_all(items, concurrency=8, timeout=0.5, retries=0, max_redirects=3)
+    assert [row.index for row in table] == list(range(len(items)))
+    expected = ["", "invalid_url", "http", "reset", "timeout", "protocol", "connect", "",
+                "invalid_request", "truncated", "too_many_redirects", ""] * 3
+    assert [row.error for row in table] == expected
+    assert [row.id for row in table][7] == "rpc-1"
+
+
+def test_per_item_overrides_reach_the_server(server):
+    items = [
+        {"url": server.url("/echo"), "method": "POST", "json": {"rpc": "add", "args": [1, 2]},
+         "headers": {"X-Trace": "item"}, "params": {"page": "2"}, "id": 7},
+        {"url": server.url("/echo"), "method": "put", "data": "raw body", "id": [1, "a"]},
+        server.url("/echo"),
+    ]
+    table = fetch_all(items, headers={"X-Trace": "run", "X-Team": "a"}, params={"page": "1"},
+                      json={"default": True}, method="PATCH", keep_body=True, **FAST)
+    first, second, third = (json.loads(row.body) for row in table)
+    assert first["method"] == "POST" and first["json"] == {"rpc": "add", "args": [1, 2]}
+    assert first["headers"]["X-Trace"] == "item" and first["headers"]["X-Team"] == "a"
+    assert first["query"] == {"page": "2"}
+    assert second["method"] == "PUT" and second["body"] == "raw body" and second["json"] is None
+    assert third["method"] == "PATCH" and third["json"] == {"default": True}
+    assert third["headers"]["X-Trace"] == "run" and third["query"] == {"page": "1"}
+    assert [row.id for row in table] == [7, [1, "a"], None]
+    assert [row.method for row in table] == ["POST", "PUT", "PATCH"]
+
+
+def test_user_agent_and_basic_auth(server):
+    body = fetch_all([server.url("/echo")], auth=("ann", "secret"), user_agent="probe/1",
+                     keep_body=True, **FAST)[0].body
+    headers = json.loads(body)["headers"]
+    assert headers["User-Agent"] == "probe/1"
+    assert headers["Authorization"] == "Basic YW5uOnNlY3JldA=="
+
+
+def test_cookies_set_by_a_response_do_not_leak_to_other_items(server):
+    """The shared session's jar must stay empty: each API call is its own session."""
+    items = [server.url("/cookies/set?session=abc")] + [server.url("/cookies")] * 5
+    table = fetch_all(items, concurrency=1, keep_body=True, **FAST)
+    assert all(row.ok for row in table)
+    for row in table[1:]:
+        assert json.loads(row.body)["cookies"] == {}
+
+
+def test_cookie_option_applies_to_every_item_and_items_override(server):
+    items = [server.url("/cookies"),
+             {"url": server.url("/cookies"), "cookies": {"team": "b", "extra": "1"}}]
+    table = fetch_all(items, cookies={"team": "a"}, keep_body=True, **FAST)
+    assert json.loads(table[0].body)["cookies"] == {"team": "a"}
+    assert json.loads(table[1].body)["cookies"] == {"team": "b", "extra": "1"}
+
+
+def test_connections_are_reused_within_the_concurrency(server):
+    """500 requests at concurrency 20 open at most 20 connections (keep-alive works)."""
+    table = fetch_all([server.url("/bytes/64")] * 500, concurrency=20, **FAST)
+    assert all(row.ok for row in table) and len(table) == 500
+    assert server.requests_served == 500
+    assert 1 <= server.connections_accepted <= 20
+
+
+def test_connections_stay_within_concurrency_across_hosts(server):
+    """Two host names of one server are two pools; together they stay within the concurrency."""
+    other = server.url("/bytes/64").replace("127.0.0.1", "localhost")
+    items = [server.url("/bytes/64"), other] * 150
+    table = fetch_all(items, concurrency=10, **FAST)
+    assert all(row.ok for row in table)
+    assert server.connections_accepted <= 10 + 10
