@@ -55,8 +55,10 @@ def _user_stacklevel() -> int:
     frame, level = sys._getframe(1), 1
     while frame is not None:
         filename = frame.f_code.co_filename
-        internal = filename.startswith(here) or filename.startswith("<frozen importlib")
-        if not internal:
+        if filename.startswith("<frozen importlib"):
+            frame = frame.f_back  # warnings.warn skips import machinery frames itself
+            continue
+        if not filename.startswith(here):
             return level
         frame, level = frame.f_back, level + 1
     return 1

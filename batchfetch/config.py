@@ -176,7 +176,8 @@ class FetchOptions:
     per_host: int | None = None
     #: Attempts started per second across the run, retries included. None: no limit.
     rate: float | None = None
-    #: Items pulled from the input but not yet yielded. None: 4 x concurrency.
+    #: Items pulled from the input but not yet yielded (the look-ahead window in which
+    #: per-host fairness holds). None: 4 x concurrency, at least 256.
     max_pending: int | None = None
 
     def __post_init__(self) -> None:
@@ -241,7 +242,7 @@ class FetchOptions:
     @property
     def pending_limit(self) -> int:
         """Items pulled from the input but not yet yielded, at most."""
-        return self.max_pending or 4 * self.concurrency
+        return self.max_pending or max(256, 4 * self.concurrency)
 
     @property
     def host_limit(self) -> int:

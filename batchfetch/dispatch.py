@@ -200,7 +200,12 @@ class _Run:
 
     def _attempt(self, session, job: _Job, kwargs: dict[str, Any]) -> None:
         gevent.getcurrent().batchfetch_reused_connection = False
-        outcome = run_attempt(session, job.spec.method, job.spec.url, kwargs, self.options)
+        try:
+            outcome = run_attempt(session, job.spec.method, job.spec.url, kwargs, self.options)
+        except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
+            log.exception("batchfetch failed internally fetching %s", job.spec.url)
+            outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",
+                              exception=exc)
         reused = getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
         self.completed.put((job, outcome, reused))
 

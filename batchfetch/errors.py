@@ -144,10 +144,9 @@ def _causes(exc: BaseException):
             continue
         seen.add(id(current))
         yield current
-        stack.append(current.__cause__)
-        stack.append(current.__context__)
-        stack.append(getattr(current, "reason", None))
-        stack.extend(arg for arg in current.args if isinstance(arg, BaseException))
+        linked = [current.__cause__, current.__context__, getattr(current, "reason", None),
+                  *current.args]
+        stack.extend(item for item in linked if isinstance(item, BaseException))
 
 
 def _has(exc: BaseException, *types: type) -> bool:

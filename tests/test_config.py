@@ -16,8 +16,13 @@ def test_defaults_are_documented_values():
     assert options.retry_on == frozenset({429, 500, 502, 503, 504})
     assert (options.retries, options.backoff, options.max_retry_wait) == (3, 0.5, 60.0)
     assert options.deadline == 120.0 and options.max_bytes is None
-    assert options.pending_limit == 64 and options.host_limit == 16
+    assert options.pending_limit == 256 and options.host_limit == 16
     assert options.user_agent.startswith("batchfetch/")
+
+
+def test_pending_window_grows_with_concurrency():
+    assert FetchOptions(concurrency=100).pending_limit == 400
+    assert FetchOptions(max_pending=10).pending_limit == 10
 
 
 def test_options_are_frozen_and_picklable():

@@ -1,0 +1,303 @@
+"""The scheduler: retries, Retry-After and cool-downs, streaming, fairness, rate, hooks."""
+import email.utils
+import gc
+import itertools
+import time
+
+import gevent
+import gevent.server
+import pytest
+
+from batchfetch import FetchOptions, HTTPStatusError, OptionError, fetch_all, iter_fetch
+from batchfetch.testing import LoopbackServer
+
+QUICK = {"timeout": 2, "backoff": 0.01}
+
+
+def live_greenlets() -> int:
+    """Greenlets of this hub still running (gevent's resolver threads are not counted)."""
+    gc.collect()
+    return sum(1 for obj in gc.get_objects()
+               if isinstance(obj, gevent.Greenlet) and not obj.dead)
+
+
+def test_flaky_then_ok_takes_three_attempts(server):
+    row = fetch_all([server.url("/flaky/a?fail=2&status=503")], **QUICK)[0]
+    assert (row.ok, row.status, row.attempts) == (True, 200, 3)
+    assert server.flaky_counts["a"] == 3
+
+
+def test_retries_give_up_with_the_last_status(server):
+    row = fetch_all([server.url("/flaky/b?fail=9&status=502")], retries=2, **QUICK)[0]
+    assert (row.ok, row.status, row.error, row.attempts) == (False, 502, "http", 3)
+
+
+def test_404_is_not_retried(server):
+    row = fetch_all([server.url("/status/404")], **QUICK)[0]
+    assert (row.attempts, server.hits["/status/404"]) == (1, 1)
+
+
+def test_transient_errors_are_retried_for_get(server):
+    row = fetch_all([server.url("/fault/reset")], retries=2, **QUICK)[0]
+    assert (row.error, row.attempts, server.hits["/fault/reset"]) == ("reset", 3, 3)
+
+
+def test_retry_after_seconds_is_honoured_and_counted_in_elapsed(server):
+    row = fetch_all([server.url("/flaky/c?fail=1&status=429&retry_after=1")], **QUICK)[0]
+    assert (row.ok, row.attempts) == (True, 2)
+    assert row.elapsed >= 1.0
+
+
+def test_retry_after_http_date_is_honoured(server):
+    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+    row = fetch_all([server.url(f"/flaky/d?fail=1&status=503&retry_after={when}")],
+                    **QUICK)[0]
+    assert (row.ok, row.attempts) == (True, 2)
+    assert row.elapsed >= 1.0
+
+
+def test_retry_after_beyond_max_retry_wait_fails_at_once(server):
+    row = fetch_all([server.url("/status/429?retry_after=3600")], max_retry_wait=5,
+                    **QUICK)[0]
+    assert (row.ok, row.status, row.error, row.attempts) == (False, 429, "http", 1)
+    assert "Retry-After 3600" in row.message and "max_retry_wait=5" in row.message
+    assert row.elapsed < 1.0
+
+
+def test_retry_after_pauses_the_whole_host_not_others(server):
+    """A 429 with Retry-After holds back every request to that host; other hosts go on."""
+    with LoopbackServer() as other:
+        items = [server.url("/flaky/e?fail=1&status=429&retry_after=1")]
+        items += [server.url("/ok")] * 3 + [other.url("/ok")] * 3
+        finished = {}
+        start = time.monotonic()
+        for row in iter_fetch(items, concurrency=1, **QUICK):
+            finished[row.index] = time.monotonic() - start
+    first_host_ok = [finished[i] for i in (1, 2, 3)]
+    other_host = [finished[i] for i in (4, 5, 6)]
+    assert min(first_host_ok) >= 1.0, finished  # waited for the cool-down
+    assert max(other_host) < min(first_host_ok), finished  # not held back by it
+
+
+def test_post_is_not_retried_on_a_plain_503(server):
+    row = fetch_all([{"url": server.url("/flaky/f?fail=1&status=503"), "method": "POST"}],
+                    **QUICK)[0]
+    assert (row.status, row.attempts) == (503, 1)
+
+
+def test_post_is_retried_on_503_with_retry_after(server):
+    row = fetch_all([{"url": server.url("/flaky/g?fail=1&status=503&retry_after=0"),
+                      "method": "POST"}], **QUICK)[0]
+    assert (row.ok, row.attempts) == (True, 2)
+
+
+def test_post_retries_everything_when_asked(server):
+    item = {"url": server.url("/flaky/h?fail=1&status=500"), "method": "PATCH"}
+    assert fetch_all([item], **QUICK)[0].attempts == 1
+    assert fetch_all([item], retry_non_idempotent=True, **QUICK)[0].ok
+
+
+def test_post_is_not_retried_after_a_reset_on_a_fresh_connection(server):
+    row = fetch_all([{"url": server.url("/fault/reset"), "method": "POST"}], **QUICK)[0]
+    assert (row.error, row.attempts) == ("reset", 1)
+
+
+def test_post_is_retried_on_connect_errors():
+    row = fetch_all([{"url": "http://127.0.0.1:9/", "method": "POST"}], retries=2,
+                    **QUICK)[0]
+    assert (row.error, row.attempts) == ("connect", 3)
+
+
+def test_post_is_retried_after_a_reset_on_a_reused_connection():
+    """A keep-alive connection closed by the server before the POST's response: safe."""
+    served = []
+
+    def handle(sock, _address):
+        stream = sock.makefile("rb")
+        first = True
+        while True:
+            request_line = stream.readline()
+            if not request_line:
+                break
+            length = 0
+            while (line := stream.readline()) not in (b"\r\n", b""):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            stream.read(length)
+            served.append(request_line.split()[0].decode())
+            if first or served.count("POST") > 1:
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+                first = False
+                continue
+            sock.close()  # the reused connection dies before any response byte
+            break
+
+    listener = gevent.server.StreamServer(("127.0.0.1", 0), handle)
+    listener.start()
+    try:
+        url = f"http://127.0.0.1:{listener.server_port}/"
+        table = fetch_all([url, {"url": url, "method": "POST", "data": "x"}], concurrency=1,
+                          **QUICK)
+    finally:
+        listener.stop()
+    assert [row.ok for row in table] == [True, True], [row.message for row in table]
+    assert table[1].attempts == 2 and served == ["GET", "POST", "POST"]
+
+
+def test_a_request_waiting_to_retry_holds_no_slot(server):
+    """concurrency 1: while item 0 backs off, the others are fetched."""
+    items = [server.url("/flaky/i?fail=1&status=503")] + [server.url("/ok")] * 4
+    order = [row.index for row in iter_fetch(items, concurrency=1, timeout=2, backoff=1.0)]
+    assert order == [1, 2, 3, 4, 0]
+
+
+def test_deadline_cuts_a_trickle_in_time(server):
+    row = fetch_all([server.url("/fault/trickle?interval=0.5&bytes=100")], deadline=1.0,
+                    retries=0, timeout=5)[0]
+    assert (row.error, row.status) == ("deadline", 200)
+    assert 1.0 <= row.elapsed < 1.5
+    assert row.size < 100
+
+
+def test_deadline_attempts_are_retried_like_timeouts(server):
+    row = fetch_all([server.url("/fault/hang")], deadline=0.2, retries=1, **QUICK)[0]
+    assert (row.error, row.attempts) == ("deadline", 2)
+
+
+def test_max_bytes_stops_a_gzip_bomb_early(server):
+    row = fetch_all([server.url("/gzip/2000000000")], max_bytes=1_000_000, **QUICK)[0]
+    assert (row.error, row.status) == ("too_large", 200)
+    assert 1_000_000 < row.size <= 1_000_000 + 1024 * 1024
+
+
+def test_big_bodies_stop_at_max_bytes_with_small_memory(server, tmp_path):
+    """A 2 GB body and a gzip bomb, cut at 10 MB, in a subprocess whose peak RSS is read."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "big.py"
+    script.write_text(
+        "import batchfetch, resource, sys\n"
+        "urls = sys.argv[1:]\n"
+        "table = batchfetch.fetch_all(urls, max_bytes=10_000_000, keep_body=True, retries=0)\n"
+        "print([row.error for row in table])\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)\n")
+    result = subprocess.run(
+        [sys.executable, str(script), server.url("/bytes/2000000000"),
+         server.url("/gzip/2000000000")], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    errors, peak_mb = result.stdout.splitlines()
+    assert errors == "['too_large', 'too_large']"
+    assert int(peak_mb) < 150
+
+
+def test_per_host_cap_keeps_a_slow_host_from_blocking_a_fast_one(server):
+    """concurrency 50, per_host 4: B's rows do not wait behind A's 95%."""
+    with LoopbackServer() as fast:
+        items = []
+        for n in range(100):
+            items.append(fast.url("/ok") if n % 20 == 10 else server.url("/delay/0.3"))
+        order = []
+        for row in iter_fetch(items, concurrency=50, per_host=4, timeout=5):
+            order.append("B" if row.url.startswith(fast.base_url) else "A")
+            if order.count("B") == 5:
+                break
+    # Every B row arrived before A's second batch of 4 had finished.
+    assert order.count("A") <= 4, order
+
+
+def test_per_host_cap_bounds_connections(server):
+    table = fetch_all([server.url("/delay/0.05")] * 40, concurrency=20, per_host=3, **QUICK)
+    assert all(row.ok for row in table)
+    assert server.connections_accepted <= 3
+
+
+def test_rate_limits_attempts_per_second(server):
+    started = time.monotonic()
+    times = [time.monotonic() - started
+             for _ in iter_fetch([server.url("/ok")] * 12, rate=10, **QUICK)]
+    assert sum(1 for t in times if t < 1.0) <= 11
+    assert times[-1] >= 1.0  # 12 starts at 10/s need at least 1.1 s
+
+
+def test_input_is_pulled_lazily_within_max_pending(server):
+    pulled = [0]
+
+    def endless():
+        for _ in range(10_000_000):
+            pulled[0] += 1
+            yield server.url("/ok")
+
+    yielded = 0
+    rows = iter_fetch(endless(), concurrency=8, max_pending=20, **QUICK)
+    for _ in rows:
+        yielded += 1
+        assert pulled[0] - yielded <= 20
+        if yielded == 200:
+            break
+    rows.close()
+    assert pulled[0] <= 220
+
+
+def test_options_are_validated_before_the_first_next():
+    with pytest.raises(OptionError, match="concurrency"):
+        iter_fetch(["http://127.0.0.1/"], concurrency=0)
+    with pytest.raises(TypeError):
+        iter_fetch([], options="fast")
+    assert list(iter_fetch([], FetchOptions(retries=0), concurrency=2)) == []
+
+
+def test_break_cancels_in_flight_requests_and_closes_connections(server):
+    before = live_greenlets()
+    rows = iter_fetch([server.url("/ok")] + [server.url("/fault/hang")] * 10,
+                      concurrency=11, timeout=30)
+    first = next(rows)
+    assert first.ok
+    gevent.sleep(0.1)
+    assert server.open_connections >= 10
+    rows.close()
+    assert server.wait_idle(timeout=2.0)
+    assert server.open_connections == 0
+    assert live_greenlets() <= before
+
+
+def test_hooks_run_in_completion_order_before_each_row(server):
+    seen, handled = [], []
+    items = [server.url("/delay/0.3"), server.url("/status/404"), "not a url",
+             server.url("/ok")]
+    yielded = []
+    for row in iter_fetch(items, concurrency=4, on_result=seen.append,
+                          exception_handler=lambda item, exc: handled.append((item, exc)),
+                          **QUICK):
+        assert seen[-1] is row
+        yielded.append(row.index)
+    assert [row.index for row in seen] == yielded and yielded[-1] == 0
+    assert sorted(item for item, _ in handled) == sorted(items[1:3])
+    kinds = {item: exc for item, exc in handled}
+    assert isinstance(kinds[items[1]], HTTPStatusError) and kinds[items[1]].status == 404
+
+
+def test_an_exception_in_a_hook_stops_the_run_and_propagates(server):
+    before = live_greenlets()
+
+    def explode(row):
+        raise RuntimeError(f"hook saw {row.index}")
+
+    with pytest.raises(RuntimeError, match="hook saw"):
+        fetch_all([server.url("/ok")] + [server.url("/fault/hang")] * 3, concurrency=4,
+                  on_result=explode, timeout=30)
+    assert server.wait_idle(timeout=2.0)
+    assert live_greenlets() <= before
+
+
+def test_one_row_per_input_with_retries_in_a_mixed_batch(server):
+    items = [server.url("/flaky/m?fail=1&status=503"), server.url("/fault/reset"),
+             server.url("/fault/hang"), server.url("/status/429?retry_after=999"),
+             "http://", server.url("/fault/trickle?interval=0.3&bytes=10"),
+             {"url": server.url("/echo"), "method": "POST", "json": {}}] * 2
+    table = fetch_all(items, concurrency=6, timeout=0.5, deadline=0.8, retries=1,
+                      backoff=0.01, max_retry_wait=2)
+    assert [row.index for row in table] == list(range(len(items)))
+    assert [row.error for row in table[:7]] == [
+        "", "reset", "timeout", "http", "invalid_url", "deadline", ""]
+    assert [row.attempts for row in table[:7]] == [2, 2, 2, 1, 0, 2, 1]
