@@ -1,0 +1,251 @@
+"""The routes of the loopback test server in ``batchfetch.testing``: one function per behaviour.
+
+A route gets the server (per-instance state such as flaky counters), the connection and the
+parsed request. It either answers with ``conn.respond`` or misbehaves on purpose with the
+connection's raw-socket helpers. A ``ValueError`` from a route (a bad parameter) becomes a 400.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import zlib
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
+
+import gevent
+
+if TYPE_CHECKING:
+    from batchfetch.testing import Connection, LoopbackServer, Request
+
+#: A route: ``handler(server, conn, req, *path_groups)``.
+Handler = Callable[..., None]
+
+#: The byte pattern ``/bytes/<n>`` repeats, so a test can check content as well as length.
+PATTERN = b"0123456789abcdef"
+#: Route (with optional query parameters in brackets) -> what it does, for docs and ``--help``.
+ROUTES: dict[str, str] = {}
+
+_CHUNK = 64 * 1024
+_PATTERN_BLOCK = PATTERN * (_CHUNK // len(PATTERN))  # a chunk boundary is a pattern boundary
+_ZEROS = bytes(_CHUNK)
+_OCTETS = "application/octet-stream"
+_TABLE: list[tuple[re.Pattern[str], Handler]] = []
+
+
+def _route(regex: str, doc: str, description: str) -> Callable[[Handler], Handler]:
+    """Register a handler for paths matching ``regex`` and document it in ``ROUTES``."""
+
+    def register(handler: Handler) -> Handler:
+        _TABLE.append((re.compile(regex), handler))
+        ROUTES[doc] = description
+        return handler
+
+    return register
+
+
+def dispatch(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    """Answer ``req`` with the first route whose pattern matches the whole path, else 404."""
+    for regex, handler in _TABLE:
+        match = regex.fullmatch(req.path)
+        if match:
+            handler(server, conn, req, *match.groups())
+            return
+    conn.respond(404, b"not found\n")
+
+
+def pattern_chunks(n: int) -> Iterator[bytes]:
+    """Yield the first ``n`` bytes of repeated ``PATTERN`` in 64 KiB chunks (constant memory)."""
+    full, rest = divmod(n, _CHUNK)
+    for _ in range(full):
+        yield _PATTERN_BLOCK
+    if rest:
+        yield _PATTERN_BLOCK[:rest]
+
+
+def _gzip_zeros(n: int) -> Iterator[bytes]:
+    """Yield a gzip stream of ``n`` zero bytes, compressed as it goes so ``n`` can be huge."""
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits=31: gzip header and trailer
+    for size in range(n, 0, -_CHUNK):
+        data = compressor.compress(_ZEROS[: min(size, _CHUNK)])
+        if data:  # an empty chunk would end a chunked body early
+            yield data
+    yield compressor.flush()
+
+
+def _retry_after(req: Request) -> list[tuple[str, str]]:
+    """Return the ``Retry-After`` header asked for in the query, verbatim (seconds or a date)."""
+    value = req.query.get("retry_after")
+    return [] if value is None else [("Retry-After", value)]
+
+
+def _json(conn: Connection, document: object, status: int = 200) -> None:
+    conn.respond(status, json.dumps(document).encode(), content_type="application/json")
+
+
+@_route(r"/(?:ok)?", "/ok", "200 text/plain 'ok' (also '/')")
+def _ok(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    conn.respond(200, b"ok\n")
+
+
+@_route(r"/status/(\d{3})", "/status/<code>[?retry_after=VALUE]",
+        "that status and reason, body 'status <code>', optional Retry-After header")
+def _status(server: LoopbackServer, conn: Connection, req: Request, code: str) -> None:
+    status = int(code)
+    if not 200 <= status <= 599:  # a 1xx is not a final answer: the client would wait forever
+        raise ValueError(f"status must be 200-599, got {status}")
+    conn.respond(status, f"status {status}\n".encode(), headers=_retry_after(req))
+
+
+@_route(r"/delay/(\d+(?:\.\d*)?)", "/delay/<seconds>", "sleep, then 200 'ok'")
+def _delay(server: LoopbackServer, conn: Connection, req: Request, seconds: str) -> None:
+    gevent.sleep(float(seconds))
+    conn.respond(200, b"ok\n")
+
+
+@_route(r"/redirect/(\d+)", "/redirect/<n>", "302 to /redirect/<n-1>; /redirect/0 is 200 'ok'")
+def _redirect(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+    if int(n) == 0:
+        conn.respond(200, b"ok\n")
+    else:
+        conn.respond(302, b"", headers=[("Location", f"/redirect/{int(n) - 1}")])
+
+
+@_route(r"/redirect-loop", "/redirect-loop", "302 to itself, forever")
+def _redirect_loop(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    conn.respond(302, b"", headers=[("Location", "/redirect-loop")])
+
+
+@_route(r"/redirect-to", "/redirect-to[?url=/ok&status=302]", "redirect to any URL")
+def _redirect_to(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    status = int(req.query.get("status", "302"))
+    if not 300 <= status <= 399:
+        raise ValueError(f"status must be 3xx, got {status}")
+    conn.respond(status, b"", headers=[("Location", req.query.get("url", "/ok"))])
+
+
+@_route(r"/flaky/([^/]+)", "/flaky/<key>[?fail=2&status=503&retry_after=VALUE]",
+        "the first <fail> requests for <key> get <status>, later ones 200 'ok'")
+def _flaky(server: LoopbackServer, conn: Connection, req: Request, key: str) -> None:
+    fail = int(req.query.get("fail", "2"))
+    status = int(req.query.get("status", "503"))
+    server.flaky_counts[key] += 1
+    attempt = server.flaky_counts[key]
+    if attempt <= fail:
+        body = f"flaky {key}: attempt {attempt} of {fail} failing\n".encode()
+        conn.respond(status, body, headers=_retry_after(req))
+    else:
+        conn.respond(200, b"ok\n")
+
+
+@_route(r"/bytes/(\d+)", "/bytes/<n>[?chunked=1]",
+        "n bytes of the repeated PATTERN, streamed in 64 KiB chunks (n may be huge)")
+def _bytes(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+    chunked = req.query.get("chunked") == "1"
+    conn.respond(200, pattern_chunks(int(n)), content_type=_OCTETS, length=int(n),
+                 chunked=chunked)
+
+
+@_route(r"/gzip/(\d+)", "/gzip/<n>",
+        "chunked, Content-Encoding: gzip, decodes to n zero bytes (a gzip bomb when n is huge)")
+def _gzip(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+    conn.respond(200, _gzip_zeros(int(n)), content_type=_OCTETS, chunked=True,
+                 headers=[("Content-Encoding", "gzip")])
+
+
+@_route(r"/echo", "/echo", "any method: JSON of method, path, query, headers, body, json, cookies")
+def _echo(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    try:
+        text = req.body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = req.body.decode("latin-1")
+    try:
+        parsed = json.loads(text)
+    except ValueError:
+        parsed = None
+    headers: dict[str, str] = {}
+    for name, value in req.headers:  # repeated headers fold into one, as RFC 9110 allows
+        headers[name] = f"{headers[name]}, {value}" if name in headers else value
+    _json(conn, {"method": req.method, "path": req.path, "query": req.query, "headers": headers,
+                 "body": text, "json": parsed, "cookies": req.cookies})
+
+
+@_route(r"/cookies/set", "/cookies/set?name=value&...", "one Set-Cookie (Path=/) per query pair")
+def _cookies_set(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    cookies = [("Set-Cookie", f"{name}={value}; Path=/") for name, value in req.query_pairs]
+    conn.respond(200, b"ok\n", headers=cookies)
+
+
+@_route(r"/cookies", "/cookies", "JSON {'cookies': {...}} of the cookies received")
+def _cookies(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    _json(conn, {"cookies": req.cookies})
+
+
+@_route(r"/json", "/json", "a small JSON document")
+def _json_document(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    _json(conn, {"name": "batchfetch", "ok": True, "items": [1, 2, 3]})
+
+
+@_route(r"/html", "/html", "a small HTML page")
+def _html(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    page = b"<!doctype html>\n<title>batchfetch</title>\n<h1>ok</h1>\n"
+    conn.respond(200, page, content_type="text/html; charset=utf-8")
+
+
+@_route(r"/fault/hang", "/fault/hang", "never answers; holds the connection until it closes")
+def _hang(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    conn.wait_for_close()
+
+
+@_route(r"/fault/reset", "/fault/reset", "TCP RST before any response byte")
+def _reset(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    conn.reset()
+
+
+@_route(r"/fault/close", "/fault/close", "clean close without any response")
+def _close(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    conn.close()
+
+
+@_route(r"/fault/truncated", "/fault/truncated[?length=1000&send=10]",
+        "headers promise <length> bytes, <send> are sent, then a clean close")
+def _truncated(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    length = int(req.query.get("length", "1000"))
+    send = int(req.query.get("send", "10"))
+    conn.respond(200, pattern_chunks(send), content_type=_OCTETS, length=length)
+    conn.close()
+
+
+@_route(r"/fault/reset-body", "/fault/reset-body",
+        "headers promise 100000 bytes, 1000 are sent, then a TCP RST")
+def _reset_body(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    conn.respond(200, pattern_chunks(1000), content_type=_OCTETS, length=100_000)
+    gevent.sleep(0.05)  # let the client read first: some systems drop unread data on RST
+    conn.reset()
+
+
+@_route(r"/fault/garbage", "/fault/garbage", "a non-HTTP reply, then a close")
+def _garbage(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    conn.send_raw(b"this is not http\r\n\r\n")
+    conn.close()
+
+
+@_route(r"/fault/trickle", "/fault/trickle[?interval=0.5&bytes=20]",
+        "200 with Content-Length <bytes>, then one byte every <interval> seconds")
+def _trickle(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    interval = float(req.query.get("interval", "0.5"))
+    count = int(req.query.get("bytes", "20"))
+
+    def drip() -> Iterator[bytes]:
+        for i in range(count):
+            gevent.sleep(interval)
+            yield PATTERN[i % len(PATTERN):][:1]
+
+    conn.respond(200, drip(), content_type=_OCTETS, length=count)
+
+
+@_route(r"/fault/slow-headers", "/fault/slow-headers[?delay=1]",
+        "sleeps <delay> seconds before the status line, then 200 'ok'")
+def _slow_headers(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    gevent.sleep(float(req.query.get("delay", "1")))
+    conn.respond(200, b"ok\n")
