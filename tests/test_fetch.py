@@ -201,3 +201,28 @@ def test_connections_stay_within_concurrency_across_hosts(server):
     table = fetch_all(items, concurrency=10, **FAST)
     assert all(row.ok for row in table)
     assert server.connections_accepted <= 10 + 10
+
+
+def test_a_full_run_never_discards_pooled_connections(server, caplog):
+    """The pool holds as many connections as can be in flight: no 'pool is full' warnings."""
+    caplog.set_level("WARNING", logger="urllib3")
+    table = fetch_all([server.url("/delay/0.01")] * 300, concurrency=50, **FAST)
+    assert all(row.ok for row in table)
+    assert not [r for r in caplog.records if "pool is full" in r.getMessage()]
+    assert server.connections_accepted <= 50
+
+
+def test_explicit_proxy_carries_the_request(server):
+    """The loopback server plays the proxy: it receives the absolute-form request."""
+    target = refused_url() + "via-proxy"
+    row = fetch_all([target], proxies={"http": server.base_url}, **FAST)[0]
+    assert row.status == 404  # answered by the proxy, not refused by the target
+    assert server.requests_served == 1
+
+
+def test_environment_proxy_and_no_proxy_are_honoured(server, monkeypatch):
+    target = refused_url() + "via-env-proxy"
+    monkeypatch.setenv("HTTP_PROXY", server.base_url)
+    assert fetch_all([target], **FAST)[0].status == 404
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert fetch_all([target], **FAST)[0].error == "connect"
