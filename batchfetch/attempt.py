@@ -15,6 +15,7 @@ import requests
 
 from .config import FetchOptions
 from .errors import BodyTooLargeError, DeadlineExceeded, classify
+from .saving import BodyFile
 
 __all__ = ["Outcome", "run_attempt"]
 
@@ -35,15 +36,18 @@ class Outcome:
     retry_after: str | None = None
     size: int = 0
     body: bytes | None = None
+    path: str = ""
     error: str = ""
     message: str = ""
     exception: BaseException | None = None
 
 
-def _read_body(response: requests.Response, outcome: Outcome, options: FetchOptions) -> None:
-    """Stream the decoded body, counting it, keeping it if asked, stopping at max_bytes."""
+def _read_body(response: requests.Response, outcome: Outcome, options: FetchOptions,
+               index: int, url: str) -> None:
+    """Stream the decoded body: count it, keep or save it if asked, stop at max_bytes."""
     keep = options.keep_body
     limit = options.max_bytes
+    sink = BodyFile(options.save_dir, index, url) if options.save_dir else None
     chunks: list[bytes] = []
     size = 0
     try:
@@ -54,7 +58,14 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
                 raise BodyTooLargeError(limit)
             if keep:
                 chunks.append(chunk)
+            if sink is not None:
+                sink.write(chunk)
+        if sink is not None:
+            outcome.path = sink.commit()
+            sink = None
     finally:
+        if sink is not None:
+            sink.discard()  # a cut body leaves no partial file behind
         # After a full read this returns the connection to the pool; after a cut
         # (an error, a cap, the deadline) it closes the connection instead of
         # draining a body nobody wants.
@@ -64,8 +75,10 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
 
 
 def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[str, Any],
-                options: FetchOptions) -> Outcome:
+                options: FetchOptions, index: int = 0) -> Outcome:
     """Make one attempt and describe it. Never raises (except GreenletExit on cancel).
+
+    ``index`` (the input position) names the file a body is saved to with ``save_dir``.
 
     Example::
 
@@ -92,7 +105,7 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
         outcome.final_url = response.url
         outcome.content_type = response.headers.get("Content-Type", "")
         outcome.retry_after = response.headers.get("Retry-After")
-        _read_body(response, outcome, options)
+        _read_body(response, outcome, options, index, url)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error kind
         outcome.exception = exc
         outcome.error, outcome.message = classify(exc)

@@ -158,6 +158,9 @@ class FetchOptions:
     ok_status: Any = DEFAULT_OK_STATUS
     #: Keep each response body (bytes) on its row.
     keep_body: bool = False
+    #: Directory to stream each body into (created if missing); the row's ``path`` names
+    #: the file. None: bodies are not saved.
+    save_dir: str | None = None
     #: Extra attempts after the first for retryable failures.
     retries: int = 3
     #: Base of the exponential backoff in seconds (with jitter, capped at max_retry_wait).
@@ -208,6 +211,11 @@ class FetchOptions:
                 raise OptionError("cert", self.cert, "a path or a (cert, key) pair of paths")
             set_(self, "cert", tuple(_existing_path("cert", p) for p in paths)
                  if len(paths) == 2 else _existing_path("cert", paths[0]))
+        if self.save_dir is not None:
+            if not isinstance(self.save_dir, (str, os.PathLike)) or (
+                    os.path.exists(self.save_dir) and not os.path.isdir(self.save_dir)):
+                raise OptionError("save_dir", self.save_dir, "the path of a directory")
+            set_(self, "save_dir", os.fspath(self.save_dir))
         for name in ("allow_redirects", "keep_body", "retry_non_idempotent"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")

@@ -12,6 +12,7 @@ import dataclasses
 import heapq
 import itertools
 import logging
+import os
 import random
 import time
 from collections import deque
@@ -130,6 +131,8 @@ class _Run:
     # -- the scheduler loop ------------------------------------------------
 
     def rows(self, source: Iterator[Any]) -> Iterator[FetchResult]:
+        if self.options.save_dir:
+            os.makedirs(self.options.save_dir, exist_ok=True)
         session = build_session(self.options)
         settings = RequestSettings(self.options)
         workers = gevent.pool.Group()
@@ -201,7 +204,8 @@ class _Run:
     def _attempt(self, session, job: _Job, kwargs: dict[str, Any]) -> None:
         gevent.getcurrent().batchfetch_reused_connection = False
         try:
-            outcome = run_attempt(session, job.spec.method, job.spec.url, kwargs, self.options)
+            outcome = run_attempt(session, job.spec.method, job.spec.url, kwargs, self.options,
+                                  job.index)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
             log.exception("batchfetch failed internally fetching %s", job.spec.url)
             outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",
@@ -264,7 +268,7 @@ class _Run:
             elapsed=time.monotonic() - (job.first_start or time.monotonic()),
             size=outcome.size, attempts=job.attempts, final_url=outcome.final_url,
             content_type=outcome.content_type, error=error, message=message,
-            body=outcome.body)
+            path=outcome.path, body=outcome.body)
 
     def _run_hooks(self, row: FetchResult, item: Any, exception: BaseException | None) -> None:
         if self.on_result is not None:

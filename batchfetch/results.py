@@ -20,7 +20,8 @@ class FetchResult:
     ``status`` is None when no response arrived (never 0); ``error`` is one of
     :data:`batchfetch.ERROR_KINDS` or ``""`` when ok; ``elapsed`` counts from the
     first attempt's start to the end, retry waits included; ``size`` is the number
-    of decoded body bytes read; ``body`` is set only with ``keep_body=True``.
+    of decoded body bytes read; ``body`` is set only with ``keep_body=True``;
+    ``path`` names the saved body file with ``save_dir`` (empty otherwise).
 
     Example::
 
@@ -43,6 +44,7 @@ class FetchResult:
     message: str = ""
     method: str = "GET"
     id: Any = None
+    path: str = ""
     body: bytes | None = None
 
     def to_record(self, include_body: bool = False) -> dict[str, Any]:
@@ -60,7 +62,7 @@ class FetchResult:
 
 #: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).
 COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", "size",
-           "attempts", "final_url", "content_type", "error", "message")
+           "attempts", "final_url", "content_type", "error", "message", "path")
 
 
 def _encode_body(body: bytes | None) -> tuple[str | None, str | None]:

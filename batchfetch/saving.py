@@ -1,0 +1,73 @@
+"""Saving response bodies to files: safe, unique, stable names, and no partial files.
+
+A body is written to ``NAME.part`` while it downloads and renamed to ``NAME``
+only once it is complete, so a body cut by max_bytes, the deadline or a reset
+leaves nothing behind.
+"""
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import unquote, urlsplit
+
+__all__ = ["file_name_for", "BodyFile"]
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: Longest file name written (well under the 255 bytes most file systems allow).
+MAX_NAME = 120
+
+
+def file_name_for(index: int, url: str) -> str:
+    """A file name for input ``index`` fetched from ``url``: safe, unique, stable.
+
+    The index makes it unique within a run and stable across runs over the same
+    input (so ``--resume`` rewrites rather than duplicates); the host and the last
+    path segment make it readable. Only ``[A-Za-z0-9._-]`` survive, so no URL can
+    name a path outside the directory.
+
+    Example::
+
+        >>> file_name_for(7, "https://example.com/files/report%20v2.pdf?x=1")
+        '00000007_example.com_report_v2.pdf'
+        >>> file_name_for(8, "http://h/../../etc/passwd")
+        '00000008_h_passwd'
+    """
+    parts = urlsplit(url)
+    segment = unquote(parts.path.rstrip("/").rsplit("/", 1)[-1]) if parts.path else ""
+    words = [_UNSAFE.sub("_", piece).strip("._") for piece in (parts.hostname or "", segment)]
+    slug = "_".join(word for word in words if word) or "body"
+    name = f"{index:08d}_{slug}"
+    return name[:MAX_NAME]
+
+
+class BodyFile:
+    """The file one response body is streamed into; ``commit()`` or ``discard()`` it.
+
+    Example::
+
+        >>> sink = BodyFile("/tmp/out", 3, "http://127.0.0.1/a.json")
+        >>> sink.write(b"{}"); sink.commit()
+        '/tmp/out/00000003_127.0.0.1_a.json'
+    """
+
+    def __init__(self, directory: str, index: int, url: str) -> None:
+        self.path = os.path.join(directory, file_name_for(index, url))
+        self._partial = self.path + ".part"
+        self._file = open(self._partial, "wb")
+
+    def write(self, chunk: bytes) -> None:
+        self._file.write(chunk)
+
+    def commit(self) -> str:
+        """Finish the file under its final name and return that path."""
+        self._file.close()
+        os.replace(self._partial, self.path)
+        return self.path
+
+    def discard(self) -> None:
+        """Remove the partial file (the body was cut or failed)."""
+        self._file.close()
+        try:
+            os.unlink(self._partial)
+        except FileNotFoundError:
+            pass
