@@ -35,3 +35,11 @@ def test_every_option_is_in_the_options_table():
     section = README.split(".. OPTIONS-TABLE", 1)[1].split("Output columns", 1)[0]
     for name in FetchOptions.field_names():
         assert f"``{name}" in section, name
+
+
+def test_readme_is_valid_restructuredtext():
+    import docutils.core
+    import docutils.utils
+
+    docutils.core.publish_doctree(README, settings_overrides={
+        "halt_level": docutils.utils.Reporter.WARNING_LEVEL, "report_level": 5})
