@@ -1,0 +1,318 @@
+"""What users hand the CLI, as API values: flags become FetchOptions keywords (sizes,
+``NAME: VALUE`` pairs, curl habits), and FILE's lines become request items, read lazily.
+
+Items go to :func:`batchfetch.iter_fetch` as they are read; rows of unusable lines
+come back from the library, and :meth:`NumberedItems.annotate` puts the line in their message.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import json
+import os
+import re
+import stat
+from collections.abc import Iterator
+from typing import IO, Any
+
+import click
+import gevent.socket
+
+from .config import FetchOptions
+from .errors import OptionError
+from .results import FetchResult
+
+__all__ = ["INPUT_FORMATS", "NumberedItems", "PairParam", "SecondsParam", "SizeParam",
+           "build_options", "detect_format", "keyword_of", "parse_pair", "parse_size"]
+
+INPUT_FORMATS = ("auto", "text", "jsonl")
+_JSONL_SUFFIXES = (".jsonl", ".ndjson")
+#: Error kinds that come from the input line itself rather than from fetching it.
+_INPUT_ERRORS = frozenset({"invalid_url", "invalid_request"})
+_READ_SIZE = 64 * 1024
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
+
+
+def parse_size(text: str) -> int:
+    """Bytes from ``"512"``, ``"512K"``, ``"10M"``, ``"1G"`` or ``"1.5MiB"`` (powers of 1024).
+
+    Raises ``ValueError`` naming the text otherwise.
+
+    Example::
+
+        >>> parse_size("10M"), parse_size("512k"), parse_size("1000")
+        (10485760, 524288, 1000)
+    """
+    found = _SIZE.match(text)
+    if not found:
+        raise ValueError(f"{text!r} is not a size such as 1000, 512K, 10M or 1G")
+    return int(float(found.group(1)) * 1024 ** " kmgt".index(found.group(2).lower() or " "))
+
+
+def parse_pair(text: str, separator: str) -> tuple[str, str]:
+    """Split ``"Name: value"`` or ``"name=value"`` at the first ``separator``; strip the name.
+
+    Raises ``ValueError`` when there is no separator or no name.
+
+    Example::
+
+        >>> parse_pair("Accept: text/html", ":"), parse_pair("page=2", "=")
+        (('Accept', 'text/html'), ('page', '2'))
+    """
+    name, found, value = text.partition(separator)
+    if not found or not name.strip():
+        example = "'Name: value'" if separator == ":" else f"'NAME{separator}VALUE'"
+        raise ValueError(f"{text!r} is not of the form {example}")
+    return name.strip(), value.strip() if separator == ":" else value
+
+
+class PairParam(click.ParamType):
+    """``NAME<sep>VALUE`` as a pair; ``split_on`` separates values in a BATCHFETCH_* variable."""
+
+    def __init__(self, separator: str, metavar: str, split_on: str | None = None) -> None:
+        self.separator, self.name, self.envvar_list_splitter = separator, metavar, split_on
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return value if isinstance(value, tuple) else parse_pair(value, self.separator)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SizeParam(click.ParamType):
+    """A byte count as :func:`parse_size` reads it."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        try:
+            return value if isinstance(value, int) else parse_size(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class SecondsParam(click.ParamType):
+    """Seconds, or ``none`` for no limit (the API's ``None``)."""
+
+    name = "SECONDS"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        try:
+            return None if value.strip().lower() == "none" else float(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a number of seconds or 'none'", param, ctx)
+
+
+# -- flags to FetchOptions keywords ---------------------------------------------------
+
+_KEYWORDS = frozenset(FetchOptions.field_names())
+#: Parameters not named as the keyword they set (the rest are, so BATCHFETCH_<KEYWORD> works).
+_KEYWORD_OF_PARAM = {"insecure": "verify", "cacert": "verify", "key": "cert"}
+
+
+def keyword_of(param: click.Parameter) -> str | None:
+    """The FetchOptions keyword a CLI parameter sets, or None for output and general flags."""
+    keyword = _KEYWORD_OF_PARAM.get(param.name, param.name)
+    return keyword if keyword in _KEYWORDS else None
+
+
+def build_options(ctx: click.Context | None, flags: dict[str, Any],
+                  defaults: dict[str, Any] | None = None) -> FetchOptions:
+    """FetchOptions from the parsed flags (None or empty: not given) over ``defaults``.
+
+    The ONE place where an OptionError (a value the library refused) becomes a
+    usage error (``click.BadParameter``) naming the flag of ``ctx``'s command.
+
+    Example::
+
+        >>> options = build_options(None, {"data": ("a=1", "b=2"), "retries": 0})
+        >>> options.method, options.data, options.headers
+        ('POST', 'a=1&b=2', {'Content-Type': 'application/x-www-form-urlencoded'})
+    """
+    try:
+        return FetchOptions(**{**(defaults or {}), **_keywords(flags)})
+    except OptionError as exc:
+        params = ctx.command.params if ctx is not None else []
+        param = next((p for p in params if keyword_of(p) == exc.option), None)
+        raise click.BadParameter(f"must be {exc.expected}, got {exc.value!r}", ctx=ctx,
+                                 param=param, param_hint=None if param else exc.option)
+
+
+def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
+    """FetchOptions keywords from the flags given; the library owns every default."""
+    given = {name: value for name, value in flags.items() if value not in (None, ())}
+    headers = dict(given.pop("headers", ()))
+    named = {name.lower() for name in headers}
+
+    def default_header(name: str, value: str) -> None:
+        if name.lower() not in named:
+            headers[name] = value
+
+    if "data" in given:
+        given["data"] = "&".join(given["data"])
+        # requests sends a str body with no Content-Type; curl's -d sends this one
+        default_header("Content-Type", "application/x-www-form-urlencoded")
+    if "json" in given:
+        try:
+            given["json"] = json.loads(given["json"])
+        except ValueError as exc:
+            raise click.BadParameter(f"invalid JSON: {exc}", param_hint="'--json'") from None
+        default_header("Content-Type", "application/json")
+        default_header("Accept", "application/json")
+    if "data" in given or "json" in given:
+        given.setdefault("method", "POST")
+    if headers:
+        given["headers"] = headers
+    if str(given.get("retry_on", "")).lower() == "none":
+        given["retry_on"] = ""
+    for name, convert in (("cookies", dict), ("params", list)):
+        if name in given:
+            given[name] = convert(given[name])
+    if "proxies" in given:
+        given["proxies"] = {"http": given["proxies"], "https": given["proxies"]}
+    if given.pop("insecure", False):
+        if "cacert" in given:
+            raise click.UsageError("--insecure and --cacert contradict each other: give one")
+        given["verify"] = False
+    if "cacert" in given:
+        given["verify"] = given.pop("cacert")
+    if "key" in given:
+        if "cert" not in given:
+            raise click.UsageError("--key needs --cert")
+        given["cert"] = (given["cert"], given.pop("key"))
+    return given
+
+
+# -- FILE's lines ----------------------------------------------------------------------
+
+
+def detect_format(name: str, first_line: str) -> str:
+    """``"jsonl"`` for a ``.jsonl``/``.ndjson`` name or a first line that is an object, else text.
+
+    Example::
+
+        >>> detect_format("-", '{"url": "http://127.0.0.1/"}'), detect_format("urls.txt", "x")
+        ('jsonl', 'text')
+    """
+    if name.lower().endswith(_JSONL_SUFFIXES):
+        return "jsonl"
+    return "jsonl" if first_line.startswith("{") else "text"
+
+
+class _BadLine:
+    """A line that is not JSON. The library rejects it (``invalid_request``) and shows its repr,
+    the line itself, in the url column; :meth:`NumberedItems.annotate` supplies the message."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class NumberedItems:
+    """Request items parsed lazily from the lines of ``stream``, each remembered by its line.
+
+    Blank lines and lines starting with ``#`` are skipped in both formats. Only the lines of
+    items whose rows have not come back are kept, so memory stays flat on endless input.
+
+    Example::
+
+        >>> items = NumberedItems(io.BytesIO(b"# urls\\nhttp://127.0.0.1/a\\nnot a url\\n"))
+        >>> list(items)
+        ['http://127.0.0.1/a', 'not a url']
+        >>> items.annotate(FetchResult(1, "not a url", error="invalid_url", message="no scheme")
+        ...                ).message
+        'line 3: no scheme'
+    """
+
+    def __init__(self, stream: IO[bytes], input_format: str = "auto", name: str = "-") -> None:
+        self.format = input_format
+        self._stream = stream
+        self._name = name
+        self._pending: dict[int, tuple[int, str | None]] = {}  # index -> (line, own message)
+
+    def __iter__(self) -> Iterator[Any]:
+        lines = _content_lines(self._stream)
+        if self.format == "auto":
+            first = next(lines, None)
+            if first is None:
+                return
+            self.format = detect_format(self._name, first[1])
+            lines = itertools.chain([first], lines)
+        parse = _parse_json if self.format == "jsonl" else _parse_url
+        for index, (number, text) in enumerate(lines):
+            item, problem = parse(text)
+            self._pending[index] = (number, problem)
+            yield item
+
+    @property
+    def pending(self) -> int:
+        """Items read whose rows have not come back (in flight or waiting)."""
+        return len(self._pending)
+
+    def annotate(self, row: FetchResult) -> FetchResult:
+        """Return ``row``, with ``"line N: "`` before the message if its line was unusable."""
+        number, problem = self._pending.pop(row.index, (None, None))
+        if number is None or row.error not in _INPUT_ERRORS:
+            return row
+        return dataclasses.replace(row, message=f"line {number}: {problem or row.message}")
+
+
+def _parse_url(text: str) -> tuple[Any, str | None]:
+    return text, None
+
+
+def _parse_json(text: str) -> tuple[Any, str | None]:
+    try:
+        return json.loads(text), None
+    except ValueError as exc:
+        return _BadLine(text), f"invalid JSON: {exc}"
+
+
+def _content_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped text)`` of each line that is neither blank nor a comment."""
+    for number, raw in enumerate(_raw_lines(stream), start=1):
+        text = raw.decode("utf-8", "replace").strip()
+        if number == 1:
+            text = text.lstrip("\ufeff")  # a byte order mark some editors write
+        if text and not text.startswith("#"):
+            yield number, text
+
+
+def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
+    """Lines of ``stream`` as they arrive.
+
+    A blocking read of a pipe or terminal would freeze every greenlet, fetches
+    included, until the producer writes; waiting with gevent first lets them run.
+    """
+    fd = _waitable_fd(stream)
+    if fd is None:  # a regular file or an in-memory stream never waits on a producer
+        yield from stream
+        return
+    rest = b""
+    while True:
+        gevent.socket.wait_read(fd)
+        chunk = os.read(fd, _READ_SIZE)  # returns at once: data or end of file is ready
+        if not chunk:
+            break
+        *lines, rest = (rest + chunk).split(b"\n")
+        yield from lines
+    if rest:
+        yield rest
+
+
+def _waitable_fd(stream: IO[bytes]) -> int | None:
+    """The descriptor of a pipe, socket or terminal, which gevent can wait on; else None."""
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
+        return fd
+    return None

@@ -1,0 +1,417 @@
+"""The ``batchfetch`` command: parse flags, build FetchOptions, call iter_fetch, render rows.
+
+A thin twin of the Python API (every flag is a :class:`FetchOptions` keyword with dashes);
+it holds no fetching, retry or greenlet logic, only parsing, output and exit codes.
+"""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import logging
+import os
+import sys
+import time
+import warnings
+from array import array
+from collections import Counter
+from collections.abc import Callable, Iterator
+from typing import IO, Any
+
+import click
+
+from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
+                         build_options)
+from ._version import __version__
+from .config import FetchOptions
+from .dispatch import iter_fetch
+from .results import FetchResult, Summary, _percentile
+from .writers import FORMATS, RowWriter, writer_for
+
+__all__ = ["main"]
+
+EXIT_OK, EXIT_FAILED_ROWS, EXIT_INTERRUPTED = 0, 1, 130  # click exits 2 on usage errors
+#: A closed stdout (``batchfetch urls.txt | head``): what a shell reports for a program
+#: killed by SIGPIPE, so ``set -o pipefail`` scripts see what they see from ``cat``.
+EXIT_OUTPUT_CLOSED = 141
+
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+                     ".txt": "table"}
+
+
+# -- help in sections ---------------------------------------------------------------------
+
+SECTIONS = ("Concurrency and timing", "Retries", "Request", "TLS and proxies", "Input and output",
+            "General")
+_DEFAULTS = {field.name: field.default for field in dataclasses.fields(FetchOptions)}
+
+
+def _shown_default(name: str) -> str:
+    """A FetchOptions default as the help shows it, read from the dataclass (one source)."""
+    value = _DEFAULTS[name]
+    if isinstance(value, frozenset):
+        ranges, ordered = [], sorted(value)
+        for status in ordered:
+            if ranges and status == ranges[-1][1] + 1:
+                ranges[-1][1] = status
+            else:
+                ranges.append([status, status])
+        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+    if isinstance(value, tuple):
+        return f"{value[0]:g} connect, {value[1]:g} read"
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+class _SectionOption(click.Option):
+    def __init__(self, *args: Any, section: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+    def get_help_extra(self, ctx: click.Context) -> Any:  # click >= 8.2
+        extra = super().get_help_extra(ctx)
+        if isinstance(self.show_default, str):  # click would wrap it in parentheses
+            extra["default"] = self.show_default
+        return extra
+
+
+class _SectionedCommand(click.Command):
+    """Lists options under headed sections (click 8 has none built in)."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        records: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTIONS}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
+            if record:
+                records[getattr(param, "section", "General")].append(record)
+        for title in SECTIONS:
+            with formatter.section(title):
+                formatter.write_dl(records[title])
+
+
+def _section(title: str) -> Callable[..., Callable]:
+    def option(*decls: str, default_of: str | None = None, **attrs: Any) -> Callable:
+        if default_of:
+            attrs["show_default"] = _shown_default(default_of)
+        return click.option(*decls, cls=_SectionOption, section=title, show_envvar=True,
+                            **attrs)
+    return option
+
+
+timing, retrying, request, tls, output, general = map(_section, SECTIONS)
+
+
+def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:  # with the versions a bug report needs
+        from importlib.metadata import version
+
+        stack = ", ".join(f"{name} {version(name)}" for name in
+                          ("gevent", "grequests", "requests", "urllib3"))
+        click.echo(f"batchfetch {__version__} ({stack}, Python {sys.version.split()[0]})")
+        ctx.exit()
+
+
+EPILOG = """\b
+Examples:
+  batchfetch --demo                # offline, against a loopback server
+  batchfetch urls.txt              # a table on a terminal, jsonl on a pipe
+  batchfetch -c 50 -t 10 -r 2 -o out.csv urls.txt
+  cat urls.txt | batchfetch -q -f jsonl > rows.jsonl
+  batchfetch --ok-status 200-299,404 -q urls.txt; echo $?
+  batchfetch -H 'Authorization: Bearer TOKEN' --body api_calls.jsonl
+  batchfetch --json '{"op": "ping"}' -u me:secret --body urls.txt
+
+\b
+Exit status: 0 every row ok, 1 some row failed, 2 usage error,
+130 interrupted, 141 output closed early (piped into head).
+"""
+
+
+@click.command(cls=_SectionedCommand, epilog=EPILOG,
+               context_settings={"auto_envvar_prefix": "BATCHFETCH",
+                                 "help_option_names": ["-h", "--help"]})
+@click.argument("file", type=click.File("rb"), default="-")
+@timing("-c", "--concurrency", type=int, metavar="N", default_of="concurrency",
+        help="Requests in flight at once, across all hosts.")
+@timing("--per-host", type=int, metavar="N", help="Requests in flight at once per host.")
+@timing("--rate", type=float, metavar="PER_SECOND",
+        help="Attempts started per second across the run, retries included.")
+@timing("-t", "--timeout", type=SecondsParam(), default_of="timeout",
+        help="Seconds to connect and between bytes read; 'none' waits forever.")
+@timing("--connect-timeout", type=float, metavar="SECONDS",
+        help="Seconds to connect (overrides --timeout for connecting).")
+@timing("--deadline", type=SecondsParam(), default_of="deadline",
+        help="Wall-clock seconds one attempt may take, body included; 'none': no limit.")
+@timing("--max-pending", type=int, metavar="N", show_default="max(256, 4 x concurrency)",
+        help="Input items read ahead of the rows written.")
+@retrying("-r", "--retries", type=int, metavar="N", default_of="retries",
+          help="Extra attempts after the first for retryable failures.")
+@retrying("--backoff", type=float, metavar="SECONDS", default_of="backoff",
+          help="Base of the exponential backoff between attempts (with jitter).")
+@retrying("--retry-on", metavar="STATUSES", default_of="retry_on",
+          help="Statuses that are retried, e.g. 429,500-504; 'none' retries none.")
+@retrying("--max-retry-wait", type=float, metavar="SECONDS", default_of="max_retry_wait",
+          help="Longest Retry-After honoured, and the cap of the backoff.")
+@retrying("--retry-non-idempotent", is_flag=True, default=None,
+          help="Also retry POST and PATCH after timeouts, resets and retryable statuses.")
+@request("-X", "--method", metavar="METHOD", default_of="method",
+         help="Method for items that name none (POST with -d or --json).")
+@request("-H", "--header", "headers", multiple=True, type=PairParam(":", "'NAME: VALUE'", "\n"),
+         help="A header for every request; repeatable (one per line in the variable).")
+@request("-d", "--data", multiple=True, metavar="BODY",
+         help="Form body for every request; repeats join with '&'. Implies POST, like curl.")
+@request("--json", metavar="BODY",
+         help="JSON body for every request; sets Content-Type and Accept to "
+              "application/json. Implies POST, like curl.")
+@request("-u", "--user", "auth", type=PairParam(":", "USER:PASSWORD"),
+         help="Basic auth credentials.")
+@request("-A", "--user-agent", metavar="TEXT", default_of="user_agent",
+         help="User-Agent header unless -H sets one.")
+@request("-b", "--cookie", "cookies", multiple=True, type=PairParam("=", "NAME=VALUE"),
+         help="A cookie for every request; repeatable.")
+@request("--param", "params", multiple=True, type=PairParam("=", "NAME=VALUE"),
+         help="A query parameter for every request; repeatable.")
+@request("--no-redirects", "allow_redirects", is_flag=True, flag_value=False, default=None,
+         help="Return 3xx responses instead of following them.")
+@request("--max-redirects", type=int, metavar="N", default_of="max_redirects",
+         help="Redirects followed before the row fails with too_many_redirects.")
+@request("--ok-status", metavar="STATUSES", default_of="ok_status",
+         help="Statuses that make a row ok, e.g. 200-299,404.")
+@request("--max-bytes", type=SizeParam(), help="Largest body (512K, 10M, 1G); larger: too_large.")
+@tls("--cacert", type=click.Path(exists=True), metavar="FILE",
+     help="CA bundle (or directory) to verify TLS certificates with.")
+@tls("-k", "--insecure", is_flag=True, default=None,
+     help="Do not verify TLS certificates (and do not warn about it).")
+@tls("--cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+     help="Client certificate (PEM), with its key unless --key is given.")
+@tls("--key", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+     help="Private key of --cert.")
+@tls("--proxy", "proxies", metavar="URL",
+     help="Proxy for http and https URLs (default: the *_proxy variables).")
+@output("--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True,
+        help="FILE holds URLs (text) or request specs (jsonl); auto: jsonl for a .jsonl "
+             "name or a first line starting with '{'.")
+@output("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+        help="Write rows to FILE; its extension (.csv .jsonl .json .txt) sets the format.")
+@output("-f", "--format", type=click.Choice(FORMATS),
+        help="Rows as table, csv, jsonl or json. Default: by -o extension, else a table "
+             "on a terminal and jsonl on a pipe. csv and jsonl stream each row as it "
+             "completes (flat memory); table and json come at the end, in input order.")
+@output("--body", "keep_body", is_flag=True, default=None,
+        help="Keep each response body, in body and body_encoding (utf-8 or base64) "
+             "columns; capped by --max-bytes.")
+@output("--save", "save_dir", type=click.Path(file_okay=False), metavar="DIR",
+        help="Stream each body to a file in DIR (created if missing); the path column "
+             "names it. A body cut short leaves no file.")
+@general("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@general("-v", "--verbose", count=True, help="Log retries to stderr; -vv: debug.")
+@general("--demo", is_flag=True, allow_from_autoenv=False,
+         help="Fetch a realistic batch from a bundled loopback server (offline) and "
+              "check every row.")
+@general("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+         allow_from_autoenv=False, help="Show versions and exit.")
+@click.pass_context
+def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: bool,
+         **flags: Any) -> None:
+    """Fetch every URL in FILE concurrently and write one row per input.
+
+    FILE (default: standard input) holds one URL per line, or JSON Lines
+    request specs: {"id": 7, "url": ..., "method": "POST", "json": {...}}
+    with optional headers, params, data and cookies. Blank lines and lines
+    starting with # are skipped; a bad line becomes an error row naming its
+    line number, and the run goes on.
+
+    Each option is the batchfetch.fetch_all() keyword of the same name (-H:
+    headers, -b: cookies, --param: params, -u: auth, -k and --cacert:
+    verify, --proxy: proxies, --body: keep_body); its default may come from
+    the variable shown. Rows go to stdout or -o; logs and the summary
+    (counts, latency percentiles, retries) go to stderr.
+    """
+    from . import demo as demo_module  # here: a real run needs no test server loaded
+
+    output, input_format, fmt = flags.pop("output"), flags.pop("input_format"), flags.pop("format")
+    if demo and ctx.get_parameter_source("file") is not click.core.ParameterSource.DEFAULT:
+        raise click.UsageError("--demo fetches its own list: give no FILE")
+    options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
+    target = _open_output(output)
+    fmt = fmt or _format_for(output, target, demo)
+    writer = writer_for(fmt, target, options.keep_body)
+    if fmt == "json":  # the library's json writer streams in completion order
+        writer = _InInputOrder(writer)
+    say: Callable[[str], None] = (lambda text: None) if quiet else (
+        lambda text: click.echo(text, err=True))
+    try:
+        with _logging_to_stderr(verbose), _warnings_for(options), _interrupts_as_exceptions():
+            if demo:
+                code = demo_module.run_demo(
+                    lambda items, on_row: _run(items, options, writer, say, on_row), say)
+            else:
+                if file.isatty():
+                    say("batchfetch: reading URLs from the terminal; end with Ctrl-D")
+                items = NumberedItems(file, input_format, getattr(file, "name", "-"))
+                code = _run(items, options, writer, say)
+    except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
+        _silence_stdout()
+        code = EXIT_OUTPUT_CLOSED
+    except KeyboardInterrupt:  # a second Ctrl-C while finishing after the first
+        code = EXIT_INTERRUPTED
+    finally:
+        if target is not sys.stdout:
+            target.close()
+    ctx.exit(code)
+
+
+def _open_output(path: str | None) -> IO[str]:
+    if path in (None, "-"):
+        return sys.stdout
+    try:
+        return open(path, "w", encoding="utf-8", newline="")
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {path!r}: {exc.strerror}",
+                                 param_hint="'-o' / '--output'") from None
+
+
+def _format_for(path: str | None, stream: IO[str], demo: bool) -> str:
+    """By the output file's extension; else a table for people, JSON Lines for programs."""
+    if path not in (None, "-"):
+        return _FORMAT_BY_SUFFIX.get(os.path.splitext(path)[1].lower(), "jsonl")
+    return "table" if demo or stream.isatty() else "jsonl"
+
+
+class _InInputOrder(RowWriter):
+    """Holds the rows until the end, then writes them in input order."""
+
+    def __init__(self, writer: RowWriter) -> None:
+        super().__init__(writer.stream, writer.include_body)
+        self.writer, self.rows = writer, []
+
+    def write(self, row: FetchResult) -> None:
+        self.rows.append(row)
+
+    def close(self) -> None:
+        for row in sorted(self.rows, key=lambda row: row.index):
+            self.writer.write(row)
+        self.writer.close()
+
+
+class _Tally:
+    """What the summary needs from each row, without keeping the rows: counts and one
+    float per row, so a streamed run of millions of rows stays small. (The interface of
+    the SummaryCounter proposed for results.py, which would replace it.)"""
+
+    def __init__(self) -> None:
+        self.total = self.ok = self.retries = 0
+        self.by_status: Counter[str] = Counter()
+        self.by_error: Counter[str] = Counter()
+        self.latencies = array("d")
+
+    def add(self, row: FetchResult) -> None:
+        self.total += 1
+        self.ok += row.ok
+        self.by_status["none" if row.status is None else str(row.status)] += 1
+        if row.error:
+            self.by_error[row.error] += 1
+        if row.attempts:
+            self.latencies.append(row.elapsed)
+            self.retries += row.attempts - 1
+
+    def summary(self, wall_time: float) -> Summary:
+        """The same Summary that ``Summary.of(rows, wall_time)`` gives for the rows added."""
+        timed = sorted(self.latencies)
+        p50, p90, p99 = ((_percentile(timed, f) if timed else None) for f in (0.5, 0.9, 0.99))
+        return Summary(total=self.total, ok=self.ok, failed=self.total - self.ok,
+                       by_status=dict(sorted(self.by_status.items())),
+                       by_error=dict(sorted(self.by_error.items())), retries=self.retries,
+                       latency_p50=p50, latency_p90=p90, latency_p99=p99, wall_time=wall_time,
+                       requests_per_second=self.total / wall_time if wall_time else None)
+
+
+def _run(items: NumberedItems, options: FetchOptions, writer: RowWriter,
+         say: Callable[[str], None], on_row: Callable[[FetchResult], Any] | None = None) -> int:
+    """Fetch ``items`` with the public API, write each row as it completes, summarise.
+
+    Returns the exit code: 0 when every row is ok, 1 when any is not, 130 on Ctrl-C
+    (after writing what completed). A closed output raises BrokenPipeError.
+    """
+    tally, interrupted, started = _Tally(), False, time.monotonic()
+    rows = iter_fetch(items, options)
+    try:
+        for row in rows:
+            row = items.annotate(row)
+            writer.write(row)
+            tally.add(row)
+            if on_row is not None:
+                on_row(row)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        rows.close()  # cancels whatever is still in flight
+    writer.close()  # after Ctrl-C too: a table or JSON document of the rows that finished
+    summary = tally.summary(time.monotonic() - started)
+    if interrupted:
+        say(f"{summary}\ninterrupted: {tally.total} rows written, "
+            f"{items.pending} requests cancelled")
+        return EXIT_INTERRUPTED
+    say(str(summary))
+    return EXIT_OK if tally.ok == tally.total else EXIT_FAILED_ROWS
+
+
+@contextlib.contextmanager
+def _logging_to_stderr(verbose: int) -> Iterator[None]:
+    """-v: batchfetch's retries at INFO; -vv: DEBUG, with urllib3's connections."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    names = ("batchfetch", "urllib3")[:verbose]
+    loggers = [(logging.getLogger(name), logging.getLogger(name).level) for name in names]
+    for logger, _ in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+    try:
+        yield
+    finally:
+        for logger, level in loggers:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def _warnings_for(options: FetchOptions) -> Iterator[None]:
+    """With -k the user asked for unverified TLS: urllib3 need not warn on every request."""
+    with warnings.catch_warnings():
+        if options.verify is False:
+            from urllib3.exceptions import InsecureRequestWarning
+
+            warnings.simplefilter("ignore", InsecureRequestWarning)
+        yield
+
+
+@contextlib.contextmanager
+def _interrupts_as_exceptions() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in this (the main) greenlet.
+
+    Python's own handler raises it in whichever greenlet runs, often gevent's hub,
+    which prints it as a crash before passing it on.
+    """
+    import signal
+    import threading
+
+    import gevent
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread; nothing to route
+        return
+    watcher = gevent.signal_handler(signal.SIGINT, gevent.kill, gevent.getcurrent(),
+                                    KeyboardInterrupt)
+    try:
+        yield
+    finally:
+        watcher.cancel()
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again
+    (the Python docs' recipe for SIGPIPE; SIGPIPE itself stays ignored, or a peer
+    resetting one of our sockets would kill the process)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (CliRunner): nothing will flush to it
+        pass
