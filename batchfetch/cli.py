@@ -12,8 +12,6 @@ import os
 import sys
 import time
 import warnings
-from array import array
-from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
@@ -24,7 +22,7 @@ from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, 
 from ._version import __version__
 from .config import FetchOptions
 from .dispatch import iter_fetch
-from .results import FetchResult, Summary, _percentile
+from .results import FetchResult, SummaryCounter
 from .writers import FORMATS, RowWriter, writer_for
 
 __all__ = ["main"]
@@ -292,38 +290,6 @@ class _InInputOrder(RowWriter):
         self.writer.close()
 
 
-class _Tally:
-    """What the summary needs from each row, without keeping the rows: counts and one
-    float per row, so a streamed run of millions of rows stays small. (The interface of
-    the SummaryCounter proposed for results.py, which would replace it.)"""
-
-    def __init__(self) -> None:
-        self.total = self.ok = self.retries = 0
-        self.by_status: Counter[str] = Counter()
-        self.by_error: Counter[str] = Counter()
-        self.latencies = array("d")
-
-    def add(self, row: FetchResult) -> None:
-        self.total += 1
-        self.ok += row.ok
-        self.by_status["none" if row.status is None else str(row.status)] += 1
-        if row.error:
-            self.by_error[row.error] += 1
-        if row.attempts:
-            self.latencies.append(row.elapsed)
-            self.retries += row.attempts - 1
-
-    def summary(self, wall_time: float) -> Summary:
-        """The same Summary that ``Summary.of(rows, wall_time)`` gives for the rows added."""
-        timed = sorted(self.latencies)
-        p50, p90, p99 = ((_percentile(timed, f) if timed else None) for f in (0.5, 0.9, 0.99))
-        return Summary(total=self.total, ok=self.ok, failed=self.total - self.ok,
-                       by_status=dict(sorted(self.by_status.items())),
-                       by_error=dict(sorted(self.by_error.items())), retries=self.retries,
-                       latency_p50=p50, latency_p90=p90, latency_p99=p99, wall_time=wall_time,
-                       requests_per_second=self.total / wall_time if wall_time else None)
-
-
 def _run(items: NumberedItems, options: FetchOptions, writer: RowWriter,
          say: Callable[[str], None], on_row: Callable[[FetchResult], Any] | None = None) -> int:
     """Fetch ``items`` with the public API, write each row as it completes, summarise.
@@ -331,7 +297,7 @@ def _run(items: NumberedItems, options: FetchOptions, writer: RowWriter,
     Returns the exit code: 0 when every row is ok, 1 when any is not, 130 on Ctrl-C
     (after writing what completed). A closed output raises BrokenPipeError.
     """
-    tally, interrupted, started = _Tally(), False, time.monotonic()
+    tally, interrupted, started = SummaryCounter(), False, time.monotonic()
     rows = iter_fetch(items, options)
     try:
         for row in rows:

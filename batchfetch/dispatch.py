@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import gevent
+import gevent.lock
 import gevent.pool
 import gevent.queue
 
@@ -122,7 +123,7 @@ class _Run:
         self.rate = StartRate(options.rate)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
-        self.completed: gevent.queue.Queue = gevent.queue.Queue()
+        self.events: gevent.queue.Queue = gevent.queue.Queue()  # items, completions
         self.ready_rows: deque[tuple[FetchResult, Any, BaseException | None]] = deque()
         self.in_flight = 0
         self.pending = 0  # items pulled whose row has not been yielded yet
@@ -136,34 +137,55 @@ class _Run:
         session = build_session(self.options)
         settings = RequestSettings(self.options)
         workers = gevent.pool.Group()
+        room = gevent.lock.Semaphore(self.options.pending_limit)
+        # The input is pulled in its own greenlet, so an input that waits for its next
+        # item (a pipe, a queue) holds up neither new attempts nor finished rows.
+        feeder = gevent.spawn(self._feed, source, room)
         next_index = 0
         exhausted = False
         try:
             while True:
-                while not exhausted and self.pending < self.options.pending_limit:
-                    try:
-                        item = next(source)
-                    except StopIteration:
+                for event in self._events():
+                    if event[0] == "item":
+                        self._accept(next_index, event[1])
+                        next_index += 1
+                    elif event[0] == "end":
                         exhausted = True
-                        break
-                    self._accept(next_index, item)
-                    next_index += 1
+                    elif event[0] == "failed":
+                        raise event[1]
+                    else:
+                        self._complete(*event[1:])
                 self._release_due_timers()
                 self._start_attempts(session, settings, workers)
                 while self.ready_rows:
                     row, item, exception = self.ready_rows.popleft()
                     self.pending -= 1
+                    room.release()
                     self._run_hooks(row, item, exception)
                     yield row
                 if exhausted and not self.pending:
                     return
-                if self.ready_rows or (not exhausted
-                                       and self.pending < self.options.pending_limit):
-                    continue
-                self._wait_for_completion()
         finally:
+            feeder.kill(block=True, timeout=1.0)
             workers.kill(block=True, timeout=1.0)
             session.close()
+
+    def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
+        """Pull items (in the feeder greenlet) while fewer than max_pending rows are owed."""
+        try:
+            while True:
+                room.acquire()
+                try:
+                    item = next(source)
+                except StopIteration:
+                    break
+                self.events.put(("item", item))
+        except gevent.GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the caller's input failed: raise it there
+            self.events.put(("failed", exc))
+            return
+        self.events.put(("end",))
 
     def _accept(self, index: int, item: Any) -> None:
         self.pending += 1
@@ -211,10 +233,13 @@ class _Run:
             outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",
                               exception=exc)
         reused = getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
-        self.completed.put((job, outcome, reused))
+        self.events.put(("done", job, outcome, reused))
 
-    def _wait_for_completion(self) -> None:
-        """Block until an attempt completes or a timer, cool-down or rate slot is due."""
+    def _events(self) -> list[tuple]:
+        """Wait until an item arrives, an attempt completes, or a timer, cool-down or rate
+        slot is due; return every event that is ready (none when a wakeup is due)."""
+        if self.ready_rows or self.events.qsize():
+            return self._drain([])
         now = time.monotonic()
         wakeups = [self.timers[0][0]] if self.timers else []
         cool_down_end = self.queues.next_cool_down_end(now)
@@ -225,15 +250,15 @@ class _Run:
             if wait:
                 wakeups.append(now + wait)
         timeout = max(0.0, min(wakeups) - now) if wakeups else None
-        if not self.in_flight and timeout is None:
-            return  # nothing to wait for: the loop will pull or start more
         try:
-            first = self.completed.get(timeout=timeout)
+            return self._drain([self.events.get(timeout=timeout)])
         except gevent.queue.Empty:
-            return
-        self._complete(*first)
-        while not self.completed.empty():
-            self._complete(*self.completed.get_nowait())
+            return []
+
+    def _drain(self, events: list[tuple]) -> list[tuple]:
+        while not self.events.empty():
+            events.append(self.events.get_nowait())
+        return events
 
     def _complete(self, job: _Job, outcome: Outcome, reused: bool) -> None:
         self.in_flight -= 1

@@ -4,13 +4,14 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+from array import array
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from .errors import FetchFailedError
 
-__all__ = ["FetchResult", "ResultTable", "Summary", "COLUMNS"]
+__all__ = ["FetchResult", "ResultTable", "Summary", "SummaryCounter", "COLUMNS"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -99,20 +100,10 @@ class Summary:
     @classmethod
     def of(cls, rows: Iterable[FetchResult], wall_time: float | None = None) -> "Summary":
         """Summarise ``rows``; ``wall_time`` (seconds) gives the throughput."""
-        rows = list(rows)
-        by_status = Counter("none" if row.status is None else str(row.status) for row in rows)
-        by_error = Counter(row.error for row in rows if row.error)
-        timed = sorted(row.elapsed for row in rows if row.attempts)
-        ok = sum(1 for row in rows if row.ok)
-        latency = [(_percentile(timed, f) if timed else None) for f in (0.5, 0.9, 0.99)]
-        return cls(
-            total=len(rows), ok=ok, failed=len(rows) - ok,
-            by_status=dict(sorted(by_status.items())), by_error=dict(sorted(by_error.items())),
-            retries=sum(max(0, row.attempts - 1) for row in rows),
-            latency_p50=latency[0], latency_p90=latency[1], latency_p99=latency[2],
-            wall_time=wall_time,
-            requests_per_second=(len(rows) / wall_time) if wall_time else None,
-        )
+        counter = SummaryCounter()
+        for row in rows:
+            counter.add(row)
+        return counter.summary(wall_time)
 
     def __str__(self) -> str:
         def counts(mapping: dict[str, int]) -> str:
@@ -131,6 +122,48 @@ class Summary:
             rate = self.requests_per_second or 0.0
             lines.append(f"time: {self.wall_time:.2f} s, {rate:.1f} req/s")
         return "\n".join(lines)
+
+
+class SummaryCounter:
+    """What a :class:`Summary` needs, counted row by row without keeping the rows (counts
+    and one float per row), for summaries of streamed runs of any length.
+
+    Example::
+
+        >>> counter = SummaryCounter()
+        >>> counter.add(FetchResult(0, "http://127.0.0.1/", ok=True, status=200, attempts=2))
+        >>> summary = counter.summary(wall_time=0.5)
+        >>> summary.ok, summary.retries, summary.requests_per_second
+        (1, 1, 2.0)
+    """
+
+    def __init__(self) -> None:
+        self.total = self.ok = self.retries = 0
+        self.by_status: Counter[str] = Counter()
+        self.by_error: Counter[str] = Counter()
+        self.latencies = array("d")
+
+    def add(self, row: FetchResult) -> None:
+        """Count one row."""
+        self.total += 1
+        self.ok += row.ok
+        self.by_status["none" if row.status is None else str(row.status)] += 1
+        if row.error:
+            self.by_error[row.error] += 1
+        if row.attempts:
+            self.latencies.append(row.elapsed)
+            self.retries += row.attempts - 1
+
+    def summary(self, wall_time: float | None = None) -> Summary:
+        """The Summary of the rows added; ``wall_time`` (seconds) gives the throughput."""
+        timed = sorted(self.latencies)
+        p50, p90, p99 = ((_percentile(timed, f) if timed else None) for f in (0.5, 0.9, 0.99))
+        return Summary(
+            total=self.total, ok=self.ok, failed=self.total - self.ok,
+            by_status=dict(sorted(self.by_status.items())),
+            by_error=dict(sorted(self.by_error.items())), retries=self.retries,
+            latency_p50=p50, latency_p90=p90, latency_p99=p99, wall_time=wall_time,
+            requests_per_second=(self.total / wall_time) if wall_time else None)
 
 
 class ResultTable(Sequence[FetchResult]):

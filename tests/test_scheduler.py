@@ -301,3 +301,29 @@ def test_one_row_per_input_with_retries_in_a_mixed_batch(server):
     assert [row.error for row in table[:7]] == [
         "", "reset", "timeout", "http", "invalid_url", "deadline", ""]
     assert [row.attempts for row in table[:7]] == [2, 2, 2, 1, 0, 2, 1]
+
+
+def test_a_waiting_input_holds_up_neither_attempts_nor_rows(server):
+    """An input that waits for its next item (a pipe) still gets its first row at once."""
+    produced = []
+
+    def slow_pipe():
+        produced.append(1)
+        yield server.url("/ok")
+        gevent.sleep(1.0)
+        produced.append(2)
+        yield server.url("/status/201")
+
+    rows = iter_fetch(slow_pipe(), **QUICK)
+    first = next(rows)
+    assert first.status == 200 and produced == [1]
+    assert [row.status for row in rows] == [201]
+
+
+def test_an_error_raised_by_the_input_propagates(server):
+    def broken():
+        yield server.url("/ok")
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(iter_fetch(broken(), **QUICK))
