@@ -156,6 +156,10 @@ def _has(exc: BaseException, *types: type) -> bool:
 def _describe(exc: BaseException) -> str:
     """A one-line human message: the innermost meaningful text, no pool reprs."""
     for cause in _causes(exc):
+        if isinstance(cause, (u3.ConnectTimeoutError, u3.ReadTimeoutError)) and isinstance(
+                cause.args[-1] if cause.args else None, str):
+            # urllib3 puts the pool or connection first and the sentence last.
+            return cause.args[-1].split(": ", 1)[-1]
         if isinstance(cause, (ConnectionResetError, ConnectionRefusedError, socket.gaierror,
                               ssl.SSLError, http.client.HTTPException, DeadlineExceeded,
                               BodyTooLargeError, u3.NameResolutionError)):

@@ -59,6 +59,17 @@ def test_exceptions_map_to_documented_kinds(exception, kind):
     assert kind in ERROR_KINDS
 
 
+def test_timeout_messages_leave_out_pool_reprs():
+    connection = HTTPConnection("127.0.0.1")
+    reason = u3.ConnectTimeoutError(connection, "Connection to 127.0.0.1 timed out. "
+                                                "(connect timeout=1)")
+    wrapped = rex.ConnectTimeout(u3.MaxRetryError(None, "/x", reason))
+    assert classify(wrapped) == ("connect_timeout",
+                                 "Connection to 127.0.0.1 timed out. (connect timeout=1)")
+    read = rex.ReadTimeout(u3.ReadTimeoutError(None, "/x", "Read timed out. (read timeout=1)"))
+    assert classify(read) == ("timeout", "Read timed out. (read timeout=1)")
+
+
 def test_messages_are_short_and_name_the_cause():
     kind, message = classify(DeadlineExceeded(2.5))
     assert (kind, message) == ("deadline", "attempt exceeded the 2.5 s deadline")
