@@ -146,7 +146,7 @@ class FetchOptions:
     verify: bool | str = True
     #: Client certificate: a path, or a ``(cert, key)`` pair of paths.
     cert: str | tuple[str, str] | None = None
-    #: Proxies by scheme, as requests takes them; None uses the environment.
+    #: Proxies by scheme, as requests takes them; None uses the environment, {} no proxy.
     proxies: Mapping[str, str] | None = None
     #: Follow redirects.
     allow_redirects: bool = True
@@ -193,8 +193,10 @@ class FetchOptions:
             set_(self, "method", normalize_method(self.method))
         except ValueError as exc:
             raise OptionError("method", self.method, str(exc)) from None
-        for name in ("headers", "cookies", "proxies"):
+        for name in ("headers", "cookies"):
             set_(self, name, _string_mapping(name, getattr(self, name)))
+        if self.proxies is not None:  # None: the environment's; {}: no proxy at all
+            set_(self, "proxies", _string_mapping("proxies", self.proxies))
         if self.params is not None and not isinstance(self.params, (Mapping, list, tuple)):
             raise OptionError("params", self.params, "a mapping or a list of pairs")
         if self.data is not None and self.json is not None:

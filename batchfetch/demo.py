@@ -21,9 +21,8 @@ __all__ = ["DEMO_OPTIONS", "DemoCase", "demo_cases", "run_demo"]
 #: Small deadlines and waits so the demo takes about two seconds; flags given with --demo win.
 DEMO_OPTIONS: dict[str, Any] = {"timeout": 2.0, "deadline": 0.5, "retries": 2, "backoff": 0.1,
                                 "max_retry_wait": 2.0,
-                                # no proxy for loopback, whatever *_proxy says: an explicit
-                                # mapping replaces the environment's, and holds no "http" key
-                                "proxies": {"no_proxy": "*"}}
+                                # no proxy for loopback, whatever *_proxy says
+                                "proxies": {}}
 _DEFAULT_FLAGS = " ".join(f"--{name.replace('_', '-')} {value:g}"
                          for name, value in DEMO_OPTIONS.items() if name != "proxies")
 

@@ -126,7 +126,7 @@ class RequestSettings:
     def _host_settings(self, host: Any, url: str) -> tuple[dict[str, str], Any]:
         settings = self._per_host.get(host)
         if settings is None:
-            proxies = (dict(self.options.proxies) if self.options.proxies
+            proxies = (dict(self.options.proxies) if self.options.proxies is not None
                        else get_environ_proxies(url))
             auth = self.options.auth
             if auth is None:

@@ -224,5 +224,6 @@ def test_environment_proxy_and_no_proxy_are_honoured(server, monkeypatch):
     target = refused_url() + "via-env-proxy"
     monkeypatch.setenv("HTTP_PROXY", server.base_url)
     assert fetch_all([target], **FAST)[0].status == 404
+    assert fetch_all([target], proxies={}, **FAST)[0].error == "connect"  # {}: no proxy
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert fetch_all([target], **FAST)[0].error == "connect"
