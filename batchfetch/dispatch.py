@@ -269,6 +269,8 @@ class _Run:
             when = time.monotonic() + decision.wait
             if decision.cool_down:
                 self.queues.cool_down(job.host, when)
+                log.info("cooling down %s://%s:%d for %.2f s (Retry-After)", *job.host,
+                         decision.wait)
             log.info("retrying %s in %.2f s (attempt %d: %s)", job.spec.url, decision.wait,
                      job.attempts, outcome.error or outcome.status)
             heapq.heappush(self.timers, (when, next(self.sequence), job))

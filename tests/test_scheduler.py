@@ -327,3 +327,13 @@ def test_an_error_raised_by_the_input_propagates(server):
 
     with pytest.raises(OSError, match="disk gone"):
         list(iter_fetch(broken(), **QUICK))
+
+
+def test_retries_and_cool_downs_are_logged(server, caplog):
+    caplog.set_level("INFO", logger="batchfetch")
+    fetch_all([server.url("/flaky/log?fail=1&status=429&retry_after=0"),
+               server.url("/flaky/log2?fail=1&status=500")], **QUICK)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any(m.startswith("cooling down http://127.0.0.1:") and "Retry-After" in m
+               for m in messages), messages
+    assert sum(m.startswith("retrying http://127.0.0.1:") for m in messages) == 2
