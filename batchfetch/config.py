@@ -179,6 +179,9 @@ class FetchOptions:
     per_host: int | None = None
     #: Attempts started per second across the run, retries included. None: no limit.
     rate: float | None = None
+    #: Send plain requests straight to urllib3 (the same pools, headers, body and errors,
+    #: less CPU); False sends every request through requests' full Session path.
+    fast_path: bool = True
     #: Items pulled from the input but not yet yielded (the look-ahead window in which
     #: per-host fairness holds). None: 4 x concurrency, at least 256.
     max_pending: int | None = None
@@ -218,7 +221,7 @@ class FetchOptions:
                     os.path.exists(self.save_dir) and not os.path.isdir(self.save_dir)):
                 raise OptionError("save_dir", self.save_dir, "the path of a directory")
             set_(self, "save_dir", os.fspath(self.save_dir))
-        for name in ("allow_redirects", "keep_body", "retry_non_idempotent"):
+        for name in ("allow_redirects", "keep_body", "retry_non_idempotent", "fast_path"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")
         set_(self, "max_redirects", _integer("max_redirects", self.max_redirects, minimum=0))

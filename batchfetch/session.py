@@ -17,6 +17,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from requests.utils import get_environ_proxies, get_netrc_auth
 
+from ._lean import LeanSession
 from .config import FetchOptions
 from .inputs import RequestSpec
 
@@ -83,7 +84,7 @@ def build_session(options: FetchOptions) -> requests.Session:
         >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
         8
     """
-    session = requests.Session()
+    session = LeanSession() if options.fast_path else requests.Session()
     session.trust_env = False
     session.max_redirects = options.max_redirects
     session.headers["User-Agent"] = options.user_agent

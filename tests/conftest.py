@@ -44,3 +44,19 @@ def tls_server(tls_ca, tmp_path):
     tls_ca.cert_pem.write_to_path(str(ca_path))
     with LoopbackServer(ssl_context=context) as running:
         yield running, str(ca_path)
+
+
+@pytest.fixture(params=["fast_path", "requests_path"])
+def both_paths(request, monkeypatch):
+    """Run a test on both request paths: LeanSession's and requests' full Session path.
+
+    Every documented option must behave the same on each (the performance issue's rule).
+    """
+    if request.param == "requests_path":
+        from batchfetch import dispatch
+
+        build = dispatch.build_session
+        monkeypatch.setattr(dispatch, "build_session",
+                            lambda options: build(options.replace(fast_path=False)))
+        monkeypatch.setenv("BATCHFETCH_FAST_PATH", "false")  # for CLI subprocesses
+    return request.param

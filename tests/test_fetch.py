@@ -6,6 +6,8 @@ import pytest
 
 from batchfetch import FetchResult, ResultTable, fetch_all
 
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 FAST = {"timeout": 2, "retries": 0}
 
 

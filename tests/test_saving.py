@@ -7,6 +7,8 @@ from batchfetch import FetchOptions, OptionError, fetch_all
 from batchfetch.saving import MAX_NAME, file_name_for
 from batchfetch.testing import pattern_bytes
 
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 
 def test_bodies_are_saved_and_named_on_the_row(server, tmp_path):
     target = tmp_path / "bodies"

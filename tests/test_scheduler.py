@@ -11,6 +11,8 @@ import pytest
 from batchfetch import FetchOptions, HTTPStatusError, OptionError, fetch_all, iter_fetch
 from batchfetch.testing import LoopbackServer
 
+pytestmark = pytest.mark.usefixtures("both_paths")
+
 QUICK = {"timeout": 2, "backoff": 0.01}
 
 

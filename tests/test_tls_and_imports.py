@@ -1,4 +1,5 @@
 """TLS verification against a trustme CA, and importing requests before batchfetch."""
+import pytest
 import subprocess
 import sys
 import textwrap
@@ -6,6 +7,8 @@ import textwrap
 import certifi
 
 from batchfetch import fetch_all
+
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 
 def test_explicit_ca_bundle_wins_over_the_environment(tls_server, monkeypatch):

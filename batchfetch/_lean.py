@@ -1,0 +1,208 @@
+"""LeanSession: plain requests go straight to urllib3; anything else takes requests' path.
+
+requests spends most of its CPU per request preparing what a batch never varies:
+a Request and a PreparedRequest, settings merges, cookie jars, hooks. For a plain
+request (no proxy, no params, a str/bytes/JSON body, basic or no auth, simple
+cookies, a URL already in the form requests would send) this session builds the
+same headers and body itself and calls the same urllib3 pool the same way
+``HTTPAdapter.send`` does, mapping errors to the same requests exceptions.
+Redirects are handed back to requests (``resolve_redirects``) with the request
+it would have prepared, so a chain behaves exactly as on the full path.
+
+It is built for ``session.build_session``: it relies on the run's cookie jar storing
+nothing (``session._StoreNothing``; the full path's ``extract_cookies_to_jar`` into
+the session jar is skipped) and on the session having no session-level auth, params,
+proxies or hooks (batchfetch passes everything per request).
+"""
+from __future__ import annotations
+
+import json as jsonlib
+import re
+from typing import Any
+
+import requests
+import requests.exceptions as rex
+import urllib3.exceptions as u3
+from requests.auth import _basic_auth_str
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers, requote_uri
+from urllib3.util import Timeout
+
+__all__ = ["LeanSession"]
+
+# A URL requests would send unchanged: lower-case scheme and host, an explicit path,
+# no fragment, no user info, nothing prepare_url would encode or normalise.
+_PLAIN_URL = re.compile(
+    r"^(https?)://(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?(/[^#\s]*)$")
+# Cookie names and values the cookie jar would send verbatim.
+_PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
+_NO_BODY = object()
+
+
+class _UrlOnly:
+    """What ``build_connection_pool_key_attributes`` reads of a request: its URL."""
+
+    __slots__ = ("url",)
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+
+
+def _body(data: Any, json: Any) -> Any:
+    """The bytes/str body requests would send, None for none, or _NO_BODY if not plain."""
+    if not data and json is not None:
+        return jsonlib.dumps(json, allow_nan=False).encode("utf-8")
+    if data is None or isinstance(data, (str, bytes)):
+        return data or None
+    return _NO_BODY
+
+
+def _plain_cookies(cookies: Any) -> bool:
+    return not cookies or (isinstance(cookies, dict) and all(
+        isinstance(name, str) and isinstance(value, str) and _PLAIN_COOKIE.match(name)
+        and _PLAIN_COOKIE.match(value) and name for name, value in cookies.items()))
+
+
+class LeanSession(requests.Session):
+    """A requests.Session whose plain requests skip requests' per-request preparation.
+
+    Example::
+
+        >>> session = LeanSession()
+        >>> session.request("GET", "http://127.0.0.1:8000/ok", timeout=5).status_code
+        200
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._timeouts: dict[Any, Timeout] = {}
+
+    def request(self, method, url, params=None, data=None, headers=None, cookies=None,
+                files=None, auth=None, timeout=None, allow_redirects=True, proxies=None,
+                hooks=None, stream=None, verify=None, cert=None, json=None):
+        body = _body(data, json)
+        plain_auth = auth is None or (isinstance(auth, tuple) and len(auth) == 2
+                                      and all(isinstance(part, str) for part in auth))
+        if (params or files or hooks or proxies or body is _NO_BODY or not plain_auth
+                or not isinstance(url, str) or not _plain_cookies(cookies)
+                or (cookies and any(name.lower() == "cookie" for name in headers or ()))):
+            return self._full(method, url, params, data, headers, cookies, files, auth,
+                              timeout, allow_redirects, proxies, hooks, stream, verify, cert,
+                              json)
+        sendable = requote_uri(url)
+        if sendable != url or not _PLAIN_URL.match(url):
+            return self._full(method, url, params, data, headers, cookies, files, auth,
+                              timeout, allow_redirects, proxies, hooks, stream, verify, cert,
+                              json)
+        wire_headers = self._headers(method, headers, body, data, json, auth, cookies)
+        response = self._send(method, url, body, wire_headers, timeout, verify, cert)
+        if allow_redirects and response.is_redirect:
+            response = self._follow(response, method, url, data, headers, cookies, auth,
+                                    json, stream, timeout, verify, cert)
+        if not stream:
+            response.content  # noqa: B018 - as Session.send does without stream
+        return response
+
+    def _full(self, method, url, params, data, headers, cookies, files, auth, timeout,
+              allow_redirects, proxies, hooks, stream, verify, cert, json):
+        return super().request(method, url, params=params, data=data, headers=headers,
+                               cookies=cookies, files=files, auth=auth, timeout=timeout,
+                               allow_redirects=allow_redirects, proxies=proxies, hooks=hooks,
+                               stream=stream, verify=verify, cert=cert, json=json)
+
+    def _headers(self, method: str, headers, body, data, json, auth, cookies) -> dict:
+        """The headers PreparedRequest would build: session's, request's, body, auth, cookies."""
+        merged = CaseInsensitiveDict(self.headers)
+        for name, value in (headers or {}).items():
+            if value is None:
+                merged.pop(name, None)
+            else:
+                merged[name] = value
+        if body is not None:
+            merged["Content-Length"] = str(len(body.encode("utf-8") if isinstance(body, str)
+                                               else body))
+            if not data and json is not None and "content-type" not in merged:
+                merged["Content-Type"] = "application/json"
+        elif method not in ("GET", "HEAD") and merged.get("Content-Length") is None:
+            merged["Content-Length"] = "0"
+        if auth is not None:
+            merged["Authorization"] = _basic_auth_str(*auth)
+        if cookies:
+            merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
+        return dict(merged.items())
+
+    def _timeout(self, timeout: Any) -> Timeout:
+        resolved = self._timeouts.get(timeout)
+        if resolved is None:
+            connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+            resolved = self._timeouts[timeout] = Timeout(connect=connect, read=read)
+        return resolved
+
+    def _send(self, method: str, url: str, body, headers: dict, timeout, verify, cert):
+        """HTTPAdapter.send without the PreparedRequest: same pool, arguments and errors."""
+        adapter = self.get_adapter(url)
+        try:
+            host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(
+                _UrlOnly(url), verify, cert)
+            conn = adapter.poolmanager.connection_from_host(**host_params,
+                                                            pool_kwargs=pool_kwargs)
+        except (ValueError, u3.LocationValueError) as exc:
+            raise rex.InvalidURL(exc) from None
+        adapter.cert_verify(conn, url, verify, cert)
+        path = url[url.index("/", url.index("//") + 2):]  # _PLAIN_URL has a path, no fragment
+        try:
+            raw = conn.urlopen(method=method, url=path, body=body,
+                               headers=headers, redirect=False, assert_same_host=False,
+                               preload_content=False, decode_content=False,
+                               retries=adapter.max_retries, timeout=self._timeout(timeout),
+                               chunked=False)
+        except (u3.ProtocolError, OSError) as err:
+            raise rex.ConnectionError(err) from None
+        except u3.MaxRetryError as exc:
+            reason = exc.reason
+            if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
+                    reason, u3.NewConnectionError):
+                raise rex.ConnectTimeout(exc) from None
+            if isinstance(reason, u3.ResponseError):
+                raise rex.RetryError(exc) from None
+            if isinstance(reason, u3.ProxyError):
+                raise rex.ProxyError(exc) from None
+            if isinstance(reason, u3.SSLError):
+                raise rex.SSLError(exc) from None
+            raise rex.ConnectionError(exc) from None
+        except u3.ClosedPoolError as exc:
+            raise rex.ConnectionError(exc) from None
+        except u3.SSLError as exc:
+            raise rex.SSLError(exc) from None
+        except u3.ReadTimeoutError as exc:
+            raise rex.ReadTimeout(exc) from None
+        except u3.InvalidHeader as exc:
+            raise rex.InvalidHeader(exc) from None
+        response = requests.Response()
+        response.status_code = raw.status
+        response.headers = CaseInsensitiveDict(raw.headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = raw
+        response.reason = raw.reason
+        response.url = url
+        response.connection = adapter
+        return response
+
+    def _follow(self, response, method, url, data, headers, cookies, auth, json, stream,
+                timeout, verify, cert):
+        """Hand a redirect to requests, with the request it would have prepared."""
+        from requests.cookies import extract_cookies_to_jar
+
+        prepared = self.prepare_request(requests.Request(
+            method=method, url=url, headers=headers, data=data or None, json=json,
+            auth=auth, cookies=cookies))
+        response.request = prepared
+        extract_cookies_to_jar(response.cookies, prepared, response.raw)
+        history = list(self.resolve_redirects(response, prepared, stream=stream,
+                                              timeout=timeout, verify=verify, cert=cert,
+                                              proxies={}))
+        if history:
+            history.insert(0, response)
+            response = history.pop()
+            response.history = history
+        return response

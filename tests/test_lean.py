@@ -1,0 +1,97 @@
+"""LeanSession sends what requests' full path would send, byte for byte where it matters."""
+import json
+
+import pytest
+import requests
+
+from batchfetch._lean import LeanSession
+
+CASES = [
+    {"method": "GET", "url": "/echo?a=1&b=%20x"},
+    {"method": "POST", "url": "/echo", "json": {"n": [1, 2], "s": "é"}},
+    {"method": "POST", "url": "/echo", "data": "a=1&b=2",
+     "headers": {"Content-Type": "application/x-www-form-urlencoded"}},
+    {"method": "PUT", "url": "/echo", "data": b"\x00\xff raw"},
+    {"method": "DELETE", "url": "/echo"},
+    {"method": "POST", "url": "/echo", "data": ""},
+    {"method": "PATCH", "url": "/echo", "json": [], "headers": {"content-type": "text/x"}},
+    {"method": "GET", "url": "/echo", "auth": ("ann", "sécret"), "cookies": {"a": "1", "b": "2"},
+     "headers": {"X-One": "1", "Accept": None, "user-agent": "mine"}},
+]
+
+
+def sessions():
+    lean, full = LeanSession(), requests.Session()
+    for session in (lean, full):
+        session.trust_env = False
+    return lean, full
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c["method"] + c["url"] for c in CASES])
+def test_lean_and_full_paths_send_the_same_request(server, case):
+    lean, full = sessions()
+    kwargs = {key: value for key, value in case.items() if key not in ("method", "url")}
+    seen = []
+    for session in (lean, full):
+        response = session.request(case["method"], server.url(case["url"]), timeout=5,
+                                   **kwargs)
+        assert response.status_code == 200
+        echoed = json.loads(response.content)
+        echoed["headers"] = {k.lower(): v for k, v in echoed["headers"].items()}
+        seen.append((echoed, response.url, response.reason, dict(response.headers)))
+    assert seen[0][0] == seen[1][0]
+    assert seen[0][1:3] == seen[1][1:3]
+
+
+def test_plain_requests_skip_preparation_and_others_do_not(server):
+    lean, _ = sessions()
+    plain = lean.request("GET", server.url("/ok"), timeout=5)
+    assert plain.status_code == 200 and plain.request is None  # nothing was prepared
+    with_params = lean.request("GET", server.url("/ok"), params={"a": "1"}, timeout=5)
+    assert isinstance(with_params.request, requests.PreparedRequest)
+    needs_quoting = lean.request("GET", server.url("/echo/with space"), timeout=5)
+    assert needs_quoting.request is not None and needs_quoting.url.endswith("with%20space")
+
+
+def test_redirects_are_followed_as_requests_does(server):
+    lean, full = sessions()
+    results = []
+    for session in (lean, full):
+        response = session.request("POST", server.url("/redirect/2"), json={"a": 1}, timeout=5)
+        results.append((response.status_code, response.url,
+                        [r.status_code for r in response.history],
+                        response.request.method))
+    assert results[0] == results[1] == (200, server.url("/redirect/0"), [302, 302], "GET")
+
+
+@pytest.mark.parametrize("path, error", [
+    ("/fault/reset", requests.ConnectionError),
+    ("/fault/hang", requests.ReadTimeout),
+    ("/fault/garbage", requests.ConnectionError),
+])
+def test_errors_are_the_same_requests_exceptions(server, path, error):
+    lean, full = sessions()
+    for session in (lean, full):
+        with pytest.raises(error):
+            session.request("GET", server.url(path), timeout=0.3).content
+
+
+def test_cli_rows_are_the_same_on_both_paths(server):
+    """--no-fast-path (and the default fast path) give the same rows for a mixed batch."""
+    from click.testing import CliRunner
+
+    from batchfetch.cli import main
+
+    urls = "\n".join(server.url(path) for path in (
+        "/json", "/status/404", "/redirect/2", "/echo?x=1", "/fault/reset", "/echo/a b"))
+    outputs = []
+    for flag in ("--fast-path", "--no-fast-path"):
+        result = CliRunner().invoke(main, ["-q", "-f", "jsonl", "-r", "0", "--body", flag],
+                                    input=urls + "\n")
+        assert result.exit_code == 1, result.output
+        rows = [json.loads(line) for line in result.stdout.splitlines()]
+        for row in rows:
+            row.pop("elapsed")
+        outputs.append(sorted(rows, key=lambda row: row["index"]))
+    assert [row["error"] for row in outputs[0]] == ["", "http", "", "", "reset", "http"]
+    assert outputs[0] == outputs[1]
