@@ -37,6 +37,8 @@ _PLAIN_URL = re.compile(
 # Cookie names and values the cookie jar would send verbatim.
 _PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
 _NO_BODY = object()
+#: Pools remembered by (origin, verify, cert), saving the manager's per-request lookup.
+_POOL_CACHE_SIZE = 1024
 
 
 class _UrlOnly:
@@ -76,6 +78,7 @@ class LeanSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._timeouts: dict[Any, Timeout] = {}
+        self._pools: dict[Any, Any] = {}
 
     def request(self, method, url, params=None, data=None, headers=None, cookies=None,
                 files=None, auth=None, timeout=None, allow_redirects=True, proxies=None,
@@ -141,15 +144,22 @@ class LeanSession(requests.Session):
     def _send(self, method: str, url: str, body, headers: dict, timeout, verify, cert):
         """HTTPAdapter.send without the PreparedRequest: same pool, arguments and errors."""
         adapter = self.get_adapter(url)
-        try:
-            host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(
-                _UrlOnly(url), verify, cert)
-            conn = adapter.poolmanager.connection_from_host(**host_params,
-                                                            pool_kwargs=pool_kwargs)
-        except (ValueError, u3.LocationValueError) as exc:
-            raise rex.InvalidURL(exc) from None
-        adapter.cert_verify(conn, url, verify, cert)
-        path = url[url.index("/", url.index("//") + 2):]  # _PLAIN_URL has a path, no fragment
+        path_start = url.index("/", url.index("//") + 2)  # _PLAIN_URL has a path, no fragment
+        path = url[path_start:]
+        key = (url[:path_start], verify, cert)
+        conn = self._pools.get(key)
+        if conn is None or conn.pool is None:  # new, or closed since (the manager evicts)
+            try:
+                host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(
+                    _UrlOnly(url), verify, cert)
+                conn = adapter.poolmanager.connection_from_host(**host_params,
+                                                                pool_kwargs=pool_kwargs)
+            except (ValueError, u3.LocationValueError) as exc:
+                raise rex.InvalidURL(exc) from None
+            adapter.cert_verify(conn, url, verify, cert)
+            if len(self._pools) >= _POOL_CACHE_SIZE:
+                self._pools.clear()  # many hosts: the manager evicted most of these anyway
+            self._pools[key] = conn
         try:
             raw = conn.urlopen(method=method, url=path, body=body,
                                headers=headers, redirect=False, assert_same_host=False,
