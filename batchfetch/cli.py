@@ -140,6 +140,9 @@ Exit status: 0 every row ok, 1 some row failed, 2 usage error,
         help="Wall-clock seconds one attempt may take, body included; 'none': no limit.")
 @timing("--max-pending", type=int, metavar="N", show_default="max(256, 4 x concurrency)",
         help="Input items read ahead of the rows written.")
+@timing("--workers", type=int, metavar="N", default_of="workers",
+        help="Worker processes sharing the batch; concurrency, --per-host, --rate and "
+             "--max-pending are divided between them.")
 @timing("--fast-path/--no-fast-path", "fast_path", default=None,
         help="Send plain requests straight to urllib3 (default; less CPU); --no-fast-path "
              "sends every request through requests' full Session path.")

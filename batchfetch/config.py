@@ -182,6 +182,9 @@ class FetchOptions:
     #: Send plain requests straight to urllib3 (the same pools, headers, body and errors,
     #: less CPU); False sends every request through requests' full Session path.
     fast_path: bool = True
+    #: Worker processes sharing the batch (each with its own hub, pool and session);
+    #: concurrency, per_host, rate and max_pending are divided between them.
+    workers: int = 1
     #: Items pulled from the input but not yet yielded (the look-ahead window in which
     #: per-host fairness holds). None: 4 x concurrency, at least 256.
     max_pending: int | None = None
@@ -241,6 +244,7 @@ class FetchOptions:
         set_(self, "rate", _number("rate", self.rate, allow_none=True))
         set_(self, "max_pending", _integer("max_pending", self.max_pending, minimum=1,
                                            allow_none=True))
+        set_(self, "workers", _integer("workers", self.workers, minimum=1))
 
     def _normalized_timeout(self) -> tuple[float | None, float | None]:
         value = self.timeout

@@ -85,7 +85,12 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
         0 200
     """
     resolved = _build_options(options, option_values)
-    return _Run(resolved, on_result, exception_handler).rows(iter(items))
+    run = _Run(resolved, on_result, exception_handler)
+    if resolved.workers > 1:
+        from .workers import sharded_rows
+
+        return sharded_rows(iter(items), resolved, run._run_hooks)
+    return run.rows(iter(items))
 
 
 def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,

@@ -295,9 +295,9 @@ def test_an_exception_in_a_hook_stops_the_run_and_propagates(server):
 def test_one_row_per_input_with_retries_in_a_mixed_batch(server):
     items = [server.url("/flaky/m?fail=1&status=503"), server.url("/fault/reset"),
              server.url("/fault/hang"), server.url("/status/429?retry_after=999"),
-             "http://", server.url("/fault/trickle?interval=0.3&bytes=10"),
+             "http://", server.url("/fault/trickle?interval=0.3&bytes=20"),
              {"url": server.url("/echo"), "method": "POST", "json": {}}] * 2
-    table = fetch_all(items, concurrency=6, timeout=0.5, deadline=0.8, retries=1,
+    table = fetch_all(items, concurrency=6, timeout=0.5, deadline=1.5, retries=1,
                       backoff=0.01, max_retry_wait=2)
     assert [row.index for row in table] == list(range(len(items)))
     assert [row.error for row in table[:7]] == [

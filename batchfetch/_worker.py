@@ -1,0 +1,81 @@
+"""A worker process: ``python -m batchfetch._worker``, started by a run with ``workers > 1``.
+
+It reads frames from stdin (the options, then ``("item", index, item)`` until
+stdin closes), fetches them with its own hub, pool and session through
+:func:`iter_fetch`, and writes ``("row", row, exception)`` frames to stdout with
+each row's index put back to the parent's input index. Ctrl-C belongs to the
+parent, which stops its workers itself.
+"""
+import batchfetch  # noqa: F401  (first: patches this process)
+
+import signal
+import sys
+from typing import Any, Iterator
+
+from gevent.fileobject import FileObjectPosix
+
+from ._frames import read_frame, write_frame
+from .dispatch import iter_fetch
+
+
+def serve(stdin, stdout) -> None:
+    """Fetch what the parent sends until it says end; report every row."""
+    options = read_frame(stdin)
+    if options is None:
+        return
+    # This worker numbers its items from 0; the parent's index of each, while in flight:
+    input_index: dict[int, int] = {}
+    failure: list[BaseException] = []  # exception_handler runs just before its row is yielded
+
+    def items() -> Iterator[Any]:
+        number = 0
+        while True:
+            frame = read_frame(stdin)
+            if frame is None:  # the parent closed our stdin: no more items
+                return
+            _, index, item = frame
+            input_index[number] = index
+            number += 1
+            yield item
+
+    for row in iter_fetch(items(), options,
+                          exception_handler=lambda item, exc: failure.append(exc)):
+        exception = failure.pop() if failure else None
+        write_frame(stdout, ("row", _with_index(row, input_index.pop(row.index)),
+                             _picklable(exception)))
+    write_frame(stdout, ("done",))
+
+
+def _with_index(row, index: int):
+    import dataclasses
+
+    return dataclasses.replace(row, index=index)
+
+
+def _picklable(exception: BaseException | None) -> BaseException | None:
+    """The exception itself, or a BatchFetchError with its text when it cannot travel."""
+    import pickle
+
+    from .errors import BatchFetchError
+
+    if exception is None:
+        return None
+    try:
+        pickle.loads(pickle.dumps(exception))
+        return exception
+    except Exception:  # noqa: BLE001 - anything unpicklable is described instead
+        return BatchFetchError(f"{type(exception).__name__}: {exception}")
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops us
+    stdin = FileObjectPosix(sys.stdin.fileno(), "rb", close=False)
+    stdout = FileObjectPosix(sys.stdout.fileno(), "wb", close=False)
+    try:
+        serve(stdin, stdout)
+    except BrokenPipeError:
+        pass  # the parent went away: nobody is left to report to
+
+
+if __name__ == "__main__":
+    main()

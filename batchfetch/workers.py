@@ -1,0 +1,178 @@
+"""Running a batch across worker processes (``workers > 1``), one stream of rows out.
+
+Each worker is ``python -m batchfetch._worker`` with its own gevent hub, pool and
+session; the parent reads the input lazily, hands each item to the worker with
+the least work outstanding, and yields rows as workers report them, with the
+same guarantees as one process: one row per input (a worker that dies has its
+unfinished items handed to the others), the input's indexes, hooks run here in
+the caller's greenlet, and closing the iterator stops every worker.
+Concurrency, ``per_host``, ``rate`` and ``max_pending`` are divided between the
+workers (per_host and concurrency rounded up, so each worker may run at least one).
+"""
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any, Callable
+
+import gevent
+import gevent.lock
+import gevent.queue
+
+from ._frames import read_frame, write_frame
+from .config import FetchOptions
+from .errors import BatchFetchError
+from .results import FetchResult
+
+__all__ = ["options_per_worker", "sharded_rows"]
+
+
+def options_per_worker(options: FetchOptions) -> FetchOptions:
+    """The options one of ``options.workers`` workers runs with: the limits divided.
+
+    Example::
+
+        >>> options_per_worker(FetchOptions(workers=2, concurrency=64, rate=10)).concurrency
+        32
+    """
+    count = options.workers
+    return options.replace(
+        workers=1,
+        concurrency=math.ceil(options.concurrency / count),
+        per_host=None if options.per_host is None else math.ceil(options.per_host / count),
+        rate=None if options.rate is None else options.rate / count,
+        max_pending=math.ceil(options.pending_limit / count))
+
+
+class _Worker:
+    """One worker process and the items it has not answered yet."""
+
+    def __init__(self, number: int) -> None:
+        self.number = number
+        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
+                                                          env.get("PYTHONPATH")]))
+        # gevent patches subprocess: these pipes are cooperative in this process.
+        self.process = subprocess.Popen([sys.executable, "-m", "batchfetch._worker"],
+                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                        env=env)
+        self.outstanding: dict[int, Any] = {}  # input index -> item
+        self.alive = True
+        self._sending = gevent.lock.Semaphore()  # frames from two greenlets must not interleave
+
+    def send(self, message: Any) -> bool:
+        with self._sending:
+            try:
+                write_frame(self.process.stdin, message)
+                return True
+            except OSError:  # the worker died; its reader greenlet reports it
+                return False
+
+    def stop(self) -> None:
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        if self.process.poll() is None:
+            self.process.terminate()
+        try:
+            self.process.wait(timeout=2)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def sharded_rows(items: Iterator[Any], options: FetchOptions,
+                 run_hooks: Callable[[FetchResult, Any, BaseException | None], None]
+                 ) -> Iterator[FetchResult]:
+    """Yield one row per item, fetched by ``options.workers`` worker processes."""
+    worker_options = options_per_worker(options)
+    workers = [_Worker(number) for number in range(options.workers)]
+    events: gevent.queue.Queue = gevent.queue.Queue()
+    room = gevent.lock.Semaphore(options.pending_limit)
+    greenlets = []
+    try:
+        for worker in workers:
+            if not worker.send(worker_options):
+                raise BatchFetchError("a worker process failed to start")
+            greenlets.append(gevent.spawn(_read_rows, worker, events))
+        greenlets.append(gevent.spawn(_feed, items, workers, room, events))
+        fed_all, owed = False, 0
+        while not fed_all or owed:
+            event = events.get()
+            kind = event[0]
+            if kind == "fed":
+                owed += 1
+            elif kind == "input done":
+                fed_all = True
+            elif kind == "input failed":
+                raise event[1]
+            elif kind == "row":
+                _, worker, row, exception = event
+                item = worker.outstanding.pop(row.index)
+                owed -= 1
+                room.release()
+                run_hooks(row, item, exception)
+                yield row
+            else:  # "exited": hand what the worker left unanswered to the others
+                worker = event[1]
+                worker.alive = False
+                left, worker.outstanding = worker.outstanding, {}
+                for index, item in sorted(left.items()):
+                    _hand(workers, index, item)
+    finally:
+        gevent.killall(greenlets, block=True, timeout=1.0)
+        for worker in workers:
+            worker.stop()
+
+
+def _read_rows(worker: _Worker, events: gevent.queue.Queue) -> None:
+    """Pass a worker's rows on; say so when it exits before its last row."""
+    while True:
+        frame = read_frame(worker.process.stdout)
+        if frame is None:
+            events.put(("exited", worker))
+            return
+        if frame[0] == "done":
+            return
+        _, row, exception = frame
+        events.put(("row", worker, row, exception))
+
+
+def _hand(workers: list[_Worker], index: int, item: Any) -> None:
+    """Give an item to the live worker with the least outstanding."""
+    while True:
+        live = [worker for worker in workers if worker.alive]
+        if not live:
+            raise BatchFetchError("every worker process exited before the run ended")
+        worker = min(live, key=lambda w: len(w.outstanding))
+        worker.outstanding[index] = item
+        if worker.send(("item", index, item)):
+            return
+        del worker.outstanding[index]
+        worker.alive = False
+
+
+def _feed(items: Iterator[Any], workers: list[_Worker], room: gevent.lock.Semaphore,
+          events: gevent.queue.Queue) -> None:
+    """Pull the input lazily, within max_pending, and hand each item out.
+
+    Workers learn that the input ended only when the run stops them (their stdin
+    closes), so a worker that dies late can still have its items handed on.
+    """
+    try:
+        for index, item in enumerate(items):
+            room.acquire()
+            _hand(workers, index, item)
+            events.put(("fed",))
+    except gevent.GreenletExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the caller's input failed: raise it there
+        events.put(("input failed", exc))
+        return
+    events.put(("input done",))

@@ -1,0 +1,109 @@
+"""workers > 1: the batch shared by worker processes, one stream of rows with the same rules."""
+import os
+import signal
+
+import gevent
+import pytest
+
+from batchfetch import FetchOptions, HTTPStatusError, fetch_all, iter_fetch
+from batchfetch.workers import options_per_worker
+
+
+def worker_pids() -> list[int]:
+    """This process's live batchfetch worker processes, read from /proc."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            with open(f"/proc/{entry}/cmdline", "rb") as cmdline:
+                command = cmdline.read()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"batchfetch._worker" in command:
+            pids.append(int(entry))
+    return pids
+
+
+def test_limits_are_divided_between_workers():
+    options = options_per_worker(FetchOptions(workers=3, concurrency=64, per_host=4, rate=9.0,
+                                              max_pending=30))
+    assert (options.workers, options.concurrency, options.per_host, options.rate,
+            options.max_pending) == (1, 22, 2, 3.0, 10)
+    assert options_per_worker(FetchOptions(workers=2)).per_host is None
+
+
+def test_one_row_per_input_in_input_order_with_ids_and_bodies(server):
+    items = [server.url("/ok"), "not a url", server.url("/status/404"),
+             {"url": server.url("/echo"), "method": "POST", "json": {"n": 1}, "id": "rpc"},
+             server.url("/fault/reset")] * 20
+    table = fetch_all(items, workers=2, concurrency=8, keep_body=True, retries=0)
+    assert [row.index for row in table] == list(range(len(items)))
+    assert [row.error for row in table[:5]] == ["", "invalid_url", "http", "", "reset"]
+    assert table[3].id == "rpc" and b'"json": {"n": 1}' in table[3].body
+    assert worker_pids() == []
+
+
+def test_hooks_run_in_the_caller_with_the_exceptions(server):
+    seen, handled = [], []
+    items = [server.url("/ok"), server.url("/status/500"), "ftp://x"] * 4
+    rows = list(iter_fetch(items, workers=2, retries=0, on_result=seen.append,
+                           exception_handler=lambda item, exc: handled.append((item, exc))))
+    assert seen == rows and len(rows) == 12
+    assert len(handled) == 8
+    statuses = [exc for item, exc in handled if item.endswith("/status/500")]
+    assert len(statuses) == 4 and all(isinstance(e, HTTPStatusError) for e in statuses)
+
+
+def test_a_worker_that_dies_has_its_items_fetched_by_the_others(server):
+    items = [server.url("/delay/0.2")] * 40
+    rows = iter_fetch(items, workers=2, concurrency=8, retries=0)
+    first = next(rows)
+    pids = worker_pids()
+    assert len(pids) == 2
+    os.kill(pids[0], signal.SIGKILL)
+    rest = list(rows)
+    indexes = sorted([first.index] + [row.index for row in rest])
+    assert indexes == list(range(40))
+    assert all(row.ok for row in rest)
+
+
+def test_closing_early_stops_every_worker(server):
+    rows = iter_fetch([server.url("/fault/hang")] * 10 + [server.url("/ok")], workers=2,
+                      concurrency=20, timeout=30)
+    assert next(rows).ok
+    assert len(worker_pids()) == 2
+    rows.close()
+    for _ in range(50):
+        if not worker_pids():
+            break
+        gevent.sleep(0.05)
+    assert worker_pids() == []
+    assert server.wait_idle(timeout=3.0)
+
+
+def test_input_errors_propagate_from_the_feeder(server):
+    def broken():
+        yield server.url("/ok")
+        raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        list(iter_fetch(broken(), workers=2))
+
+
+def test_cli_workers_flag(server):
+    import json
+
+    from click.testing import CliRunner
+
+    from batchfetch.cli import main
+
+    urls = "\n".join([server.url("/ok"), server.url("/status/404"), "not a url"] * 5)
+    result = CliRunner().invoke(main, ["-q", "-f", "jsonl", "--workers", "2"], input=urls)
+    assert result.exit_code == 1, result.output
+    rows = sorted((json.loads(line) for line in result.stdout.splitlines()),
+                  key=lambda row: row["index"])
+    assert [row["index"] for row in rows] == list(range(15))
+    assert [row["error"] for row in rows[:3]] == ["", "http", "invalid_url"]
