@@ -23,33 +23,22 @@ def serve(stdin, stdout) -> None:
     options = read_frame(stdin)
     if options is None:
         return
-    # This worker numbers its items from 0; the parent's index of each, while in flight:
-    input_index: dict[int, int] = {}
     failure: list[BaseException] = []  # exception_handler runs just before its row is yielded
 
-    def items() -> Iterator[Any]:
-        number = 0
+    def pairs() -> Iterator[tuple[int, Any]]:
         while True:
             frame = read_frame(stdin)
             if frame is None:  # the parent closed our stdin: no more items
                 return
             _, index, item = frame
-            input_index[number] = index
-            number += 1
-            yield item
+            yield index, item
 
-    for row in iter_fetch(items(), options,
+    # indexed: rows carry the parent's input index, and saved bodies are named by it.
+    for row in iter_fetch(pairs(), options, indexed=True,
                           exception_handler=lambda item, exc: failure.append(exc)):
         exception = failure.pop() if failure else None
-        write_frame(stdout, ("row", _with_index(row, input_index.pop(row.index)),
-                             _picklable(exception)))
+        write_frame(stdout, ("row", row, _picklable(exception)))
     write_frame(stdout, ("done",))
-
-
-def _with_index(row, index: int):
-    import dataclasses
-
-    return dataclasses.replace(row, index=index)
 
 
 def _picklable(exception: BaseException | None) -> BaseException | None:

@@ -64,6 +64,7 @@ def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> F
 def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
                on_result: OnResult | None = None,
                exception_handler: ExceptionHandler | None = None,
+               indexed: bool = False,
                **option_values: Any) -> Iterator[FetchResult]:
     """Fetch ``items`` and yield one row per item as each completes (completion order).
 
@@ -78,6 +79,10 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
     once per failed row, in the caller's greenlet, before the row is yielded;
     an exception raised by either stops the run and propagates.
 
+    With ``indexed=True`` the items are ``(index, item)`` pairs and each row carries
+    the given index instead of the item's position: for resuming a numbered input
+    where some items are skipped (saved bodies keep their names too).
+
     Example::
 
         >>> for row in iter_fetch(["http://127.0.0.1:8000/ok"], concurrency=4):
@@ -86,16 +91,18 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
     """
     resolved = _build_options(options, option_values)
     run = _Run(resolved, on_result, exception_handler)
+    pairs = iter(items) if indexed else enumerate(items)
     if resolved.workers > 1:
         from .workers import sharded_rows
 
-        return sharded_rows(iter(items), resolved, run._run_hooks)
-    return run.rows(iter(items))
+        return sharded_rows(pairs, resolved, run._run_hooks)
+    return run.rows(pairs)
 
 
 def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
               on_result: OnResult | None = None,
               exception_handler: ExceptionHandler | None = None,
+              indexed: bool = False,
               **option_values: Any) -> ResultTable:
     """Fetch every item and return a :class:`ResultTable` in input order.
 
@@ -112,7 +119,8 @@ def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
     """
     started = time.monotonic()
     rows = list(iter_fetch(items, options, on_result=on_result,
-                           exception_handler=exception_handler, **option_values))
+                           exception_handler=exception_handler, indexed=indexed,
+                           **option_values))
     return ResultTable(rows, wall_time=time.monotonic() - started)
 
 
@@ -136,7 +144,8 @@ class _Run:
 
     # -- the scheduler loop ------------------------------------------------
 
-    def rows(self, source: Iterator[Any]) -> Iterator[FetchResult]:
+    def rows(self, source: Iterator[tuple[int, Any]]) -> Iterator[FetchResult]:
+        """Yield a row per ``(index, item)`` pair of ``source``, as each completes."""
         if self.options.save_dir:
             os.makedirs(self.options.save_dir, exist_ok=True)
         session = build_session(self.options)
@@ -146,14 +155,12 @@ class _Run:
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
         feeder = gevent.spawn(self._feed, source, room)
-        next_index = 0
         exhausted = False
         try:
             while True:
                 for event in self._events():
                     if event[0] == "item":
-                        self._accept(next_index, event[1])
-                        next_index += 1
+                        self._accept(*event[1])
                     elif event[0] == "end":
                         exhausted = True
                     elif event[0] == "failed":

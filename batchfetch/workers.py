@@ -87,10 +87,10 @@ class _Worker:
             self.process.wait()
 
 
-def sharded_rows(items: Iterator[Any], options: FetchOptions,
+def sharded_rows(pairs: Iterator[tuple[int, Any]], options: FetchOptions,
                  run_hooks: Callable[[FetchResult, Any, BaseException | None], None]
                  ) -> Iterator[FetchResult]:
-    """Yield one row per item, fetched by ``options.workers`` worker processes."""
+    """Yield one row per ``(index, item)`` pair, fetched by ``options.workers`` processes."""
     worker_options = options_per_worker(options)
     workers = [_Worker(number) for number in range(options.workers)]
     events: gevent.queue.Queue = gevent.queue.Queue()
@@ -101,7 +101,7 @@ def sharded_rows(items: Iterator[Any], options: FetchOptions,
             if not worker.send(worker_options):
                 raise BatchFetchError("a worker process failed to start")
             greenlets.append(gevent.spawn(_read_rows, worker, events))
-        greenlets.append(gevent.spawn(_feed, items, workers, room, events))
+        greenlets.append(gevent.spawn(_feed, pairs, workers, room, events))
         fed_all, owed = False, 0
         while not fed_all or owed:
             event = events.get()
@@ -158,15 +158,15 @@ def _hand(workers: list[_Worker], index: int, item: Any) -> None:
         worker.alive = False
 
 
-def _feed(items: Iterator[Any], workers: list[_Worker], room: gevent.lock.Semaphore,
-          events: gevent.queue.Queue) -> None:
+def _feed(pairs: Iterator[tuple[int, Any]], workers: list[_Worker],
+          room: gevent.lock.Semaphore, events: gevent.queue.Queue) -> None:
     """Pull the input lazily, within max_pending, and hand each item out.
 
     Workers learn that the input ended only when the run stops them (their stdin
     closes), so a worker that dies late can still have its items handed on.
     """
     try:
-        for index, item in enumerate(items):
+        for index, item in pairs:
             room.acquire()
             _hand(workers, index, item)
             events.put(("fed",))

@@ -107,3 +107,21 @@ def test_cli_workers_flag(server):
                   key=lambda row: row["index"])
     assert [row["index"] for row in rows] == list(range(15))
     assert [row["error"] for row in rows[:3]] == ["", "http", "invalid_url"]
+
+
+def test_saved_bodies_are_named_by_input_index_across_workers(server, tmp_path):
+    """Bug: each worker numbered its items from 0, so two rows shared one file."""
+    urls = [server.url(f"/bytes/{n}") for n in range(1, 7)]
+    table = fetch_all(urls, workers=2, save_dir=str(tmp_path))
+    paths = [row.path for row in table]
+    assert len(set(paths)) == 6 and sorted(os.listdir(tmp_path)) == sorted(
+        os.path.basename(path) for path in paths)
+    assert [os.path.getsize(path) for path in paths] == [1, 2, 3, 4, 5, 6]
+
+
+def test_indexed_input_keeps_the_given_indexes(server, tmp_path):
+    pairs = [(7, server.url("/ok")), (3, "not a url"), (12, server.url("/bytes/5"))]
+    for workers in (1, 2):
+        table = fetch_all(pairs, indexed=True, workers=workers, save_dir=str(tmp_path))
+        assert [row.index for row in table] == [3, 7, 12]
+        assert os.path.basename(table[2].path).startswith("00000012_")
