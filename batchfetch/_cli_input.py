@@ -21,6 +21,7 @@ import gevent.socket
 from .config import FetchOptions
 from .errors import OptionError
 from .results import FetchResult
+from .resume import RecordedRows
 
 __all__ = ["INPUT_FORMATS", "NumberedItems", "PairParam", "SecondsParam", "SizeParam",
            "build_options", "detect_format", "keyword_of", "parse_pair", "parse_size"]
@@ -220,6 +221,10 @@ class NumberedItems:
     Blank lines and lines starting with ``#`` are skipped in both formats. Only the lines of
     items whose rows have not come back are kept, so memory stays flat on endless input.
 
+    With ``recorded`` (``--resume``), inputs that already have a row are checked against it
+    and skipped; the rest are held back until every recorded row has been checked, so a
+    different input file fails (:class:`~batchfetch.resume.ResumeError`) before any fetch.
+
     Example::
 
         >>> items = NumberedItems(io.BytesIO(b"# urls\\nhttp://127.0.0.1/a\\nnot a url\\n"))
@@ -230,25 +235,70 @@ class NumberedItems:
         'line 3: no scheme'
     """
 
-    def __init__(self, stream: IO[bytes], input_format: str = "auto", name: str = "-") -> None:
+    def __init__(self, stream: IO[bytes], input_format: str = "auto", name: str = "-",
+                 recorded: RecordedRows | None = None) -> None:
         self.format = input_format
         self._stream = stream
         self._name = name
-        self._pending: dict[int, tuple[int, str | None]] = {}  # index -> (line, own message)
+        self._recorded = recorded
+        #: input index of an item handed to the library -> (its line, the line's problem)
+        self._pending: dict[int, tuple[int, str | None]] = {}
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[tuple[int, Any]]:
+        """``(input index, item)`` pairs, for ``iter_fetch(..., indexed=True)``."""
+        recorded, held = self._recorded, []
+        for index, number, item, problem in self._parsed():
+            if recorded is not None:
+                if recorded.skips(index, item, f"line {number} of {self._name}"):
+                    continue
+                if index < recorded.last_index:  # hold it until every recorded row is checked
+                    held.append((index, number, item, problem))
+                    continue
+                yield from self._hand_over(held)
+                held = []
+            yield from self._hand_over([(index, number, item, problem)])
+        yield from self._hand_over(held)
+
+    def _parsed(self) -> Iterator[tuple[int, int, Any, str | None]]:
+        """``(index, line number, item, the line's problem)`` of each item; at the end, with
+        recorded rows, checks that the input has as many items as they need."""
         lines = _content_lines(self._stream)
-        if self.format == "auto":
-            first = next(lines, None)
-            if first is None:
-                return
-            self.format = detect_format(self._name, first[1])
-            lines = itertools.chain([first], lines)
-        parse = _parse_json if self.format == "jsonl" else _parse_url
-        for index, (number, text) in enumerate(lines):
-            item, problem = parse(text)
+        count = 0
+        first = next(lines, None)
+        if first is not None:
+            if self.format == "auto":
+                self.format = detect_format(self._name, first[1])
+            parse = _parse_json if self.format == "jsonl" else _parse_url
+            for count, (number, text) in enumerate(itertools.chain([first], lines), start=1):
+                yield (count - 1, number, *parse(text))
+        if self._recorded is not None:
+            self._recorded.check_count(count, self._name)
+
+    def _hand_over(self, entries: list[tuple[int, int, Any, str | None]]
+                   ) -> Iterator[tuple[int, Any]]:
+        for index, number, item, problem in entries:
             self._pending[index] = (number, problem)
-            yield item
+            yield index, item
+
+    def scan(self) -> int | None:
+        """Count the items of a seekable stream (a file) ahead and rewind; when resuming,
+        check them against the recorded rows too, so another input's file fails before
+        anything is fetched. None for a pipe or a terminal, which cannot be read twice."""
+        try:
+            if not self._stream.seekable():
+                return None
+            start = self._stream.tell()
+        except (AttributeError, OSError, ValueError):
+            return None
+        try:
+            if self._recorded is None:
+                return sum(1 for _ in _content_lines(self._stream))
+            count = 0
+            for count, (index, number, item, _) in enumerate(self._parsed(), start=1):
+                self._recorded.skips(index, item, f"line {number} of {self._name}")
+            return count
+        finally:
+            self._stream.seek(start)
 
     @property
     def pending(self) -> int:
@@ -256,11 +306,11 @@ class NumberedItems:
         return len(self._pending)
 
     def annotate(self, row: FetchResult) -> FetchResult:
-        """Return ``row``, with ``"line N: "`` before the message if its line was unusable."""
+        """Return ``row`` with ``"line N: "`` before the message if its line was unusable."""
         number, problem = self._pending.pop(row.index, (None, None))
-        if number is None or row.error not in _INPUT_ERRORS:
-            return row
-        return dataclasses.replace(row, message=f"line {number}: {problem or row.message}")
+        if number is not None and row.error in _INPUT_ERRORS:
+            return dataclasses.replace(row, message=f"line {number}: {problem or row.message}")
+        return row
 
 
 def _parse_url(text: str) -> tuple[Any, str | None]:
@@ -292,7 +342,8 @@ def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
     """
     fd = _waitable_fd(stream)
     if fd is None:  # a regular file or an in-memory stream never waits on a producer
-        yield from stream
+        for line in stream:  # not ``yield from``: closing this generator would close stream
+            yield line
         return
     rest = b""
     while True:

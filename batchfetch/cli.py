@@ -9,6 +9,7 @@ import contextlib
 import dataclasses
 import logging
 import os
+import signal
 import sys
 import time
 import warnings
@@ -22,7 +23,9 @@ from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, 
 from ._version import __version__
 from .config import FetchOptions
 from .dispatch import iter_fetch
+from .progress import Progress
 from .results import FetchResult, SummaryCounter
+from .resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
 from .writers import FORMATS, RowWriter, writer_for
 
 __all__ = ["main"]
@@ -116,10 +119,12 @@ Examples:
   batchfetch --ok-status 200-299,404 -q urls.txt; echo $?
   batchfetch -H 'Authorization: Bearer TOKEN' --body api_calls.jsonl
   batchfetch --json '{"op": "ping"}' -u me:secret --body urls.txt
+  batchfetch --resume -o rows.jsonl urls.txt  # after Ctrl-C: fetch the rest
 
 \b
-Exit status: 0 every row ok, 1 some row failed, 2 usage error,
-130 interrupted, 141 output closed early (piped into head).
+Exit status: 0 every row ok, 1 some row failed, 2 usage error (or
+--resume with another input's file), 130 interrupted (Ctrl-C, SIGTERM),
+141 output closed early (piped into head).
 """
 
 
@@ -205,8 +210,18 @@ Exit status: 0 every row ok, 1 some row failed, 2 usage error,
 @output("--save", "save_dir", type=click.Path(file_okay=False), metavar="DIR",
         help="Stream each body to a file in DIR (created if missing); the path column "
              "names it. A body cut short leaves no file.")
+@output("--resume", is_flag=True, allow_from_autoenv=False,
+        help="Keep the rows already in -o FILE (csv or jsonl; failed ones too), fetch only "
+             "the inputs without one and append their rows. Rows keep their input's "
+             "index; a row whose url is not its input's exits 2. A missing FILE starts "
+             "afresh.")
+@output("--retry-failed", is_flag=True, allow_from_autoenv=False,
+        help="With --resume: fetch the inputs whose rows failed again, replacing those rows.")
+@general("--progress/--no-progress", default=None,
+         help="A progress bar on stderr (done/total, rate, ok, failed, retries, ETA). "
+              "Default: on when stderr is a terminal, unless -q or rows stream to it.")
 @general("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-@general("-v", "--verbose", count=True, help="Log retries to stderr; -vv: debug.")
+@general("-v", "--verbose", count=True, help="Log retries and cool-downs to stderr; -vv: debug.")
 @general("--demo", is_flag=True, allow_from_autoenv=False,
          help="Fetch a realistic batch from a bundled loopback server (offline) and "
               "check every row.")
@@ -232,35 +247,81 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
     from . import demo as demo_module  # here: a real run needs no test server loaded
 
     output, input_format, fmt = flags.pop("output"), flags.pop("input_format"), flags.pop("format")
+    resume, retry_failed, progress = (flags.pop(name) for name in ("resume", "retry_failed",
+                                                                    "progress"))
     if demo and ctx.get_parameter_source("file") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--demo fetches its own list: give no FILE")
     options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
-    target = _open_output(output)
-    fmt = fmt or _format_for(output, target, demo)
+    fmt = fmt or _format_for(output, sys.stdout, demo)
+    recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
+    target = AppendingOutput(recorded) if recorded else _open_output(output)
     writer = writer_for(fmt, target, options.keep_body)
     if fmt == "json":  # the library's json writer streams in completion order
         writer = _InInputOrder(writer)
     say: Callable[[str], None] = (lambda text: None) if quiet else (
         lambda text: click.echo(text, err=True))
+    if progress is None:  # not over rows streaming to the same terminal
+        progress = sys.stderr.isatty() and not quiet and not (
+            target is sys.stdout and fmt in ("csv", "jsonl") and sys.stdout.isatty())
+    bar = Progress(progress, sys.stderr)
+    run = _Run(options, writer, say, bar, recorded)
+    run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
+    # A resumed file's rows are flushed one by one; flushing it before the first row would
+    # open (and trim) it before the input is known to match.
+    flush_on_exit = None if recorded else target
     try:
-        with _logging_to_stderr(verbose), _warnings_for(options), _interrupts_as_exceptions():
+        with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \
+                _interrupts_as_exceptions(flush_on_exit):
             if demo:
-                code = demo_module.run_demo(
-                    lambda items, on_row: _run(items, options, writer, say, on_row), say)
+                code = demo_module.run_demo(run, say)
             else:
                 if file.isatty():
                     say("batchfetch: reading URLs from the terminal; end with Ctrl-D")
-                items = NumberedItems(file, input_format, getattr(file, "name", "-"))
-                code = _run(items, options, writer, say)
+                name = getattr(file, "name", "-")
+                code = run(NumberedItems(file, input_format, name, recorded))
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
         _silence_stdout()
         code = EXIT_OUTPUT_CLOSED
-    except KeyboardInterrupt:  # a second Ctrl-C while finishing after the first
+    except KeyboardInterrupt:  # a Ctrl-C outside the fetch loop (a second one exits at once)
         code = EXIT_INTERRUPTED
+    except ResumeError as exc:
+        raise _ResumeFailed(str(exc)) from None
     finally:
+        bar.close()
         if target is not sys.stdout:
             target.close()
     ctx.exit(code)
+
+
+class _ResumeFailed(click.ClickException):
+    exit_code = 2  # the file is another input's: like a usage error, nothing was fetched
+
+
+def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, resume: bool,
+                   retry_failed: bool, demo: bool) -> RecordedRows | None:
+    """With --resume, the rows already in the output file (None when it does not exist)."""
+    if retry_failed and not resume:
+        raise click.UsageError("--retry-failed works with --resume: add --resume")
+    if not resume:
+        return None
+    if demo:
+        raise click.UsageError("--resume does not go with --demo: the demo's server is new "
+                               "each run")
+    if output in (None, "-"):
+        raise click.UsageError("--resume needs -o FILE (a .csv or .jsonl file): it reads the "
+                               "rows already there and appends the rest")
+    if fmt not in RESUMABLE_FORMATS:
+        raise click.UsageError(f"--resume appends rows to a csv or jsonl file, not {fmt}: "
+                               f"use -o FILE.csv, -o FILE.jsonl or -f csv/jsonl")
+    if not os.path.exists(output):
+        return None
+    try:
+        return RecordedRows(output, fmt, options.keep_body, retry_failed)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {output!r}: {exc.strerror}",
+                                 param_hint="'-o' / '--output'") from None
+    except ResumeError as exc:
+        raise _ResumeFailed(str(exc)) from None
 
 
 def _open_output(path: str | None) -> IO[str]:
@@ -296,40 +357,58 @@ class _InInputOrder(RowWriter):
         self.writer.close()
 
 
-def _run(items: NumberedItems, options: FetchOptions, writer: RowWriter,
-         say: Callable[[str], None], on_row: Callable[[FetchResult], Any] | None = None) -> int:
-    """Fetch ``items`` with the public API, write each row as it completes, summarise.
+class _Run:
+    """The consumer loop: fetch items with the public API, write each row as it completes,
+    draw the progress bar, summarise; called with the items (the demo calls it too)."""
 
-    Returns the exit code: 0 when every row is ok, 1 when any is not, 130 on Ctrl-C
-    (after writing what completed). A closed output raises BrokenPipeError.
-    """
-    tally, interrupted, started = SummaryCounter(), False, time.monotonic()
-    rows = iter_fetch(items, options)
-    try:
-        for row in rows:
-            row = items.annotate(row)
-            writer.write(row)
-            tally.add(row)
-            if on_row is not None:
-                on_row(row)
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        rows.close()  # cancels whatever is still in flight
-    writer.close()  # after Ctrl-C too: a table or JSON document of the rows that finished
-    summary = tally.summary(time.monotonic() - started)
-    if interrupted:
-        say(f"{summary}\ninterrupted: {tally.total} rows written, "
-            f"{items.pending} requests cancelled")
-        return EXIT_INTERRUPTED
-    say(str(summary))
-    return EXIT_OK if tally.ok == tally.total else EXIT_FAILED_ROWS
+    def __init__(self, options: FetchOptions, writer: RowWriter, say: Callable[[str], None],
+                 bar: Progress, recorded: RecordedRows | None) -> None:
+        self.options, self.writer, self.say, self.bar = options, writer, say, bar
+        self.recorded = recorded
+        self.resumable = False  # the output is a csv or jsonl file that --resume can finish
+
+    def __call__(self, items: NumberedItems,
+                 on_row: Callable[[FetchResult], Any] | None = None) -> int:
+        """Return the exit code: 0 when every row (kept ones too) is ok, 1 when any is not,
+        130 on Ctrl-C or SIGTERM (after writing what completed). A closed output raises
+        BrokenPipeError; another input's --resume file raises ResumeError.
+        """
+        tally, interrupted, started = SummaryCounter(), False, time.monotonic()
+        total = items.scan() if self.bar.enabled or self.recorded else None
+        if self.recorded:
+            self.say(self.recorded.describe())
+        self.bar.start(total, initial=self.recorded.kept if self.recorded else 0)
+        # indexed: rows (and saved bodies' names) keep the input's index when --resume skips
+        rows = iter_fetch(items, self.options, indexed=True)
+        try:
+            for row in rows:
+                row = items.annotate(row)
+                self.writer.write(row)
+                tally.add(row)
+                self.bar.update(tally)
+                if on_row is not None:
+                    on_row(row)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            rows.close()  # cancels whatever is still in flight
+        self.bar.close()  # first: a table may go to the same terminal
+        self.writer.close()  # after Ctrl-C too: a table or JSON document of the finished rows
+        summary = tally.summary(time.monotonic() - started)
+        if interrupted:
+            self.say(f"{summary}\ninterrupted: {tally.total} rows written, "
+                     f"{items.pending} requests cancelled"
+                     + ("; add --resume to fetch the rest" if self.resumable else ""))
+            return EXIT_INTERRUPTED
+        self.say(str(summary))
+        kept_failed = self.recorded.kept_failed if self.recorded else 0
+        return EXIT_OK if tally.ok == tally.total and not kept_failed else EXIT_FAILED_ROWS
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(verbose: int) -> Iterator[None]:
-    """-v: batchfetch's retries at INFO; -vv: DEBUG, with urllib3's connections."""
-    handler = logging.StreamHandler(sys.stderr)
+def _logging_to_stderr(verbose: int, handler: logging.Handler) -> Iterator[None]:
+    """-v: batchfetch's retries and cool-downs at INFO; -vv: DEBUG, with urllib3's
+    connections; through ``handler`` (to stderr, above the progress bar)."""
     handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
     names = ("batchfetch", "urllib3")[:verbose]
     loggers = [(logging.getLogger(name), logging.getLogger(name).level) for name in names]
@@ -356,13 +435,16 @@ def _warnings_for(options: FetchOptions) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _interrupts_as_exceptions() -> Iterator[None]:
-    """Ctrl-C raises KeyboardInterrupt in this (the main) greenlet.
+def _interrupts_as_exceptions(output: IO[str] | None) -> Iterator[None]:
+    """The first Ctrl-C or SIGTERM raises KeyboardInterrupt in this (the main) greenlet,
+    which stops the run and writes its summary; a second one exits at once (130).
 
-    Python's own handler raises it in whichever greenlet runs, often gevent's hub,
-    which prints it as a crash before passing it on.
+    Python's own handler raises KeyboardInterrupt in whichever greenlet runs, often
+    gevent's hub, which prints it as a crash before passing it on; and click turns it
+    into "Aborted!" with exit 1. After the first signal, Python's handlers take over:
+    unlike gevent's, they run even while a write to a full pipe blocks the process.
+    ``output`` is flushed before that exit (None: nothing to flush).
     """
-    import signal
     import threading
 
     import gevent
@@ -370,12 +452,33 @@ def _interrupts_as_exceptions() -> Iterator[None]:
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach only the main thread; nothing to route
         return
-    watcher = gevent.signal_handler(signal.SIGINT, gevent.kill, gevent.getcurrent(),
-                                    KeyboardInterrupt)
+    main_greenlet, signals = gevent.getcurrent(), (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+
+    def exit_now(*_: Any) -> None:
+        for stream in (output, sys.stdout, sys.stderr):
+            with contextlib.suppress(Exception):
+                if stream is not None:
+                    stream.flush()
+        with contextlib.suppress(Exception):
+            os.write(2, b"batchfetch: interrupted again: exiting now\n")
+        os._exit(EXIT_INTERRUPTED)
+
+    def stop() -> None:
+        for watcher in watchers:
+            watcher.cancel()
+        for signum in signals:
+            signal.signal(signum, exit_now)
+        gevent.kill(main_greenlet, KeyboardInterrupt)
+
+    watchers = [gevent.signal_handler(signum, stop) for signum in signals]
     try:
         yield
     finally:
-        watcher.cancel()
+        for watcher in watchers:
+            watcher.cancel()
+        for signum, handler in previous.items():  # gevent's watchers left the default
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
 
 
 def _silence_stdout() -> None:

@@ -58,8 +58,9 @@ class CsvWriter(RowWriter):
 
     def __init__(self, stream: IO[str], include_body: bool = False) -> None:
         super().__init__(stream, include_body)
-        self._csv = csv.DictWriter(stream, fieldnames=_columns(include_body),
-                                   lineterminator="\n")
+        # RFC 4180's CRLF: with a bare "\n" terminator the csv module leaves a lone "\r"
+        # in a field unquoted, and no reader gets that row back.
+        self._csv = csv.DictWriter(stream, fieldnames=_columns(include_body))
         self._csv.writeheader()
 
     def _write(self, record: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 import batchfetch  # noqa: F401  (first: monkey-patches before requests/ssl load)
 
 import os
+import pathlib
 
 import pytest
 
@@ -16,6 +17,15 @@ def no_proxy_environment(monkeypatch):
     for name in list(os.environ):
         if name.lower() in _PROXY_VARIABLES:
             monkeypatch.delenv(name)
+
+
+@pytest.fixture
+def child_env():
+    """The environment for ``python -m batchfetch`` subprocesses: this checkout first on the
+    path, and no proxy or BATCHFETCH_* variables (a developer's own must not leak in)."""
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    return {name: value for name, value in dict(os.environ, PYTHONPATH=root).items()
+            if not name.startswith("BATCHFETCH_") and name.lower() not in _PROXY_VARIABLES}
 
 
 @pytest.fixture

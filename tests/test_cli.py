@@ -153,12 +153,12 @@ def test_input_format_auto_sniffs_json_and_text_forces_urls(server, tmp_path):
     assert rows_of(forced)[0]["error"] == "invalid_url"
 
 
-def test_input_is_read_lazily_from_a_pipe(server):
+def test_input_is_read_lazily_from_a_pipe(server, child_env):
     """A row comes out while the pipe is still open: an endless pipe starts at once
     (the library pulls input in its own greenlet, so a waiting pipe holds nothing up)."""
     proc = subprocess.Popen([sys.executable, "-m", "batchfetch", "-q", "-f", "jsonl",
                              *FAST], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
     try:
         proc.stdin.write(f"{server.url('/ok')}\n".encode())
         proc.stdin.flush()
@@ -550,17 +550,12 @@ def test_every_help_option_is_in_the_readme():
 # -- subprocesses: a closed pipe and Ctrl-C ------------------------------------------------
 
 
-def _child_env():
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return {name: value for name, value in env.items() if not name.startswith("BATCHFETCH_")}
-
-
-def test_closed_stdout_ends_the_run_quietly_with_141(server, tmp_path):
+def test_closed_stdout_ends_the_run_quietly_with_141(server, tmp_path, child_env):
     """``batchfetch urls.txt | head -n 1``: no traceback, no summary, exit 141 (as if
     SIGPIPE had ended it, like cat), long before the 2000 URLs are fetched."""
     urls = write(tmp_path, "urls.txt", f"{server.url('/delay/0.05')}\n" * 2000)
     proc = subprocess.Popen([sys.executable, "-m", "batchfetch", "-c", "4", urls],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
     with gevent.Timeout(20):
         assert json.loads(proc.stdout.readline())["status"] == 200
         proc.stdout.close()  # what head does after its first line
@@ -570,10 +565,10 @@ def test_closed_stdout_ends_the_run_quietly_with_141(server, tmp_path):
     assert server.hits["/delay/0.05"] < 500
 
 
-def test_ctrl_c_exits_130_with_finished_rows_written(server, tmp_path):
+def test_ctrl_c_exits_130_with_finished_rows_written(server, tmp_path, child_env):
     urls = write(tmp_path, "urls.txt", f"{server.url('/ok')}\n{server.url('/fault/hang')}\n" * 2)
     proc = subprocess.Popen([sys.executable, "-m", "batchfetch", "-f", "csv", urls],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=_child_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
     with gevent.Timeout(20):
         lines = [proc.stdout.readline() for _ in range(3)]  # the header and the two /ok rows
         proc.send_signal(signal.SIGINT)

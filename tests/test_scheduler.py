@@ -1,7 +1,6 @@
 """The scheduler: retries, Retry-After and cool-downs, streaming, fairness, rate, hooks."""
 import email.utils
 import gc
-import itertools
 import time
 
 import gevent
