@@ -6,7 +6,6 @@ it holds no fetching, retry or greenlet logic, only parsing, output and exit cod
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import signal
@@ -18,9 +17,10 @@ from typing import IO, Any
 
 import click
 
+from ._cli_help import (EPILOG, SectionedCommand, general, output, print_version, request,
+                        retrying, timing, tls)
 from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          build_options)
-from ._version import __version__
 from .config import FetchOptions
 from .dispatch import iter_fetch
 from .progress import Progress
@@ -39,96 +39,9 @@ _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".jso
                      ".txt": "table"}
 
 
-# -- help in sections ---------------------------------------------------------------------
-
-SECTIONS = ("Concurrency and timing", "Retries", "Request", "TLS and proxies", "Input and output",
-            "General")
-_DEFAULTS = {field.name: field.default for field in dataclasses.fields(FetchOptions)}
 
 
-def _shown_default(name: str) -> str:
-    """A FetchOptions default as the help shows it, read from the dataclass (one source)."""
-    value = _DEFAULTS[name]
-    if isinstance(value, frozenset):
-        ranges, ordered = [], sorted(value)
-        for status in ordered:
-            if ranges and status == ranges[-1][1] + 1:
-                ranges[-1][1] = status
-            else:
-                ranges.append([status, status])
-        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
-    if isinstance(value, tuple):
-        return f"{value[0]:g} connect, {value[1]:g} read"
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-class _SectionOption(click.Option):
-    def __init__(self, *args: Any, section: str, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.section = section
-
-    def get_help_extra(self, ctx: click.Context) -> Any:  # click >= 8.2
-        extra = super().get_help_extra(ctx)
-        if isinstance(self.show_default, str):  # click would wrap it in parentheses
-            extra["default"] = self.show_default
-        return extra
-
-
-class _SectionedCommand(click.Command):
-    """Lists options under headed sections (click 8 has none built in)."""
-
-    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
-        records: dict[str, list[tuple[str, str]]] = {title: [] for title in SECTIONS}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx) if isinstance(param, click.Option) else None
-            if record:
-                records[getattr(param, "section", "General")].append(record)
-        for title in SECTIONS:
-            with formatter.section(title):
-                formatter.write_dl(records[title])
-
-
-def _section(title: str) -> Callable[..., Callable]:
-    def option(*decls: str, default_of: str | None = None, **attrs: Any) -> Callable:
-        if default_of:
-            attrs["show_default"] = _shown_default(default_of)
-        return click.option(*decls, cls=_SectionOption, section=title, show_envvar=True,
-                            **attrs)
-    return option
-
-
-timing, retrying, request, tls, output, general = map(_section, SECTIONS)
-
-
-def _print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:
-    if value and not ctx.resilient_parsing:  # with the versions a bug report needs
-        from importlib.metadata import version
-
-        stack = ", ".join(f"{name} {version(name)}" for name in
-                          ("gevent", "grequests", "requests", "urllib3"))
-        click.echo(f"batchfetch {__version__} ({stack}, Python {sys.version.split()[0]})")
-        ctx.exit()
-
-
-EPILOG = """\b
-Examples:
-  batchfetch --demo                # offline, against a loopback server
-  batchfetch urls.txt              # a table on a terminal, jsonl on a pipe
-  batchfetch -c 50 -t 10 -r 2 -o out.csv urls.txt
-  cat urls.txt | batchfetch -q -f jsonl > rows.jsonl
-  batchfetch --ok-status 200-299,404 -q urls.txt; echo $?
-  batchfetch -H 'Authorization: Bearer TOKEN' --body api_calls.jsonl
-  batchfetch --json '{"op": "ping"}' -u me:secret --body urls.txt
-  batchfetch --resume -o rows.jsonl urls.txt  # after Ctrl-C: fetch the rest
-
-\b
-Exit status: 0 every row ok, 1 some row failed, 2 usage error (or
---resume with another input's file), 130 interrupted (Ctrl-C, SIGTERM),
-141 output closed early (piped into head).
-"""
-
-
-@click.command(cls=_SectionedCommand, epilog=EPILOG,
+@click.command(cls=SectionedCommand, epilog=EPILOG,
                context_settings={"auto_envvar_prefix": "BATCHFETCH",
                                  "help_option_names": ["-h", "--help"]})
 @click.argument("file", type=click.File("rb"), default="-")
@@ -225,7 +138,7 @@ Exit status: 0 every row ok, 1 some row failed, 2 usage error (or
 @general("--demo", is_flag=True, allow_from_autoenv=False,
          help="Fetch a realistic batch from a bundled loopback server (offline) and "
               "check every row.")
-@general("--version", is_flag=True, expose_value=False, is_eager=True, callback=_print_version,
+@general("--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version,
          allow_from_autoenv=False, help="Show versions and exit.")
 @click.pass_context
 def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: bool,
