@@ -14,12 +14,13 @@ from typing import Any, Iterator
 
 from gevent.fileobject import FileObjectPosix
 
-from ._frames import read_frame, write_frame
+from ._frames import FrameWriter, read_frame
 from .dispatch import iter_fetch
 
 
 def serve(stdin, stdout) -> None:
-    """Fetch what the parent sends until it says end; report every row."""
+    """Fetch what the parent sends until it closes our stdin; report every row."""
+    frames = FrameWriter(stdout)
     options = read_frame(stdin)
     if options is None:
         return
@@ -37,8 +38,9 @@ def serve(stdin, stdout) -> None:
     for row in iter_fetch(pairs(), options, indexed=True,
                           exception_handler=lambda item, exc: failure.append(exc)):
         exception = failure.pop() if failure else None
-        write_frame(stdout, ("row", row, _picklable(exception)))
-    write_frame(stdout, ("done",))
+        frames.write(("row", row, _picklable(exception)))
+    frames.write(("done",))
+    frames.flush()
 
 
 def _picklable(exception: BaseException | None) -> BaseException | None:

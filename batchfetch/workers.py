@@ -11,6 +11,7 @@ workers (per_host and concurrency rounded up, so each worker may run at least on
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import subprocess
@@ -22,7 +23,7 @@ import gevent
 import gevent.lock
 import gevent.queue
 
-from ._frames import read_frame, write_frame
+from ._frames import FrameWriter, read_frame
 from .config import FetchOptions
 from .errors import BatchFetchError
 from .results import FetchResult
@@ -62,17 +63,19 @@ class _Worker:
                                         env=env)
         self.outstanding: dict[int, Any] = {}  # input index -> item
         self.alive = True
-        self._sending = gevent.lock.Semaphore()  # frames from two greenlets must not interleave
+        self._frames = FrameWriter(self.process.stdin)
 
     def send(self, message: Any) -> bool:
-        with self._sending:
-            try:
-                write_frame(self.process.stdin, message)
-                return True
-            except OSError:  # the worker died; its reader greenlet reports it
-                return False
+        """Queue a frame for the worker; False when it is known to be gone."""
+        try:
+            self._frames.write(message)
+            return True
+        except OSError:  # the worker died; its reader greenlet reports it too
+            return False
 
     def stop(self) -> None:
+        with contextlib.suppress(OSError):
+            self._frames.flush()
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()
