@@ -12,10 +12,11 @@ _PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
 
 
 @pytest.fixture(autouse=True)
-def no_proxy_environment(monkeypatch):
-    """Tests talk to 127.0.0.1 directly, whatever proxies the machine is configured with."""
+def clean_environment(monkeypatch):
+    """Tests talk to 127.0.0.1 directly, whatever proxies the machine is configured with,
+    and a developer's own BATCHFETCH_* defaults do not change what they see."""
     for name in list(os.environ):
-        if name.lower() in _PROXY_VARIABLES:
+        if name.lower() in _PROXY_VARIABLES or name.startswith("BATCHFETCH_"):
             monkeypatch.delenv(name)
 
 

@@ -6,7 +6,6 @@ import base64
 import csv
 import io
 import json
-import os
 import re
 import signal
 import socket
@@ -29,13 +28,6 @@ from batchfetch.cli import main
 ROOT = Path(__file__).resolve().parent.parent
 FAST = ["-r", "0", "-t", "2"]
 
-
-@pytest.fixture(autouse=True)
-def no_batchfetch_environment(monkeypatch):
-    """A developer's own BATCHFETCH_* defaults must not change what the tests see."""
-    for name in list(os.environ):
-        if name.startswith("BATCHFETCH_"):
-            monkeypatch.delenv(name)
 
 
 def invoke(*args, input=None, env=None):

@@ -24,12 +24,6 @@ from batchfetch.cli import main
 FAST = ["-r", "0", "-t", "5"]
 
 
-@pytest.fixture(autouse=True)
-def no_batchfetch_environment(monkeypatch):
-    for name in list(os.environ):
-        if name.startswith("BATCHFETCH_"):
-            monkeypatch.delenv(name)
-
 
 def invoke(*args, input=None):
     return CliRunner().invoke(main, [str(arg) for arg in args], input=input,
