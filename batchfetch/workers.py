@@ -169,8 +169,12 @@ def _feed(pairs: Iterator[tuple[int, Any]], workers: list[_Worker],
     closes), so a worker that dies late can still have its items handed on.
     """
     try:
-        for index, item in pairs:
-            room.acquire()
+        while True:
+            room.acquire()  # before pulling: at most max_pending items out at once
+            try:
+                index, item = next(pairs)
+            except StopIteration:
+                break
             _hand(workers, index, item)
             events.put(("fed",))
     except gevent.GreenletExit:

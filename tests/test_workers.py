@@ -125,3 +125,19 @@ def test_indexed_input_keeps_the_given_indexes(server, tmp_path):
         table = fetch_all(pairs, indexed=True, workers=workers, save_dir=str(tmp_path))
         assert [row.index for row in table] == [3, 7, 12]
         assert os.path.basename(table[2].path).startswith("00000012_")
+
+
+def test_input_is_pulled_within_max_pending(server):
+    pulled = [0]
+
+    def endless():
+        for _ in range(10_000_000):
+            pulled[0] += 1
+            yield server.url("/ok")
+
+    rows = iter_fetch(endless(), workers=2, max_pending=10, concurrency=4)
+    for count, _ in enumerate(rows, start=1):
+        assert pulled[0] - count <= 10
+        if count == 100:
+            break
+    rows.close()
