@@ -209,7 +209,8 @@ class _Run:
                               message=exc.message)
             self.ready_rows.append((row, item, exc))
             return
-        self.queues.add(host_key(spec.url), _Job(index, item, spec, host_key(spec.url)))
+        host = host_key(spec.url)
+        self.queues.add(host, _Job(index, item, spec, host))
 
     def _release_due_timers(self) -> None:
         now = time.monotonic()
