@@ -150,7 +150,7 @@ class _Run:
             os.makedirs(self.options.save_dir, exist_ok=True)
         session = build_session(self.options)
         settings = RequestSettings(self.options)
-        workers = gevent.pool.Group()
+        attempts = gevent.pool.Group()  # the greenlets running single attempts
         room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
@@ -168,7 +168,7 @@ class _Run:
                     else:
                         self._complete(*event[1:])
                 self._release_due_timers()
-                self._start_attempts(session, settings, workers)
+                self._start_attempts(session, settings, attempts)
                 while self.ready_rows:
                     row, item, exception = self.ready_rows.popleft()
                     self.pending -= 1
@@ -179,7 +179,7 @@ class _Run:
                     return
         finally:
             feeder.kill(block=True, timeout=1.0)
-            workers.kill(block=True, timeout=1.0)
+            attempts.kill(block=True, timeout=1.0)
             session.close()
 
     def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
@@ -219,7 +219,7 @@ class _Run:
             self.queues.add(job.host, job)
 
     def _start_attempts(self, session, settings: RequestSettings,
-                        workers: gevent.pool.Group) -> None:
+                        attempts: gevent.pool.Group) -> None:
         while self.in_flight < self.options.concurrency:
             now = time.monotonic()
             if self.rate.wait_time(now) > 0:
@@ -234,7 +234,7 @@ class _Run:
             job.attempts += 1
             self.in_flight += 1
             kwargs = settings.kwargs(job.spec, job.host)
-            workers.spawn(self._attempt, session, job, kwargs)
+            attempts.spawn(self._attempt, session, job, kwargs)
 
     def _attempt(self, session, job: _Job, kwargs: dict[str, Any]) -> None:
         gevent.getcurrent().batchfetch_reused_connection = False
