@@ -98,6 +98,11 @@ def build_session(options: FetchOptions) -> requests.Session:
     return session
 
 
+#: Hosts whose proxies and netrc credentials are remembered; a run over more distinct
+#: hosts starts the cache again rather than growing with the input.
+HOST_CACHE_SIZE = 4096
+
+
 def _environment_ca_bundle() -> str | None:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
@@ -127,6 +132,8 @@ class RequestSettings:
     def _host_settings(self, host: Any, url: str) -> tuple[dict[str, str], Any]:
         settings = self._per_host.get(host)
         if settings is None:
+            if len(self._per_host) >= HOST_CACHE_SIZE:
+                self._per_host.clear()
             proxies = (dict(self.options.proxies) if self.options.proxies is not None
                        else get_environ_proxies(url))
             auth = self.options.auth
