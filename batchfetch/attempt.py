@@ -109,7 +109,7 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error kind
         outcome.exception = exc
         outcome.error, outcome.message = classify(exc)
-        if outcome.error == "protocol" and not isinstance(exc, (requests.RequestException,)):
+        if outcome.error == "protocol" and not isinstance(exc, requests.RequestException):
             log.warning("unexpected exception fetching %s", url, exc_info=exc)
     finally:
         if timer is not None:

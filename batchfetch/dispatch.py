@@ -28,7 +28,7 @@ from .attempt import Outcome, run_attempt
 from .config import FetchOptions
 from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
-from .inputs import RequestSpec, describe_item, host_key, item_id, to_spec
+from .inputs import RequestSpec, describe_item, host_key, item_id, item_method, to_spec
 from .results import FetchResult, ResultTable
 from .retry import decide
 from .session import RequestSettings, build_session
@@ -205,7 +205,7 @@ class _Run:
             spec = to_spec(item, self.options)
         except InvalidItemError as exc:
             row = FetchResult(index=index, url=describe_item(item), id=item_id(item),
-                              method=_item_method(item, self.options), error=exc.kind,
+                              method=item_method(item, self.options.method), error=exc.kind,
                               message=exc.message)
             self.ready_rows.append((row, item, exc))
             return
@@ -316,7 +316,3 @@ class _Run:
         if self.exception_handler is not None and not row.ok and exception is not None:
             self.exception_handler(item, exception)
 
-
-def _item_method(item: Any, options: FetchOptions) -> str:
-    method = item.get("method") if isinstance(item, dict) else getattr(item, "method", None)
-    return (method if isinstance(method, str) and method else options.method).upper()

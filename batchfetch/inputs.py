@@ -145,6 +145,17 @@ def describe_item(item: Any) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
+def item_method(item: Any, default: str) -> str:
+    """The method an item names (upper-cased, as given), else ``default``: for error rows."""
+    if isinstance(item, RequestSpec):
+        method = item.method
+    elif isinstance(item, Mapping):
+        method = item.get("method")
+    else:
+        method = None
+    return (method if isinstance(method, str) and method else default).upper()
+
+
 def item_id(item: Any) -> Any:
     """The caller's ``id`` of an item, when it has one."""
     if isinstance(item, RequestSpec):

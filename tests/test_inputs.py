@@ -64,3 +64,12 @@ def test_host_key_normalises_case_and_ports():
     assert host_key("HTTP://Example.COM/x") == ("http", "example.com", 80)
     assert host_key("https://example.com:8443/") == ("https", "example.com", 8443)
     assert host_key("http://[::1]:81/") == ("http", "[::1]", 81)
+
+
+def test_item_method_for_error_rows():
+    from batchfetch.inputs import item_method
+
+    assert item_method({"method": "post"}, "GET") == "POST"
+    assert item_method(RequestSpec("http://h/", method="put"), "GET") == "PUT"
+    assert item_method("not a url", "patch") == "PATCH"
+    assert item_method({"method": 7}, "GET") == "GET"
