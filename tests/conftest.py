@@ -36,6 +36,25 @@ def server():
         yield running
 
 
+class CountingInput:
+    """An endless input of one URL that counts how many items were pulled from it."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.pulled = 0
+
+    def __iter__(self):
+        for _ in range(10_000_000):
+            self.pulled += 1
+            yield self.url
+
+
+@pytest.fixture
+def counting_input(server):
+    """A 10-million-item input of ``/ok`` whose ``pulled`` counts what was read."""
+    return CountingInput(server.url("/ok"))
+
+
 @pytest.fixture(scope="session")
 def tls_ca():
     """A throwaway certificate authority (trustme) for TLS tests."""

@@ -221,23 +221,16 @@ def test_rate_limits_attempts_per_second(server):
     assert times[-1] >= 1.0  # 12 starts at 10/s need at least 1.1 s
 
 
-def test_input_is_pulled_lazily_within_max_pending(server):
-    pulled = [0]
-
-    def endless():
-        for _ in range(10_000_000):
-            pulled[0] += 1
-            yield server.url("/ok")
-
+def test_input_is_pulled_lazily_within_max_pending(counting_input):
     yielded = 0
-    rows = iter_fetch(endless(), concurrency=8, max_pending=20, **QUICK)
+    rows = iter_fetch(counting_input, concurrency=8, max_pending=20, **QUICK)
     for _ in rows:
         yielded += 1
-        assert pulled[0] - yielded <= 20
+        assert counting_input.pulled - yielded <= 20
         if yielded == 200:
             break
     rows.close()
-    assert pulled[0] <= 220
+    assert counting_input.pulled <= 220
 
 
 def test_options_are_validated_before_the_first_next():

@@ -127,17 +127,10 @@ def test_indexed_input_keeps_the_given_indexes(server, tmp_path):
         assert os.path.basename(table[2].path).startswith("00000012_")
 
 
-def test_input_is_pulled_within_max_pending(server):
-    pulled = [0]
-
-    def endless():
-        for _ in range(10_000_000):
-            pulled[0] += 1
-            yield server.url("/ok")
-
-    rows = iter_fetch(endless(), workers=2, max_pending=10, concurrency=4)
+def test_input_is_pulled_within_max_pending(counting_input):
+    rows = iter_fetch(counting_input, workers=2, max_pending=10, concurrency=4)
     for count, _ in enumerate(rows, start=1):
-        assert pulled[0] - count <= 10
+        assert counting_input.pulled - count <= 10
         if count == 100:
             break
     rows.close()
