@@ -9,12 +9,11 @@ from __future__ import annotations
 import dataclasses
 import io
 import json
-import socket
 from collections.abc import Callable
 from typing import Any
 
 from .results import FetchResult
-from .testing import LoopbackServer
+from .testing import LoopbackServer, refused_url
 
 __all__ = ["DEMO_OPTIONS", "DemoCase", "demo_cases", "run_demo"]
 
@@ -43,13 +42,6 @@ class DemoCase:
         return {key: value for key, value in fields.items() if value is not None}
 
 
-def _refused_url() -> str:
-    """A loopback port with nothing listening: bound, then closed."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/refused"
-
-
 def demo_cases(server: LoopbackServer) -> list[DemoCase]:
     """The demo's batch against ``server``: pages, retries, failures, a POST API call.
 
@@ -71,7 +63,7 @@ def demo_cases(server: LoopbackServer) -> list[DemoCase]:
         DemoCase("not-found", "http", url("/status/404")),
         DemoCase("missing-page", "http", url("/no/such/page")),
         DemoCase("trickle-past-deadline", "deadline", url("/fault/trickle?interval=0.2")),
-        DemoCase("refused-port", "connect", _refused_url()),
+        DemoCase("refused-port", "connect", refused_url("/refused")),
         DemoCase("invalid-url", "invalid_url", "htp:/typo.example/"),
     ]
 

@@ -38,7 +38,8 @@ from batchfetch._testing_routes import PATTERN, ROUTES, dispatch, pattern_chunks
 if TYPE_CHECKING:  # importing ssl here would import it before the package has patched it
     import ssl
 
-__all__ = ["PATTERN", "ROUTES", "Connection", "LoopbackServer", "Request", "pattern_bytes"]
+__all__ = ["PATTERN", "ROUTES", "Connection", "LoopbackServer", "Request", "pattern_bytes",
+           "refused_url"]
 
 _MAX_LINE = 64 * 1024
 _MAX_HEADERS = 100
@@ -57,6 +58,19 @@ def pattern_bytes(n: int) -> bytes:
         b'0123456789abcdef0123'
     """
     return b"".join(pattern_chunks(n))
+
+
+def refused_url(path: str = "/") -> str:
+    """A loopback URL whose port has nothing listening (bound, then closed): ``connect``.
+
+    Example::
+
+        >>> refused_url("/x").startswith("http://127.0.0.1:")
+        True
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{probe.getsockname()[1]}{path}"
 
 
 class _BadRequest(ValueError):

@@ -8,16 +8,8 @@ Run it with ``python examples/quickstart.py`` (no network needed).
 """
 import batchfetch  # first: batchfetch patches the process with gevent
 
-import socket
-
 from batchfetch import fetch_all
-from batchfetch.testing import LoopbackServer
-
-
-def unused_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from batchfetch.testing import LoopbackServer, refused_url
 
 
 def main() -> int:
@@ -30,7 +22,7 @@ def main() -> int:
             server.url("/status/404"),
             {"method": "POST", "url": server.url("/echo"), "json": {"op": "add", "args": [1, 2]},
              "id": 7},
-            f"http://127.0.0.1:{unused_port()}/refused",
+            refused_url("/refused"),
             "not a url",
         ]
         table = fetch_all(items, concurrency=4, timeout=5, retries=0)

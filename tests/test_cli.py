@@ -53,12 +53,6 @@ def write(tmp_path, name, text):
     return path
 
 
-def refused_url():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"http://127.0.0.1:{probe.getsockname()[1]}/"
-
-
 # -- input ---------------------------------------------------------------------------------
 
 

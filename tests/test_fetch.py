@@ -1,22 +1,14 @@
 """fetch_all against the loopback server: rows, error kinds, overrides, cookies, pooling."""
 import json
-import socket
 
 import pytest
 
 from batchfetch import FetchResult, ResultTable, fetch_all
+from batchfetch.testing import refused_url
 
 pytestmark = pytest.mark.usefixtures("both_paths")
 
 FAST = {"timeout": 2, "retries": 0}
-
-
-def refused_url() -> str:
-    """A loopback port with nothing listening (bound then closed)."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    return f"http://127.0.0.1:{port}/"
 
 
 def test_success_row_has_every_column(server):
