@@ -51,8 +51,7 @@ def options_per_worker(options: FetchOptions) -> FetchOptions:
 class _Worker:
     """One worker process and the items it has not answered yet."""
 
-    def __init__(self, number: int) -> None:
-        self.number = number
+    def __init__(self) -> None:
         package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
@@ -95,7 +94,7 @@ def sharded_rows(pairs: Iterator[tuple[int, Any]], options: FetchOptions,
                  ) -> Iterator[FetchResult]:
     """Yield one row per ``(index, item)`` pair, fetched by ``options.workers`` processes."""
     worker_options = options_per_worker(options)
-    workers = [_Worker(number) for number in range(options.workers)]
+    workers = [_Worker() for _ in range(options.workers)]
     events: gevent.queue.Queue = gevent.queue.Queue()
     room = gevent.lock.Semaphore(options.pending_limit)
     greenlets = []
