@@ -28,7 +28,7 @@ from .attempt import Outcome, run_attempt
 from .config import FetchOptions
 from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
-from .inputs import RequestSpec, describe_item, host_key, item_id, item_method, to_spec
+from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from .results import FetchResult, ResultTable
 from .retry import decide
 from .session import RequestSettings, build_session
@@ -141,6 +141,7 @@ class _Run:
         self.in_flight = 0
         self.pending = 0  # items pulled whose row has not been yielded yet
         self.rng = random.Random()
+        self.host_keys = HostKeys()
 
     # -- the scheduler loop ------------------------------------------------
 
@@ -209,7 +210,7 @@ class _Run:
                               message=exc.message)
             self.ready_rows.append((row, item, exc))
             return
-        host = host_key(spec.url)
+        host = self.host_keys(spec.url)
         self.queues.add(host, _Job(index, item, spec, host))
 
     def _release_due_timers(self) -> None:

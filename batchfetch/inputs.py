@@ -63,6 +63,41 @@ def host_key(url: str) -> tuple[str, str, int]:
     return scheme, (parsed.host or "").lower(), parsed.port or _DEFAULT_PORTS.get(scheme, 0)
 
 
+_ORIGIN = re.compile(r"^[^:/?#]+://[^/?#]*")
+
+
+class HostKeys:
+    """:func:`host_key` remembered per origin (``scheme://authority``) for one run.
+
+    Parsing every URL of a batch again costs more than the whole scheduler step;
+    a batch has few origins. Bounded: it starts again past ``limit`` origins.
+
+    Example::
+
+        >>> keys = HostKeys()
+        >>> keys("http://127.0.0.1:8000/a"), len(keys)
+        (('http', '127.0.0.1', 8000), 1)
+    """
+
+    def __init__(self, limit: int = 4096) -> None:
+        self.limit = limit
+        self._by_origin: dict[str, tuple[str, str, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._by_origin)
+
+    def __call__(self, url: str) -> tuple[str, str, int]:
+        origin = _ORIGIN.match(url)
+        if origin is None:
+            return host_key(url)
+        key = self._by_origin.get(origin.group())
+        if key is None:
+            if len(self._by_origin) >= self.limit:
+                self._by_origin.clear()
+            key = self._by_origin[origin.group()] = host_key(origin.group())
+        return key
+
+
 def check_url(url: Any) -> str:
     """Return ``url`` stripped if requests can send it, else raise ``invalid_url``.
 

@@ -73,3 +73,14 @@ def test_item_method_for_error_rows():
     assert item_method(RequestSpec("http://h/", method="put"), "GET") == "PUT"
     assert item_method("not a url", "patch") == "PATCH"
     assert item_method({"method": 7}, "GET") == "GET"
+
+
+def test_host_keys_match_host_key_and_stay_bounded():
+    from batchfetch.inputs import HostKeys
+
+    keys = HostKeys(limit=3)
+    urls = ["HTTP://Example.COM/x?y", "http://example.com:80/z", "https://h/", "http://h:81",
+            "http://[::1]:81/a#f", "http://user:pw@h/p"]
+    for url in urls:
+        assert keys(url) == host_key(url)
+        assert len(keys) <= 3
