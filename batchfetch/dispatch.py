@@ -132,7 +132,8 @@ class _Run:
         self.options = options
         self.on_result = on_result
         self.exception_handler = exception_handler
-        self.queues: HostQueues[_Job] = HostQueues(options.host_limit)
+        self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
+                                                  connections=options.concurrency)
         self.rate = StartRate(options.rate)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()

@@ -5,7 +5,9 @@ so a host at its cap or cooling down never blocks the others.
 """
 from __future__ import annotations
 
-from collections import OrderedDict, deque
+import heapq
+import itertools
+from collections import deque
 from typing import Generic, Hashable, TypeVar
 
 __all__ = ["HostQueues", "StartRate"]
@@ -14,7 +16,22 @@ Job = TypeVar("Job")
 
 
 class HostQueues(Generic[Job]):
-    """Waiting jobs per host, served round-robin under a per-host cap.
+    """Waiting jobs per host, started oldest first under a per-host cap and a connection budget.
+
+    The next job is the oldest waiting one whose host is below its cap and not
+    cooling down, so a capped or cooling host never blocks the others and, on an
+    input that interleaves hosts, the jobs in flight are a window of the input with
+    each host's share of it.
+
+    Each host's pool keeps as many connections as the host ever had jobs in flight
+    at once (its *warm* count). Once the warm counts add up to ``connections`` (the
+    run's concurrency), the oldest job of a host with an idle warm connection goes
+    first, so a slot freed by one host does not open a new connection to a host
+    whose pool is busy while idle ones wait elsewhere. A host with nothing in flight
+    and nothing waiting is forgotten, so memory stays bounded by what is pending.
+
+    Hosts are kept in heaps by the age of their oldest job; entries go stale when
+    that job starts or the host reaches its cap, and are dropped when they surface.
 
     Example::
 
@@ -24,33 +41,93 @@ class HostQueues(Generic[Job]):
         (('a', 'a1'), ('b', 'b1'), None)
     """
 
-    def __init__(self, per_host: int) -> None:
+    def __init__(self, per_host: int, connections: int | None = None) -> None:
         self.per_host = per_host
-        self._waiting: OrderedDict[Hashable, deque[Job]] = OrderedDict()
+        self.connections = connections
+        self._waiting: dict[Hashable, deque[tuple[int, Job]]] = {}
+        self._count = 0
+        self._sequence = itertools.count()
+        self._ready: list[tuple[int, Hashable]] = []       # (oldest job, host)
+        self._warm_ready: list[tuple[int, Hashable]] = []  # the same, hosts with an idle connection
         self._in_flight: dict[Hashable, int] = {}
+        self._warm: dict[Hashable, int] = {}
+        self._warm_total = 0
         self._cool_until: dict[Hashable, float] = {}
+        self._cooling: set[Hashable] = set()  # hosts off the heaps until their cool-down ends
 
     def __len__(self) -> int:
-        return sum(len(jobs) for jobs in self._waiting.values())
+        return self._count
 
     def add(self, host: Hashable, job: Job) -> None:
-        """Queue ``job`` behind the other waiting jobs of ``host``."""
-        self._waiting.setdefault(host, deque()).append(job)
+        """Queue ``job`` behind every job already waiting."""
+        jobs = self._waiting.get(host)
+        if jobs is None:
+            jobs = self._waiting[host] = deque()
+        sequence = next(self._sequence)
+        jobs.append((sequence, job))
+        self._count += 1
+        if len(jobs) == 1 and host not in self._cooling:
+            self._offer(host, sequence)
+
+    def _offer(self, host: Hashable, oldest: int) -> None:
+        heapq.heappush(self._ready, (oldest, host))
+        if self._in_flight.get(host, 0) < self._warm.get(host, 0):
+            heapq.heappush(self._warm_ready, (oldest, host))
+        if len(self._ready) + len(self._warm_ready) > 4 * len(self._waiting) + 64:
+            self._compact()
+
+    def _startable(self, oldest: int, host: Hashable, idle_warm: bool) -> bool:
+        jobs = self._waiting.get(host)
+        in_flight = self._in_flight.get(host, 0)
+        return (jobs is not None and jobs[0][0] == oldest and host not in self._cooling
+                and in_flight < self.per_host
+                and (not idle_warm or in_flight < self._warm.get(host, 0)))
+
+    def _compact(self) -> None:
+        """Drop stale entries, so the heaps stay as small as the hosts waiting."""
+        self._ready = list(set(entry for entry in self._ready
+                               if self._startable(*entry, idle_warm=False)))
+        self._warm_ready = list(set(entry for entry in self._warm_ready
+                                    if self._startable(*entry, idle_warm=True)))
+        heapq.heapify(self._ready)
+        heapq.heapify(self._warm_ready)
+
+    def _first(self, heap: list[tuple[int, Hashable]], idle_warm: bool) -> Hashable | None:
+        """The host on top of ``heap`` that may start now, dropping entries that may not.
+
+        A dropped host is offered again when it may start: by finished() below its cap,
+        by the end of its cool-down, or by take() when its next job becomes its oldest.
+        """
+        while heap:
+            oldest, host = heap[0]
+            if self._startable(oldest, host, idle_warm):
+                return host
+            heapq.heappop(heap)
+        return None
 
     def take(self, now: float) -> tuple[Hashable, Job] | None:
-        """The next job that may start, or None; the host moves to the back of the line."""
-        for host in list(self._waiting):
-            if self._in_flight.get(host, 0) >= self.per_host:
-                continue
-            if self._cool_until.get(host, 0.0) > now:
-                continue
-            jobs = self._waiting.pop(host)
-            job = jobs.popleft()
-            if jobs:
-                self._waiting[host] = jobs  # re-inserted last: round-robin between hosts
-            self._in_flight[host] = self._in_flight.get(host, 0) + 1
-            return host, job
-        return None
+        """The next job that may start, or None."""
+        if self._cooling:
+            self._end_cool_downs(now)
+        host = None
+        if self.connections is not None and self._warm_total >= self.connections:
+            host = self._first(self._warm_ready, idle_warm=True)
+        if host is None:
+            host = self._first(self._ready, idle_warm=False)
+            if host is None:
+                return None
+        jobs = self._waiting[host]
+        _, job = jobs.popleft()
+        self._count -= 1
+        in_flight = self._in_flight[host] = self._in_flight.get(host, 0) + 1
+        if in_flight > self._warm.get(host, 0):
+            self._warm[host] = in_flight
+            self._warm_total += 1
+        if jobs:
+            self._offer(host, jobs[0][0])
+        else:
+            del self._waiting[host]
+        return host, job
 
     def finished(self, host: Hashable) -> None:
         """One job of ``host`` is no longer in flight."""
@@ -59,22 +136,36 @@ class HostQueues(Generic[Job]):
             self._in_flight[host] = left
         else:
             self._in_flight.pop(host, None)
+        jobs = self._waiting.get(host)
+        if jobs:
+            if host not in self._cooling:
+                self._offer(host, jobs[0][0])
+        elif left <= 0:
+            self._warm_total -= self._warm.pop(host, 0)
 
     def cool_down(self, host: Hashable, until: float) -> None:
         """Start no job of ``host`` before ``until`` (a Retry-After from the server)."""
         if until > self._cool_until.get(host, 0.0):
             self._cool_until[host] = until
+            self._cooling.add(host)
 
-    def cooling_until(self, host: Hashable) -> float:
-        """When ``host``'s cool-down ends (0.0 when it has none)."""
-        return self._cool_until.get(host, 0.0)
+    def _end_cool_downs(self, now: float) -> bool:
+        """Put hosts whose cool-down is over back in line; True if one has jobs waiting."""
+        resumed = False
+        for host in [host for host in self._cooling if self._cool_until[host] <= now]:
+            self._cooling.discard(host)
+            del self._cool_until[host]
+            jobs = self._waiting.get(host)
+            if jobs:
+                self._offer(host, jobs[0][0])
+                resumed = True
+        return resumed
 
     def next_cool_down_end(self, now: float) -> float | None:
-        """The earliest future end of a cool-down that holds back waiting jobs."""
-        ends = [self._cool_until[host] for host in self._waiting
-                if self._cool_until.get(host, 0.0) > now]
-        for host in [host for host, until in self._cool_until.items() if until <= now]:
-            del self._cool_until[host]
+        """When a cool-down that holds back waiting jobs ends (``now`` if one just did)."""
+        if self._end_cool_downs(now):
+            return now
+        ends = [self._cool_until[host] for host in self._cooling if host in self._waiting]
         return min(ends) if ends else None
 
 
