@@ -17,6 +17,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from requests.utils import get_environ_proxies, get_netrc_auth
 
+from ._http import LeanSends
 from ._lean import LeanSession
 from .config import FetchOptions
 from .inputs import RequestSpec
@@ -55,11 +56,11 @@ class _ReuseTracking:
         super().close()
 
 
-class _TrackedHTTPConnection(_ReuseTracking, HTTPConnection):
+class _TrackedHTTPConnection(_ReuseTracking, LeanSends, HTTPConnection):
     pass
 
 
-class _TrackedHTTPSConnection(_ReuseTracking, HTTPSConnection):
+class _TrackedHTTPSConnection(_ReuseTracking, LeanSends, HTTPSConnection):
     pass
 
 
