@@ -16,6 +16,7 @@ proxies or hooks (batchfetch passes everything per request).
 """
 from __future__ import annotations
 
+import datetime
 import json as jsonlib
 import re
 from typing import Any
@@ -24,6 +25,7 @@ import requests
 import requests.exceptions as rex
 import urllib3.exceptions as u3
 from requests.auth import _basic_auth_str
+from requests.cookies import cookiejar_from_dict
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers, requote_uri
 from urllib3.util import Timeout
@@ -39,6 +41,9 @@ _PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
 _NO_BODY = object()
 #: Pools remembered by (origin, verify, cert), saving the manager's per-request lookup.
 _POOL_CACHE_SIZE = 1024
+#: Wire headers remembered for requests without body, auth or cookies, by (method, headers).
+_HEADER_CACHE_SIZE = 64
+_NO_TIME = datetime.timedelta(0)
 
 
 class _UrlOnly:
@@ -65,6 +70,41 @@ def _plain_cookies(cookies: Any) -> bool:
         and _PLAIN_COOKIE.match(value) and name for name, value in cookies.items()))
 
 
+class _LeanResponse(requests.Response):
+    """A requests.Response filled as HTTPAdapter.build_response fills one, for less.
+
+    Its ``headers`` are urllib3's HTTPHeaderDict, case-insensitive like requests'
+    CaseInsensitiveDict, rather than a copy of it; its cookie jar is made when first
+    read (a batch almost never reads it: the run's jar stores nothing).
+    """
+
+    def __init__(self, raw, url: str, adapter) -> None:  # noqa: D107 - no super(): see above
+        self._content = False
+        self._content_consumed = False
+        self._next = None
+        self.status_code = raw.status
+        self.headers = raw.headers
+        self.raw = raw
+        self.url = url
+        self.encoding = get_encoding_from_headers(raw.headers)
+        self.history = []
+        self.reason = raw.reason
+        self.elapsed = _NO_TIME
+        self.request = None
+        self.connection = adapter
+
+    @property
+    def cookies(self):  # noqa: D102 - requests API
+        jar = self.__dict__.get("_cookie_jar")
+        if jar is None:
+            jar = self.__dict__["_cookie_jar"] = cookiejar_from_dict({})
+        return jar
+
+    @cookies.setter
+    def cookies(self, jar) -> None:
+        self.__dict__["_cookie_jar"] = jar
+
+
 class LeanSession(requests.Session):
     """A requests.Session whose plain requests skip requests' per-request preparation.
 
@@ -78,6 +118,7 @@ class LeanSession(requests.Session):
     def __init__(self) -> None:
         super().__init__()
         self._timeouts: dict[Any, Timeout] = {}
+        self._plain_headers: dict[Any, dict] = {}
         self._pools: dict[Any, Any] = {}
 
     def request(self, method, url, params=None, data=None, headers=None, cookies=None,
@@ -115,6 +156,17 @@ class LeanSession(requests.Session):
 
     def _headers(self, method: str, headers, body, data, json, auth, cookies) -> dict:
         """The headers PreparedRequest would build: session's, request's, body, auth, cookies."""
+        key = None
+        if body is None and auth is None and not cookies:
+            try:
+                key = (method, tuple(headers.items()) if headers else ())
+                hash(key)
+            except (AttributeError, TypeError):
+                key = None
+            else:
+                known = self._plain_headers.get(key)
+                if known is not None:
+                    return known  # urllib3 reads it and never changes it
         merged = CaseInsensitiveDict(self.headers)
         for name, value in (headers or {}).items():
             if value is None:
@@ -132,7 +184,12 @@ class LeanSession(requests.Session):
             merged["Authorization"] = _basic_auth_str(*auth)
         if cookies:
             merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
-        return dict(merged.items())
+        wire = dict(merged.items())
+        if key is not None:
+            if len(self._plain_headers) >= _HEADER_CACHE_SIZE:
+                self._plain_headers.clear()
+            self._plain_headers[key] = wire
+        return wire
 
     def _timeout(self, timeout: Any) -> Timeout:
         resolved = self._timeouts.get(timeout)
@@ -188,15 +245,7 @@ class LeanSession(requests.Session):
             raise rex.ReadTimeout(exc) from None
         except u3.InvalidHeader as exc:
             raise rex.InvalidHeader(exc) from None
-        response = requests.Response()
-        response.status_code = raw.status
-        response.headers = CaseInsensitiveDict(raw.headers)
-        response.encoding = get_encoding_from_headers(response.headers)
-        response.raw = raw
-        response.reason = raw.reason
-        response.url = url
-        response.connection = adapter
-        return response
+        return _LeanResponse(raw, url, adapter)
 
     def _follow(self, response, method, url, data, headers, cookies, auth, json, stream,
                 timeout, verify, cert):

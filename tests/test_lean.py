@@ -1,5 +1,7 @@
 """LeanSession sends what requests' full path would send, byte for byte where it matters."""
+import datetime
 import json
+import pickle
 
 import pytest
 import requests
@@ -17,6 +19,9 @@ CASES = [
     {"method": "PATCH", "url": "/echo", "json": [], "headers": {"content-type": "text/x"}},
     {"method": "GET", "url": "/echo", "auth": ("ann", "sécret"), "cookies": {"a": "1", "b": "2"},
      "headers": {"X-One": "1", "Accept": None, "user-agent": "mine"}},
+    {"method": "GET", "url": "/echo", "headers": {"X-One": "1"}},
+    {"method": "GET", "url": "/echo", "headers": {"X-One": "2", "Accept": None}},
+    {"method": "OPTIONS", "url": "/echo", "headers": {"X-One": "2", "Accept": None}},
 ]
 
 
@@ -41,6 +46,36 @@ def test_lean_and_full_paths_send_the_same_request(server, case):
         seen.append((echoed, response.url, response.reason, dict(response.headers)))
     assert seen[0][0] == seen[1][0]
     assert seen[0][1:3] == seen[1][1:3]
+
+
+def test_one_lean_session_sends_each_request_right_after_the_others(server):
+    """Wire headers are remembered per (method, headers): repeats and neighbours stay exact."""
+    lean, full = sessions()
+    seen = []
+    for session in (lean, full):
+        echoes = []
+        for case in CASES + CASES[::-1]:
+            kwargs = {key: value for key, value in case.items() if key not in ("method", "url")}
+            response = session.request(case["method"], server.url(case["url"]), timeout=5,
+                                       **kwargs)
+            echoed = json.loads(response.content)
+            echoes.append({k.lower(): v for k, v in echoed["headers"].items()})
+        seen.append(echoes)
+    assert seen[0] == seen[1]
+
+
+def test_lean_responses_read_like_requests_responses(server):
+    lean, full = sessions()
+    seen = []
+    for session in (lean, full):
+        response = session.request("GET", server.url("/cookies/set?a=1&b=2"), timeout=5)
+        copy = pickle.loads(pickle.dumps(response))
+        seen.append((response.headers["CONTENT-TYPE"], response.headers.get("set-cookie"),
+                     "content-length" in response.headers, response.encoding,
+                     response.elapsed >= datetime.timedelta(0), response.is_redirect,
+                     copy.status_code, copy.headers["content-length"], copy.content))
+    assert seen[0] == seen[1]
+    assert seen[0][1] == "a=1; Path=/, b=2; Path=/"
 
 
 def test_plain_requests_skip_preparation_and_others_do_not(server):
