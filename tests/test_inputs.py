@@ -2,7 +2,7 @@
 import pytest
 
 from batchfetch import FetchOptions, InvalidItemError, RequestSpec
-from batchfetch.inputs import host_key, to_spec
+from batchfetch.inputs import check_url, host_key, to_spec
 
 OPTIONS = FetchOptions(headers={"Accept": "application/json", "X-Run": "1"},
                        params={"page": "1", "lang": "en"}, cookies={"team": "a"})
@@ -84,3 +84,26 @@ def test_host_keys_match_host_key_and_stay_bounded():
     for url in urls:
         assert keys(url) == host_key(url)
         assert len(keys) <= 3
+
+
+def test_urls_taken_without_parsing_are_urls_urllib3_parses():
+    """check_url skips parse_url for plain URLs: every shape it skips must parse, with a host."""
+    from urllib3.util import parse_url
+
+    from batchfetch.inputs import _PLAIN_URL
+
+    hosts = ["127.0.0.1", "a", "A.b-c.d", "-", ".", "x" * 300, "1.2.3.4.5"]
+    ports = ["", ":0", ":1", ":80", ":65535", ":00080"]
+    rests = ["", "/", "/a/b?c=d&e#f", "?q", "#frag", "/%zz%41", "/~!$&'()*+,;=:@[]{}|^`\\\"<>"]
+    for host in hosts:
+        for port in ports:
+            for rest in rests:
+                for scheme in ("http", "https"):
+                    url = f"{scheme}://{host}{port}{rest}"
+                    assert _PLAIN_URL.fullmatch(url), url
+                    assert check_url(url) == url
+                    assert parse_url(url).host, url
+    for odd in ["http://127.0.0.1:65536/", "http://h:123456/", "http://h/a b", "http://é/",
+                "ftp://h/", "http:/h", "http://[::1]/", "http://u@h/"]:
+        assert not (_PLAIN_URL.fullmatch(odd) and int(_PLAIN_URL.fullmatch(odd).group(1) or 0)
+                    <= 65535), odd
