@@ -4,7 +4,9 @@ The caller's greenlet runs the scheduler: it pulls input lazily (at most
 ``max_pending`` items ahead of what it has yielded), starts attempts under the
 concurrency, per-host and rate limits, times retries without holding a slot,
 and yields one :class:`FetchResult` per input as each completes. Worker
-greenlets only run single attempts; rows and hooks belong to the caller.
+greenlets (at most ``concurrency``, started as needed and reused, since spawning
+one per attempt cost a twentieth of a request's CPU) only run single attempts;
+rows and hooks belong to the caller.
 """
 from __future__ import annotations
 
@@ -140,6 +142,8 @@ class _Run:
         self.events: gevent.queue.Queue = gevent.queue.Queue()  # items, completions
         self.ready_rows: deque[tuple[FetchResult, Any, BaseException | None]] = deque()
         self.in_flight = 0
+        self.attempt_inbox: gevent.queue.Queue = gevent.queue.Queue()  # (job, kwargs) to send
+        self.idle_workers = 0  # workers that will take an attempt without being spawned
         self.pending = 0  # items pulled whose row has not been yielded yet
         self.rng = random.Random()
         self.host_keys = HostKeys()
@@ -152,7 +156,7 @@ class _Run:
             os.makedirs(self.options.save_dir, exist_ok=True)
         session = build_session(self.options)
         settings = RequestSettings(self.options)
-        attempts = gevent.pool.Group()  # the greenlets running single attempts
+        workers = gevent.pool.Group()  # the greenlets running attempts
         room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
@@ -170,7 +174,7 @@ class _Run:
                     else:
                         self._complete(*event[1:])
                 self._release_due_timers()
-                self._start_attempts(session, settings, attempts)
+                self._start_attempts(session, settings, workers)
                 while self.ready_rows:
                     row, item, exception = self.ready_rows.popleft()
                     self.pending -= 1
@@ -181,7 +185,7 @@ class _Run:
                     return
         finally:
             feeder.kill(block=True, timeout=1.0)
-            attempts.kill(block=True, timeout=1.0)
+            workers.kill(block=True, timeout=1.0)
             session.close()
 
     def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
@@ -221,7 +225,7 @@ class _Run:
             self.queues.add(job.host, job)
 
     def _start_attempts(self, session, settings: RequestSettings,
-                        attempts: gevent.pool.Group) -> None:
+                        workers: gevent.pool.Group) -> None:
         while self.in_flight < self.options.concurrency:
             now = time.monotonic()
             if self.rate.wait_time(now) > 0:
@@ -236,7 +240,20 @@ class _Run:
             job.attempts += 1
             self.in_flight += 1
             kwargs = settings.kwargs(job.spec, job.host)
-            attempts.spawn(self._attempt, session, job, kwargs)
+            if self.idle_workers:
+                self.idle_workers -= 1  # one waiting in _work will take it
+            else:
+                workers.spawn(self._work, session)
+            self.attempt_inbox.put((job, kwargs))
+
+    def _work(self, session) -> None:
+        """A worker greenlet: run attempts from the inbox, one at a time, until killed."""
+        inbox = self.attempt_inbox
+        while True:
+            job, kwargs = inbox.get()
+            self._attempt(session, job, kwargs)
+            del job, kwargs  # hold nothing of a finished attempt while waiting
+            self.idle_workers += 1
 
     def _attempt(self, session, job: _Job, kwargs: dict[str, Any]) -> None:
         gevent.getcurrent().batchfetch_reused_connection = False
