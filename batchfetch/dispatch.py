@@ -143,7 +143,10 @@ class _Run:
         self.ready_rows: deque[tuple[FetchResult, Any, BaseException | None]] = deque()
         self.in_flight = 0
         self.attempt_inbox: gevent.queue.Queue = gevent.queue.Queue()  # (job, kwargs) to send
+        self.workers = gevent.pool.Group()  # the greenlets running attempts
         self.idle_workers = 0  # workers that will take an attempt without being spawned
+        self.session: Any = None  # built when the rows are first asked for
+        self.settings: RequestSettings | None = None
         self.pending = 0  # items pulled whose row has not been yielded yet
         self.rng = random.Random()
         self.host_keys = HostKeys()
@@ -154,9 +157,8 @@ class _Run:
         """Yield a row per ``(index, item)`` pair of ``source``, as each completes."""
         if self.options.save_dir:
             os.makedirs(self.options.save_dir, exist_ok=True)
-        session = build_session(self.options)
-        settings = RequestSettings(self.options)
-        workers = gevent.pool.Group()  # the greenlets running attempts
+        self.session = build_session(self.options)
+        self.settings = RequestSettings(self.options)
         room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
@@ -167,14 +169,13 @@ class _Run:
                 for event in self._events():
                     if event[0] == "item":
                         self._accept(*event[1])
+                        self._start_attempts()  # the first requests go out while items arrive
                     elif event[0] == "end":
                         exhausted = True
                     elif event[0] == "failed":
                         raise event[1]
-                    else:
-                        self._complete(*event[1:])
                 self._release_due_timers()
-                self._start_attempts(session, settings, workers)
+                self._start_attempts()
                 while self.ready_rows:
                     row, item, exception = self.ready_rows.popleft()
                     self.pending -= 1
@@ -185,8 +186,8 @@ class _Run:
                     return
         finally:
             feeder.kill(block=True, timeout=1.0)
-            workers.kill(block=True, timeout=1.0)
-            session.close()
+            self.workers.kill(block=True, timeout=1.0)
+            self.session.close()
 
     def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
         """Pull items (in the feeder greenlet) while fewer than max_pending rows are owed."""
@@ -224,48 +225,69 @@ class _Run:
             _, _, job = heapq.heappop(self.timers)
             self.queues.add(job.host, job)
 
-    def _start_attempts(self, session, settings: RequestSettings,
-                        workers: gevent.pool.Group) -> None:
-        while self.in_flight < self.options.concurrency:
-            now = time.monotonic()
-            if self.rate.wait_time(now) > 0:
-                return
-            taken = self.queues.take(now)
-            if taken is None:
-                return
-            _, job = taken
-            self.rate.started(now)
-            if job.first_start is None:
-                job.first_start = now
-            job.attempts += 1
-            self.in_flight += 1
-            kwargs = settings.kwargs(job.spec, job.host)
+    def _take_attempt(self) -> tuple[_Job, dict[str, Any]] | None:
+        """The next attempt the limits allow now, counted as started; None if none."""
+        if self.in_flight >= self.options.concurrency:
+            return None
+        now = time.monotonic()
+        if self.rate.wait_time(now) > 0:
+            return None
+        taken = self.queues.take(now)
+        if taken is None:
+            return None
+        _, job = taken
+        self.rate.started(now)
+        if job.first_start is None:
+            job.first_start = now
+        job.attempts += 1
+        self.in_flight += 1
+        return job, self.settings.kwargs(job.spec, job.host)
+
+    def _start_attempts(self) -> None:
+        while (attempt := self._take_attempt()) is not None:
             if self.idle_workers:
                 self.idle_workers -= 1  # one waiting in _work will take it
             else:
-                workers.spawn(self._work, session)
-            self.attempt_inbox.put((job, kwargs))
+                self.workers.spawn(self._work)
+            self.attempt_inbox.put(attempt)
 
-    def _work(self, session) -> None:
-        """A worker greenlet: run attempts from the inbox, one at a time, until killed."""
+    def _work(self) -> None:
+        """A worker greenlet: run attempts from the inbox until killed."""
         inbox = self.attempt_inbox
         while True:
-            job, kwargs = inbox.get()
-            self._attempt(session, job, kwargs)
-            del job, kwargs  # hold nothing of a finished attempt while waiting
+            self._run_attempts(inbox.get())
             self.idle_workers += 1
 
-    def _attempt(self, session, job: _Job, kwargs: dict[str, Any]) -> None:
+    def _run_attempts(self, attempt: tuple[_Job, dict[str, Any]] | None) -> None:
+        """Run ``attempt``, book its outcome, and go on with the next attempt that may start.
+
+        Booking and taking the next attempt here, in the worker, keeps a slot busy
+        without a round trip through the scheduler's greenlet (which under load waits
+        behind every other greenlet the hub has ready); the scheduler is woken to yield
+        the rows and to feed idle workers.
+        """
+        try:
+            while attempt is not None:
+                job, kwargs = attempt
+                outcome, reused = self._attempt(job, kwargs)
+                self._complete(job, outcome, reused)
+                self.events.put(("wake",))
+                attempt = self._take_attempt()
+        except Exception as exc:  # noqa: BLE001 - a bug: stop the run and raise it to the caller
+            self.events.put(("failed", exc))
+            raise gevent.GreenletExit from exc
+
+    def _attempt(self, job: _Job, kwargs: dict[str, Any]) -> tuple[Outcome, bool]:
+        """One attempt's outcome, and whether it went out on a reused connection."""
         gevent.getcurrent().batchfetch_reused_connection = False
         try:
-            outcome = run_attempt(session, job.spec.method, job.spec.url, kwargs, self.options,
-                                  job.index)
+            outcome = run_attempt(self.session, job.spec.method, job.spec.url, kwargs,
+                                  self.options, job.index)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
             log.exception("batchfetch failed internally fetching %s", job.spec.url)
             outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",
                               exception=exc)
-        reused = getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
-        self.events.put(("done", job, outcome, reused))
+        return outcome, getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
 
     def _events(self) -> list[tuple]:
         """Wait until an item arrives, an attempt completes, or a timer, cool-down or rate
