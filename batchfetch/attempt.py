@@ -25,7 +25,7 @@ log = logging.getLogger("batchfetch")
 CHUNK_SIZE = 64 * 1024
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(slots=True)
 class Outcome:
     """What one attempt produced: a response's facts, an error kind, or both."""
 

@@ -43,7 +43,7 @@ OnResult = Callable[[FetchResult], Any]
 ExceptionHandler = Callable[[Any, BaseException], Any]
 
 
-@dataclasses.dataclass(eq=False)
+@dataclasses.dataclass(eq=False, slots=True)
 class _Job:
     """One input item on its way to a row; per-attempt state lives here, not in options."""
 
