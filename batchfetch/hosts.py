@@ -131,16 +131,21 @@ class HostQueues(Generic[Job]):
 
     def finished(self, host: Hashable) -> None:
         """One job of ``host`` is no longer in flight."""
-        left = self._in_flight.get(host, 0) - 1
-        if left > 0:
-            self._in_flight[host] = left
+        was = self._in_flight.get(host, 0)
+        if was > 1:
+            self._in_flight[host] = was - 1
         else:
             self._in_flight.pop(host, None)
         jobs = self._waiting.get(host)
         if jobs:
+            # Offer the host again only where _first may have dropped it for this reason:
+            # at its cap, or with no idle connection (its other entries are still there).
             if host not in self._cooling:
-                self._offer(host, jobs[0][0])
-        elif left <= 0:
+                if was >= self.per_host:
+                    heapq.heappush(self._ready, (jobs[0][0], host))
+                if was == self._warm.get(host, 0):
+                    heapq.heappush(self._warm_ready, (jobs[0][0], host))
+        elif was <= 1:
             self._warm_total -= self._warm.pop(host, 0)
 
     def cool_down(self, host: Hashable, until: float) -> None:
@@ -188,6 +193,8 @@ class StartRate:
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next start is allowed (0.0 when it is allowed now)."""
+        if not self.interval:
+            return 0.0
         return max(0.0, round(self._next_start - now, 9))
 
     def started(self, now: float) -> None:
