@@ -27,8 +27,10 @@ class HostQueues(Generic[Job]):
     at once (its *warm* count). Once the warm counts add up to ``connections`` (the
     run's concurrency), the oldest job of a host with an idle warm connection goes
     first, so a slot freed by one host does not open a new connection to a host
-    whose pool is busy while idle ones wait elsewhere. A host with nothing in flight
-    and nothing waiting is forgotten, so memory stays bounded by what is pending.
+    whose pool is busy while idle ones wait elsewhere; but never ahead of a job more
+    than ``connections`` places older, so a busy host's stream of jobs cannot keep
+    another host's job waiting for long. A host with nothing in flight and nothing
+    waiting is forgotten, so memory stays bounded by what is pending.
 
     Hosts are kept in heaps by the age of their oldest job; entries go stale when
     that job starts or the host reaches its cap, and are dropped when they surface.
@@ -109,13 +111,17 @@ class HostQueues(Generic[Job]):
         """The next job that may start, or None."""
         if self._cooling:
             self._end_cool_downs(now)
-        host = None
+        oldest = self._first(self._ready, idle_warm=False)
+        if oldest is None:
+            return None
+        host = oldest
         if self.connections is not None and self._warm_total >= self.connections:
-            host = self._first(self._warm_ready, idle_warm=True)
-        if host is None:
-            host = self._first(self._ready, idle_warm=False)
-            if host is None:
-                return None
+            warm = self._first(self._warm_ready, idle_warm=True)
+            # A host with an idle connection goes first, unless the oldest job has seen
+            # more than a round of newer jobs start ahead of it: then it starts anyway.
+            if warm is not None and (self._waiting[warm][0][0] - self._waiting[oldest][0][0]
+                                     <= self.connections):
+                host = warm
         jobs = self._waiting[host]
         _, job = jobs.popleft()
         self._count -= 1

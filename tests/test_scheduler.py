@@ -207,6 +207,16 @@ def test_per_host_cap_keeps_a_slow_host_from_blocking_a_fast_one(server):
     assert order.count("A") <= 4, order
 
 
+def test_a_host_filling_every_slot_does_not_hold_back_another_hosts_item(server):
+    """Host A's pool holds every connection and always has an idle one and more items;
+    B's item, 11th in the input, still goes out within about a round of A's."""
+    with LoopbackServer() as other:
+        items = [server.url("/delay/0.02")] * 200
+        items.insert(10, other.url("/ok"))
+        order = [row.index for row in iter_fetch(items, concurrency=4, **QUICK)]
+    assert order.index(10) < 30, order.index(10)
+
+
 def test_per_host_cap_bounds_connections(server):
     table = fetch_all([server.url("/delay/0.05")] * 40, concurrency=20, per_host=3, **QUICK)
     assert all(row.ok for row in table)
