@@ -139,7 +139,7 @@ class _Run:
         self.rate = StartRate(options.rate)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
-        self.events: gevent.queue.Queue = gevent.queue.Queue()  # items, completions
+        self.events: gevent.queue.Queue = gevent.queue.Queue()  # items; wake-ups from workers
         self.ready_rows: deque[tuple[FetchResult, Any, BaseException | None]] = deque()
         self.in_flight = 0
         self.attempt_inbox: gevent.queue.Queue = gevent.queue.Queue()  # (job, kwargs) to send
