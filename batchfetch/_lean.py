@@ -160,13 +160,11 @@ class LeanSession(requests.Session):
         if body is None and auth is None and not cookies:
             try:
                 key = (method, tuple(headers.items()) if headers else ())
-                hash(key)
+                known = self._plain_headers.get(key)  # TypeError: an unhashable value
             except (AttributeError, TypeError):
-                key = None
-            else:
-                known = self._plain_headers.get(key)
-                if known is not None:
-                    return known  # urllib3 reads it and never changes it
+                key = known = None
+            if known is not None:
+                return known  # urllib3 reads it and never changes it
         merged = CaseInsensitiveDict(self.headers)
         for name, value in (headers or {}).items():
             if value is None:
