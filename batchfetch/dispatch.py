@@ -290,15 +290,16 @@ class _Run:
         return outcome, getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
 
     def _events(self) -> list[tuple]:
-        """Wait until an item arrives, an attempt completes, or a timer, cool-down or rate
-        slot is due; return every event that is ready (none when a wakeup is due)."""
+        """Wait until an item arrives, an attempt completes, or a timer, rate slot, or the
+        end of a host's cool-down or wait for its connections is due; return every event
+        that is ready (none when a wakeup is due)."""
         if self.ready_rows or self.events.qsize():
             return self._drain([])
         now = time.monotonic()
         wakeups = [self.timers[0][0]] if self.timers else []
-        cool_down_end = self.queues.next_cool_down_end(now)
-        if cool_down_end is not None:
-            wakeups.append(cool_down_end)
+        host_wait_end = self.queues.next_wakeup(now)
+        if host_wait_end is not None:
+            wakeups.append(host_wait_end)
         if len(self.queues) and self.in_flight < self.options.concurrency:
             wait = self.rate.wait_time(now)
             if wait:

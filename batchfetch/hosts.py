@@ -1,4 +1,4 @@
-"""Per-host queues, in-flight caps and cool-downs, and the run-wide start rate.
+"""Per-host queues, in-flight caps, cool-downs and connection reuse, and the start rate.
 
 Pure bookkeeping with no I/O: the dispatcher asks which job may start next,
 so a host at its cap or cooling down never blocks the others.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
-from collections import deque
+from collections import OrderedDict, deque
 from typing import Generic, Hashable, TypeVar
 
 __all__ = ["HostQueues", "StartRate"]
@@ -25,12 +25,25 @@ class HostQueues(Generic[Job]):
 
     Each host's pool keeps as many connections as the host ever had jobs in flight
     at once (its *warm* count). Once the warm counts add up to ``connections`` (the
-    run's concurrency), the oldest job of a host with an idle warm connection goes
-    first, so a slot freed by one host does not open a new connection to a host
-    whose pool is busy while idle ones wait elsewhere; but never ahead of a job more
-    than ``connections`` places older, so a busy host's stream of jobs cannot keep
-    another host's job waiting for long. A host with nothing in flight and nothing
-    waiting is forgotten, so memory stays bounded by what is pending.
+    run's concurrency), opening another connection exceeds that budget, so:
+
+    - the oldest job of a host with an idle warm connection goes first, so a slot
+      freed by one host does not open a connection to a host whose pool is busy
+      while idle ones wait elsewhere; but never ahead of a job more than
+      ``connections`` places older, so one host's stream of jobs cannot keep
+      another host's job waiting for long;
+    - a host whose connections are all busy, with no more jobs waiting than it has
+      in flight, is held back for up to ``reuse_wait`` seconds, or until one of them
+      comes free, while younger jobs of other hosts go on: near the end of a run,
+      hosts whose last jobs lag behind would otherwise open connections they use
+      once. A host with more work than that opens connections as before, and once
+      its wait is over, a host may open connections until one of its own comes free,
+      so slow responses cost it one wait, not one per connection.
+
+    A host with nothing in flight and nothing waiting is forgotten, but its warm
+    count stays in the budget while it is among the last ``2 * connections`` such
+    hosts, since the session keeps that many pools open; memory stays bounded by
+    what is pending.
 
     Hosts are kept in heaps by the age of their oldest job; entries go stale when
     that job starts or the host reaches its cap, and are dropped when they surface.
@@ -43,9 +56,11 @@ class HostQueues(Generic[Job]):
         (('a', 'a1'), ('b', 'b1'), None)
     """
 
-    def __init__(self, per_host: int, connections: int | None = None) -> None:
+    def __init__(self, per_host: int, connections: int | None = None,
+                 reuse_wait: float = 0.25) -> None:
         self.per_host = per_host
         self.connections = connections
+        self.reuse_wait = reuse_wait
         self._waiting: dict[Hashable, deque[tuple[int, Job]]] = {}
         self._count = 0
         self._sequence = itertools.count()
@@ -54,8 +69,11 @@ class HostQueues(Generic[Job]):
         self._in_flight: dict[Hashable, int] = {}
         self._warm: dict[Hashable, int] = {}
         self._warm_total = 0
+        self._drained: OrderedDict[Hashable, int] = OrderedDict()  # idle pools: warm counts
         self._cool_until: dict[Hashable, float] = {}
         self._cooling: set[Hashable] = set()  # hosts off the heaps until their cool-down ends
+        self._held_until: dict[Hashable, float] = {}  # hosts off the heaps, waiting to reuse
+        self._waited: set[Hashable] = set()  # hosts whose wait ran out: they may open more
 
     def __len__(self) -> int:
         return self._count
@@ -65,10 +83,12 @@ class HostQueues(Generic[Job]):
         jobs = self._waiting.get(host)
         if jobs is None:
             jobs = self._waiting[host] = deque()
+            if self._drained and host in self._drained:
+                self._warm[host] = self._drained.pop(host)
         sequence = next(self._sequence)
         jobs.append((sequence, job))
         self._count += 1
-        if len(jobs) == 1 and host not in self._cooling:
+        if len(jobs) == 1 and host not in self._cooling and host not in self._held_until:
             self._offer(host, sequence)
 
     def _offer(self, host: Hashable, oldest: int) -> None:
@@ -82,7 +102,7 @@ class HostQueues(Generic[Job]):
         jobs = self._waiting.get(host)
         in_flight = self._in_flight.get(host, 0)
         return (jobs is not None and jobs[0][0] == oldest and host not in self._cooling
-                and in_flight < self.per_host
+                and host not in self._held_until and in_flight < self.per_host
                 and (not idle_warm or in_flight < self._warm.get(host, 0)))
 
     def _compact(self) -> None:
@@ -98,7 +118,8 @@ class HostQueues(Generic[Job]):
         """The host on top of ``heap`` that may start now, dropping entries that may not.
 
         A dropped host is offered again when it may start: by finished() below its cap,
-        by the end of its cool-down, or by take() when its next job becomes its oldest.
+        by the end of its cool-down or hold, or by take() when its next job becomes its
+        oldest.
         """
         while heap:
             oldest, host = heap[0]
@@ -109,19 +130,15 @@ class HostQueues(Generic[Job]):
 
     def take(self, now: float) -> tuple[Hashable, Job] | None:
         """The next job that may start, or None."""
-        if self._cooling:
-            self._end_cool_downs(now)
-        oldest = self._first(self._ready, idle_warm=False)
-        if oldest is None:
-            return None
-        host = oldest
-        if self.connections is not None and self._warm_total >= self.connections:
-            warm = self._first(self._warm_ready, idle_warm=True)
-            # A host with an idle connection goes first, unless the oldest job has seen
-            # more than a round of newer jobs start ahead of it: then it starts anyway.
-            if warm is not None and (self._waiting[warm][0][0] - self._waiting[oldest][0][0]
-                                     <= self.connections):
-                host = warm
+        if self._cooling or self._held_until:
+            self._end_waits(now)
+        while True:
+            oldest = self._first(self._ready, idle_warm=False)
+            if oldest is None:
+                return None
+            host = self._host_to_start(oldest, now)
+            if host is not None:
+                break
         jobs = self._waiting[host]
         _, job = jobs.popleft()
         self._count -= 1
@@ -135,6 +152,27 @@ class HostQueues(Generic[Job]):
             del self._waiting[host]
         return host, job
 
+    def _host_to_start(self, oldest: Hashable, now: float) -> Hashable | None:
+        """Whose job starts, given the host of the oldest startable job; None after
+        holding that host back to wait for one of its own connections."""
+        in_flight = self._in_flight.get(oldest, 0)
+        if (self.connections is None or self._warm_total < self.connections
+                or in_flight < self._warm.get(oldest, 0)):
+            return oldest  # it has an idle connection, or there is room for a new one
+        warm = self._first(self._warm_ready, idle_warm=True)
+        # A host with an idle connection goes first, unless the oldest job has seen
+        # more than a round of newer jobs start ahead of it.
+        if warm is not None and (self._waiting[warm][0][0] - self._waiting[oldest][0][0]
+                                 <= self.connections):
+            return warm
+        # A host whose own connections can take the rest of its jobs within a round
+        # waits for them (the tail of a run); one with more work needs more anyway.
+        if (self.reuse_wait and 0 < len(self._waiting[oldest]) <= in_flight
+                and oldest not in self._waited):
+            self._held_until[oldest] = now + self.reuse_wait
+            return None
+        return oldest
+
     def finished(self, host: Hashable) -> None:
         """One job of ``host`` is no longer in flight."""
         was = self._in_flight.get(host, 0)
@@ -142,8 +180,12 @@ class HostQueues(Generic[Job]):
             self._in_flight[host] = was - 1
         else:
             self._in_flight.pop(host, None)
+        self._waited.discard(host)
         jobs = self._waiting.get(host)
-        if jobs:
+        if jobs and self._held_until.pop(host, None) is not None:
+            if host not in self._cooling:
+                self._offer(host, jobs[0][0])  # the connection it waited for is free
+        elif jobs:
             # Offer the host again only where _first may have dropped it for this reason:
             # at its cap, or with no idle connection (its other entries are still there).
             if host not in self._cooling:
@@ -152,7 +194,9 @@ class HostQueues(Generic[Job]):
                 if was == self._warm.get(host, 0):
                     heapq.heappush(self._warm_ready, (jobs[0][0], host))
         elif was <= 1:
-            self._warm_total -= self._warm.pop(host, 0)
+            self._drained[host] = self._warm.pop(host, 0)  # its pool stays open for now
+            if len(self._drained) > 2 * (self.connections or 0):
+                self._warm_total -= self._drained.popitem(last=False)[1]
 
     def cool_down(self, host: Hashable, until: float) -> None:
         """Start no job of ``host`` before ``until`` (a Retry-After from the server)."""
@@ -160,23 +204,31 @@ class HostQueues(Generic[Job]):
             self._cool_until[host] = until
             self._cooling.add(host)
 
-    def _end_cool_downs(self, now: float) -> bool:
-        """Put hosts whose cool-down is over back in line; True if one has jobs waiting."""
+    def _end_waits(self, now: float) -> bool:
+        """Put hosts whose cool-down or hold is over back in line; True if one has jobs."""
         resumed = False
         for host in [host for host in self._cooling if self._cool_until[host] <= now]:
             self._cooling.discard(host)
             del self._cool_until[host]
             jobs = self._waiting.get(host)
-            if jobs:
+            if jobs and host not in self._held_until:
+                self._offer(host, jobs[0][0])
+                resumed = True
+        for host in [host for host, until in self._held_until.items() if until <= now]:
+            del self._held_until[host]
+            self._waited.add(host)
+            jobs = self._waiting.get(host)
+            if jobs and host not in self._cooling:
                 self._offer(host, jobs[0][0])
                 resumed = True
         return resumed
 
-    def next_cool_down_end(self, now: float) -> float | None:
-        """When a cool-down that holds back waiting jobs ends (``now`` if one just did)."""
-        if self._end_cool_downs(now):
+    def next_wakeup(self, now: float) -> float | None:
+        """When a cool-down or hold that keeps jobs waiting ends (``now`` if one just did)."""
+        if self._end_waits(now):
             return now
         ends = [self._cool_until[host] for host in self._cooling if host in self._waiting]
+        ends.extend(self._held_until.values())
         return min(ends) if ends else None
 
 

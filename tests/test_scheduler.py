@@ -341,3 +341,27 @@ def test_retries_and_cool_downs_are_logged(server, caplog):
     assert any(m.startswith("cooling down http://127.0.0.1:") and "Retry-After" in m
                for m in messages), messages
     assert sum(m.startswith("retrying http://127.0.0.1:") for m in messages) == 2
+
+
+def test_an_item_waits_only_briefly_for_its_hosts_busy_connections(server):
+    """Every connection of the budget is open, A's is busy with a slow response and B's
+    second is idle: A's next item waits a moment for A's connection, then opens a new
+    one rather than wait behind the slow response."""
+    with LoopbackServer() as other:
+        items = [server.url("/delay/2"), other.url("/delay/2"), other.url("/ok"),
+                 server.url("/ok")]
+        order = [row.index for row in iter_fetch(items, concurrency=3, timeout=5)]
+    assert order[:2] == [2, 3], order
+    assert (server.connections_accepted, other.connections_accepted) == (2, 2)
+
+
+def test_interleaved_hosts_open_no_more_connections_than_the_concurrency(server):
+    """Hosts whose last items lag behind near the end wait for their own connections
+    instead of opening new ones while other hosts' connections sit idle."""
+    with LoopbackServer() as second, LoopbackServer() as third, LoopbackServer() as fourth:
+        servers = [server, second, third, fourth]
+        items = [servers[n % 4].url("/delay/0.02") for n in range(800)]
+        table = fetch_all(items, concurrency=16, **QUICK)
+        accepted = [each.connections_accepted for each in servers]
+    assert all(row.ok for row in table)
+    assert sum(accepted) == 16, accepted
