@@ -1,7 +1,8 @@
 """batchfetch: ``fetch_all`` (or ``iter_fetch`` reading the file lazily with --stream).
 
 Options are batchfetch's defaults except ``concurrency`` (and, for the fault
-workload, ``deadline``/``retries``), since its defaults are what it promises.
+workload, ``deadline``/``retries``; for ``batchfetch_workers``, ``workers``), since its
+defaults are what it promises.
 """
 import batchfetch  # first: importing batchfetch patches the process with gevent
 
@@ -12,7 +13,7 @@ import common
 
 def main() -> None:
     args = common.parse_args(__doc__)
-    options = {"concurrency": args.concurrency}
+    options = {"concurrency": args.concurrency, "workers": args.workers}
     if args.retries is not None:
         options["retries"] = args.retries
     if args.deadline is not None:

@@ -34,6 +34,8 @@ def parse_args(description: str) -> argparse.Namespace:
                         help="retries for the fault workload; unset: the client's plain setup")
     parser.add_argument("--deadline", type=float, default=None,
                         help="wall-clock cap per attempt, for clients that have one")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes sharing the batch, for clients that have them")
     return parser.parse_args()
 
 

@@ -16,12 +16,13 @@ import threading
 import time
 
 from . import procstat
-from .workloads import FAULT_DEADLINE, FAULT_RETRIES, Workload
+from .workloads import FAULT_DEADLINE, FAULT_RETRIES, WORKERS, Workload
 
 CLIENT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "clients")
 CLIENT_SCRIPTS = {
     "batchfetch": "batchfetch_client.py",
+    "batchfetch_workers": "batchfetch_client.py",
     "grequests_plain": "grequests_plain.py",
     "grequests_session": "grequests_session.py",
     "requests_threads": "requests_threads.py",
@@ -73,6 +74,8 @@ def client_command(client: str, workload: Workload, url_file: str) -> list[str]:
         command.append("--stream")
     if workload.faults:
         command += ["--retries", str(FAULT_RETRIES), "--deadline", str(FAULT_DEADLINE)]
+    if client == "batchfetch_workers":
+        command += ["--workers", str(WORKERS)]
     return command
 
 
