@@ -37,9 +37,14 @@ __all__ = ["LeanSession"]
 _PLAIN_URL = re.compile(
     r"^(https?)://(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?(/[^#\s]*)$")
 # Cookie names and values the cookie jar would send verbatim.
+# Characters requote_uri keeps as they are when no '%' is present: such a URL needs no
+# requoting, which costs more than the rest of the check.
+_QUOTED_AS_IS = re.compile(r"[A-Za-z0-9_.~!#$&'()*+,/:;=?@\[\]-]*\Z")
 _PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
 _NO_BODY = object()
-#: Pools remembered by (origin, verify, cert), saving the manager's per-request lookup.
+_NO_POOL = (None, None)
+#: Pools and their adapters remembered by (origin, verify, cert), saving the per-request
+#: adapter and pool-manager lookups.
 _POOL_CACHE_SIZE = 1024
 #: Wire headers remembered for requests without body, auth or cookies, by (method, headers).
 _HEADER_CACHE_SIZE = 64
@@ -116,10 +121,14 @@ class LeanSession(requests.Session):
     """
 
     def __init__(self) -> None:
+        self._pools: dict[Any, tuple[Any, Any]] = {}  # before Session.__init__ mounts
         super().__init__()
         self._timeouts: dict[Any, Timeout] = {}
         self._plain_headers: dict[Any, dict] = {}
-        self._pools: dict[Any, Any] = {}
+
+    def mount(self, prefix, adapter) -> None:
+        super().mount(prefix, adapter)
+        self._pools.clear()  # they remember the adapter that served them
 
     def request(self, method, url, params=None, data=None, headers=None, cookies=None,
                 files=None, auth=None, timeout=None, allow_redirects=True, proxies=None,
@@ -133,8 +142,8 @@ class LeanSession(requests.Session):
             return self._full(method, url, params, data, headers, cookies, files, auth,
                               timeout, allow_redirects, proxies, hooks, stream, verify, cert,
                               json)
-        sendable = requote_uri(url)
-        if sendable != url or not _PLAIN_URL.match(url):
+        if not _PLAIN_URL.match(url) or (not _QUOTED_AS_IS.match(url)
+                                          and requote_uri(url) != url):
             return self._full(method, url, params, data, headers, cookies, files, auth,
                               timeout, allow_redirects, proxies, hooks, stream, verify, cert,
                               json)
@@ -198,12 +207,12 @@ class LeanSession(requests.Session):
 
     def _send(self, method: str, url: str, body, headers: dict, timeout, verify, cert):
         """HTTPAdapter.send without the PreparedRequest: same pool, arguments and errors."""
-        adapter = self.get_adapter(url)
         path_start = url.index("/", url.index("//") + 2)  # _PLAIN_URL has a path, no fragment
         path = url[path_start:]
         key = (url[:path_start], verify, cert)
-        conn = self._pools.get(key)
+        conn, adapter = self._pools.get(key, _NO_POOL)
         if conn is None or conn.pool is None:  # new, or closed since (the manager evicts)
+            adapter = self.get_adapter(url)
             try:
                 host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(
                     _UrlOnly(url), verify, cert)
@@ -214,7 +223,7 @@ class LeanSession(requests.Session):
             adapter.cert_verify(conn, url, verify, cert)
             if len(self._pools) >= _POOL_CACHE_SIZE:
                 self._pools.clear()  # many hosts: the manager evicted most of these anyway
-            self._pools[key] = conn
+            self._pools[key] = conn, adapter
         try:
             raw = conn.urlopen(method=method, url=path, body=body,
                                headers=headers, redirect=False, assert_same_host=False,
