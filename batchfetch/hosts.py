@@ -225,6 +225,8 @@ class HostQueues(Generic[Job]):
 
     def next_wakeup(self, now: float) -> float | None:
         """When a cool-down or hold that keeps jobs waiting ends (``now`` if one just did)."""
+        if not self._cooling and not self._held_until:
+            return None  # the usual case, asked after every event
         if self._end_waits(now):
             return now
         ends = [self._cool_until[host] for host in self._cooling if host in self._waiting]
