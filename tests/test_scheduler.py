@@ -165,6 +165,19 @@ def test_deadline_attempts_are_retried_like_timeouts(server):
     assert (row.error, row.attempts) == ("deadline", 2)
 
 
+def test_one_worker_cuts_each_attempt_at_its_own_deadline(server):
+    """A worker reuses its deadline timer: after one fires, the next attempts are cut too,
+    each with an exception of its own, and a quick one after them is not cut."""
+    handled = []
+    rows = fetch_all([server.url("/fault/hang"), server.url("/fault/hang"),
+                      server.url("/fault/trickle?interval=0.1&bytes=3"), server.url("/ok")],
+                     concurrency=1, deadline=0.4, retries=0, timeout=2,
+                     exception_handler=lambda item, exc: handled.append(exc))
+    assert [row.error for row in rows] == ["deadline", "deadline", "", ""]
+    assert (rows[2].size, rows[3].status) == (3, 200)
+    assert len(handled) == 2 and handled[0] is not handled[1]
+
+
 def test_max_bytes_stops_a_gzip_bomb_early(server):
     row = fetch_all([server.url("/gzip/2000000000")], max_bytes=1_000_000, **QUICK)[0]
     assert (row.error, row.status) == ("too_large", 200)
