@@ -17,6 +17,7 @@ import datetime
 import os
 import resource
 import shlex
+import signal
 import sys
 import tempfile
 import time
@@ -118,6 +119,8 @@ def write_report(data: dict, out: str) -> None:
 
 
 def main() -> None:
+    # `kill` stops the servers as Ctrl-C does: SystemExit runs the finally below.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     args = parse_args()
     if args.report_only:
         out = args.out or os.path.join(BENCH_DIR, "RESULTS.md")
