@@ -5,9 +5,10 @@ tenth of the CPU batchfetch spends on a small response. :class:`PlainHeadersResp
 reads the same lines with the same limits and, when every line is a plain
 ``Name: value`` (a token name, no folding, no stray CR), builds the same
 ``HTTPMessage`` directly; anything else goes to the email parser as before, so
-odd headers parse exactly as they always did. :class:`LeanSends` sends a request's
-bytes with one ``send`` where gevent's ``sendall`` would first ask the kernel for the
-socket's buffer size. The run's connections mix both in
+odd headers parse exactly as they always did. :class:`LeanSends` encodes each
+request header line once per connection and sends a request's bytes with one
+``send`` where gevent's ``sendall`` would first ask the kernel for the socket's
+buffer size. The run's connections mix both in
 (``session._TrackedHTTPConnection``); nothing outside batchfetch's pools changes.
 """
 from __future__ import annotations
@@ -110,14 +111,48 @@ class PlainHeadersResponse(http.client.HTTPResponse):
             self.will_close = True
 
 
+#: Encoded header lines one connection remembers (a few per distinct header set).
+_HEADER_LINES_PER_CONNECTION = 64
+
+
+def _all_str(key: tuple) -> bool:
+    header, values = key
+    return type(header) is str and all(type(value) is str for value in values)
+
+
 class LeanSends:
-    """A connection mixin: response_class is PlainHeadersResponse; bytes go out in one send.
+    """A connection mixin: response_class is PlainHeadersResponse; header lines are encoded
+    once per connection; bytes go out in one send.
 
     gevent's ``sendall`` reads SO_SNDBUF (a system call) before every send to size its
     chunks; a request's headers fit in one ``send``, and ``sendall`` takes any rest.
     """
 
     response_class = PlainHeadersResponse
+    _header_lines: dict | None = None
+
+    def putheader(self, header, *values) -> None:  # noqa: D102 - http.client API
+        # A kept-alive connection sends the same few header lines request after request:
+        # each is checked and encoded once (by http.client, through urllib3's SKIP_HEADER
+        # check), then reused. Only str names and values are remembered: True == 1 as a
+        # key, yet they encode differently.
+        lines = self._header_lines
+        if lines is None:
+            lines = self._header_lines = {}
+        key = (header, values)
+        try:
+            line = lines.get(key)  # remembered keys are all str: no True == 1 match
+        except TypeError:  # an unhashable value (a bytearray)
+            line = None
+        if line is not None:
+            self._output(line)
+            return
+        sent = len(self._buffer)
+        super().putheader(header, *values)
+        if len(self._buffer) == sent + 1 and _all_str(key):
+            if len(lines) >= _HEADER_LINES_PER_CONNECTION:
+                lines.clear()
+            lines[key] = self._buffer[-1]
 
     def send(self, data) -> None:  # noqa: D102 - http.client API
         sock = self.sock

@@ -63,3 +63,59 @@ def test_a_body_larger_than_one_send_arrives_whole(server):
                       keep_body=True, timeout=10)
     assert table[0].ok
     assert json.loads(table[0].body)["body"] == body
+
+
+def test_a_connection_sends_what_urllib3_sends_request_after_request():
+    """Header lines remembered per connection: same bytes as urllib3's own connection, for
+    repeats, neighbours, SKIP_HEADER, int and bool values, and refused values every time."""
+    import gevent.server
+    import urllib3
+    from urllib3.util import SKIP_HEADER
+
+    from batchfetch._http import LeanSends
+
+    class Lean(LeanSends, urllib3.connection.HTTPConnection):
+        pass
+
+    heads = []
+
+    def handle(sock, _address):
+        stream = sock.makefile("rb")
+        while True:
+            head = b""
+            while not head.endswith(b"\r\n\r\n"):
+                line = stream.readline()
+                if not line:
+                    return
+                head += line
+            heads.append(head)
+            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    requests_sent = [
+        ("GET", "/a", {"X-A": "1"}),
+        ("GET", "/b", {"X-A": "1"}),
+        ("GET", "/c", {"X-A": "2", "User-Agent": SKIP_HEADER}),
+        ("HEAD", "/d", {"X-A": 1, "X-B": True}),
+        ("GET", "/e", {"X-A": True, "X-B": 1}),
+        ("DELETE", "/f", {"x-a": "1", "Accept-Encoding": "gzip"}),
+        ("GET", "/g", {"X-A": "1"}),
+    ]
+    listener = gevent.server.StreamServer(("127.0.0.1", 0), handle)
+    listener.start()
+    try:
+        seen = []
+        for cls in (Lean, urllib3.connection.HTTPConnection):
+            heads.clear()
+            conn = cls("127.0.0.1", listener.server_port, timeout=5)
+            for method, path, headers in requests_sent + requests_sent:
+                conn.request(method, path, headers=headers)
+                conn.getresponse().read()
+                with pytest.raises(ValueError):
+                    conn.request("GET", "/bad", headers={"X-A": "line\r\nbreak"})
+                conn.close()  # a refused request leaves the connection mid-request
+            seen.append(list(heads))
+    finally:
+        listener.stop()
+    assert len(seen[0]) == 2 * len(requests_sent)
+    assert seen[0] == seen[1]
+    assert b"X-A: True\r\nX-B: 1\r\n" in seen[0][4]
