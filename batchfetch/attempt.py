@@ -17,7 +17,7 @@ from .config import FetchOptions
 from .errors import BodyTooLargeError, DeadlineExceeded, classify
 from .saving import BodyFile
 
-__all__ = ["AttemptDeadline", "Outcome", "run_attempt"]
+__all__ = ["Outcome", "run_attempt"]
 
 log = logging.getLogger("batchfetch")
 
@@ -74,60 +74,11 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
         outcome.body = b"".join(chunks)
 
 
-class _DeadlineTimer(gevent.Timeout):
-    fired = False
-
-    def _on_expiration(self, prev_greenlet, ex):  # gevent's hook for subclasses
-        self.fired = True
-        super()._on_expiration(prev_greenlet, ex)
-
-
-class AttemptDeadline:
-    """The ``deadline`` of each attempt one greenlet runs, one timer restarted for each.
-
-    gevent's timer raises :class:`DeadlineExceeded` (an Exception) in the greenlet
-    wherever it is blocked, and grequests' send() catches it like any failure. A
-    new gevent.Timeout per attempt would cost a timer watcher and four objects the
-    garbage collector scans while the attempt is in flight; this one is made again
-    only after it fires, so every expiry still raises an exception of its own.
-
-    Example::
-
-        >>> deadline = AttemptDeadline(120.0)
-        >>> deadline.start(); deadline.stop()
-    """
-
-    def __init__(self, seconds: float | None) -> None:
-        self.seconds = seconds
-        self._timer: _DeadlineTimer | None = None
-
-    def start(self) -> None:
-        """Start counting ``seconds`` for the current greenlet (no-op without a deadline)."""
-        if not self.seconds:
-            return
-        if self._timer is None:
-            self._timer = _DeadlineTimer(self.seconds, DeadlineExceeded(self.seconds))
-        self._timer.start()
-
-    def stop(self) -> None:
-        """Stop counting; after an expiry the next start() uses a new timer."""
-        timer = self._timer
-        if timer is None:
-            return
-        timer.cancel()
-        if timer.fired:
-            timer.close()
-            self._timer = None
-
-
 def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[str, Any],
-                options: FetchOptions, index: int = 0,
-                deadline: AttemptDeadline | None = None) -> Outcome:
+                options: FetchOptions, index: int = 0) -> Outcome:
     """Make one attempt and describe it. Never raises (except GreenletExit on cancel).
 
     ``index`` (the input position) names the file a body is saved to with ``save_dir``.
-    ``deadline`` is the calling greenlet's :class:`AttemptDeadline` (one is made
-    for this attempt when it is None).
 
     Example::
 
@@ -137,9 +88,12 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
         (200, '')
     """
     outcome = Outcome()
-    if deadline is None:
-        deadline = AttemptDeadline(options.deadline)
-    deadline.start()
+    deadline = options.deadline
+    # gevent.Timeout raises our DeadlineExceeded (an Exception) in this greenlet,
+    # wherever it is blocked: grequests' send() catches it like any failure.
+    timer = gevent.Timeout(deadline, DeadlineExceeded(deadline)) if deadline else None
+    if timer is not None:
+        timer.start()
     try:
         request = grequests.AsyncRequest(method, url, session=session, **kwargs)
         request.send()
@@ -158,5 +112,6 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
         if outcome.error == "protocol" and not isinstance(exc, requests.RequestException):
             log.warning("unexpected exception fetching %s", url, exc_info=exc)
     finally:
-        deadline.stop()
+        if timer is not None:
+            timer.close()
     return outcome

@@ -26,7 +26,7 @@ import gevent.lock
 import gevent.pool
 import gevent.queue
 
-from .attempt import AttemptDeadline, Outcome, run_attempt
+from .attempt import Outcome, run_attempt
 from .config import FetchOptions
 from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
@@ -254,13 +254,11 @@ class _Run:
     def _work(self) -> None:
         """A worker greenlet: run attempts from the inbox until killed."""
         inbox = self.attempt_inbox
-        deadline = AttemptDeadline(self.options.deadline)
         while True:
-            self._run_attempts(inbox.get(), deadline)
+            self._run_attempts(inbox.get())
             self.idle_workers += 1
 
-    def _run_attempts(self, attempt: tuple[_Job, dict[str, Any]] | None,
-                      deadline: AttemptDeadline) -> None:
+    def _run_attempts(self, attempt: tuple[_Job, dict[str, Any]] | None) -> None:
         """Run ``attempt``, book its outcome, and go on with the next attempt that may start.
 
         Booking and taking the next attempt here, in the worker, keeps a slot busy
@@ -271,7 +269,7 @@ class _Run:
         try:
             while attempt is not None:
                 job, kwargs = attempt
-                outcome, reused = self._attempt(job, kwargs, deadline)
+                outcome, reused = self._attempt(job, kwargs)
                 self._complete(job, outcome, reused)
                 self.events.put(("wake",))
                 attempt = self._take_attempt()
@@ -279,13 +277,12 @@ class _Run:
             self.events.put(("failed", exc))
             raise gevent.GreenletExit from exc
 
-    def _attempt(self, job: _Job, kwargs: dict[str, Any],
-                 deadline: AttemptDeadline) -> tuple[Outcome, bool]:
+    def _attempt(self, job: _Job, kwargs: dict[str, Any]) -> tuple[Outcome, bool]:
         """One attempt's outcome, and whether it went out on a reused connection."""
         gevent.getcurrent().batchfetch_reused_connection = False
         try:
             outcome = run_attempt(self.session, job.spec.method, job.spec.url, kwargs,
-                                  self.options, job.index, deadline)
+                                  self.options, job.index)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
             log.exception("batchfetch failed internally fetching %s", job.spec.url)
             outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",

@@ -165,16 +165,20 @@ def test_deadline_attempts_are_retried_like_timeouts(server):
     assert (row.error, row.attempts) == ("deadline", 2)
 
 
-def test_one_worker_cuts_each_attempt_at_its_own_deadline(server):
-    """A worker reuses its deadline timer: after one fires, the next attempts are cut too,
-    each with an exception of its own, and a quick one after them is not cut."""
+def test_each_attempt_of_a_worker_gets_the_whole_deadline(server):
+    """One worker, attempts that together outlast the deadline and each stay within it.
+
+    A gevent timer stopped and started again (libev) counts only the time left from
+    before: reusing one per worker cut about one attempt in 10,000 in the benchmark.
+    After a cut, the next attempts still get the whole deadline too."""
+    trickle = server.url("/fault/trickle?interval=0.1&bytes=3")  # about 0.3 s
     handled = []
-    rows = fetch_all([server.url("/fault/hang"), server.url("/fault/hang"),
-                      server.url("/fault/trickle?interval=0.1&bytes=3"), server.url("/ok")],
-                     concurrency=1, deadline=0.4, retries=0, timeout=2,
+    rows = fetch_all([trickle, trickle, trickle, server.url("/fault/hang"), trickle, trickle,
+                      server.url("/fault/hang")],
+                     concurrency=1, deadline=0.6, retries=0, timeout=2,
                      exception_handler=lambda item, exc: handled.append(exc))
-    assert [row.error for row in rows] == ["deadline", "deadline", "", ""]
-    assert (rows[2].size, rows[3].status) == (3, 200)
+    assert [row.error for row in rows] == ["", "", "", "deadline", "", "", "deadline"]
+    assert all(row.size == 3 for row in rows if row.ok)
     assert len(handled) == 2 and handled[0] is not handled[1]
 
 
