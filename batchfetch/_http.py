@@ -115,8 +115,7 @@ class PlainHeadersResponse(http.client.HTTPResponse):
 _HEADER_LINES_PER_CONNECTION = 64
 
 
-def _all_str(key: tuple) -> bool:
-    header, values = key
+def _all_str(header, values: tuple) -> bool:
     return type(header) is str and all(type(value) is str for value in values)
 
 
@@ -149,7 +148,7 @@ class LeanSends:
             return
         sent = len(self._buffer)
         super().putheader(header, *values)
-        if len(self._buffer) == sent + 1 and _all_str(key):
+        if len(self._buffer) == sent + 1 and _all_str(header, values):
             if len(lines) >= _HEADER_LINES_PER_CONNECTION:
                 lines.clear()
             lines[key] = self._buffer[-1]

@@ -36,10 +36,10 @@ __all__ = ["LeanSession"]
 # no fragment, no user info, nothing prepare_url would encode or normalise.
 _PLAIN_URL = re.compile(
     r"^(https?)://(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?(/[^#\s]*)$")
-# Cookie names and values the cookie jar would send verbatim.
 # Characters requote_uri keeps as they are when no '%' is present: such a URL needs no
 # requoting, which costs more than the rest of the check.
 _QUOTED_AS_IS = re.compile(r"[A-Za-z0-9_.~!#$&'()*+,/:;=?@\[\]-]*\Z")
+# Cookie names and values the cookie jar would send verbatim.
 _PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
 _NO_BODY = object()
 _NO_POOL = (None, None)
