@@ -80,16 +80,34 @@ class PairParam(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
+class _NoLimit:
+    """What ``none`` in a flag parses to: the API's None, told apart from a flag not given
+    (which click also reports as None)."""
+
+    def __repr__(self) -> str:
+        return "none"
+
+
+NO_LIMIT = _NoLimit()
+
+
 class SizeParam(click.ParamType):
-    """A byte count as :func:`parse_size` reads it."""
+    """A byte count as :func:`parse_size` reads it, ``auto`` (the default's own value), or
+    ``none`` for no cap."""
 
     name = "SIZE"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        word = value.strip().lower()
+        if word in ("none", "auto"):
+            return NO_LIMIT if word == "none" else word
         try:
-            return value if isinstance(value, int) else parse_size(value)
-        except ValueError as exc:
-            self.fail(str(exc), param, ctx)
+            return parse_size(value)
+        except ValueError:
+            self.fail(f"{value!r} is not a size such as 1000, 512K, 10M or 1G, 'auto' or "
+                      f"'none'", param, ctx)
 
 
 class SecondsParam(click.ParamType):
@@ -101,7 +119,7 @@ class SecondsParam(click.ParamType):
         if not isinstance(value, str):
             return value
         try:
-            return None if value.strip().lower() == "none" else float(value)
+            return NO_LIMIT if value.strip().lower() == "none" else float(value)
         except ValueError:
             self.fail(f"{value!r} is not a number of seconds or 'none'", param, ctx)
 
@@ -143,7 +161,8 @@ def build_options(ctx: click.Context | None, flags: dict[str, Any],
 
 def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
     """FetchOptions keywords from the flags given; the library owns every default."""
-    given = {name: value for name, value in flags.items() if value not in (None, ())}
+    given = {name: None if value is NO_LIMIT else value for name, value in flags.items()
+             if value is not None and value != ()}
     headers = dict(given.pop("headers", ()))
     named = {name.lower() for name in headers}
 

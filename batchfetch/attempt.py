@@ -46,7 +46,7 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
                index: int, url: str) -> None:
     """Stream the decoded body: count it, keep or save it if asked, stop at max_bytes."""
     keep = options.keep_body
-    limit = options.max_bytes
+    limit = options.body_limit
     sink = BodyFile(options.save_dir, index, url) if options.save_dir else None
     chunks: list[bytes] = []
     size = 0
@@ -55,7 +55,7 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
             size += len(chunk)
             outcome.size = size
             if limit is not None and size > limit:
-                raise BodyTooLargeError(limit)
+                raise BodyTooLargeError(limit, automatic=options.max_bytes == "auto")
             if keep:
                 chunks.append(chunk)
             if sink is not None:
@@ -63,6 +63,12 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
         if sink is not None:
             outcome.path = sink.commit()
             sink = None
+    except BaseException:
+        # The exception's traceback holds this frame, and the row's exception holds the
+        # traceback: without this, the body read so far lives until the cycle collector runs
+        # (bytes do not trigger it), 10 MiB per row cut at the kept-body cap.
+        chunks.clear()
+        raise
     finally:
         if sink is not None:
             sink.discard()  # a cut body leaves no partial file behind

@@ -97,7 +97,9 @@ _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".jso
          help="Redirects followed before the row fails with too_many_redirects.")
 @request("--ok-status", metavar="STATUSES", default_of="ok_status",
          help="Statuses that make a row ok, e.g. 200-299,404.")
-@request("--max-bytes", type=SizeParam(), help="Largest body (512K, 10M, 1G); larger: too_large.")
+@request("--max-bytes", type=SizeParam(), default_of="max_bytes",
+         help="Largest body (512K, 10M, 1G); larger: too_large. auto: 10M when --body "
+              "keeps bodies, no cap otherwise; none: no cap.")
 @tls("--cacert", type=click.Path(exists=True), metavar="FILE",
      help="CA bundle (or directory) to verify TLS certificates with.")
 @tls("-k", "--insecure", is_flag=True, default=None,
@@ -119,7 +121,7 @@ _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".jso
              "completes (flat memory); table and json come at the end, in input order.")
 @output("--body", "keep_body", is_flag=True, default=None,
         help="Keep each response body, in body and body_encoding (utf-8 or base64) "
-             "columns; capped by --max-bytes.")
+             "columns; each capped at 10M unless --max-bytes says otherwise.")
 @output("--save", "save_dir", type=click.Path(file_okay=False), metavar="DIR",
         help="Stream each body to a file in DIR (created if missing); the path column "
              "names it. A body cut short leaves no file.")

@@ -16,12 +16,17 @@ from ._version import __version__
 from .errors import OptionError
 from .methods import normalize_method
 
-__all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON"]
+__all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
+           "KEPT_BODY_LIMIT"]
 
 #: Statuses that count as ok unless ``ok_status`` says otherwise: 1xx to 3xx.
 DEFAULT_OK_STATUS = frozenset(range(100, 400))
 #: Statuses retried unless ``retry_on`` says otherwise.
 DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
+#: The cap on a kept body while ``max_bytes`` is ``"auto"`` (the default): larger than nearly
+#: every API response or web page, small enough that the default 16 requests in flight hold
+#: at most 160 MiB of bodies being read, whatever a server (or a gzip bomb) sends.
+KEPT_BODY_LIMIT = 10 * 1024 * 1024
 
 Timeout = Union[float, int, None, tuple]
 _STATUS_RANGE = re.compile(r"^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$")
@@ -173,8 +178,10 @@ class FetchOptions:
     retry_non_idempotent: bool = False
     #: Wall-clock seconds one attempt may take, from its start to the end of the body.
     deadline: float | None = 120.0
-    #: Largest decoded body in bytes; larger ones fail with ``too_large``. None: no cap.
-    max_bytes: int | None = None
+    #: Largest decoded body in bytes; larger ones fail with ``too_large``. ``"auto"``:
+    #: KEPT_BODY_LIMIT (10 MiB) when bodies are kept, no cap when they are only counted or
+    #: saved (memory stays flat). None: no cap, kept bodies included.
+    max_bytes: int | str | None = "auto"
     #: Requests in flight at once per host (scheme, name, port). None: only concurrency.
     per_host: int | None = None
     #: Attempts started per second across the run, retries included. None: no limit.
@@ -238,8 +245,10 @@ class FetchOptions:
         set_(self, "max_retry_wait", _number("max_retry_wait", self.max_retry_wait,
                                              strictly_positive=False))
         set_(self, "deadline", _number("deadline", self.deadline, allow_none=True))
-        set_(self, "max_bytes", _integer("max_bytes", self.max_bytes, minimum=0,
-                                         allow_none=True))
+        if self.max_bytes not in ("auto", None) and (
+                isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int)
+                or self.max_bytes < 0):
+            raise OptionError("max_bytes", self.max_bytes, "an integer >= 0, 'auto' or None")
         set_(self, "per_host", _integer("per_host", self.per_host, minimum=1, allow_none=True))
         set_(self, "rate", _number("rate", self.rate, allow_none=True))
         set_(self, "max_pending", _integer("max_pending", self.max_pending, minimum=1,
@@ -260,6 +269,19 @@ class FetchOptions:
     def pending_limit(self) -> int:
         """Items pulled from the input but not yet yielded, at most."""
         return self.max_pending or max(256, 4 * self.concurrency)
+
+    @property
+    def body_limit(self) -> int | None:
+        """The largest decoded body an attempt reads before ``too_large`` (None: no cap).
+
+        Example::
+
+            >>> FetchOptions(keep_body=True).body_limit, FetchOptions().body_limit
+            (10485760, None)
+        """
+        if self.max_bytes == "auto":
+            return KEPT_BODY_LIMIT if self.keep_body else None
+        return self.max_bytes
 
     @property
     def host_limit(self) -> int:

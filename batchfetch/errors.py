@@ -92,11 +92,16 @@ class DeadlineExceeded(BatchFetchError):
 class BodyTooLargeError(BatchFetchError):
     """A decoded body grew past ``max_bytes``; the connection is closed, not drained."""
 
-    def __init__(self, limit: int) -> None:
-        super().__init__(limit)
+    def __init__(self, limit: int, automatic: bool = False) -> None:
+        super().__init__(limit, automatic)
         self.limit = limit
+        #: The limit is max_bytes="auto"'s cap on kept bodies, not one the user set.
+        self.automatic = automatic
 
     def __str__(self) -> str:
+        if self.automatic:
+            return (f"kept body exceeded {self.limit} bytes, the cap of max_bytes='auto' "
+                    f"(set max_bytes higher, or None for no cap)")
         return f"body exceeded max_bytes={self.limit}"
 
 

@@ -236,6 +236,31 @@ def test_body_column_and_max_bytes(server):
     assert rows_of(roomy)[0]["size"] == 5000 and roomy.exit_code == 0
 
 
+def test_body_is_capped_at_10m_unless_max_bytes_none(server):
+    """Issue 13, item 1: --body without --max-bytes kept a gzip bomb whole."""
+    bomb = server.url(f"/gzip/{11 * 1024 * 1024}")
+    capped = invoke(*FAST, "--body", input=bomb)
+    assert rows_of(capped)[0]["error"] == "too_large" and capped.exit_code == 1
+    lifted = invoke(*FAST, "--body", "--max-bytes", "none", input=bomb)
+    assert rows_of(lifted)[0]["size"] == 11 * 1024 * 1024 and lifted.exit_code == 0
+    auto = invoke(*FAST, "--body", "--max-bytes", "auto", input=bomb)
+    assert rows_of(auto)[0]["error"] == "too_large"
+
+
+def test_none_on_the_command_line_lifts_a_limit():
+    """'none' parsed to None, which was then dropped as "not given": --deadline none kept
+    the 120 s deadline, and --max-bytes none would have kept the kept-body cap."""
+    from batchfetch._cli_input import build_options
+
+    args = ["--deadline", "none", "-t", "none", "--max-bytes", "none", "--body"]
+    with main.make_context("batchfetch", args) as ctx:
+        flags = {param.name: ctx.params[param.name] for param in ctx.command.params
+                 if keyword_of(param) or param.name in ("insecure", "cacert", "key")}
+        options = build_options(ctx, flags)
+    assert (options.deadline, options.timeout, options.max_bytes) == (None, (None, None), None)
+    assert options.body_limit is None
+
+
 def test_save_streams_each_body_to_a_file(server, tmp_path):
     result = invoke(*FAST, "--save", tmp_path / "bodies", input=server.url("/bytes/20"))
     row = rows_of(result)[0]

@@ -15,7 +15,7 @@ def test_defaults_are_documented_values():
     assert options.ok_status == DEFAULT_OK_STATUS == frozenset(range(100, 400))
     assert options.retry_on == frozenset({429, 500, 502, 503, 504})
     assert (options.retries, options.backoff, options.max_retry_wait) == (3, 0.5, 60.0)
-    assert options.deadline == 120.0 and options.max_bytes is None
+    assert options.deadline == 120.0 and options.max_bytes == "auto"
     assert options.pending_limit == 256 and options.host_limit == 16
     assert options.user_agent.startswith("batchfetch/")
 
@@ -97,3 +97,21 @@ def test_replace_validates():
 def test_unknown_keyword_is_a_type_error():
     with pytest.raises(TypeError, match="concurency"):
         FetchOptions(concurency=3)
+
+
+def test_max_bytes_auto_caps_only_kept_bodies():
+    """Issue 13, item 1: kept bodies had no cap by default (a gzip bomb took 14.7 GB)."""
+    from batchfetch.config import KEPT_BODY_LIMIT
+
+    assert KEPT_BODY_LIMIT == 10 * 1024 * 1024
+    assert FetchOptions().body_limit is None  # counted or saved bodies stream: flat memory
+    assert FetchOptions(keep_body=True).body_limit == KEPT_BODY_LIMIT
+    assert FetchOptions(keep_body=True, max_bytes=None).body_limit is None
+    assert FetchOptions(keep_body=True, max_bytes=100).body_limit == 100
+    assert FetchOptions(max_bytes=0).body_limit == 0
+
+
+@pytest.mark.parametrize("value", ["10M", "none", -1, 1.5, True, [1]])
+def test_max_bytes_takes_a_count_auto_or_none(value):
+    with pytest.raises(OptionError, match=r"max_bytes must be an integer >= 0, 'auto' or None"):
+        FetchOptions(max_bytes=value)

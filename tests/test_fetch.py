@@ -30,6 +30,27 @@ def test_keep_body_keeps_decoded_bytes(server):
     assert row.ok and row.body == b"\0" * 5000 and row.size == 5000
 
 
+ELEVEN_MIB = 11 * 1024 * 1024
+
+
+def test_kept_bodies_are_capped_by_default(server):
+    """Issue 13, item 1: with keep_body and no max_bytes a gzip bomb was read whole."""
+    bomb = server.url(f"/gzip/{1 << 40}")
+    row = fetch_all([bomb], keep_body=True, **FAST)[0]
+    assert (row.status, row.error, row.body) == (200, "too_large", None)
+    assert 10 * 1024 * 1024 < row.size < ELEVEN_MIB
+    assert row.message == ("kept body exceeded 10485760 bytes, the cap of max_bytes='auto' "
+                           "(set max_bytes higher, or None for no cap)")
+
+
+def test_counted_bodies_are_not_capped_and_none_lifts_the_cap(server):
+    counted = fetch_all([server.url(f"/gzip/{ELEVEN_MIB}")], **FAST)[0]
+    assert (counted.ok, counted.size, counted.body) == (True, ELEVEN_MIB, None)
+    kept = fetch_all([server.url(f"/gzip/{ELEVEN_MIB}")], keep_body=True, max_bytes=None,
+                     **FAST)[0]
+    assert kept.ok and kept.body == b"\0" * ELEVEN_MIB
+
+
 def test_status_outside_ok_status_is_an_http_error(server):
     table = fetch_all([server.url("/status/404"), server.url("/status/500")], **FAST)
     assert [(r.status, r.error, r.message, r.ok) for r in table] == [

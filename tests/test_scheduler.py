@@ -1,5 +1,6 @@
 """The scheduler: retries, Retry-After and cool-downs, streaming, fairness, rate, hooks."""
 import email.utils
+import json
 import gc
 import time
 
@@ -208,6 +209,29 @@ def test_big_bodies_stop_at_max_bytes_with_small_memory(server, tmp_path):
     errors, peak_mb = result.stdout.splitlines()
     assert errors == "['too_large', 'too_large']"
     assert int(peak_mb) < 150
+
+
+def test_kept_bomb_bodies_stay_under_300_mb_at_the_default_concurrency(server, tmp_path):
+    """Issue 13, item 1: --body with no --max-bytes, every response a gzip bomb (1 MiB on
+    the wire, 1 GiB decoded): peak RSS of the command under 300 MB, every row too_large."""
+    import subprocess
+    import sys
+
+    urls = tmp_path / "bombs.txt"
+    urls.write_text("".join(server.url(f"/gzip/{1 << 30}?n={n}") + "\n" for n in range(48)))
+    rows = tmp_path / "rows.jsonl"
+    # A fresh parent whose only child is the command, so RUSAGE_CHILDREN is the command's peak.
+    measure = ("import resource, subprocess, sys\n"
+               "code = subprocess.run(sys.argv[1:]).returncode\n"
+               "print(code, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n")
+    result = subprocess.run(
+        [sys.executable, "-c", measure, sys.executable, "-m", "batchfetch", "-q", "--body",
+         "-r", "0", "-o", str(rows), str(urls)], capture_output=True, text=True, timeout=60)
+    code, peak_mb = map(int, result.stdout.split())
+    assert code == 1, result.stderr
+    errors = [json.loads(line)["error"] for line in rows.read_text().splitlines()]
+    assert errors == ["too_large"] * 48
+    assert peak_mb < 300
 
 
 def test_per_host_cap_keeps_a_slow_host_from_blocking_a_fast_one(server):
