@@ -18,7 +18,8 @@ from ._version import __version__
 from .config import FetchOptions
 from .dispatch import fetch_all, iter_fetch
 from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineExceeded,
-                     FetchFailedError, HTTPStatusError, InvalidItemError, OptionError)
+                     FetchFailedError, HTTPStatusError, InvalidItemError, OptionError,
+                     SaveError)
 from .inputs import RequestSpec
 from .results import FetchResult, ResultTable, Summary
 
@@ -38,6 +39,7 @@ __all__ = [
     "OptionError",
     "RequestSpec",
     "ResultTable",
+    "SaveError",
     "Summary",
     "__version__",
     "fetch_all",

@@ -27,6 +27,7 @@ ERROR_KINDS: dict[str, str] = {
     "protocol": "the peer did not speak valid HTTP (garbage, bad chunking, bad encoding)",
     "too_many_redirects": "more than max_redirects redirects",
     "too_large": "the decoded body grew past max_bytes",
+    "save": "the body could not be written to save_dir (a full disk, no permission)",
     "http": "a response arrived, but its status is not in ok_status",
     "interrupted": "the run was interrupted before this row finished",
 }
@@ -105,6 +106,26 @@ class BodyTooLargeError(BatchFetchError):
         return f"body exceeded max_bytes={self.limit}"
 
 
+class SaveError(BatchFetchError, OSError):
+    """A body could not be written to ``save_dir`` (a full disk, no permission, a directory
+    in the way); the row's error kind is ``save``.
+
+    ``path`` is the file, ``error`` the OSError behind it (also in ``errno``/``strerror``).
+    """
+
+    def __init__(self, path: str, error: OSError) -> None:
+        super().__init__(error.errno, error.strerror)
+        self.path = path
+        self.error = error
+        self.filename = path
+
+    def __reduce__(self):
+        return type(self), (self.path, self.error)
+
+    def __str__(self) -> str:
+        return f"cannot save the body to {self.path}: {self.error.strerror or self.error}"
+
+
 class HTTPStatusError(BatchFetchError):
     """A response arrived with a status outside ``ok_status``.
 
@@ -167,7 +188,7 @@ def _describe(exc: BaseException) -> str:
             return cause.args[-1].split(": ", 1)[-1]
         if isinstance(cause, (ConnectionResetError, ConnectionRefusedError, socket.gaierror,
                               ssl.SSLError, http.client.HTTPException, DeadlineExceeded,
-                              BodyTooLargeError, u3.NameResolutionError)):
+                              BodyTooLargeError, SaveError, u3.NameResolutionError)):
             text = str(cause) or type(cause).__name__
             return text if isinstance(cause, BatchFetchError) else f"{type(cause).__name__}: {text}"
     text = str(exc) or type(exc).__name__
@@ -196,6 +217,8 @@ def _kind(exc: BaseException) -> str:
         return "deadline"
     if _has(exc, BodyTooLargeError):
         return "too_large"
+    if _has(exc, SaveError):
+        return "save"
     if isinstance(exc, (rex.MissingSchema, rex.InvalidSchema, rex.InvalidURL,
                         u3.LocationParseError, u3.LocationValueError)):
         return "invalid_url"

@@ -1,4 +1,5 @@
-"""Saving response bodies to files: safe, unique, stable names, and no partial files.
+"""Saving response bodies to files: safe, unique, stable names, no partial files, and
+nothing written through a link that already sits in the directory.
 
 A body is written to ``NAME.part`` while it downloads and renamed to ``NAME``
 only once it is complete, so a body cut by max_bytes, the deadline or a reset
@@ -6,9 +7,12 @@ leaves nothing behind.
 """
 from __future__ import annotations
 
+import errno
 import os
 import re
 from urllib.parse import unquote, urlsplit
+
+from .errors import SaveError
 
 __all__ = ["file_name_for", "BodyFile"]
 
@@ -40,8 +44,34 @@ def file_name_for(index: int, url: str) -> str:
     return name[:MAX_NAME]
 
 
+#: Create only, never open what is there: a link or file planted at the name makes the open
+#: fail instead of being followed or reused.
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) \
+    | getattr(os, "O_CLOEXEC", 0)
+
+
+def _create_partial(path: str) -> int:
+    """Open a new ``path`` for writing; whatever was at that name (a partial file a killed
+    run left, a symlink someone planted) is unlinked first, never followed or written to."""
+    for _ in range(2):
+        try:
+            return os.open(path, _CREATE, 0o666)
+        except FileExistsError:
+            try:
+                os.unlink(path)  # removes a link itself, never what it points at
+            except FileNotFoundError:
+                pass
+            except IsADirectoryError:
+                break
+    raise FileExistsError(errno.EEXIST, "cannot replace what is there with a partial body",
+                          path)
+
+
 class BodyFile:
     """The file one response body is streamed into; ``commit()`` or ``discard()`` it.
+
+    OS errors (a full disk, no permission, a directory at the name) raise
+    :class:`~batchfetch.errors.SaveError`, which makes the row's error kind ``save``.
 
     Example::
 
@@ -53,20 +83,36 @@ class BodyFile:
     def __init__(self, directory: str, index: int, url: str) -> None:
         self.path = os.path.join(directory, file_name_for(index, url))
         self._partial = self.path + ".part"
-        self._file = open(self._partial, "wb")
+        try:
+            self._file = os.fdopen(_create_partial(self._partial), "wb")
+        except OSError as exc:
+            raise SaveError(self._partial, exc) from exc
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            raise SaveError(self._partial, exc) from exc
 
     def commit(self) -> str:
-        """Finish the file under its final name and return that path."""
-        self._file.close()
-        os.replace(self._partial, self.path)
+        """Finish the file under its final name and return that path.
+
+        The rename replaces whatever sits at the final name, a symlink included, without
+        following it.
+        """
+        try:
+            self._file.close()
+            os.replace(self._partial, self.path)
+        except OSError as exc:
+            raise SaveError(self.path, exc) from exc
         return self.path
 
     def discard(self) -> None:
         """Remove the partial file (the body was cut or failed)."""
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass  # a full disk refusing the last bytes: the file goes anyway
         try:
             os.unlink(self._partial)
         except FileNotFoundError:

@@ -12,7 +12,7 @@ import urllib3.exceptions as u3
 from urllib3.connection import HTTPConnection
 
 from batchfetch import ERROR_KINDS
-from batchfetch.errors import BodyTooLargeError, DeadlineExceeded, classify
+from batchfetch.errors import BodyTooLargeError, DeadlineExceeded, SaveError, classify
 
 
 def _wrapped(reason):
@@ -52,6 +52,7 @@ def test_failed_name_lookup_is_dns():
     (DeadlineExceeded(2.0), "deadline"),
     (rex.ConnectionError(DeadlineExceeded(2.0)), "deadline"),
     (BodyTooLargeError(10), "too_large"),
+    (SaveError("/d/f", OSError(28, "No space left on device")), "save"),
     (RuntimeError("bug"), "protocol"),
 ])
 def test_exceptions_map_to_documented_kinds(exception, kind):
@@ -75,3 +76,12 @@ def test_messages_are_short_and_name_the_cause():
     assert (kind, message) == ("deadline", "attempt exceeded the 2.5 s deadline")
     _, long_message = classify(rex.RequestException("x" * 1000))
     assert len(long_message) <= 300
+
+
+def test_save_errors_travel_pickled_and_say_what_failed():
+    """Worker processes send rows' exceptions pickled to the parent."""
+    import pickle
+
+    error = pickle.loads(pickle.dumps(SaveError("/d/f", OSError(28, "No space left on device"))))
+    assert (error.path, error.errno, error.filename) == ("/d/f", 28, "/d/f")
+    assert classify(error) == ("save", "cannot save the body to /d/f: No space left on device")

@@ -63,3 +63,36 @@ def test_save_dir_must_be_a_directory(tmp_path):
     a_file.write_text("x")
     with pytest.raises(OptionError, match="save_dir"):
         FetchOptions(save_dir=str(a_file))
+
+
+def test_planted_links_are_replaced_never_written_through(server, tmp_path):
+    """Issue 13, item 2: a NAME.part symlink in DIR received the body at its target outside
+    DIR, and was then renamed to the final name."""
+    target, outside = tmp_path / "bodies", tmp_path / "outside"
+    target.mkdir()
+    outside.mkdir()
+    victims = {}
+    for index, suffix in ((0, ".part"), (1, "")):
+        victim = outside / f"victim{index}"
+        victim.write_bytes(b"precious")
+        name = file_name_for(index, server.url("/bytes/100"))
+        (target / (name + suffix)).symlink_to(victim)
+        victims[name] = victim
+    table = fetch_all([server.url("/bytes/100")] * 2, save_dir=str(target), retries=0)
+    assert [row.error for row in table] == ["", ""]
+    for name, victim in victims.items():
+        assert victim.read_bytes() == b"precious"
+        saved = target / name
+        assert not saved.is_symlink() and saved.read_bytes() == pattern_bytes(100)
+    assert sorted(os.listdir(target)) == sorted(victims)
+
+
+def test_a_body_that_cannot_be_written_is_a_save_row(server, tmp_path):
+    """An OSError while saving was classified as 'connect' and retried."""
+    name = file_name_for(0, server.url("/bytes/100"))
+    (tmp_path / name).mkdir()  # a directory where the file goes: the rename fails
+    row = fetch_all([server.url("/bytes/100"), server.url("/json")], save_dir=str(tmp_path),
+                    retries=2)[0]
+    assert (row.ok, row.error, row.status, row.attempts, row.path) == (False, "save", 200, 1, "")
+    assert row.message.startswith(f"cannot save the body to {tmp_path / name}: ")
+    assert sorted(os.listdir(tmp_path)) == sorted([name, file_name_for(1, server.url("/json"))])
