@@ -202,7 +202,10 @@ class LeanSession(requests.Session):
                                stream=stream, verify=verify, cert=cert, json=json)
 
     def _headers(self, method: str, headers, body, data, json, auth, cookies) -> dict:
-        """The headers PreparedRequest would build: session's, request's, body, auth, cookies."""
+        """The headers PreparedRequest would build, in the order it builds them.
+
+        The session's, the request's, then Cookie, the body's, and Authorization.
+        """
         key = None
         if body is None and auth is None and not cookies:
             try:
@@ -218,6 +221,8 @@ class LeanSession(requests.Session):
                 merged.pop(name, None)
             else:
                 merged[name] = value
+        if cookies:  # before the body's and auth's headers, in PreparedRequest.prepare's order
+            merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         if body is not None:
             merged["Content-Length"] = str(len(body.encode("utf-8") if isinstance(body, str)
                                                else body))
@@ -227,8 +232,6 @@ class LeanSession(requests.Session):
             merged["Content-Length"] = "0"
         if auth is not None:
             merged["Authorization"] = _basic_auth_str(*auth)
-        if cookies:
-            merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         wire = dict(merged.items())
         if key is not None:
             if len(self._plain_headers) >= _HEADER_CACHE_SIZE:
