@@ -108,6 +108,51 @@ def _body(data: Any, json: Any) -> Any:
     return _NO_BODY
 
 
+# What HTTPAdapter.send catches from urlopen and raises again as a requests exception.
+_URLOPEN_ERRORS = (u3.ProtocolError, OSError, u3.MaxRetryError, u3.ClosedPoolError,
+                   u3.SSLError, u3.ReadTimeoutError, u3.InvalidHeader)
+
+
+def _adapter_error(exc: Exception) -> type[rex.RequestException]:
+    """The requests exception HTTPAdapter.send raises for ``exc``, tested in its order."""
+    if isinstance(exc, (u3.ProtocolError, OSError)):
+        return rex.ConnectionError
+    if isinstance(exc, u3.MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
+                reason, u3.NewConnectionError):
+            return rex.ConnectTimeout
+        if isinstance(reason, u3.ResponseError):
+            return rex.RetryError
+        if isinstance(reason, u3.ProxyError):
+            return rex.ProxyError
+        if isinstance(reason, u3.SSLError):
+            return rex.SSLError
+        return rex.ConnectionError
+    if isinstance(exc, u3.ClosedPoolError):
+        return rex.ConnectionError
+    if isinstance(exc, u3.SSLError):
+        return rex.SSLError
+    if isinstance(exc, u3.ReadTimeoutError):
+        return rex.ReadTimeout
+    return rex.InvalidHeader
+
+
+def _sent_request(method: str, url: str, headers: dict, body: Any) -> requests.PreparedRequest:
+    """The PreparedRequest requests' path would have sent, for the exception of a failed send.
+
+    Built only when a send fails: a success never needs one, and the fast path exists to
+    skip building it. Its headers are the wire headers, PreparedRequest's own
+    (tests/test_parity.py), so ``exc.request`` reads the same on both paths.
+    """
+    request = requests.PreparedRequest()
+    request.method = method
+    request.url = url
+    request.headers = CaseInsensitiveDict(headers)
+    request.body = body
+    return request
+
+
 def _plain_cookies(cookies: Any) -> bool:
     return not cookies or (isinstance(cookies, dict) and all(
         isinstance(name, str) and isinstance(value, str) and _PLAIN_COOKIE.match(name)
@@ -260,7 +305,8 @@ class LeanSession(requests.Session):
                 conn = adapter.poolmanager.connection_from_host(**host_params,
                                                                 pool_kwargs=pool_kwargs)
             except (ValueError, u3.LocationValueError) as exc:
-                raise rex.InvalidURL(exc) from None
+                request = _sent_request(method, url, headers, body)
+                raise rex.InvalidURL(exc, request=request) from None
             adapter.cert_verify(conn, url, verify, cert)
             if len(self._pools) >= _POOL_CACHE_SIZE:
                 self._pools.clear()  # many hosts: the manager evicted most of these anyway
@@ -271,28 +317,9 @@ class LeanSession(requests.Session):
                                preload_content=False, decode_content=False,
                                retries=adapter.max_retries, timeout=self._timeout(timeout),
                                chunked=False)
-        except (u3.ProtocolError, OSError) as err:
-            raise rex.ConnectionError(err) from None
-        except u3.MaxRetryError as exc:
-            reason = exc.reason
-            if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
-                    reason, u3.NewConnectionError):
-                raise rex.ConnectTimeout(exc) from None
-            if isinstance(reason, u3.ResponseError):
-                raise rex.RetryError(exc) from None
-            if isinstance(reason, u3.ProxyError):
-                raise rex.ProxyError(exc) from None
-            if isinstance(reason, u3.SSLError):
-                raise rex.SSLError(exc) from None
-            raise rex.ConnectionError(exc) from None
-        except u3.ClosedPoolError as exc:
-            raise rex.ConnectionError(exc) from None
-        except u3.SSLError as exc:
-            raise rex.SSLError(exc) from None
-        except u3.ReadTimeoutError as exc:
-            raise rex.ReadTimeout(exc) from None
-        except u3.InvalidHeader as exc:
-            raise rex.InvalidHeader(exc) from None
+        except _URLOPEN_ERRORS as exc:
+            request = _sent_request(method, url, headers, body)
+            raise _adapter_error(exc)(exc, request=request) from None
         return _LeanResponse(raw, url, adapter)
 
     def _follow(self, response, method, url, data, headers, cookies, auth, json, stream,
