@@ -17,6 +17,7 @@ proxies or hooks (batchfetch passes everything per request).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import json as jsonlib
 import re
 from typing import Any
@@ -27,18 +28,30 @@ import urllib3.exceptions as u3
 from requests.auth import _basic_auth_str
 from requests.cookies import cookiejar_from_dict
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers, requote_uri
+from requests.utils import UNRESERVED_SET, get_encoding_from_headers
 from urllib3.util import Timeout
 
-__all__ = ["LeanSession"]
+__all__ = ["LeanSession", "is_plain_url"]
 
-# A URL requests would send unchanged: lower-case scheme and host, an explicit path,
-# no fragment, no user info, nothing prepare_url would encode or normalise.
+# What prepare_url (urllib3's parse_url, then requote_uri) keeps exactly as written. A path
+# or query character outside RFC 3986's unreserved and sub-delims (and ':' '@', '/' '?')
+# is percent-encoded by parse_url: '[', ']', '|', '{', '"', space, non-ASCII.
+_PCHAR = r"[A-Za-z0-9._~!$&'()*+,;=:@-]"
+_QCHAR = r"[A-Za-z0-9._~!$&'()*+,;=:@/?-]"
+# A percent escape both keep: upper-case hex (parse_url upper-cases escapes) of a byte that
+# is not unreserved (requote_uri decodes those: %7E becomes '~', %2E%2E becomes '..').
+_ESCAPE = "%(?!" + "|".join(sorted(f"{ord(c):02X}" for c in UNRESERVED_SET)) + ")[0-9A-F]{2}"
+# 1 to 65535 without leading zeros: parse_url drops those, and port 0 (prepare_url drops it).
+_PORT = (r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
+         r"|6553[0-5])")
 _PLAIN_URL = re.compile(
-    r"^(https?)://(?:[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::[0-9]{1,5})?(/[^#\s]*)$")
-# Characters requote_uri keeps as they are when no '%' is present: such a URL needs no
-# requoting, which costs more than the rest of the check.
-_QUOTED_AS_IS = re.compile(r"[A-Za-z0-9_.~!#$&'()*+,/:;=?@\[\]-]*\Z")
+    # a lower-case scheme; a lower-case name or IPv4 address not starting with '.', or an
+    # IPv6 literal (checked in is_plain_url); no user info
+    r"https?://(?:[a-z0-9-][a-z0-9.-]*|\[([0-9a-f:.]+)\])(?::" + _PORT + ")?"
+    # a path whose segments are never '.' or '..' (parse_url removes those)
+    r"(?:/(?!\.\.?(?:[/?]|\Z))" + _PCHAR + "*(?:" + _ESCAPE + _PCHAR + "*)*)+"
+    # no query, or a non-empty one (an empty '?' is dropped); no fragment
+    r"(?:\?(?!\Z)" + _QCHAR + "*(?:" + _ESCAPE + _QCHAR + r"*)*)?\Z")
 # Cookie names and values the cookie jar would send verbatim.
 _PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
 _NO_BODY = object()
@@ -49,6 +62,32 @@ _POOL_CACHE_SIZE = 1024
 #: Wire headers remembered for requests without body, auth or cookies, by (method, headers).
 _HEADER_CACHE_SIZE = 64
 _NO_TIME = datetime.timedelta(0)
+
+
+def is_plain_url(url: str) -> bool:
+    """True if requests would send ``url`` exactly as written; the fast path takes only these.
+
+    For such a URL ``PreparedRequest.prepare_url`` returns it unchanged, so the request line,
+    the Host header and ``response.url`` are requests' own. Anything else (dot segments,
+    lower-case or unneeded escapes, ``:080``, an empty ``?``, characters requests encodes,
+    a fragment, user info, upper-case scheme or host) is left to requests' path.
+
+    Example::
+
+        >>> is_plain_url("http://127.0.0.1:8080/bytes/1024?page=3")
+        True
+        >>> is_plain_url("http://127.0.0.1:8080/a/../b"), is_plain_url("http://h/%7e?")
+        (False, False)
+    """
+    match = _PLAIN_URL.match(url)
+    if match is None:
+        return False
+    if match.group(1) is not None:  # rare: parse_url refuses malformed IPv6 literals
+        try:
+            ipaddress.IPv6Address(match.group(1))
+        except ValueError:
+            return False
+    return True
 
 
 class _UrlOnly:
@@ -67,6 +106,51 @@ def _body(data: Any, json: Any) -> Any:
     if data is None or isinstance(data, (str, bytes)):
         return data or None
     return _NO_BODY
+
+
+# What HTTPAdapter.send catches from urlopen and raises again as a requests exception.
+_URLOPEN_ERRORS = (u3.ProtocolError, OSError, u3.MaxRetryError, u3.ClosedPoolError,
+                   u3.SSLError, u3.ReadTimeoutError, u3.InvalidHeader)
+
+
+def _adapter_error(exc: Exception) -> type[rex.RequestException]:
+    """The requests exception HTTPAdapter.send raises for ``exc``, tested in its order."""
+    if isinstance(exc, (u3.ProtocolError, OSError)):
+        return rex.ConnectionError
+    if isinstance(exc, u3.MaxRetryError):
+        reason = exc.reason
+        if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
+                reason, u3.NewConnectionError):
+            return rex.ConnectTimeout
+        if isinstance(reason, u3.ResponseError):
+            return rex.RetryError
+        if isinstance(reason, u3.ProxyError):
+            return rex.ProxyError
+        if isinstance(reason, u3.SSLError):
+            return rex.SSLError
+        return rex.ConnectionError
+    if isinstance(exc, u3.ClosedPoolError):
+        return rex.ConnectionError
+    if isinstance(exc, u3.SSLError):
+        return rex.SSLError
+    if isinstance(exc, u3.ReadTimeoutError):
+        return rex.ReadTimeout
+    return rex.InvalidHeader
+
+
+def _sent_request(method: str, url: str, headers: dict, body: Any) -> requests.PreparedRequest:
+    """The PreparedRequest requests' path would have sent, for the exception of a failed send.
+
+    Built only when a send fails: a success never needs one, and the fast path exists to
+    skip building it. Its headers are the wire headers, PreparedRequest's own
+    (tests/test_parity.py), so ``exc.request`` reads the same on both paths.
+    """
+    request = requests.PreparedRequest()
+    request.method = method
+    request.url = url
+    request.headers = CaseInsensitiveDict(headers)
+    request.body = body
+    return request
 
 
 def _plain_cookies(cookies: Any) -> bool:
@@ -142,8 +226,7 @@ class LeanSession(requests.Session):
             return self._full(method, url, params, data, headers, cookies, files, auth,
                               timeout, allow_redirects, proxies, hooks, stream, verify, cert,
                               json)
-        if not _PLAIN_URL.match(url) or (not _QUOTED_AS_IS.match(url)
-                                          and requote_uri(url) != url):
+        if not is_plain_url(url):
             return self._full(method, url, params, data, headers, cookies, files, auth,
                               timeout, allow_redirects, proxies, hooks, stream, verify, cert,
                               json)
@@ -164,7 +247,10 @@ class LeanSession(requests.Session):
                                stream=stream, verify=verify, cert=cert, json=json)
 
     def _headers(self, method: str, headers, body, data, json, auth, cookies) -> dict:
-        """The headers PreparedRequest would build: session's, request's, body, auth, cookies."""
+        """The headers PreparedRequest would build, in the order it builds them.
+
+        The session's, the request's, then Cookie, the body's, and Authorization.
+        """
         key = None
         if body is None and auth is None and not cookies:
             try:
@@ -180,6 +266,8 @@ class LeanSession(requests.Session):
                 merged.pop(name, None)
             else:
                 merged[name] = value
+        if cookies:  # before the body's and auth's headers, in PreparedRequest.prepare's order
+            merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         if body is not None:
             merged["Content-Length"] = str(len(body.encode("utf-8") if isinstance(body, str)
                                                else body))
@@ -189,8 +277,6 @@ class LeanSession(requests.Session):
             merged["Content-Length"] = "0"
         if auth is not None:
             merged["Authorization"] = _basic_auth_str(*auth)
-        if cookies:
-            merged["Cookie"] = "; ".join(f"{name}={value}" for name, value in cookies.items())
         wire = dict(merged.items())
         if key is not None:
             if len(self._plain_headers) >= _HEADER_CACHE_SIZE:
@@ -219,7 +305,8 @@ class LeanSession(requests.Session):
                 conn = adapter.poolmanager.connection_from_host(**host_params,
                                                                 pool_kwargs=pool_kwargs)
             except (ValueError, u3.LocationValueError) as exc:
-                raise rex.InvalidURL(exc) from None
+                request = _sent_request(method, url, headers, body)
+                raise rex.InvalidURL(exc, request=request) from None
             adapter.cert_verify(conn, url, verify, cert)
             if len(self._pools) >= _POOL_CACHE_SIZE:
                 self._pools.clear()  # many hosts: the manager evicted most of these anyway
@@ -230,28 +317,9 @@ class LeanSession(requests.Session):
                                preload_content=False, decode_content=False,
                                retries=adapter.max_retries, timeout=self._timeout(timeout),
                                chunked=False)
-        except (u3.ProtocolError, OSError) as err:
-            raise rex.ConnectionError(err) from None
-        except u3.MaxRetryError as exc:
-            reason = exc.reason
-            if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
-                    reason, u3.NewConnectionError):
-                raise rex.ConnectTimeout(exc) from None
-            if isinstance(reason, u3.ResponseError):
-                raise rex.RetryError(exc) from None
-            if isinstance(reason, u3.ProxyError):
-                raise rex.ProxyError(exc) from None
-            if isinstance(reason, u3.SSLError):
-                raise rex.SSLError(exc) from None
-            raise rex.ConnectionError(exc) from None
-        except u3.ClosedPoolError as exc:
-            raise rex.ConnectionError(exc) from None
-        except u3.SSLError as exc:
-            raise rex.SSLError(exc) from None
-        except u3.ReadTimeoutError as exc:
-            raise rex.ReadTimeout(exc) from None
-        except u3.InvalidHeader as exc:
-            raise rex.InvalidHeader(exc) from None
+        except _URLOPEN_ERRORS as exc:
+            request = _sent_request(method, url, headers, body)
+            raise _adapter_error(exc)(exc, request=request) from None
         return _LeanResponse(raw, url, adapter)
 
     def _follow(self, response, method, url, data, headers, cookies, auth, json, stream,

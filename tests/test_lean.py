@@ -88,22 +88,6 @@ def test_plain_requests_skip_preparation_and_others_do_not(server):
     assert needs_quoting.request is not None and needs_quoting.url.endswith("with%20space")
 
 
-def test_urls_taken_as_is_are_exactly_those_requote_uri_keeps():
-    """The shortcut past requote_uri must never skip a URL requests would change."""
-    from requests.utils import requote_uri
-
-    from batchfetch._lean import _QUOTED_AS_IS
-
-    for code in range(0x20, 0x7f):
-        url = f"http://127.0.0.1/a{chr(code)}b"
-        if _QUOTED_AS_IS.match(url):
-            assert requote_uri(url) == url, chr(code)
-        else:
-            assert chr(code) in ' "%<>\\^`{|}', chr(code)  # '%' may need requoting
-    for url in ("http://127.0.0.1/é", "http://127.0.0.1/a\tb", "http://127.0.0.1/%7e"):
-        assert not _QUOTED_AS_IS.match(url)
-
-
 def test_an_adapter_mounted_later_serves_the_next_requests(server):
     lean, _ = sessions()
     assert lean.request("GET", server.url("/ok"), timeout=5).status_code == 200

@@ -1,0 +1,93 @@
+"""exception_handler sees the same exception whichever path sent the request (issue 13, item 9).
+
+For each failure that reaches ``exception_handler``, a one-item batch runs on the fast path
+and on requests' path; the handler must get the same exception class and message (memory
+addresses aside), the same ``exc.request`` (method, URL, headers in order, body; or None on
+both) and a response on both or on neither.
+"""
+import re
+
+import pytest
+
+from batchfetch import fetch_all
+from batchfetch.testing import refused_url
+
+BODY_ITEM = {"method": "POST", "json": {"n": 1}, "cookies": {"c": "1"},
+             "headers": {"X-Item": "i", "Accept": None}}
+
+#: name -> (path on the loopback server, or a full URL; item keys; fetch_all options)
+FAILURES = {
+    "refused": (None, {}, {}),
+    "refused, with a body, cookies, auth and headers": (
+        None, BODY_ITEM, {"auth": ("ann", "pw"), "headers": {"X-Run": "r"}}),
+    "read timeout": ("/fault/hang", {}, {"timeout": 0.3}),
+    "read timeout with a str body": ("/fault/hang", {"method": "PUT", "data": "é"},
+                                     {"timeout": 0.3}),
+    "reset": ("/fault/reset", {}, {}),
+    "reset, with a body": ("/fault/reset", BODY_ITEM, {}),
+    "closed without a response": ("/fault/close", {}, {}),
+    "garbage": ("/fault/garbage", {}, {}),
+    "truncated body": ("/fault/truncated", {}, {}),
+    "reset in the body": ("/fault/reset-body", {}, {}),
+    "too many redirects": ("/redirect-loop", {}, {"max_redirects": 2}),
+    "a redirect to a refused port": ("/redirect-to?url={refused}", {}, {}),
+    "http status": ("/status/503", {}, {}),
+    "deadline": ("/fault/hang", {}, {"deadline": 0.3}),
+    "too large": ("/bytes/1000", {}, {"max_bytes": 10}),
+    "invalid URL": ("http://[1.2.3.4]/", {}, {}),
+}
+
+
+def describe(exc: BaseException) -> dict:
+    """What a handler can see of an exception, with memory addresses left out."""
+    request = getattr(exc, "request", None)
+    return {
+        "type": type(exc),
+        "message": re.sub(r"0x[0-9a-fA-F]+", "0x...", str(exc)),
+        "request": None if request is None else {
+            "type": type(request), "method": request.method, "url": request.url,
+            "headers": list(request.headers.items()), "body": request.body},
+        "has response": getattr(exc, "response", None) is not None,
+    }
+
+
+def handled(item, fast_path: bool, **options) -> dict:
+    seen = []
+    table = fetch_all([item], fast_path=fast_path, retries=0,
+                      exception_handler=lambda _item, exc: seen.append(exc), **options)
+    assert len(seen) == 1 and not table[0].ok
+    return {"error": table[0].error, **describe(seen[0])}
+
+
+@pytest.mark.parametrize("name", FAILURES)
+def test_exception_handler_sees_the_same_exception_on_both_paths(server, name):
+    where, item, options = FAILURES[name]
+    refused = refused_url("/gone")
+    if where is None:
+        url = refused
+    elif where.startswith("/"):
+        url = server.url(where.replace("{refused}", refused))
+    else:
+        url = where
+    on_fast, on_full = (handled({"url": url, **item}, fast_path, **options)
+                        for fast_path in (True, False))
+    assert on_fast == on_full
+
+
+def test_a_refused_request_carries_what_was_sent(server):
+    """Not only the same on both paths: the request is the one that went out."""
+    seen = handled({"url": refused_url("/x"), **BODY_ITEM}, True, auth=("ann", "pw"))
+    request = seen["request"]
+    assert seen["error"] == "connect"
+    assert (request["method"], request["body"]) == ("POST", b'{"n": 1}')
+    assert [name for name, _ in request["headers"]] == [
+        "User-Agent", "Accept-Encoding", "Connection", "X-Item", "Cookie", "Content-Length",
+        "Content-Type", "Authorization"]
+
+
+def test_a_tls_failure_is_the_same_on_both_paths(tls_server):
+    server, _ca_path = tls_server  # not trusted: verification fails
+    on_fast, on_full = (handled({"url": server.url("/ok"), "headers": {"X-A": "1"}}, fast_path)
+                        for fast_path in (True, False))
+    assert on_fast["error"] == "tls"
+    assert on_fast == on_full
