@@ -24,6 +24,7 @@ from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, 
 from .config import FetchOptions
 from .dispatch import iter_fetch
 from .progress import Progress
+from .redact import mask_passwords
 from .results import FetchResult, SummaryCounter
 from .resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
 from .writers import FORMATS, RowWriter, writer_for
@@ -320,11 +321,18 @@ class _Run:
         return EXIT_OK if tally.ok == tally.total and not kept_failed else EXIT_FAILED_ROWS
 
 
+class _PasswordMaskingFormatter(logging.Formatter):
+    """Log lines with URL passwords masked, urllib3's included (-vv)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return mask_passwords(super().format(record))
+
+
 @contextlib.contextmanager
 def _logging_to_stderr(verbose: int, handler: logging.Handler) -> Iterator[None]:
     """-v: batchfetch's retries and cool-downs at INFO; -vv: DEBUG, with urllib3's
     connections; through ``handler`` (to stderr, above the progress bar)."""
-    handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+    handler.setFormatter(_PasswordMaskingFormatter("%(name)s: %(message)s"))
     names = ("batchfetch", "urllib3")[:verbose]
     loggers = [(logging.getLogger(name), logging.getLogger(name).level) for name in names]
     for logger, _ in loggers:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import BatchFetchError
 from .inputs import describe_item
+from .redact import mask_passwords
 from .results import COLUMNS
 
 __all__ = ["RESUMABLE_FORMATS", "AppendingOutput", "RecordedRows", "ResumeError",
@@ -34,14 +35,15 @@ class ResumeError(BatchFetchError, ValueError):
 
 def recorded_urls(item: Any) -> tuple[str, str]:
     """What the url column of ``item``'s row may hold: its URL as given (an unusable item's
-    row shows it so: for a text line, the line), or stripped (as a valid URL is sent).
+    row shows it so: for a text line, the line), or stripped (as a valid URL is sent); with
+    any password masked, as rows show it.
 
     Example::
 
-        >>> recorded_urls({"url": " http://127.0.0.1/a "})
-        (' http://127.0.0.1/a ', 'http://127.0.0.1/a')
+        >>> recorded_urls({"url": " http://me:pw@127.0.0.1/a "})
+        (' http://me:***@127.0.0.1/a ', 'http://me:***@127.0.0.1/a')
     """
-    url = describe_item(item)
+    url = mask_passwords(describe_item(item))
     return url, url.strip()
 
 
