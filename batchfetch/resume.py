@@ -18,6 +18,7 @@ from .errors import BatchFetchError
 from .inputs import describe_item
 from .redact import mask_passwords
 from .results import COLUMNS
+from .writers import restore_cell
 
 __all__ = ["RESUMABLE_FORMATS", "AppendingOutput", "RecordedRows", "ResumeError",
            "recorded_urls"]
@@ -156,7 +157,8 @@ class RecordedRows:
             if self.format == "jsonl":
                 record = json.loads(text)
             else:
-                cells = next(csv.reader(io.StringIO(text, newline="")))
+                cells = [restore_cell(cell)
+                         for cell in next(csv.reader(io.StringIO(text, newline="")))]
                 if len(cells) != len(self.columns):
                     raise ValueError(f"{len(cells)} cells, expected {len(self.columns)}")
                 record = dict(zip(self.columns, cells))

@@ -15,9 +15,39 @@ from typing import IO, Any
 
 from .results import COLUMNS, FetchResult
 
-__all__ = ["FORMATS", "writer_for", "open_target", "render_table", "RowWriter"]
+__all__ = ["FORMATS", "writer_for", "open_target", "render_table", "RowWriter",
+           "neutralize_cell", "restore_cell"]
 
 FORMATS = ("table", "csv", "jsonl", "json")
+
+#: What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection").
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def neutralize_cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: a leading ``'`` when ``text`` would start a
+    formula, as OWASP recommends. A text already starting with ``'`` before such a character
+    gets one more, so :func:`restore_cell` gives every text back exactly.
+
+    Example::
+
+        >>> neutralize_cell("=HYPERLINK(\"http://evil.example\")"), neutralize_cell("OK")
+        ('\'=HYPERLINK("http://evil.example")', 'OK')
+    """
+    return "'" + text if text.lstrip("'").startswith(_FORMULA_STARTS) else text
+
+
+def restore_cell(cell: str) -> str:
+    """The text :func:`neutralize_cell` was given.
+
+    Example::
+
+        >>> restore_cell("'@SUM(A1)"), restore_cell("'quoted")
+        ('@SUM(A1)', "'quoted")
+    """
+    if cell.startswith("'") and cell.lstrip("'").startswith(_FORMULA_STARTS):
+        return cell[1:]
+    return cell
 
 
 @contextlib.contextmanager
@@ -54,7 +84,10 @@ class RowWriter:
 
 
 class CsvWriter(RowWriter):
-    """CSV with a header row; ``None`` becomes an empty cell, booleans true/false."""
+    """CSV with a header row; ``None`` becomes an empty cell, booleans true/false, and a text
+    cell that a spreadsheet would run as a formula starts with ``'`` (:func:`neutralize_cell`:
+    ``reason``, ``content_type``, ``message``, ``final_url`` and ``body`` come from servers).
+    """
 
     def __init__(self, stream: IO[str], include_body: bool = False) -> None:
         super().__init__(stream, include_body)
@@ -70,6 +103,8 @@ class CsvWriter(RowWriter):
                 value = "true" if value else "false"
             elif value is not None and not isinstance(value, (str, int, float)):
                 value = json.dumps(value, ensure_ascii=False)  # an id that is a list or object
+            if isinstance(value, str):
+                value = neutralize_cell(value)
             cells[key] = value
         self._csv.writerow(cells)
         self.stream.flush()
