@@ -155,8 +155,9 @@ def build_options(ctx: click.Context | None, flags: dict[str, Any],
     except OptionError as exc:
         params = ctx.command.params if ctx is not None else []
         param = next((p for p in params if keyword_of(p) == exc.option), None)
-        raise click.BadParameter(f"must be {exc.expected}, got {exc.value!r}", ctx=ctx,
-                                 param=param, param_hint=None if param else exc.option)
+        message = exc.problem or f"must be {exc.expected}, got {exc.value!r}"
+        raise click.BadParameter(message, ctx=ctx, param=param,
+                                 param_hint=None if param else exc.option)
 
 
 def _keywords(flags: dict[str, Any]) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from requests.auth import AuthBase
 
 from ._version import __version__
 from .errors import OptionError
+from .headers import first_cookie_problem, first_header_problem, header_problem
 from .methods import normalize_method
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
@@ -102,6 +103,10 @@ def _string_mapping(option: str, value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
             isinstance(key, str) and isinstance(item, (str, bytes)) for key, item in value.items()):
         raise OptionError(option, value, "a mapping of str to str")
+    problem = {"headers": first_header_problem,
+               "cookies": first_cookie_problem}.get(option, lambda _: None)(value)
+    if problem:
+        raise OptionError(option, value, "values every request can carry", problem)
     return dict(value)
 
 
@@ -237,6 +242,9 @@ class FetchOptions:
         set_(self, "max_redirects", _integer("max_redirects", self.max_redirects, minimum=0))
         if not isinstance(self.user_agent, str):
             raise OptionError("user_agent", self.user_agent, "a string")
+        problem = header_problem("User-Agent", self.user_agent)
+        if problem:
+            raise OptionError("user_agent", self.user_agent, "a valid header value", problem)
         set_(self, "ok_status", parse_status_set(self.ok_status, "ok_status"))
         set_(self, "retry_on", parse_status_set(self.retry_on, "retry_on")
              if self.retry_on not in ((), "", None) else frozenset())

@@ -15,7 +15,8 @@ import urllib3.exceptions as u3
 #: The README's table is generated from the same words; nothing else invents kinds.
 ERROR_KINDS: dict[str, str] = {
     "invalid_url": "the URL cannot be requested (no scheme, not http/https, no host, bad syntax)",
-    "invalid_request": "the request spec is unusable (unknown method, no url, unknown key, bad type)",
+    "invalid_request": ("the request spec is unusable (unknown method, no url, unknown key, "
+                        "bad type, a header or cookie value with a line break)"),
     "dns": "the host name did not resolve",
     "connect": "the TCP connection failed (refused, unreachable)",
     "connect_timeout": "the TCP (or TLS) connection was not established within connect_timeout",
@@ -49,13 +50,17 @@ class OptionError(BatchFetchError, ValueError):
         batchfetch.errors.OptionError: concurrency must be an integer >= 1, got 0
     """
 
-    def __init__(self, option: str, value: Any, expected: str) -> None:
-        super().__init__(option, value, expected)
+    def __init__(self, option: str, value: Any, expected: str, problem: str = "") -> None:
+        super().__init__(option, value, expected, problem)
         self.option = option
         self.value = value
         self.expected = expected
+        #: What is wrong, when a sentence says it better than "must be ..., got ...".
+        self.problem = problem
 
     def __str__(self) -> str:
+        if self.problem:
+            return f"{self.option}: {self.problem}"
         return f"{self.option} must be {self.expected}, got {self.value!r}"
 
 

@@ -15,6 +15,7 @@ from urllib3.util import parse_url
 
 from .config import FetchOptions
 from .errors import InvalidItemError
+from .headers import first_cookie_problem, first_header_problem
 from .methods import normalize_method
 
 __all__ = ["RequestSpec", "to_spec", "host_key", "SPEC_KEYS"]
@@ -249,13 +250,18 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
         raise InvalidItemError("invalid_request", f"'params' must be an object or a list of "
                                                   f"pairs, got {params!r}")
     has_body = fields.get("json") is not None or fields.get("data") is not None
+    own_headers, own_cookies = _mapping(fields, "headers"), _mapping(fields, "cookies")
+    problem = (first_header_problem(own_headers, allow_none=True)
+               or first_cookie_problem(own_cookies))
+    if problem:
+        raise InvalidItemError("invalid_request", problem)
     return RequestSpec(
         url=url,
         method=method,
-        headers=_merge_headers(options.headers, _mapping(fields, "headers")),
+        headers=_merge_headers(options.headers, own_headers),
         params=_merge_params(options.params, params),
         json=fields.get("json") if has_body else options.json,
         data=fields.get("data") if has_body else options.data,
-        cookies={**options.cookies, **_mapping(fields, "cookies")},
+        cookies={**options.cookies, **own_cookies},
         id=fields.get("id"),
     )

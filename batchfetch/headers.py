@@ -1,0 +1,100 @@
+"""Checking request header and cookie values before any request path sees them.
+
+requests refuses a header value with a line break or leading whitespace, http.client
+lets some through (a folded ``"a\\r\\n b"``), and a value outside Latin-1 fails only when
+sent. Checked here once, a bad value is refused the same way whatever path a request
+takes: as a usage error for an option, as an ``invalid_request`` row for an item.
+"""
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+__all__ = ["header_problem", "cookie_problem", "first_header_problem", "first_cookie_problem"]
+
+# requests' own rules (requests._internal_utils._HEADER_VALIDATORS_STR), which its path
+# enforces: a name neither empty nor starting with whitespace or ':', without ':' or a line
+# break; a value empty or not starting with whitespace, without a line break.
+_NAME = re.compile(r"[^:\s][^:\r\n]*\Z")
+_VALUE = re.compile(r"(?:\S[^\r\n]*)?\Z")
+_BYTES_NAME = re.compile(rb"[^:\s][^:\r\n]*\Z")
+_BYTES_VALUE = re.compile(rb"(?:\S[^\r\n]*)?\Z")
+_COOKIE_BREAKS = re.compile(r"[\x00\r\n]")
+
+
+def header_problem(name: Any, value: Any) -> str | None:
+    """What is wrong with the header ``name: value``, or None if every path can send it.
+
+    Example::
+
+        >>> header_problem("X-Token", "abc") is None
+        True
+        >>> header_problem("X-Token", "abc\\r\\n def")
+        "header 'X-Token': its value 'abc\\\\r\\\\n def' has a line break (CR or LF)"
+    """
+    if isinstance(name, bytes):
+        name_ok = bool(_BYTES_NAME.match(name))
+    else:
+        name_ok = isinstance(name, str) and name.isascii() and bool(_NAME.match(name))
+    if not name_ok:
+        return (f"header name {name!r} is not valid (empty, starting with whitespace, or "
+                f"with ':', a line break or a non-ASCII character)")
+    if isinstance(value, bytes):
+        text = value.decode("latin-1")
+    elif isinstance(value, str):
+        text = value
+    else:
+        return f"header {name!r}: its value must be a string, got {value!r}"
+    if not (_BYTES_VALUE if isinstance(value, bytes) else _VALUE).match(value):
+        if "\r" in text or "\n" in text:
+            return f"header {name!r}: its value {text!r} has a line break (CR or LF)"
+        return f"header {name!r}: its value {text!r} starts with whitespace"
+    if isinstance(value, str):
+        try:
+            value.encode("latin-1")
+        except UnicodeEncodeError:
+            return (f"header {name!r}: its value {value!r} has characters outside Latin-1 "
+                    f"(send them percent- or RFC 8187-encoded)")
+    return None
+
+
+def first_header_problem(headers: Mapping[Any, Any], allow_none: bool = False) -> str | None:
+    """The problem of the first bad header in ``headers``; with ``allow_none``, a None value
+    (which removes a default header, as in requests) is fine."""
+    for name, value in headers.items():
+        if value is None and allow_none:
+            continue
+        problem = header_problem(name, value)
+        if problem:
+            return problem
+    return None
+
+
+def cookie_problem(name: Any, value: Any) -> str | None:
+    """What is wrong with the cookie ``name=value``, or None.
+
+    Names and values may not hold a line break or NUL (they would break the Cookie header
+    line); a name may not be empty or hold '=', ';' or whitespace.
+
+    Example::
+
+        >>> cookie_problem("session", "abc"), cookie_problem("", "x")
+        (None, "cookie name '' is not valid (empty, or with '=', ';' or whitespace)")
+    """
+    if not isinstance(name, str) or not name or re.search(r"[=;\s\x00]", name):
+        return f"cookie name {name!r} is not valid (empty, or with '=', ';' or whitespace)"
+    if not isinstance(value, str):
+        return f"cookie {name!r}: its value must be a string, got {value!r}"
+    if _COOKIE_BREAKS.search(value):
+        return f"cookie {name!r}: its value {value!r} has a line break (CR or LF) or NUL"
+    return None
+
+
+def first_cookie_problem(cookies: Mapping[Any, Any]) -> str | None:
+    """The problem of the first bad cookie in ``cookies``, or None."""
+    for name, value in cookies.items():
+        problem = cookie_problem(name, value)
+        if problem:
+            return problem
+    return None
