@@ -31,6 +31,8 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import UNRESERVED_SET, get_encoding_from_headers
 from urllib3.util import Timeout
 
+from .hops import HopSession
+
 __all__ = ["LeanSession", "is_plain_url"]
 
 # What prepare_url (urllib3's parse_url, then requote_uri) keeps exactly as written. A path
@@ -194,7 +196,7 @@ class _LeanResponse(requests.Response):
         self.__dict__["_cookie_jar"] = jar
 
 
-class LeanSession(requests.Session):
+class LeanSession(HopSession):
     """A requests.Session whose plain requests skip requests' per-request preparation.
 
     Example::
@@ -204,9 +206,10 @@ class LeanSession(requests.Session):
         200
     """
 
-    def __init__(self) -> None:
+    def __init__(self, proxies_from_environment: bool = True,
+                 auth_from_netrc: bool = True) -> None:
         self._pools: dict[Any, tuple[Any, Any]] = {}  # before Session.__init__ mounts
-        super().__init__()
+        super().__init__(proxies_from_environment, auth_from_netrc)
         self._timeouts: dict[Any, Timeout] = {}
         self._plain_headers: dict[Any, dict] = {}
 

@@ -19,6 +19,7 @@ from requests.utils import get_environ_proxies, get_netrc_auth
 
 from ._http import LeanSends
 from ._lean import LeanSession
+from .hops import HopSession
 from .config import FetchOptions
 from .inputs import RequestSpec
 
@@ -85,7 +86,9 @@ def build_session(options: FetchOptions) -> requests.Session:
         >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
         8
     """
-    session = LeanSession() if options.fast_path else requests.Session()
+    session_class = LeanSession if options.fast_path else HopSession
+    session = session_class(proxies_from_environment=options.proxies is None,
+                            auth_from_netrc=options.auth is None)
     session.trust_env = False
     session.max_redirects = options.max_redirects
     session.headers["User-Agent"] = options.user_agent

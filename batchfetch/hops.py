@@ -1,0 +1,88 @@
+"""HopSession: the requests.Session of a run, deciding what each hop of a redirect chain
+carries: the user's cookies only to the host they were given for, and the proxy and netrc
+credentials of the hop's own host.
+
+requests sends cookies given as a dict (``cookies=``, ``-b``) to every host a redirect
+reaches, https to http included, as ``curl -b`` does; a browser would not. And with
+``trust_env`` off (batchfetch reads the environment itself, once per host) requests gives
+every hop the first hop's proxies and no netrc credentials, where requests with
+``trust_env`` on looks both up again for each hop's host.
+"""
+from __future__ import annotations
+
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.utils import get_environ_proxies, get_netrc_auth
+
+__all__ = ["HopSession"]
+
+
+class _GivenCookiesPolicy(DefaultCookiePolicy):
+    """Sends the cookies the user gave only to ``host`` (any port, RFC 6265), and only over
+    https when they were given for an https URL; cookies a response set within the chain
+    follow the usual rules.
+
+    The user's cookies are the ones without a domain: requests' ``cookiejar_from_dict``
+    makes them so, while the cookie jar gives every cookie a response sets a domain.
+    """
+
+    def __init__(self, host: str | None, https_only: bool) -> None:
+        super().__init__()
+        self.host = host
+        self.https_only = https_only
+
+    def return_ok(self, cookie, request) -> bool:  # noqa: D102 - http.cookiejar API
+        if cookie.domain:
+            return super().return_ok(cookie, request)
+        if self.https_only and request.type != "https":
+            return False
+        return urlsplit(request.get_full_url()).hostname == self.host
+
+
+class HopSession(requests.Session):
+    """A requests.Session whose redirects re-decide cookies, proxies and netrc per hop.
+
+    ``proxies_from_environment``: the run's proxies come from the environment (no explicit
+    ``proxies``), so each hop uses the environment's proxies for its own host (``NO_PROXY``
+    included) instead of the first hop's. ``auth_from_netrc``: the run gives no ``auth``, so
+    each hop gets the netrc credentials of its own host, if any.
+
+    Example::
+
+        >>> session = HopSession(proxies_from_environment=True)
+        >>> session.get("http://127.0.0.1:8000/redirect-to?url=http://localhost:8000/cookies",
+        ...             cookies={"sid": "1"}).json()   # localhost is another host
+        {'cookies': {}}
+    """
+
+    def __init__(self, proxies_from_environment: bool = True,
+                 auth_from_netrc: bool = True) -> None:
+        super().__init__()
+        self.proxies_from_environment = proxies_from_environment
+        self.auth_from_netrc = auth_from_netrc
+
+    def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
+        prepared = super().prepare_request(request)
+        # Redirect hops copy this jar and its policy: every hop asks the same question.
+        url = prepared.url or ""
+        prepared._cookies.set_policy(_GivenCookiesPolicy(urlsplit(url).hostname,
+                                                         url.lower().startswith("https:")))
+        return prepared
+
+    def rebuild_proxies(self, prepared_request: requests.PreparedRequest,
+                        proxies: Any) -> dict[str, str]:
+        if self.proxies_from_environment:
+            proxies = get_environ_proxies(prepared_request.url)
+        return super().rebuild_proxies(prepared_request, proxies)
+
+    def rebuild_auth(self, prepared_request: requests.PreparedRequest,
+                     response: requests.Response) -> None:
+        super().rebuild_auth(prepared_request, response)  # drops Authorization off-host
+        if not self.auth_from_netrc:
+            return
+        credentials = get_netrc_auth(prepared_request.url)
+        if credentials is not None:  # as requests with trust_env does for the new host
+            prepared_request.prepare_auth(credentials)
