@@ -18,7 +18,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import gevent
@@ -64,6 +64,20 @@ def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> F
     return options.replace(**overrides) if overrides else options
 
 
+def _check_items(items: Any) -> None:
+    """Refuse one URL or one spec where a batch of them belongs: a str is iterable, and
+    fetched character by character it gave one failed row per character."""
+    if isinstance(items, (str, bytes, bytearray)):
+        raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
+                        f"{type(items).__name__}: pass a list, e.g. fetch_all([url])")
+    if isinstance(items, (Mapping, RequestSpec)):
+        raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
+                        f"{type(items).__name__}: pass a list, e.g. fetch_all([spec])")
+    if not isinstance(items, Iterable):
+        raise TypeError(f"items must be an iterable of URLs or request specs, got "
+                        f"{type(items).__name__}")
+
+
 def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
                on_result: OnResult | None = None,
                exception_handler: ExceptionHandler | None = None,
@@ -72,8 +86,8 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
     """Fetch ``items`` and yield one row per item as each completes (completion order).
 
     ``items`` is any iterable of URL strings, request-spec dicts or
-    :class:`RequestSpec`; it is pulled lazily, at most ``max_pending`` items
-    ahead of the rows yielded. Options come as a :class:`FetchOptions`, as
+    :class:`RequestSpec` (a single str, bytes, dict or RequestSpec raises TypeError);
+    it is pulled lazily, at most ``max_pending`` items ahead of the rows yielded. Options come as a :class:`FetchOptions`, as
     keywords (``concurrency=50``), or both (keywords win); they are validated
     here, before the first ``next()``. Closing the iterator (a ``break``)
     cancels in-flight requests and closes the session.
@@ -92,6 +106,7 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
         ...     print(row.index, row.status)
         0 200
     """
+    _check_items(items)
     resolved = _build_options(options, option_values)
     run = _Run(resolved, on_result, exception_handler)
     pairs = iter(items) if indexed else enumerate(items)

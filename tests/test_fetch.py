@@ -242,3 +242,22 @@ def test_environment_proxy_and_no_proxy_are_honoured(server, monkeypatch):
     assert fetch_all([target], proxies={}, **FAST)[0].error == "connect"  # {}: no proxy
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert fetch_all([target], **FAST)[0].error == "connect"
+
+
+@pytest.mark.parametrize("items, named", [
+    ("http://127.0.0.1/a", "str"), (b"http://127.0.0.1/a", "bytes"),
+    (bytearray(b"http://x/"), "bytearray"), ({"url": "http://127.0.0.1/a"}, "dict")])
+def test_one_url_instead_of_a_list_is_a_type_error(items, named):
+    """Issue 13, item 14: fetch_all("http://...") gave one failed row per character."""
+    from batchfetch import iter_fetch
+
+    for call in (fetch_all, iter_fetch):
+        with pytest.raises(TypeError, match=f"iterable of URLs or request specs, not a single "
+                                            f"{named}: pass a list"):
+            call(items)
+
+
+def test_a_non_iterable_is_a_type_error():
+    with pytest.raises(TypeError, match="items must be an iterable of URLs or request specs, "
+                                        "got int"):
+        fetch_all(42)
