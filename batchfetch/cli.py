@@ -115,7 +115,8 @@ _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".jso
         help="FILE holds URLs (text) or request specs (jsonl); auto: jsonl for a .jsonl "
              "name or a first line starting with '{'.")
 @output("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
-        help="Write rows to FILE; its extension (.csv .jsonl .json .txt) sets the format.")
+        help="Write rows to FILE; its extension (.csv .jsonl .ndjson .json .txt) sets the "
+             "format (none: jsonl; any other needs -f).")
 @output("-f", "--format", type=click.Choice(FORMATS),
         help="Rows as table, csv, jsonl or json. Default: by -o extension, else a table "
              "on a terminal and jsonl on a pipe. csv and jsonl stream each row as it "
@@ -251,9 +252,17 @@ def _open_output(path: str | None) -> IO[str]:
 
 
 def _format_for(path: str | None, stream: IO[str], demo: bool) -> str:
-    """By the output file's extension; else a table for people, JSON Lines for programs."""
+    """By the output file's extension (none: JSON Lines); else a table for people, JSON
+    Lines for programs. An extension it does not know is a usage error, not JSON Lines in
+    a file called out.xlsx."""
     if path not in (None, "-"):
-        return _FORMAT_BY_SUFFIX.get(os.path.splitext(path)[1].lower(), "jsonl")
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix and suffix not in _FORMAT_BY_SUFFIX:
+            raise click.BadParameter(
+                f"cannot tell a format from {suffix!r}: name the file .csv, .jsonl, "
+                f".ndjson, .json or .txt (table), or give -f FORMAT",
+                param_hint="'-o' / '--output'")
+        return _FORMAT_BY_SUFFIX.get(suffix, "jsonl")
     return "table" if demo or stream.isatty() else "jsonl"
 
 

@@ -431,7 +431,7 @@ def test_json_and_table_come_in_input_order(server):
     ("rows.jsonl", lambda text: json.loads(text.splitlines()[0])["status"] == 200),
     ("rows.json", lambda text: json.loads(text)[0]["status"] == 200),
     ("rows.txt", lambda text: text.split()[:2] == ["#", "status"]),
-    ("rows.out", lambda text: json.loads(text)["status"] == 200)])
+    ("rows", lambda text: json.loads(text)["status"] == 200)])
 def test_output_file_format_follows_its_extension(server, tmp_path, name, check):
     result = invoke(*FAST, "--output", tmp_path / name, input=server.url("/ok"))
     assert result.exit_code == 0 and result.stdout == ""
@@ -490,6 +490,9 @@ def test_environment_gives_defaults_and_flags_win(server):
     (["/no/such/urls.txt"], "'/no/such/urls.txt': No such file or directory"),
     (["--demo", __file__], "--demo fetches its own list: give no FILE"),
     (["--no-such-flag"], "No such option"),  # click 8.3 and 8.5 word the rest apart
+    (["-o", "out.xlsx"], "Invalid value for '-o' / '--output': cannot tell a format from "
+                         "'.xlsx': name the file .csv, .jsonl, .ndjson, .json or .txt "
+                         "(table), or give -f FORMAT"),
 ])
 def test_bad_values_are_one_line_usage_errors(args, message):
     result = invoke(*args, input="")
@@ -497,6 +500,17 @@ def test_bad_values_are_one_line_usage_errors(args, message):
     assert "Traceback" not in result.output and result.stdout == ""
     error_lines = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
+
+
+def test_output_suffix_sets_the_format_and_an_unknown_one_needs_f(server, tmp_path):
+    """Issue 13, item 16: -o out.xlsx silently wrote JSON Lines and exited 0."""
+    refused = invoke(*FAST, "-o", tmp_path / "out.xlsx", input=server.url("/ok"))
+    assert refused.exit_code == 2 and not (tmp_path / "out.xlsx").exists()
+    plain = invoke(*FAST, "-o", tmp_path / "rows", input=server.url("/ok"))
+    assert plain.exit_code == 0 and json.loads((tmp_path / "rows").read_text())["ok"]
+    told = invoke(*FAST, "-o", tmp_path / "out.xlsx", "-f", "csv", input=server.url("/ok"))
+    assert told.exit_code == 0
+    assert (tmp_path / "out.xlsx").read_text().startswith("index,id,url,")
 
 
 def test_key_needs_cert_and_insecure_contradicts_cacert(tmp_path):
