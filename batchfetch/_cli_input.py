@@ -12,6 +12,7 @@ import json
 import os
 import re
 import stat
+import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
@@ -24,7 +25,8 @@ from .results import FetchResult
 from .resume import RecordedRows
 
 __all__ = ["INPUT_FORMATS", "NumberedItems", "PairParam", "SecondsParam", "SizeParam",
-           "build_options", "detect_format", "keyword_of", "parse_pair", "parse_size"]
+           "UserParam", "build_options", "detect_format", "keyword_of", "parse_pair",
+           "parse_size"]
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -78,6 +80,21 @@ class PairParam(click.ParamType):
             return value if isinstance(value, tuple) else parse_pair(value, self.separator)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class UserParam(click.ParamType):
+    """``USER:PASSWORD`` for basic auth, split at the first colon, nothing stripped."""
+
+    name = "USER:PASSWORD"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> Any:
+        if isinstance(value, tuple):
+            return value
+        user, found, password = value.partition(":")
+        if not found or not user:
+            self.fail(f"{value!r} is not of the form USER:PASSWORD (batchfetch does not ask "
+                      f"for a password: give it after the colon, or use ~/.netrc)", param, ctx)
+        return user, password
 
 
 class _NoLimit:
@@ -147,8 +164,8 @@ def build_options(ctx: click.Context | None, flags: dict[str, Any],
     Example::
 
         >>> options = build_options(None, {"data": ("a=1", "b=2"), "retries": 0})
-        >>> options.method, options.data, options.headers
-        ('POST', 'a=1&b=2', {'Content-Type': 'application/x-www-form-urlencoded'})
+        >>> options.method, options.data
+        ('POST', 'a=1&b=2')
     """
     try:
         return FetchOptions(**{**(defaults or {}), **_keywords(flags)})
@@ -172,9 +189,7 @@ def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
             headers[name] = value
 
     if "data" in given:
-        given["data"] = "&".join(given["data"])
-        # requests sends a str body with no Content-Type; curl's -d sends this one
-        default_header("Content-Type", "application/x-www-form-urlencoded")
+        given["data"] = _joined_data(given["data"])
     if "json" in given:
         try:
             given["json"] = json.loads(given["json"])
@@ -204,6 +219,31 @@ def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
             raise click.UsageError("--key needs --cert")
         given["cert"] = (given["cert"], given.pop("key"))
     return given
+
+
+def _joined_data(values: tuple[str, ...]) -> str | bytes:
+    """-d values joined with '&' as curl joins them; ``@FILE`` is FILE's bytes and ``@-``
+    standard input's, without carriage returns and newlines (curl strips those for -d)."""
+    parts: list[str | bytes] = []
+    for value in values:
+        if not value.startswith("@"):
+            parts.append(value)
+            continue
+        path = value[1:]
+        try:
+            if path == "-":
+                raw = sys.stdin.buffer.read()  # before the run: nothing else waits yet
+            else:
+                with open(path, "rb") as stream:
+                    raw = stream.read()
+        except OSError as exc:
+            raise click.BadParameter(f"cannot read {path!r}: {exc.strerror}",
+                                     param_hint="'-d' / '--data'") from None
+        parts.append(raw.replace(b"\r", b"").replace(b"\n", b""))
+    if all(isinstance(part, str) for part in parts):
+        return "&".join(parts)  # type: ignore[arg-type]
+    return b"&".join(part if isinstance(part, bytes) else part.encode("utf-8")
+                     for part in parts)
 
 
 # -- FILE's lines ----------------------------------------------------------------------

@@ -20,7 +20,7 @@ import click
 from ._cli_help import (EPILOG, SectionedCommand, general, output, print_version, request,
                         retrying, timing, tls)
 from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
-                         build_options)
+                         UserParam, build_options)
 from .config import FetchOptions
 from .dispatch import iter_fetch
 from .progress import Progress
@@ -80,11 +80,12 @@ _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".jso
 @request("-H", "--header", "headers", multiple=True, type=PairParam(":", "'NAME: VALUE'", "\n"),
          help="A header for every request; repeatable (one per line in the variable).")
 @request("-d", "--data", multiple=True, metavar="BODY",
-         help="Form body for every request; repeats join with '&'. Implies POST, like curl.")
+         help="Form body for every request; repeats join with '&'; @FILE reads FILE, @- "
+              "standard input (without CR and LF, as curl does). Implies POST, like curl.")
 @request("--json", metavar="BODY",
          help="JSON body for every request; sets Content-Type and Accept to "
               "application/json. Implies POST, like curl.")
-@request("-u", "--user", "auth", type=PairParam(":", "USER:PASSWORD"),
+@request("-u", "--user", "auth", type=UserParam(),
          help="Basic auth credentials.")
 @request("-A", "--user-agent", metavar="TEXT", default_of="user_agent",
          help="User-Agent header unless -H sets one.")
@@ -168,6 +169,9 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
                                                                     "progress"))
     if demo and ctx.get_parameter_source("file") is not click.core.ParameterSource.DEFAULT:
         raise click.UsageError("--demo fetches its own list: give no FILE")
+    if "@-" in (flags.get("data") or ()) and not demo and _is_stdin(file):
+        raise click.UsageError("-d @- reads the body from standard input, which already holds "
+                               "the input: give the URLs as a FILE argument")
     options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
     fmt = fmt or _format_for(output, sys.stdout, demo)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
@@ -249,6 +253,10 @@ def _open_output(path: str | None) -> IO[str]:
     except OSError as exc:
         raise click.BadParameter(f"cannot write {path!r}: {exc.strerror}",
                                  param_hint="'-o' / '--output'") from None
+
+
+def _is_stdin(file: IO[bytes]) -> bool:
+    return getattr(file, "name", "-") in ("-", "<stdin>")
 
 
 def _format_for(path: str | None, stream: IO[str], demo: bool) -> str:

@@ -20,6 +20,8 @@ from .methods import normalize_method
 
 __all__ = ["RequestSpec", "to_spec", "host_key", "SPEC_KEYS"]
 
+#: The Content-Type of a str or bytes body that names none, as curl's -d sends it.
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: Keys a dict item may have.
 SPEC_KEYS = frozenset({"url", "method", "headers", "params", "json", "data", "cookies", "id"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
@@ -255,13 +257,20 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
                or first_cookie_problem(own_cookies))
     if problem:
         raise InvalidItemError("invalid_request", problem)
+    json = fields.get("json") if has_body else options.json
+    data = fields.get("data") if has_body else options.data
+    headers = _merge_headers(options.headers, own_headers)
+    if isinstance(data, (str, bytes)) and json is None and not any(
+            name.lower() == "content-type" for name in headers):
+        # What curl's -d sends; requests would send a str body with no Content-Type at all.
+        headers["Content-Type"] = FORM_CONTENT_TYPE
     return RequestSpec(
         url=url,
         method=method,
-        headers=_merge_headers(options.headers, own_headers),
+        headers=headers,
         params=_merge_params(options.params, params),
-        json=fields.get("json") if has_body else options.json,
-        data=fields.get("data") if has_body else options.data,
+        json=json,
+        data=data,
         cookies={**options.cookies, **own_cookies},
         id=fields.get("id"),
     )

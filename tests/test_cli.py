@@ -172,6 +172,46 @@ def test_data_implies_post_with_a_form_body(server):
     assert echoed(rows_of(put)[0])["method"] == "PUT"
 
 
+def test_data_at_file_reads_the_file_without_line_breaks_as_curl_does(server, tmp_path):
+    """Issue 13, item 15: -d @file sent the text '@file'."""
+    body = write(tmp_path, "form.txt", "a=1&\r\nb=2\n")
+    (tmp_path / "raw.bin").write_bytes(b"\x00\xff\n\xfe")
+    result = invoke(*FAST, "--body", "-d", f"@{body}", "-d", "c=3", input=server.url("/echo"))
+    seen = echoed(rows_of(result)[0])
+    assert (seen["method"], seen["body"]) == ("POST", "a=1&b=2&c=3")
+    assert seen["headers"]["Content-Type"] == "application/x-www-form-urlencoded"
+    binary = invoke(*FAST, "--body", "-H", "Content-Type: application/octet-stream", "-d",
+                    f"@{tmp_path / 'raw.bin'}", input=server.url("/echo"))
+    assert echoed(rows_of(binary)[0])["headers"]["Content-Length"] == "3"
+
+
+def test_data_at_dash_reads_stdin_when_the_input_is_a_file(server, tmp_path):
+    urls = write(tmp_path, "urls.txt", server.url("/echo") + "\n")
+    result = invoke(*FAST, "--body", "-d", "@-", urls, input="from=stdin\n")
+    assert result.exit_code == 0, result.output
+    assert echoed(rows_of(result)[0])["body"] == "from=stdin"
+    clash = invoke(*FAST, "-d", "@-", input=server.url("/echo"))
+    assert clash.exit_code == 2 and clash.stdout == ""
+    assert "Error: -d @- reads the body from standard input, which already holds the input: " \
+           "give the URLs as a FILE argument" in clash.stderr
+    missing = invoke(*FAST, "-d", f"@{tmp_path / 'nope'}", urls)
+    assert missing.exit_code == 2 and "'-d' / '--data': cannot read" in missing.stderr
+
+
+def test_a_jsonl_data_string_gets_the_form_content_type_as_d_does(server, tmp_path):
+    """It was sent with no Content-Type at all, while -d sends the form type."""
+    specs = write(tmp_path, "calls.jsonl", "\n".join(json.dumps(spec) for spec in [
+        {"url": server.url("/echo"), "method": "POST", "data": "a=1"},
+        {"url": server.url("/echo"), "method": "POST", "data": "<x/>",
+         "headers": {"content-type": "text/xml"}},
+        {"url": server.url("/echo"), "method": "POST", "json": {"a": 1}}]) + "\n")
+    form, xml, as_json = (echoed(row)["headers"] for row in rows_of(invoke(*FAST, "--body",
+                                                                            specs)))
+    assert form["Content-Type"] == "application/x-www-form-urlencoded"
+    assert xml["content-type"] == "text/xml" and "Content-Type" not in xml
+    assert as_json["Content-Type"] == "application/json"
+
+
 def test_json_sets_content_type_and_accept_and_implies_post(server):
     result = invoke(*FAST, "--body", "--json", '{"op": "ping", "n": [1]}',
                     input=server.url("/echo"))
@@ -476,7 +516,9 @@ def test_environment_gives_defaults_and_flags_win(server):
     (["-H", "NoColon"], "'-H' / '--header': 'NoColon' is not of the form 'Name: value'"),
     (["-b", "nameonly"], "'-b' / '--cookie': 'nameonly' is not of the form 'NAME=VALUE'"),
     (["--param", "=v"], "'--param': '=v' is not of the form 'NAME=VALUE'"),
-    (["-u", "user"], "'-u' / '--user': 'user' is not of the form 'Name: value'"),
+    (["-u", "user"], "'-u' / '--user': 'user' is not of the form USER:PASSWORD (batchfetch "
+                     "does not ask for a password: give it after the colon, or use ~/.netrc)"),
+    (["-u", ":pw"], "'-u' / '--user': ':pw' is not of the form USER:PASSWORD"),
     (["--json", "{bad"], "'--json': invalid JSON: "),
     (["-d", "a=1", "--json", "{}"], "'-d' / '--data': must be unset when json is set"),
     (["--max-redirects", "-1"], "'--max-redirects': must be an integer >= 0, got -1"),

@@ -261,3 +261,21 @@ def test_a_non_iterable_is_a_type_error():
     with pytest.raises(TypeError, match="items must be an iterable of URLs or request specs, "
                                         "got int"):
         fetch_all(42)
+
+
+def test_a_string_body_without_a_content_type_is_sent_as_a_form(server):
+    """Issue 13, item 15: as -d does; requests alone would send no Content-Type."""
+    items = [{"url": server.url("/echo"), "method": "POST", "data": "a=1"},
+             {"url": server.url("/echo"), "method": "POST", "data": b"raw",
+              "headers": {"Content-Type": "application/octet-stream"}},
+             {"url": server.url("/echo"), "method": "POST", "data": "x",
+              "headers": {"Content-Type": None}}]
+    table = fetch_all(items, keep_body=True, **FAST)
+    form, raw, removed = (json.loads(row.body)["headers"] for row in table)
+    assert form["Content-Type"] == "application/x-www-form-urlencoded"
+    assert raw["Content-Type"] == "application/octet-stream"
+    assert "Content-Type" not in removed
+    run_wide = fetch_all([server.url("/echo")], method="PUT", data="b=2", keep_body=True,
+                         **FAST)[0]
+    assert json.loads(run_wide.body)["headers"]["Content-Type"] == \
+        "application/x-www-form-urlencoded"
