@@ -9,16 +9,14 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
-import os
 import re
-import stat
 import sys
 from collections.abc import Iterator
 from typing import IO, Any
 
 import click
-import gevent.socket
 
+from ._input_text import text_lines
 from .config import FetchOptions
 from .errors import OptionError
 from .results import FetchResult
@@ -32,7 +30,6 @@ INPUT_FORMATS = ("auto", "text", "jsonl")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 #: Error kinds that come from the input line itself rather than from fetching it.
 _INPUT_ERRORS = frozenset({"invalid_url", "invalid_request"})
-_READ_SIZE = 64 * 1024
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
@@ -322,7 +319,7 @@ class NumberedItems:
     def _parsed(self) -> Iterator[tuple[int, int, Any, str | None]]:
         """``(index, line number, item, the line's problem)`` of each item; at the end, with
         recorded rows, checks that the input has as many items as they need."""
-        lines = _content_lines(self._stream)
+        lines = _content_lines(self._stream, self._name)
         count = 0
         first = next(lines, None)
         if first is not None:
@@ -341,9 +338,10 @@ class NumberedItems:
             yield index, item
 
     def scan(self) -> int | None:
-        """Count the items of a seekable stream (a file) ahead and rewind; when resuming,
-        check them against the recorded rows too, so another input's file fails before
-        anything is fetched. None for a pipe or a terminal, which cannot be read twice."""
+        """Count the items of a seekable stream (a file) ahead and rewind, so a line that is
+        not text (InputTextError) fails before anything is fetched; when resuming, check
+        them against the recorded rows too, so another input's file fails as early. None
+        for a pipe or a terminal, which cannot be read twice."""
         try:
             if not self._stream.seekable():
                 return None
@@ -352,7 +350,7 @@ class NumberedItems:
             return None
         try:
             if self._recorded is None:
-                return sum(1 for _ in _content_lines(self._stream))
+                return sum(1 for _ in _content_lines(self._stream, self._name))
             count = 0
             for count, (index, number, item, _) in enumerate(self._parsed(), start=1):
                 self._recorded.skips(index, item, f"line {number} of {self._name}")
@@ -384,46 +382,10 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
         return _BadLine(text), f"invalid JSON: {exc}"
 
 
-def _content_lines(stream: IO[bytes]) -> Iterator[tuple[int, str]]:
-    """``(line number, stripped text)`` of each line that is neither blank nor a comment."""
-    for number, raw in enumerate(_raw_lines(stream), start=1):
-        text = raw.decode("utf-8", "replace").strip()
-        if number == 1:
-            text = text.lstrip("\ufeff")  # a byte order mark some editors write
+def _content_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
+    """``(line number, stripped text)`` of each line that is neither blank nor a comment;
+    :class:`~batchfetch._input_text.InputTextError` at a line that is not text."""
+    for number, line in text_lines(stream, name):
+        text = line.strip()
         if text and not text.startswith("#"):
             yield number, text
-
-
-def _raw_lines(stream: IO[bytes]) -> Iterator[bytes]:
-    """Lines of ``stream`` as they arrive.
-
-    A blocking read of a pipe or terminal would freeze every greenlet, fetches
-    included, until the producer writes; waiting with gevent first lets them run.
-    """
-    fd = _waitable_fd(stream)
-    if fd is None:  # a regular file or an in-memory stream never waits on a producer
-        for line in stream:  # not ``yield from``: closing this generator would close stream
-            yield line
-        return
-    rest = b""
-    while True:
-        gevent.socket.wait_read(fd)
-        chunk = os.read(fd, _READ_SIZE)  # returns at once: data or end of file is ready
-        if not chunk:
-            break
-        *lines, rest = (rest + chunk).split(b"\n")
-        yield from lines
-    if rest:
-        yield rest
-
-
-def _waitable_fd(stream: IO[bytes]) -> int | None:
-    """The descriptor of a pipe, socket or terminal, which gevent can wait on; else None."""
-    try:
-        fd = stream.fileno()
-        mode = os.fstat(fd).st_mode
-    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        return None
-    if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) or os.isatty(fd):
-        return fd
-    return None

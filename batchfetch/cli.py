@@ -21,6 +21,7 @@ from ._cli_help import (EPILOG, SectionedCommand, general, output, print_version
                         retrying, timing, tls)
 from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
+from ._input_text import InputTextError
 from .config import FetchOptions
 from .dispatch import iter_fetch
 from .progress import Progress
@@ -205,8 +206,8 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         code = EXIT_OUTPUT_CLOSED
     except KeyboardInterrupt:  # a Ctrl-C outside the fetch loop (a second one exits at once)
         code = EXIT_INTERRUPTED
-    except ResumeError as exc:
-        raise _ResumeFailed(str(exc)) from None
+    except (ResumeError, InputTextError) as exc:
+        raise _InputRefused(str(exc)) from None
     finally:
         bar.close()
         if target is not sys.stdout:
@@ -214,8 +215,11 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
     ctx.exit(code)
 
 
-class _ResumeFailed(click.ClickException):
-    exit_code = 2  # the file is another input's: like a usage error, nothing was fetched
+class _InputRefused(click.ClickException):
+    """The input is not text, or the --resume file is another input's: exit 2, like a usage
+    error (nothing was fetched, or the rows before the bad line are written)."""
+
+    exit_code = 2
 
 
 def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, resume: bool,
@@ -242,7 +246,7 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
         raise click.BadParameter(f"cannot read {output!r}: {exc.strerror}",
                                  param_hint="'-o' / '--output'") from None
     except ResumeError as exc:
-        raise _ResumeFailed(str(exc)) from None
+        raise _InputRefused(str(exc)) from None
 
 
 def _open_output(path: str | None) -> IO[str]:
@@ -304,10 +308,14 @@ class _Run:
                  on_row: Callable[[FetchResult], Any] | None = None) -> int:
         """Return the exit code: 0 when every row (kept ones too) is ok, 1 when any is not,
         130 on Ctrl-C or SIGTERM (after writing what completed). A closed output raises
-        BrokenPipeError; another input's --resume file raises ResumeError.
+        BrokenPipeError; another input's --resume file raises ResumeError; input that is
+        not text raises InputTextError, after writing the rows of the lines before it.
         """
         tally, interrupted, started = SummaryCounter(), False, time.monotonic()
-        total = items.scan() if self.bar.enabled or self.recorded else None
+        bad_input: InputTextError | None = None
+        # A file is read through once first (0.4 s per million lines): a line that is not
+        # text, or another input's --resume file, stops the run before anything is fetched.
+        total = items.scan()
         if self.recorded:
             self.say(self.recorded.describe())
         self.bar.start(total, initial=self.recorded.kept if self.recorded else 0)
@@ -323,11 +331,16 @@ class _Run:
                     on_row(row)
         except KeyboardInterrupt:
             interrupted = True
+        except InputTextError as exc:
+            bad_input = exc
         finally:
             rows.close()  # cancels whatever is still in flight
         self.bar.close()  # first: a table may go to the same terminal
         self.writer.close()  # after Ctrl-C too: a table or JSON document of the finished rows
         summary = tally.summary(time.monotonic() - started)
+        if bad_input is not None:
+            self.say(str(summary))
+            raise bad_input
         if interrupted:
             self.say(f"{summary}\ninterrupted: {tally.total} rows written, "
                      f"{items.pending} requests cancelled"
