@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import sys
 import time
 import warnings
@@ -16,11 +15,14 @@ from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import click
+import gevent
 
 from ._cli_help import (EPILOG, SectionedCommand, general, output, print_version, request,
                         retrying, timing, tls)
 from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
+from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
+                          interrupts_as_exceptions, open_rows_output, silence_stdout)
 from ._input_text import InputTextError
 from .config import FetchOptions
 from .dispatch import iter_fetch
@@ -32,7 +34,9 @@ from .writers import FORMATS, RowWriter, writer_for
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_FAILED_ROWS, EXIT_INTERRUPTED = 0, 1, 130  # click exits 2 on usage errors
+EXIT_OK, EXIT_FAILED_ROWS = 0, 1  # click exits 2 on usage errors; EXIT_INTERRUPTED is 130
+#: Rows could not be written (a full disk): sysexits.h's EX_IOERR.
+EXIT_IO_ERROR = 74
 #: A closed stdout (``batchfetch urls.txt | head``): what a shell reports for a program
 #: killed by SIGPIPE, so ``set -o pipefail`` scripts see what they see from ``cat``.
 EXIT_OUTPUT_CLOSED = 141
@@ -176,7 +180,14 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
     options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
     fmt = fmt or _format_for(output, sys.stdout, demo)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
-    target = AppendingOutput(recorded) if recorded else _open_output(output)
+    if recorded:
+        target: Any = GuardedText(AppendingOutput(recorded), output)
+    else:
+        try:
+            target = open_rows_output(output)
+        except OSError as exc:
+            raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}",
+                                     param_hint="'-o' / '--output'") from None
     writer = writer_for(fmt, target, options.keep_body)
     if fmt == "json":  # the library's json writer streams in completion order
         writer = _InInputOrder(writer)
@@ -184,16 +195,18 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         lambda text: click.echo(text, err=True))
     if progress is None:  # not over rows streaming to the same terminal
         progress = sys.stderr.isatty() and not quiet and not (
-            target is sys.stdout and fmt in ("csv", "jsonl") and sys.stdout.isatty())
+            output in (None, "-") and fmt in ("csv", "jsonl") and sys.stdout.isatty())
     bar = Progress(progress, sys.stderr)
     run = _Run(options, writer, say, bar, recorded)
     run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
     # A resumed file's rows are flushed one by one; flushing it before the first row would
     # open (and trim) it before the input is known to match.
     flush_on_exit = None if recorded else target
+    reader_watch = (target.watch_reader(gevent.getcurrent())
+                    if isinstance(target, PipeText) else None)
     try:
         with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \
-                _interrupts_as_exceptions(flush_on_exit):
+                interrupts_as_exceptions(flush_on_exit):
             if demo:
                 code = demo_module.run_demo(run, say)
             else:
@@ -201,17 +214,26 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
                     say("batchfetch: reading URLs from the terminal; end with Ctrl-D")
                 name = getattr(file, "name", "-")
                 code = run(NumberedItems(file, input_format, name, recorded))
+            if reader_watch is not None:
+                reader_watch.kill()
+            target.close()
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
-        _silence_stdout()
+        silence_stdout()
         code = EXIT_OUTPUT_CLOSED
     except KeyboardInterrupt:  # a Ctrl-C outside the fetch loop (a second one exits at once)
         code = EXIT_INTERRUPTED
+    except OutputError as exc:  # a full disk: one line, and the rows written stay as they are
+        if isinstance(target, GuardedText):
+            target.discard()
+        silence_stdout()  # the interpreter's last flush of stdout must not fail again
+        click.echo(f"batchfetch: {exc}", err=True)
+        code = EXIT_IO_ERROR
     except (ResumeError, InputTextError) as exc:
         raise _InputRefused(str(exc)) from None
     finally:
+        if reader_watch is not None:
+            reader_watch.kill()
         bar.close()
-        if target is not sys.stdout:
-            target.close()
     ctx.exit(code)
 
 
@@ -247,16 +269,6 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
                                  param_hint="'-o' / '--output'") from None
     except ResumeError as exc:
         raise _InputRefused(str(exc)) from None
-
-
-def _open_output(path: str | None) -> IO[str]:
-    if path in (None, "-"):
-        return sys.stdout
-    try:
-        return open(path, "w", encoding="utf-8", newline="")
-    except OSError as exc:
-        raise click.BadParameter(f"cannot write {path!r}: {exc.strerror}",
-                                 param_hint="'-o' / '--output'") from None
 
 
 def _is_stdin(file: IO[bytes]) -> bool:
@@ -324,8 +336,8 @@ class _Run:
         try:
             for row in rows:
                 row = items.annotate(row)
+                tally.add(row)  # before: a Ctrl-C while a pipe takes it leaves it to close()
                 self.writer.write(row)
-                tally.add(row)
                 self.bar.update(tally)
                 if on_row is not None:
                     on_row(row)
@@ -336,16 +348,24 @@ class _Run:
         finally:
             rows.close()  # cancels whatever is still in flight
         self.bar.close()  # first: a table may go to the same terminal
-        self.writer.close()  # after Ctrl-C too: a table or JSON document of the finished rows
         summary = tally.summary(time.monotonic() - started)
+        if interrupted:
+            note = (f"{summary}\ninterrupted: {tally.total} rows written, "
+                    f"{items.pending} requests cancelled"
+                    + ("; add --resume to fetch the rest" if self.resumable else ""))
+            if isinstance(self.writer.stream, PipeText):
+                # Its reader may be reading nothing (| less): say so before waiting for it,
+                # which a second Ctrl-C cuts short.
+                self.say(note)
+                self.writer.close()
+            else:
+                self.writer.close()  # a table or JSON document of the finished rows
+                self.say(note)
+            return EXIT_INTERRUPTED
+        self.writer.close()
         if bad_input is not None:
             self.say(str(summary))
             raise bad_input
-        if interrupted:
-            self.say(f"{summary}\ninterrupted: {tally.total} rows written, "
-                     f"{items.pending} requests cancelled"
-                     + ("; add --resume to fetch the rest" if self.resumable else ""))
-            return EXIT_INTERRUPTED
         self.say(str(summary))
         kept_failed = self.recorded.kept_failed if self.recorded else 0
         return EXIT_OK if tally.ok == tally.total and not kept_failed else EXIT_FAILED_ROWS
@@ -385,61 +405,3 @@ def _warnings_for(options: FetchOptions) -> Iterator[None]:
 
             warnings.simplefilter("ignore", InsecureRequestWarning)
         yield
-
-
-@contextlib.contextmanager
-def _interrupts_as_exceptions(output: IO[str] | None) -> Iterator[None]:
-    """The first Ctrl-C or SIGTERM raises KeyboardInterrupt in this (the main) greenlet,
-    which stops the run and writes its summary; a second one exits at once (130).
-
-    Python's own handler raises KeyboardInterrupt in whichever greenlet runs, often
-    gevent's hub, which prints it as a crash before passing it on; and click turns it
-    into "Aborted!" with exit 1. After the first signal, Python's handlers take over:
-    unlike gevent's, they run even while a write to a full pipe blocks the process.
-    ``output`` is flushed before that exit (None: nothing to flush).
-    """
-    import threading
-
-    import gevent
-
-    if threading.current_thread() is not threading.main_thread():
-        yield  # signals reach only the main thread; nothing to route
-        return
-    main_greenlet, signals = gevent.getcurrent(), (signal.SIGINT, signal.SIGTERM)
-    previous = {signum: signal.getsignal(signum) for signum in signals}
-
-    def exit_now(*_: Any) -> None:
-        for stream in (output, sys.stdout, sys.stderr):
-            with contextlib.suppress(Exception):
-                if stream is not None:
-                    stream.flush()
-        with contextlib.suppress(Exception):
-            os.write(2, b"batchfetch: interrupted again: exiting now\n")
-        os._exit(EXIT_INTERRUPTED)
-
-    def stop() -> None:
-        for watcher in watchers:
-            watcher.cancel()
-        for signum in signals:
-            signal.signal(signum, exit_now)
-        gevent.kill(main_greenlet, KeyboardInterrupt)
-
-    watchers = [gevent.signal_handler(signum, stop) for signum in signals]
-    try:
-        yield
-    finally:
-        for watcher in watchers:
-            watcher.cancel()
-        for signum, handler in previous.items():  # gevent's watchers left the default
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
-
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null so the interpreter's last flush cannot fail again
-    (the Python docs' recipe for SIGPIPE; SIGPIPE itself stays ignored, or a peer
-    resetting one of our sockets would kill the process)."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # not a real file (CliRunner): nothing will flush to it
-        pass

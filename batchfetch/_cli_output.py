@@ -1,0 +1,250 @@
+"""Where the command's rows go, and what the command hears meanwhile: a file or standard
+output, written so that a full disk, a reader that goes away and Ctrl-C or SIGTERM are each
+noticed at once, whatever the output is doing.
+
+On a pipe or socket, standard output is written by :class:`PipeText`: it waits for room
+with gevent instead of blocking the process in ``write`` (a blocked process runs no
+greenlet, so neither gevent's signal watchers nor anything else), and writes a row of up
+to ``PIPE_BUF`` bytes in one ``write``, which a pipe takes whole or not at all. The file
+description itself is left as it is (no ``O_NONBLOCK``: a pipe's description is shared
+with whoever else writes to it, the shell's other commands included).
+"""
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import select
+import signal
+import stat
+import sys
+import threading
+from collections.abc import Iterator
+from typing import IO, Any
+
+import gevent
+import gevent.socket
+
+from .errors import BatchFetchError
+
+__all__ = ["OutputError", "PipeText", "GuardedText", "open_rows_output", "interrupts_as_exceptions",
+           "silence_stdout", "EXIT_INTERRUPTED"]
+
+EXIT_INTERRUPTED = 130
+#: Bytes a pipe takes in one write whole or not at all (POSIX's minimum for PIPE_BUF; 4096
+#: on Linux): a row up to this size never reaches the reader cut in two.
+_ATOMIC = getattr(select, "PIPE_BUF", 512)
+
+
+class OutputError(BatchFetchError):
+    """Rows could not be written (a full disk, an I/O error); ``name`` is the output and
+    ``error`` the OSError."""
+
+    def __init__(self, name: str, error: OSError) -> None:
+        super().__init__(name, error)
+        self.name = name
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"cannot write rows to {self.name}: {self.error.strerror or self.error}"
+
+
+class GuardedText(io.TextIOBase):
+    """A text stream whose OS errors (but a closed pipe's) become :class:`OutputError`."""
+
+    def __init__(self, stream: IO[str], name: str, close: bool = True) -> None:
+        super().__init__()
+        self.stream, self.name, self._close = stream, name, close
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except BrokenPipeError:
+            raise  # the reader went away: the command stops quietly (exit 141)
+        except OSError as exc:
+            raise OutputError(self.name, exc) from exc
+
+    def write(self, text: str) -> int:
+        with self._guard():
+            return self.stream.write(text)
+
+    def flush(self) -> None:
+        with self._guard():
+            self.stream.flush()
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
+
+    def close(self) -> None:
+        if self._close and not getattr(self.stream, "closed", False):
+            with self._guard():
+                self.stream.close()
+
+    def discard(self) -> None:
+        """Close without writing what is buffered (the disk refused it already)."""
+        if self._close:
+            with contextlib.suppress(OSError):
+                self.stream.close()
+
+
+class PipeText(io.TextIOBase):
+    """Standard output on a pipe or socket: rows go out whole, and waiting for the reader
+    lets every greenlet (the signal handling included) run meanwhile.
+
+    ``write`` only collects text; ``flush`` (the writers flush after every row) writes it.
+    A write the reader cannot take yet waits with gevent; a closed reader raises
+    BrokenPipeError; any other OS error :class:`OutputError`.
+    """
+
+    def __init__(self, fd: int, encoding: str = "utf-8", errors: str = "strict") -> None:
+        super().__init__()
+        self.fd, self._encoding, self._errors = fd, encoding, errors
+        self._texts: list[str] = []
+        self._unsent = b""  # encoded, not yet taken by the pipe (an interrupted flush)
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._texts.append(text)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._texts:
+            self._unsent += "".join(self._texts).encode(self._encoding, self._errors)
+            self._texts.clear()
+        while self._unsent:
+            self._wait_for_room()
+            try:
+                sent = os.write(self.fd, self._unsent[:_ATOMIC])
+            except BlockingIOError:
+                continue  # another writer took the room (a shared pipe): wait again
+            except BrokenPipeError:
+                raise
+            except OSError as exc:
+                raise OutputError("standard output", exc) from exc
+            self._unsent = self._unsent[sent:]
+
+    def _wait_for_room(self) -> None:
+        # select with no timeout answers at once (select is not patched, so no hub round
+        # trip) for the usual case of a pipe with room; gevent waits otherwise. A closed
+        # reader counts as room: the write then fails with EPIPE.
+        if not select.select([], [self.fd], [], 0)[1]:
+            gevent.socket.wait_write(self.fd)
+
+    def isatty(self) -> bool:
+        return False
+
+    def fileno(self) -> int:
+        return self.fd
+
+    def lines_waiting(self) -> int:
+        """Lines (rows) written here that the pipe has not taken yet, whole or in part."""
+        return self._unsent.count(b"\n") + sum(text.count("\n") for text in self._texts)
+
+    def close(self) -> None:
+        self.flush()  # the file descriptor is standard output's: it stays open
+
+    def watch_reader(self, greenlet: Any) -> gevent.Greenlet:
+        """A greenlet that raises BrokenPipeError in ``greenlet`` as soon as the pipe's
+        reader goes away, though no row is being written (a run whose last URL hangs would
+        otherwise notice only when that row completes).
+
+        A pipe's write end never becomes readable; the poll reports an error on it when
+        the last reader closes, which gevent's loop delivers as readiness to read.
+        """
+        def watch() -> None:
+            gevent.socket.wait_read(self.fd)
+            gevent.kill(greenlet, BrokenPipeError("the reader of standard output went away"))
+
+        return gevent.spawn(watch)
+
+
+def _is_pipe_or_socket(stream: IO[str]) -> int | None:
+    """The descriptor of ``stream`` when it is a pipe or a socket, else None."""
+    try:
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return None
+    return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else None
+
+
+def open_rows_output(path: str | None) -> GuardedText | PipeText:
+    """The stream rows are written to: FILE (``-o``), or standard output (None or ``-``).
+
+    Raises OSError when FILE cannot be opened.
+    """
+    if path not in (None, "-"):
+        return GuardedText(open(path, "w", encoding="utf-8", newline=""), path)
+    fd = _is_pipe_or_socket(sys.stdout)
+    if fd is None:
+        return GuardedText(sys.stdout, "standard output", close=False)
+    sys.stdout.flush()  # nothing of ours may be left in its buffer to come out later
+    return PipeText(fd, sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict")
+
+
+def _room_now(fd: int) -> bool:
+    try:
+        return bool(select.select([], [fd], [], 0)[1])
+    except (OSError, ValueError):
+        return False
+
+
+@contextlib.contextmanager
+def interrupts_as_exceptions(output: IO[str] | None) -> Iterator[None]:
+    """The first Ctrl-C or SIGTERM raises KeyboardInterrupt in this (the main) greenlet
+    where it next waits, which stops the run and writes its summary; a second one exits at
+    once (130), whatever the process is doing.
+
+    Both are Python-level handlers, which gevent's loop runs within a moment even while
+    it waits, and which a blocked system call (a write to a full pipe) gives way to. The
+    first does not raise where it runs (often in gevent's hub, which would print it as a
+    crash; or in the middle of the scheduler's bookkeeping): it hands the interrupt to the
+    main greenlet. The second flushes ``output`` when it is a file (None: nothing to flush;
+    a pipe is never waited for) and exits.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signals reach only the main thread; nothing to route
+        return
+    main_greenlet, signals = gevent.getcurrent(), (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.getsignal(signum) for signum in signals}
+
+    def exit_now(*_: Any) -> None:
+        message = "batchfetch: interrupted again: exiting now"
+        if isinstance(output, PipeText):
+            lost = output.lines_waiting()
+            if lost:
+                message += f"; finished rows the reader had not taken: {lost}"
+        elif output is not None:
+            with contextlib.suppress(Exception):
+                output.flush()
+        if _room_now(2):  # a message, unless stderr is a pipe nobody reads
+            with contextlib.suppress(OSError):
+                os.write(2, message.encode() + b"\n")
+        os._exit(EXIT_INTERRUPTED)
+
+    def first(*_: Any) -> None:
+        for signum in signals:
+            signal.signal(signum, exit_now)
+        gevent.kill(main_greenlet, KeyboardInterrupt)
+
+    for signum in signals:
+        signal.signal(signum, first)
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so the interpreter's last flush cannot fail again
+    (the Python docs' recipe for SIGPIPE; SIGPIPE itself stays ignored, or a peer
+    resetting one of our sockets would kill the process)."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):  # not a real file (CliRunner): nothing will flush to it
+        pass

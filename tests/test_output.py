@@ -1,0 +1,176 @@
+"""Where rows go, when it goes wrong (issue 13, items 10 to 12): a reader that reads nothing,
+a reader that goes away while a URL hangs, a full disk. The command runs as a subprocess
+against the loopback server in this process; every wait is for an event (the only time
+limit is pytest-timeout's), never a stopwatch."""
+import fcntl
+import json
+import os
+import re
+import resource
+import signal
+import subprocess
+import sys
+import termios
+
+import gevent
+import gevent.socket
+import pytest
+
+F_SETPIPE_SZ = 1031  # fcntl's, on Linux
+
+
+def one_page_pipe():
+    """A pipe that holds one page (4096 bytes): one row of ~3.4 KB fills it."""
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
+    return read_end, write_end
+
+
+def start(args, child_env, **streams):
+    streams.setdefault("stdout", subprocess.PIPE)
+    streams.setdefault("stderr", subprocess.PIPE)
+    streams.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen([sys.executable, "-m", "batchfetch", *map(str, args)],
+                            env=child_env, **streams)
+
+
+def url_file(tmp_path, urls):
+    path = tmp_path / "urls.txt"
+    path.write_text("".join(url + "\n" for url in urls))
+    return path
+
+
+def until(condition):
+    while not condition():
+        gevent.sleep(0.01)
+
+
+def bytes_waiting(fd):
+    """Bytes written into the pipe whose read end is ``fd`` and not read yet."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
+
+
+def stderr_line_with(proc, text):
+    """Read the command's stderr until a line containing ``text``; return what was read."""
+    seen = b""
+    while text.encode() not in seen:
+        line = proc.stderr.readline()
+        assert line, f"stderr ended before {text!r}: {seen!r}"
+        seen += line
+    return seen.decode()
+
+
+def read_all_nonblocking(fd):
+    os.set_blocking(fd, False)
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 65536)
+        except BlockingIOError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_run_whose_reader_reads_nothing(server, tmp_path, child_env, signum):
+    """Issue 13, item 10: with stdout full (| less), Ctrl-C or SIGTERM twice left the process
+    stuck in the pipe write until the reader quit, then it exited 141 with no summary."""
+    urls = [server.url(f"/bytes/3000?n={n}") for n in range(100)] + [server.url("/fault/hang")]
+    read_end, write_end = one_page_pipe()
+    proc = start(["--body", "-r", "0", url_file(tmp_path, urls)], child_env, stdout=write_end)
+    os.close(write_end)
+    # Every row is ready and the pipe holds one: the command waits to write the second.
+    until(lambda: server.hits.get("/bytes/3000") == 100 and server.hits.get("/fault/hang") == 1
+          and bytes_waiting(read_end) > 0)
+    proc.send_signal(signum)
+    told = stderr_line_with(proc, "interrupted: ")  # the first signal is heard
+    proc.send_signal(signum)  # it may wait for the reader to take a finished row: not long
+    assert proc.wait() == 130
+    rows = read_all_nonblocking(read_end).split(b"\n")  # the first read of the reader
+    assert rows[-1] == b""  # no row cut in two: each went into the pipe whole
+    complete = [json.loads(row) for row in rows[:-1]]
+    told += proc.stderr.read().decode()
+    assert "Traceback" not in told
+    # The rows handed to the writer reached the pipe, but the one it was waiting to take.
+    lost = len(re.findall(r"exiting now; finished rows the reader had not taken: 1", told))
+    assert f"interrupted: {len(complete) + lost} rows written" in told
+
+
+def test_after_one_signal_the_finished_rows_reach_a_slow_reader(server, tmp_path, child_env):
+    """One signal is enough when the reader reads on: every row handed to the writer
+    arrives whole, then the command exits 130."""
+    urls = [server.url(f"/bytes/3000?n={n}") for n in range(100)] + [server.url("/fault/hang")]
+    read_end, write_end = one_page_pipe()
+    proc = start(["--body", "-r", "0", url_file(tmp_path, urls)], child_env, stdout=write_end)
+    os.close(write_end)
+    until(lambda: server.hits.get("/bytes/3000") == 100 and server.hits.get("/fault/hang") == 1
+          and bytes_waiting(read_end) > 0)
+    proc.send_signal(signal.SIGINT)
+    told = stderr_line_with(proc, "interrupted: ")
+    os.set_blocking(read_end, False)
+    data = b""
+    while True:
+        gevent.socket.wait_read(read_end)
+        chunk = os.read(read_end, 65536)
+        if not chunk:
+            break
+        data += chunk
+    assert proc.wait() == 130
+    rows = [json.loads(line) for line in data.splitlines()]
+    assert f"interrupted: {len(rows)} rows written" in told
+    assert len({row["index"] for row in rows}) == len(rows)
+
+
+def test_a_reader_going_away_is_noticed_while_a_url_still_hangs(server, tmp_path, child_env):
+    """Issue 13, item 11: `batchfetch -q urls.txt | head -1` with one hanging URL left
+    gave the prompt back only when that URL finished (2 min 4 s)."""
+    urls = [server.url("/ok"), server.url("/fault/hang")]
+    proc = start(["-q", "-t", "none", "--deadline", "none", url_file(tmp_path, urls)],
+                 child_env)
+    first = proc.stdout.readline()
+    assert json.loads(first)["url"] == server.url("/ok")
+    until(lambda: server.hits.get("/fault/hang") == 1)
+    proc.stdout.close()  # what head does after one line
+    assert proc.wait() == 141  # no timeout, no deadline: only the closed reader ends it
+    assert proc.stderr.read() == b""
+    until(lambda: server.open_connections == 0)  # and the hanging request went with it
+
+
+@pytest.mark.parametrize("via", ["-o", "stdout"])
+def test_a_full_disk_is_one_line_and_exit_74(server, tmp_path, child_env, via):
+    """Issue 13, item 12: -o /dev/full (or stdout there) printed a 28 to 40 line traceback
+    and exited 1, the code for "some row not ok"."""
+    urls = url_file(tmp_path, [server.url("/ok"), server.url("/json")])
+    if via == "-o":
+        proc = start(["-o", "/dev/full", urls], child_env)
+    else:
+        with open("/dev/full", "w") as full:
+            proc = start([urls], child_env, stdout=full)
+    assert proc.wait() == 74
+    name = "/dev/full" if via == "-o" else "standard output"
+    assert proc.stderr.read().decode() == \
+        f"batchfetch: cannot write rows to {name}: No space left on device\n"
+
+
+def test_rows_written_before_the_disk_filled_stay_intact(server, tmp_path, child_env):
+    """A file that stops growing mid-run (RLIMIT_FSIZE plays the full disk): the rows
+    before stay as written, the one that met the limit is cut (--resume drops it)."""
+    def small_disk():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails instead (EFBIG)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (2000, 2000))
+
+    rows = tmp_path / "rows.jsonl"
+    urls = url_file(tmp_path, [server.url(f"/ok?n={n}") for n in range(40)])
+    proc = subprocess.Popen([sys.executable, "-m", "batchfetch", "-c", "1", "-o", rows, urls],
+                            env=child_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            preexec_fn=small_disk)
+    assert proc.wait() == 74
+    assert proc.stderr.read().decode() == \
+        f"batchfetch: cannot write rows to {rows}: File too large\n"
+    *whole, cut = rows.read_bytes().split(b"\n")
+    assert len(rows.read_bytes()) == 2000 and len(whole) >= 5
+    assert [json.loads(line)["index"] for line in whole] == list(range(len(whole)))
+    with pytest.raises(ValueError):
+        json.loads(cut)
