@@ -4,9 +4,9 @@ import csv
 import io
 import json
 
-import gevent.server
 import pytest
 from click.testing import CliRunner
+from head_server import HeadServer, response
 
 from batchfetch import FetchResult, ResultTable
 from batchfetch.cli import main
@@ -15,33 +15,13 @@ from batchfetch.writers import neutralize_cell, restore_cell
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 
 
-class _FormulaServer:
-    """Answers every request with a status reason, a Content-Type and a body that a
-    spreadsheet would take for formulas."""
+# Text a spreadsheet would take for formulas, in what a server controls.
+REASON, CONTENT_TYPE, BODY = "=HYPERLINK(\"http://evil.example\")", "@SUM(1+1)", b"+1-2"
 
-    reason, content_type, body = "=HYPERLINK(\"http://evil.example\")", "@SUM(1+1)", b"+1-2"
 
-    def __init__(self):
-        self.server = gevent.server.StreamServer(("127.0.0.1", 0), self._serve)
-
-    def _serve(self, sock, address):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        sock.sendall(f"HTTP/1.1 200 {self.reason}\r\nContent-Type: {self.content_type}\r\n"
-                     f"Content-Length: {len(self.body)}\r\nConnection: close\r\n\r\n"
-                     .encode() + self.body)
-        sock.close()
-
-    def __enter__(self):
-        self.server.start()
-        return f"http://127.0.0.1:{self.server.server_port}/"
-
-    def __exit__(self, *exc):
-        self.server.stop()
+def formula_server():
+    return HeadServer(lambda line, headers: response(f"200 {REASON}", BODY,
+                                                     [("Content-Type", CONTENT_TYPE)]))
 
 
 def invoke(*args):
@@ -54,21 +34,22 @@ def cells_of(text):
 
 def test_server_text_cannot_become_a_formula_in_csv(tmp_path):
     urls = tmp_path / "urls.txt"
-    with _FormulaServer() as url:
+    with formula_server() as server:
+        url = server.url("/")
         urls.write_text(f"{url}\n-{url}\n")
         result = invoke("-q", "-r", "0", "--body", "-f", "csv", urls)
         as_jsonl = invoke("-q", "-r", "0", "--body", "-f", "jsonl", urls)
     rows = cells_of(result.stdout)
-    header, records = rows[0], [dict(zip(rows[0], row)) for row in rows[1:]]
+    records = [dict(zip(rows[0], row)) for row in rows[1:]]
     for record in records:
         for name, cell in record.items():
             assert not cell.startswith(FORMULA_STARTS), (name, cell)
     fetched, bad_line = sorted(records, key=lambda record: record["index"])
     assert (fetched["reason"], fetched["content_type"], fetched["body"]) == (
-        "'" + _FormulaServer.reason, "'" + _FormulaServer.content_type, "'+1-2")
+        "'" + REASON, "'" + CONTENT_TYPE, "'+1-2")
     assert bad_line["url"] == f"'-{url}" and bad_line["error"] == "invalid_url"
     untouched = {row["index"]: row for row in map(json.loads, as_jsonl.stdout.splitlines())}
-    assert untouched[0]["reason"] == _FormulaServer.reason and untouched[0]["body"] == "+1-2"
+    assert untouched[0]["reason"] == REASON and untouched[0]["body"] == "+1-2"
     assert untouched[1]["url"] == f"-{url}"
 
 

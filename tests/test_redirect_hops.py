@@ -3,9 +3,9 @@ only to the host they were given for, and over https only when given for https; 
 environment's proxy and netrc credentials for the hop's own host."""
 from urllib.parse import parse_qs, urlsplit
 
-import gevent.server
 import pytest
 from click.testing import CliRunner
+from head_server import HeadServer, response
 
 from batchfetch import fetch_all
 from batchfetch.cli import main
@@ -15,52 +15,28 @@ pytestmark = pytest.mark.usefixtures("both_paths")
 QUICK = {"timeout": 5, "retries": 0}
 
 
-class HopServer:
-    """A raw HTTP server on 127.0.0.1 that records each request's head and answers by path:
-    ``/go?to=URL[&set=NAME=VALUE]`` redirects (302, setting a cookie if asked); anything
-    else is 200 ``ok``. Reachable as ``127.0.0.1`` and as ``localhost``: two host names."""
+def redirect_or_ok(line, headers):
+    """``/go?to=URL[&set=NAME=VALUE]`` redirects (302, setting a cookie if asked); anything
+    else is 200 ``ok``."""
+    target = urlsplit(line.split()[1])
+    query = parse_qs(target.query)
+    if not target.path.endswith("/go"):
+        return response(body=b"ok")
+    cookies = [("Set-Cookie", f"{value}; Path=/") for value in query.get("set", [])]
+    return response("302 Found", headers=[("Location", query["to"][0]), *cookies])
+
+
+class HopServer(HeadServer):
+    """Records each hop's request; reachable as ``127.0.0.1`` and as ``localhost``: two
+    host names."""
 
     def __init__(self):
-        self.requests = []  # (request line, {header name lower: value})
-        self.server = gevent.server.StreamServer(("127.0.0.1", 0), self._serve)
-
-    def _serve(self, sock, address):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        line, *fields = data.split(b"\r\n\r\n")[0].decode("latin-1").split("\r\n")
-        headers = {name.lower(): value.strip() for name, _, value in
-                   (field.partition(":") for field in fields)}
-        self.requests.append((line, headers))
-        target = line.split()[1]
-        query = parse_qs(urlsplit(target).query)
-        if urlsplit(target).path.endswith("/go"):
-            extra = "".join(f"Set-Cookie: {value}; Path=/\r\n" for value in query.get("set", []))
-            head = f"HTTP/1.1 302 Found\r\nLocation: {query['to'][0]}\r\n{extra}"
-            body = b""
-        else:
-            head, body = "HTTP/1.1 200 OK\r\n", b"ok"
-        sock.sendall(f"{head}Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode()
-                     + body)
-        sock.close()
-
-    def url(self, path, host="127.0.0.1"):
-        return f"http://{host}:{self.server.server_port}{path}"
+        super().__init__(redirect_or_ok)
 
     def cookie_of(self, path_end):
         """The Cookie header of the request for the path ending with ``path_end``."""
         return next(headers.get("cookie") for line, headers in self.requests
                     if line.split()[1].split("?")[0].endswith(path_end))
-
-    def __enter__(self):
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.server.stop()
 
 
 @pytest.fixture
@@ -78,7 +54,7 @@ def go(to, **query):
 def test_given_cookies_stay_on_their_host_across_redirects(hops):
     """requests (and curl -b) send them to whatever host a redirect names."""
     other_host = hops.url("/elsewhere", host="localhost")
-    same_host_other_port = f"http://127.0.0.1:{hops.server.server_port}/sameport"
+    same_host_other_port = f"http://127.0.0.1:{hops.port}/sameport"
     items = [{"url": hops.url(go(other_host)), "id": "cross"},
              {"url": hops.url(go(same_host_other_port)), "id": "same"}]
     table = fetch_all(items, cookies={"sid": "secret"}, **QUICK)
@@ -131,7 +107,7 @@ class TestEnvironmentPerHop:
             monkeypatch.setenv("http_proxy", proxy.url(""))
             monkeypatch.setenv("no_proxy", "127.0.0.1")
             near = hops.url("/near")
-            row = fetch_all([f"http://localhost:{hops.server.server_port}" + go(near)],
+            row = fetch_all([f"http://localhost:{hops.port}" + go(near)],
                             **QUICK)[0]
         assert row.ok
         assert len(proxy.requests) == 1  # the first hop, to localhost

@@ -2,9 +2,9 @@
 and logs (issue 13, item 3); header and cookie values never reach the logs."""
 import json
 
-import gevent.server
 import pytest
 from click.testing import CliRunner
+from head_server import HeadServer, response
 
 from batchfetch import HTTPStatusError, fetch_all
 from batchfetch.cli import main
@@ -79,47 +79,22 @@ def test_resume_compares_masked_urls(server, tmp_path):
     assert SECRET not in rows.read_text()
 
 
-class _RecordingProxy:
-    """A forward proxy stand-in on 127.0.0.1: records each request head, answers 200."""
-
-    def __init__(self):
-        self.heads = []
-        self.server = gevent.server.StreamServer(("127.0.0.1", 0), self._serve)
-
-    def _serve(self, sock, address):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        self.heads.append(data.split(b"\r\n\r\n")[0].decode("latin-1"))
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 7\r\nConnection: close\r\n\r\n"
-                     b"proxied")
-        sock.close()
-
-    def __enter__(self):
-        self.server.start()
-        return f"http://proxyuser:{SECRET}-proxy@127.0.0.1:{self.server.server_port}"
-
-    def __exit__(self, *exc):
-        self.server.stop()
-
-
 def test_authorization_cookie_and_proxy_credentials_stay_out_of_logs(server):
     """-vv logs every connection and request line (urllib3 included): none of the header,
     cookie, basic-auth or proxy credentials appear, though each was sent."""
-    proxy = _RecordingProxy()
-    with proxy as proxy_url:
+    with HeadServer(lambda line, headers: response(body=b"proxied")) as proxy:
+        proxy_url = proxy.url().replace("http://", f"http://proxyuser:{SECRET}-proxy@")
         result = invoke("-vv", "-r", "0", "-H", f"Authorization: Bearer {SECRET}-bearer",
                         "-b", f"session={SECRET}-cookie", "--proxy", proxy_url,
                         input="http://127.0.0.1:9/via-proxy\n"
                               + with_password("http://127.0.0.1:9/basic") + "\n")
     assert result.exit_code == 0, result.output
-    plain, basic = sorted(proxy.heads, key=lambda head: "/basic" in head)
-    assert f"Bearer {SECRET}-bearer" in plain and f"session={SECRET}-cookie" in plain
-    assert "Proxy-Authorization: Basic " in plain  # the proxy's credentials were sent too
-    assert "Authorization: Basic " in basic  # the URL's password, sent as basic auth
+    plain, basic = (headers for _, headers in sorted(proxy.requests,
+                                                     key=lambda request: "/basic" in request[0]))
+    assert plain["authorization"] == f"Bearer {SECRET}-bearer"
+    assert plain["cookie"] == f"session={SECRET}-cookie"
+    assert plain["proxy-authorization"].startswith("Basic ")  # the proxy's credentials too
+    assert basic["authorization"].startswith("Basic ")  # the URL's password, as basic auth
     assert "127.0.0.1:9" in result.stderr  # the log did describe this request
     assert SECRET not in result.stderr and SECRET not in result.stdout
 
