@@ -63,7 +63,8 @@ def parse_pair(text: str, separator: str) -> tuple[str, str]:
     if not found or not name.strip():
         example = "'Name: value'" if separator == ":" else f"'NAME{separator}VALUE'"
         raise ValueError(f"{text!r} is not of the form {example}")
-    return name.strip(), value.strip() if separator == ":" else value
+    # Only blanks around a header's value go: a line break there is refused, as in a spec.
+    return name.strip(), value.strip(" \t") if separator == ":" else value
 
 
 class PairParam(click.ParamType):
@@ -88,9 +89,9 @@ class UserParam(click.ParamType):
         if isinstance(value, tuple):
             return value
         user, found, password = value.partition(":")
-        if not found or not user:
-            self.fail(f"{value!r} is not of the form USER:PASSWORD (batchfetch does not ask "
-                      f"for a password: give it after the colon, or use ~/.netrc)", param, ctx)
+        if not found:  # the value is not echoed: it may be a password given without a user
+            self.fail("expected USER:PASSWORD, with a colon (batchfetch does not ask for a "
+                      "password: give it after the colon, or use ~/.netrc)", param, ctx)
         return user, password
 
 
@@ -169,7 +170,7 @@ def build_options(ctx: click.Context | None, flags: dict[str, Any],
     except OptionError as exc:
         params = ctx.command.params if ctx is not None else []
         param = next((p for p in params if keyword_of(p) == exc.option), None)
-        message = exc.problem or f"must be {exc.expected}, got {exc.value!r}"
+        message = exc.problem or f"must be {exc.expected}, got {exc.shown_value!r}"
         raise click.BadParameter(message, ctx=ctx, param=param,
                                  param_hint=None if param else exc.option)
 

@@ -12,7 +12,7 @@ with whoever else writes to it, the shell's other commands included).
 from __future__ import annotations
 
 import contextlib
-import io
+import errno
 import os
 import select
 import signal
@@ -27,8 +27,8 @@ import gevent.socket
 
 from .errors import BatchFetchError
 
-__all__ = ["OutputError", "PipeText", "GuardedText", "open_rows_output", "interrupts_as_exceptions",
-           "silence_stdout", "EXIT_INTERRUPTED"]
+__all__ = ["OutputError", "PipeText", "GuardedText", "open_rows_output", "check_writable",
+           "interrupts_as_exceptions", "silence_stdout", "EXIT_INTERRUPTED"]
 
 EXIT_INTERRUPTED = 130
 #: Bytes a pipe takes in one write whole or not at all (POSIX's minimum for PIPE_BUF; 4096
@@ -49,11 +49,14 @@ class OutputError(BatchFetchError):
         return f"cannot write rows to {self.name}: {self.error.strerror or self.error}"
 
 
-class GuardedText(io.TextIOBase):
+# The streams below are plain classes, not io.TextIOBase: its __del__ would close, and so
+# flush, a stream the command gave up on (a full pipe, an -o FILE it must leave untouched).
+
+
+class GuardedText:
     """A text stream whose OS errors (but a closed pipe's) become :class:`OutputError`."""
 
-    def __init__(self, stream: IO[str], name: str, close: bool = True) -> None:
-        super().__init__()
+    def __init__(self, stream: Any, name: str, close: bool = True) -> None:
         self.stream, self.name, self._close = stream, name, close
 
     @contextlib.contextmanager
@@ -85,10 +88,10 @@ class GuardedText(io.TextIOBase):
         """Close without writing what is buffered (the disk refused it already)."""
         if self._close:
             with contextlib.suppress(OSError):
-                self.stream.close()
+                getattr(self.stream, "discard", self.stream.close)()
 
 
-class PipeText(io.TextIOBase):
+class PipeText:
     """Standard output on a pipe or socket: rows go out whole, and waiting for the reader
     lets every greenlet (the signal handling included) run meanwhile.
 
@@ -98,7 +101,6 @@ class PipeText(io.TextIOBase):
     """
 
     def __init__(self, fd: int, encoding: str = "utf-8", errors: str = "strict") -> None:
-        super().__init__()
         self.fd, self._encoding, self._errors = fd, encoding, errors
         self._texts: list[str] = []
         self._unsent = b""  # encoded, not yet taken by the pipe (an interrupted flush)
@@ -171,13 +173,59 @@ def _is_pipe_or_socket(stream: IO[str]) -> int | None:
     return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else None
 
 
-def open_rows_output(path: str | None) -> GuardedText | PipeText:
-    """The stream rows are written to: FILE (``-o``), or standard output (None or ``-``).
+class _OpenedOnFirstFlush:
+    """FILE, opened (and emptied) only when the first row is flushed: a run that stops
+    before its first row (input that is not text) leaves an existing FILE as it was.
+    What is written before (a CSV header) waits in memory."""
 
-    Raises OSError when FILE cannot be opened.
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._held: list[str] = []
+        self._file: IO[str] | None = None
+
+    def write(self, text: str) -> int:
+        if self._file is None:
+            self._held.append(text)
+            return len(text)
+        return self._file.write(text)
+
+    def flush(self) -> None:
+        if self._file is None:
+            self._file = open(self.path, "w", encoding="utf-8", newline="")
+            self._file.write("".join(self._held))
+            self._held.clear()
+        self._file.flush()
+
+    def isatty(self) -> bool:
+        return False
+
+    def close(self) -> None:
+        self.flush()  # a run of no rows still leaves FILE (with a CSV header)
+        self._file.close()
+
+    def discard(self) -> None:
+        if self._file is not None:
+            self._file.close()
+
+
+def check_writable(path: str) -> None:
+    """Raise OSError now if FILE cannot be written, without emptying or leaving it."""
+    existed = os.path.exists(path)
+    os.close(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666))
+    if not existed:
+        os.unlink(path)
+
+
+def open_rows_output(path: str | None) -> GuardedText | PipeText:
+    """The stream rows are written to: FILE (``-o``; created or emptied with the first
+    row), or standard output (None or ``-``).
+
+    Raises :class:`OutputError` when standard output is closed.
     """
     if path not in (None, "-"):
-        return GuardedText(open(path, "w", encoding="utf-8", newline=""), path)
+        return GuardedText(_OpenedOnFirstFlush(path), path)
+    if sys.stdout is None:  # started with >&-
+        raise OutputError("standard output", OSError(errno.EBADF, "it is closed"))
     fd = _is_pipe_or_socket(sys.stdout)
     if fd is None:
         return GuardedText(sys.stdout, "standard output", close=False)
@@ -246,5 +294,5 @@ def silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):  # not a real file (CliRunner): nothing will flush to it
+    except (AttributeError, OSError, ValueError):  # none, or not a real file (CliRunner)
         pass

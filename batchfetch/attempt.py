@@ -15,7 +15,7 @@ import requests
 
 from .config import FetchOptions
 from .errors import BodyTooLargeError, DeadlineExceeded, classify
-from .redact import mask_passwords
+from .redact import mask_url
 from .saving import BodyFile
 
 __all__ = ["Outcome", "run_attempt"]
@@ -117,7 +117,7 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
         outcome.exception = exc
         outcome.error, outcome.message = classify(exc)
         if outcome.error == "protocol" and not isinstance(exc, requests.RequestException):
-            log.warning("unexpected exception fetching %s", mask_passwords(url), exc_info=exc)
+            log.warning("unexpected exception fetching %s", mask_url(url), exc_info=exc)
     finally:
         if timer is not None:
             timer.close()

@@ -21,7 +21,7 @@ from ._cli_help import (EPILOG, SectionedCommand, general, output, print_version
                         retrying, timing, tls)
 from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
-from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
+from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText, check_writable,
                           interrupts_as_exceptions, open_rows_output, silence_stdout)
 from ._input_text import InputTextError
 from .config import FetchOptions
@@ -178,35 +178,34 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         raise click.UsageError("-d @- reads the body from standard input, which already holds "
                                "the input: give the URLs as a FILE argument")
     options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
-    fmt = fmt or _format_for(output, sys.stdout, demo)
+    fmt = fmt or _format_for(output, demo)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
-    if recorded:
-        target: Any = GuardedText(AppendingOutput(recorded), output)
-    else:
-        try:
-            target = open_rows_output(output)
-        except OSError as exc:
-            raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}",
-                                     param_hint="'-o' / '--output'") from None
-    writer = writer_for(fmt, target, options.keep_body)
-    if fmt == "json":  # the library's json writer streams in completion order
-        writer = _InInputOrder(writer)
+    if output not in (None, "-"):
+        _check_output_file(output, file, demo)
+    if sys.stderr is None:  # started with 2>&-: the summary and logs go nowhere
+        sys.stderr = open(os.devnull, "w")
     say: Callable[[str], None] = (lambda text: None) if quiet else (
         lambda text: click.echo(text, err=True))
     if progress is None:  # not over rows streaming to the same terminal
         progress = sys.stderr.isatty() and not quiet and not (
-            output in (None, "-") and fmt in ("csv", "jsonl") and sys.stdout.isatty())
+            output in (None, "-") and fmt in ("csv", "jsonl") and _stdout_is_a_terminal())
     bar = Progress(progress, sys.stderr)
-    run = _Run(options, writer, say, bar, recorded)
-    run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
-    # A resumed file's rows are flushed one by one; flushing it before the first row would
-    # open (and trim) it before the input is known to match.
-    flush_on_exit = None if recorded else target
-    reader_watch = (target.watch_reader(gevent.getcurrent())
-                    if isinstance(target, PipeText) else None)
+    target: Any = None
+    reader_watch = None
     try:
+        target = (GuardedText(AppendingOutput(recorded), output) if recorded
+                  else open_rows_output(output))
+        writer = writer_for(fmt, target, options.keep_body)
+        if fmt == "json":  # the library's json writer streams in completion order
+            writer = _InInputOrder(writer)
+        run = _Run(options, writer, say, bar, recorded)
+        run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
+        if isinstance(target, PipeText):
+            reader_watch = target.watch_reader(gevent.getcurrent())
+        # A resumed file's rows are flushed one by one; flushing it before the first row
+        # would open (and trim) it before the input is known to match.
         with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \
-                interrupts_as_exceptions(flush_on_exit):
+                interrupts_as_exceptions(None if recorded else target):
             if demo:
                 code = demo_module.run_demo(run, say)
             else:
@@ -229,12 +228,35 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         click.echo(f"batchfetch: {exc}", err=True)
         code = EXIT_IO_ERROR
     except (ResumeError, InputTextError) as exc:
+        if isinstance(target, GuardedText):
+            target.discard()  # an -o FILE not written to yet stays as it was
         raise _InputRefused(str(exc)) from None
     finally:
         if reader_watch is not None:
             reader_watch.kill()
         bar.close()
     ctx.exit(code)
+
+
+def _stdout_is_a_terminal() -> bool:
+    return sys.stdout is not None and sys.stdout.isatty()
+
+
+def _check_output_file(output: str, file: IO[bytes], demo: bool) -> None:
+    """Usage errors, before anything is written: -o FILE is the input, or not writable."""
+    try:
+        same = not demo and os.path.exists(output) and os.path.samestat(
+            os.fstat(file.fileno()), os.stat(output))
+    except (AttributeError, OSError, ValueError):  # an in-memory input: not a file
+        same = False
+    if same:
+        raise click.BadParameter(f"{output!r} is the input file: its rows would overwrite "
+                                 f"the URLs being read", param_hint="'-o' / '--output'")
+    try:
+        check_writable(output)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}",
+                                 param_hint="'-o' / '--output'") from None
 
 
 class _InputRefused(click.ClickException):
@@ -262,6 +284,9 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
                                f"use -o FILE.csv, -o FILE.jsonl or -f csv/jsonl")
     if not os.path.exists(output):
         return None
+    if not os.path.isfile(output):  # /dev/full reads as an endless line of zeros
+        raise click.BadParameter(f"--resume reads the rows already in {output!r}, which is "
+                                 f"not a regular file", param_hint="'-o' / '--output'")
     try:
         return RecordedRows(output, fmt, options.keep_body, retry_failed)
     except OSError as exc:
@@ -275,7 +300,7 @@ def _is_stdin(file: IO[bytes]) -> bool:
     return getattr(file, "name", "-") in ("-", "<stdin>")
 
 
-def _format_for(path: str | None, stream: IO[str], demo: bool) -> str:
+def _format_for(path: str | None, demo: bool) -> str:
     """By the output file's extension (none: JSON Lines); else a table for people, JSON
     Lines for programs. An extension it does not know is a usage error, not JSON Lines in
     a file called out.xlsx."""
@@ -287,7 +312,7 @@ def _format_for(path: str | None, stream: IO[str], demo: bool) -> str:
                 f".ndjson, .json or .txt (table), or give -f FORMAT",
                 param_hint="'-o' / '--output'")
         return _FORMAT_BY_SUFFIX.get(suffix, "jsonl")
-    return "table" if demo or stream.isatty() else "jsonl"
+    return "table" if demo or _stdout_is_a_terminal() else "jsonl"
 
 
 class _InInputOrder(RowWriter):

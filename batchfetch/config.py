@@ -16,6 +16,7 @@ from ._version import __version__
 from .errors import OptionError
 from .headers import first_cookie_problem, first_header_problem, header_problem
 from .methods import normalize_method
+from .redact import shown_option
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -262,6 +263,13 @@ class FetchOptions:
         set_(self, "max_pending", _integer("max_pending", self.max_pending, minimum=1,
                                            allow_none=True))
         set_(self, "workers", _integer("workers", self.workers, minimum=1))
+
+    def __repr__(self) -> str:
+        # Options are printed and logged: the auth password, credential headers, cookies and
+        # proxy passwords never show.
+        shown = ", ".join(f"{field.name}={shown_option(field.name, getattr(self, field.name))!r}"
+                          for field in dataclasses.fields(self))
+        return f"FetchOptions({shown})"
 
     def _normalized_timeout(self) -> tuple[float | None, float | None]:
         value = self.timeout

@@ -31,7 +31,7 @@ from .config import FetchOptions
 from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
 from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
-from .redact import mask_passwords
+from .redact import mask_passwords, mask_url
 from .results import FetchResult, ResultTable
 from .retry import decide
 from .session import RequestSettings, build_session
@@ -300,8 +300,7 @@ class _Run:
             outcome = run_attempt(self.session, job.spec.method, job.spec.url, kwargs,
                                   self.options, job.index)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
-            log.exception("batchfetch failed internally fetching %s",
-                          mask_passwords(job.spec.url))
+            log.exception("batchfetch failed internally fetching %s", mask_url(job.spec.url))
             outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",
                               exception=exc)
         return outcome, getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
@@ -343,7 +342,7 @@ class _Run:
                 self.queues.cool_down(job.host, when)
                 log.info("cooling down %s://%s:%d for %.2f s (Retry-After)", *job.host,
                          decision.wait)
-            log.info("retrying %s in %.2f s (attempt %d: %s)", mask_passwords(job.spec.url),
+            log.info("retrying %s in %.2f s (attempt %d: %s)", mask_url(job.spec.url),
                      decision.wait, job.attempts, outcome.error or outcome.status)
             heapq.heappush(self.timers, (when, next(self.sequence), job))
             return
@@ -363,11 +362,11 @@ class _Run:
                 message = f"{message}; {refusal}"
         # What a row shows never holds a URL's password (the request used it).
         return FetchResult(
-            index=job.index, id=job.spec.id, url=mask_passwords(job.spec.url),
+            index=job.index, id=job.spec.id, url=mask_url(job.spec.url),
             method=job.spec.method, ok=ok, status=outcome.status, reason=outcome.reason,
             elapsed=time.monotonic() - (job.first_start or time.monotonic()),
             size=outcome.size, attempts=job.attempts,
-            final_url=mask_passwords(outcome.final_url), content_type=outcome.content_type,
+            final_url=mask_url(outcome.final_url), content_type=outcome.content_type,
             error=error, message=mask_passwords(message), path=outcome.path, body=outcome.body)
 
     def _run_hooks(self, row: FetchResult, item: Any, exception: BaseException | None) -> None:

@@ -11,6 +11,8 @@ from typing import Any
 import requests.exceptions as rex
 import urllib3.exceptions as u3
 
+from .redact import shown_option
+
 #: Every error kind a :class:`~batchfetch.FetchResult` can carry, with its meaning.
 #: The README's table is generated from the same words; nothing else invents kinds.
 ERROR_KINDS: dict[str, str] = {
@@ -61,7 +63,12 @@ class OptionError(BatchFetchError, ValueError):
     def __str__(self) -> str:
         if self.problem:
             return f"{self.option}: {self.problem}"
-        return f"{self.option} must be {self.expected}, got {self.value!r}"
+        return f"{self.option} must be {self.expected}, got {self.shown_value!r}"
+
+    @property
+    def shown_value(self) -> Any:
+        """The value as a message may show it: passwords, tokens and cookies masked."""
+        return shown_option(self.option, self.value)
 
 
 class InvalidItemError(BatchFetchError, ValueError):

@@ -15,12 +15,22 @@ __all__ = ["header_problem", "cookie_problem", "first_header_problem", "first_co
 
 # requests' own rules (requests._internal_utils._HEADER_VALIDATORS_STR), which its path
 # enforces: a name neither empty nor starting with whitespace or ':', without ':' or a line
-# break; a value empty or not starting with whitespace, without a line break.
+# break. A value is checked by hand below: requests refuses a line break or leading
+# whitespace; other control characters (NUL, ESC, DEL) it lets through, and RFC 9110 does
+# not, so they are refused too. Messages never repeat a value: it may be a token.
 _NAME = re.compile(r"[^:\s][^:\r\n]*\Z")
-_VALUE = re.compile(r"(?:\S[^\r\n]*)?\Z")
 _BYTES_NAME = re.compile(rb"[^:\s][^:\r\n]*\Z")
-_BYTES_VALUE = re.compile(rb"(?:\S[^\r\n]*)?\Z")
-_COOKIE_BREAKS = re.compile(r"[\x00\r\n]")
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def _value_problem(what: str, text: str) -> str | None:
+    found = _CONTROL.search(text)
+    if found:
+        where = f"at character {found.start() + 1}"
+        if found.group() in "\r\n":
+            return f"{what}: its value has a line break (CR or LF) {where}"
+        return f"{what}: its value has a control character (0x{ord(found.group()):02x}) {where}"
+    return None
 
 
 def header_problem(name: Any, value: Any) -> str | None:
@@ -31,7 +41,7 @@ def header_problem(name: Any, value: Any) -> str | None:
         >>> header_problem("X-Token", "abc") is None
         True
         >>> header_problem("X-Token", "abc\\r\\n def")
-        "header 'X-Token': its value 'abc\\\\r\\\\n def' has a line break (CR or LF)"
+        "header 'X-Token': its value has a line break (CR or LF) at character 4"
     """
     if isinstance(name, bytes):
         name_ok = bool(_BYTES_NAME.match(name))
@@ -45,17 +55,19 @@ def header_problem(name: Any, value: Any) -> str | None:
     elif isinstance(value, str):
         text = value
     else:
-        return f"header {name!r}: its value must be a string, got {value!r}"
-    if not (_BYTES_VALUE if isinstance(value, bytes) else _VALUE).match(value):
-        if "\r" in text or "\n" in text:
-            return f"header {name!r}: its value {text!r} has a line break (CR or LF)"
-        return f"header {name!r}: its value {text!r} starts with whitespace"
+        return f"header {name!r}: its value must be a string, got {type(value).__name__}"
+    problem = _value_problem(f"header {name!r}", text)
+    if problem:
+        return problem
+    if text[:1].isspace():
+        return f"header {name!r}: its value starts with whitespace"
     if isinstance(value, str):
         try:
             value.encode("latin-1")
-        except UnicodeEncodeError:
-            return (f"header {name!r}: its value {value!r} has characters outside Latin-1 "
-                    f"(send them percent- or RFC 8187-encoded)")
+        except UnicodeEncodeError as exc:
+            return (f"header {name!r}: its value has a character outside Latin-1 "
+                    f"({value[exc.start]!r} at character {exc.start + 1}; send it percent- "
+                    f"or RFC 8187-encoded)")
     return None
 
 
@@ -74,21 +86,21 @@ def first_header_problem(headers: Mapping[Any, Any], allow_none: bool = False) -
 def cookie_problem(name: Any, value: Any) -> str | None:
     """What is wrong with the cookie ``name=value``, or None.
 
-    Names and values may not hold a line break or NUL (they would break the Cookie header
-    line); a name may not be empty or hold '=', ';' or whitespace.
+    Values may not hold a line break or another control character (they would break the
+    Cookie header line); a name may not be empty or hold '=', ';', whitespace or control
+    characters. ``a=1; b=2`` as one value is fine: it is how ``curl -b`` sends two.
 
     Example::
 
         >>> cookie_problem("session", "abc"), cookie_problem("", "x")
-        (None, "cookie name '' is not valid (empty, or with '=', ';' or whitespace)")
+        (None, "cookie name '' is not valid (empty, or with '=', ';', whitespace or a control character)")
     """
-    if not isinstance(name, str) or not name or re.search(r"[=;\s\x00]", name):
-        return f"cookie name {name!r} is not valid (empty, or with '=', ';' or whitespace)"
+    if not isinstance(name, str) or not name or re.search(r"[=;\s\x00-\x1f\x7f]", name):
+        return (f"cookie name {name!r} is not valid (empty, or with '=', ';', whitespace or a "
+                f"control character)")
     if not isinstance(value, str):
-        return f"cookie {name!r}: its value must be a string, got {value!r}"
-    if _COOKIE_BREAKS.search(value):
-        return f"cookie {name!r}: its value {value!r} has a line break (CR or LF) or NUL"
-    return None
+        return f"cookie {name!r}: its value must be a string, got {type(value).__name__}"
+    return _value_problem(f"cookie {name!r}", value)
 
 
 def first_cookie_problem(cookies: Mapping[Any, Any]) -> str | None:

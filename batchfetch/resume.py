@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import BatchFetchError
 from .inputs import describe_item
-from .redact import mask_passwords
+from .redact import mask_passwords, mask_url
 from .results import COLUMNS
 from .writers import restore_cell
 
@@ -34,7 +34,7 @@ class ResumeError(BatchFetchError, ValueError):
     """The output file cannot be resumed: not rows batchfetch wrote, or another input's."""
 
 
-def recorded_urls(item: Any) -> tuple[str, str]:
+def recorded_urls(item: Any) -> tuple[str, ...]:
     """What the url column of ``item``'s row may hold: its URL as given (an unusable item's
     row shows it so: for a text line, the line), or stripped (as a valid URL is sent); with
     any password masked, as rows show it.
@@ -44,8 +44,8 @@ def recorded_urls(item: Any) -> tuple[str, str]:
         >>> recorded_urls({"url": " http://me:pw@127.0.0.1/a "})
         (' http://me:***@127.0.0.1/a ', 'http://me:***@127.0.0.1/a')
     """
-    url = mask_passwords(describe_item(item))
-    return url, url.strip()
+    url = describe_item(item)
+    return mask_passwords(url), mask_url(url.strip())
 
 
 def _records(path: str, fmt: str) -> Iterator[tuple[int, int, int, bytes]]:

@@ -248,6 +248,15 @@ def test_user_cookie_and_param(server):
     assert row["final_url"].endswith("/echo?q=1&lang=en")
 
 
+def test_user_keeps_spaces_and_may_be_empty_as_in_curl(server):
+    """-u ':token' (an empty user) is what some APIs want; -u stripped ' pass' to 'pass'."""
+    for value in (":tok en", "ann: pass"):
+        seen = echoed(rows_of(invoke(*FAST, "--body", "-u", value,
+                                     input=server.url("/echo")))[0])
+        assert seen["headers"]["Authorization"] == \
+            "Basic " + base64.b64encode(value.encode()).decode()
+
+
 def test_redirect_flags(server):
     follow = rows_of(invoke(*FAST, input=server.url("/redirect/2")))[0]
     assert (follow["status"], follow["final_url"]) == (200, server.url("/redirect/0"))
@@ -516,9 +525,8 @@ def test_environment_gives_defaults_and_flags_win(server):
     (["-H", "NoColon"], "'-H' / '--header': 'NoColon' is not of the form 'Name: value'"),
     (["-b", "nameonly"], "'-b' / '--cookie': 'nameonly' is not of the form 'NAME=VALUE'"),
     (["--param", "=v"], "'--param': '=v' is not of the form 'NAME=VALUE'"),
-    (["-u", "user"], "'-u' / '--user': 'user' is not of the form USER:PASSWORD (batchfetch "
+    (["-u", "user"], "'-u' / '--user': expected USER:PASSWORD, with a colon (batchfetch "
                      "does not ask for a password: give it after the colon, or use ~/.netrc)"),
-    (["-u", ":pw"], "'-u' / '--user': ':pw' is not of the form USER:PASSWORD"),
     (["--json", "{bad"], "'--json': invalid JSON: "),
     (["-d", "a=1", "--json", "{}"], "'-d' / '--data': must be unset when json is set"),
     (["--max-redirects", "-1"], "'--max-redirects': must be an integer >= 0, got -1"),

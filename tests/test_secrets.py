@@ -106,3 +106,32 @@ def test_mask_passwords_masks_the_password_only():
     assert mask_passwords("see http://u:p@h and ftp://v:q@i") == \
         "see http://u:***@h and ftp://v:***@i"
     assert mask_passwords("http://h/?next=http://u:p@i/") == "http://h/?next=http://u:***@i/"
+
+
+def test_options_and_option_errors_never_show_credentials():
+    from batchfetch import FetchOptions, OptionError
+
+    options = FetchOptions(auth=("ann", SECRET), cookies={"sid": SECRET},
+                           headers={"Authorization": SECRET, "X-Api-Key": SECRET, "Accept": "a"},
+                           proxies={"http": f"http://proxy:{SECRET}@127.0.0.1:3128"})
+    shown = repr(options)
+    assert SECRET not in shown and "'Accept': 'a'" in shown and "('ann', '***')" in shown
+    with pytest.raises(OptionError) as refused:
+        FetchOptions(auth=("ann", SECRET, "x"))
+    assert SECRET not in str(refused.value) and refused.value.value[1] == SECRET
+
+
+def test_malformed_urls_with_passwords_are_masked_too():
+    """A URL with a typo becomes an invalid_url row whose url column is the line."""
+    lines = [f"alice:{SECRET}@127.0.0.1/x", f"http:/alice:{SECRET}@127.0.0.1/x",
+             f"http:alice:{SECRET}@127.0.0.1/x", f"//alice:{SECRET}@127.0.0.1/x"]
+    result = invoke("-q", input="".join(line + "\n" for line in lines))
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [row["error"] for row in rows] == ["invalid_url"] * 4
+    assert SECRET not in result.stdout
+
+
+def test_bad_user_flag_does_not_repeat_what_was_typed():
+    result = invoke("-u", SECRET, input="")
+    assert result.exit_code == 2 and SECRET not in result.output
