@@ -174,3 +174,59 @@ def test_rows_written_before_the_disk_filled_stay_intact(server, tmp_path, child
     assert [json.loads(line)["index"] for line in whole] == list(range(len(whole)))
     with pytest.raises(ValueError):
         json.loads(cut)
+
+
+def test_a_csv_header_to_a_full_stdout_is_exit_74_too(server, tmp_path, child_env):
+    """The CSV header is written before any row: it escaped as a traceback, exit 1."""
+    with open("/dev/full", "w") as full:
+        proc = start(["-q", "-f", "csv", url_file(tmp_path, [server.url("/ok")])], child_env,
+                     stdout=full)
+    assert proc.wait() == 74
+    assert proc.stderr.read() == \
+        b"batchfetch: cannot write rows to standard output: No space left on device\n"
+
+
+def test_a_closed_stdout_is_exit_74_and_a_closed_stderr_is_no_crash(server, tmp_path,
+                                                                    child_env):
+    urls = url_file(tmp_path, [server.url("/ok")])
+    command = f"exec {sys.executable} -m batchfetch {urls}"
+    closed_stdout = subprocess.run(["sh", "-c", command + " >&-"], env=child_env,
+                                   stderr=subprocess.PIPE)
+    assert closed_stdout.returncode == 74
+    assert closed_stdout.stderr == \
+        b"batchfetch: cannot write rows to standard output: it is closed\n"
+    closed_stderr = subprocess.run(["sh", "-c", command + " 2>&-"], env=child_env,
+                                   stdout=subprocess.PIPE)
+    assert closed_stderr.returncode == 0
+    assert json.loads(closed_stderr.stdout)["ok"] is True
+
+
+def test_resume_refuses_what_is_not_a_regular_file(child_env, tmp_path):
+    """/dev/full reads as an endless line of zeros: --resume read it until memory ran out."""
+    urls = url_file(tmp_path, ["http://127.0.0.1:9/"])
+    proc = start(["--resume", "-o", "/dev/full", urls], child_env)
+    assert proc.wait() == 2
+    assert b"--resume reads the rows already in '/dev/full', which is not a regular file" \
+        in proc.stderr.read()
+
+
+def test_an_input_error_leaves_an_existing_output_file_as_it_was(tmp_path, child_env):
+    urls = tmp_path / "urls.txt"
+    urls.write_bytes(b"http://127.0.0.1:9/\nhttp://caf\xe9/\n")
+    kept = tmp_path / "keep.csv"
+    kept.write_text("precious\n")
+    proc = start(["-o", kept, urls], child_env)
+    assert proc.wait() == 2
+    assert kept.read_text() == "precious\n"
+    fresh = tmp_path / "fresh.csv"
+    assert start(["-o", fresh, urls], child_env).wait() == 2
+    assert not fresh.exists()
+
+
+def test_output_naming_the_input_file_is_a_usage_error(tmp_path, child_env):
+    urls = url_file(tmp_path, ["http://127.0.0.1:9/"])
+    proc = start(["-o", urls, urls], child_env)
+    assert proc.wait() == 2
+    assert b"is the input file: its rows would overwrite the URLs being read" \
+        in proc.stderr.read()
+    assert urls.read_text() == "http://127.0.0.1:9/\n"
