@@ -171,6 +171,8 @@ def build_options(ctx: click.Context | None, flags: dict[str, Any],
         params = ctx.command.params if ctx is not None else []
         param = next((p for p in params if keyword_of(p) == exc.option), None)
         message = exc.problem or f"must be {exc.expected}, got {exc.shown_value!r}"
+        if param is not None and isinstance(param.type, (SecondsParam, SizeParam)):
+            message = message.replace(" or None", " or 'none'")  # the flag's spelling
         raise click.BadParameter(message, ctx=ctx, param=param,
                                  param_hint=None if param else exc.option)
 
@@ -367,7 +369,8 @@ class NumberedItems:
     def annotate(self, row: FetchResult) -> FetchResult:
         """Return ``row`` with ``"line N: "`` before the message if its line was unusable."""
         number, problem = self._pending.pop(row.index, (None, None))
-        if number is not None and row.error in _INPUT_ERRORS:
+        # attempts == 0: the line itself was refused (not a redirect it led to, say).
+        if number is not None and row.error in _INPUT_ERRORS and not row.attempts:
             return dataclasses.replace(row, message=f"line {number}: {problem or row.message}")
         return row
 

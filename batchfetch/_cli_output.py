@@ -19,7 +19,7 @@ import signal
 import stat
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import gevent
@@ -104,6 +104,8 @@ class PipeText:
         self.fd, self._encoding, self._errors = fd, encoding, errors
         self._texts: list[str] = []
         self._unsent = b""  # encoded, not yet taken by the pipe (an interrupted flush)
+        #: Called once, the next time a write has to wait for the reader (then cleared).
+        self.on_wait: Callable[[], None] | None = None
 
     def writable(self) -> bool:
         return True
@@ -133,6 +135,9 @@ class PipeText:
         # trip) for the usual case of a pipe with room; gevent waits otherwise. A closed
         # reader counts as room: the write then fails with EPIPE.
         if not select.select([], [self.fd], [], 0)[1]:
+            if self.on_wait is not None:
+                notice, self.on_wait = self.on_wait, None
+                notice()
             gevent.socket.wait_write(self.fd)
 
     def isatty(self) -> bool:

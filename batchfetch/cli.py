@@ -382,6 +382,9 @@ class _Run:
                 # Its reader may be reading nothing (| less): say so before waiting for it,
                 # which a second Ctrl-C cuts short.
                 self.say(note)
+                self.writer.stream.on_wait = lambda: click.echo(
+                    "batchfetch: waiting for the reader to take the finished rows; Ctrl-C "
+                    "again exits now", err=True)
                 self.writer.close()
             else:
                 self.writer.close()  # a table or JSON document of the finished rows

@@ -11,12 +11,14 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Union
 
 from requests.auth import AuthBase
+from urllib3.exceptions import LocationParseError
+from urllib3.util import parse_url
 
 from ._version import __version__
 from .errors import OptionError
-from .headers import first_cookie_problem, first_header_problem, header_problem
+from .headers import first_cookie_problem, first_header_problem, form_problem, header_problem
 from .methods import normalize_method
-from .redact import shown_option
+from .redact import mask_passwords, shown_option
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -109,6 +111,25 @@ def _string_mapping(option: str, value: Any) -> dict[str, str]:
     if problem:
         raise OptionError(option, value, "values every request can carry", problem)
     return dict(value)
+
+
+_PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
+
+
+def _proxy_problem(proxies: Mapping[str, str]) -> str | None:
+    """What is wrong with a proxy URL, named: else every row fails as invalid_url, each
+    message blaming its own URL."""
+    for scheme, url in proxies.items():
+        if scheme == "no_proxy" or not url:
+            continue
+        try:
+            parsed = parse_url(url if "://" in url else "http://" + url)
+        except LocationParseError as exc:
+            return mask_passwords(f"proxy {url!r} for {scheme} is not a URL ({exc})")
+        if parsed.scheme not in _PROXY_SCHEMES or not parsed.host:
+            return (f"proxy {mask_passwords(url)!r} for {scheme} needs a host and one of the "
+                    f"schemes {', '.join(_PROXY_SCHEMES)}")
+    return None
 
 
 def _existing_path(option: str, value: Any) -> str:
@@ -216,10 +237,16 @@ class FetchOptions:
             set_(self, name, _string_mapping(name, getattr(self, name)))
         if self.proxies is not None:  # None: the environment's; {}: no proxy at all
             set_(self, "proxies", _string_mapping("proxies", self.proxies))
+            problem = _proxy_problem(self.proxies)
+            if problem:
+                raise OptionError("proxies", self.proxies, "proxy URLs", problem)
         if self.params is not None and not isinstance(self.params, (Mapping, list, tuple)):
             raise OptionError("params", self.params, "a mapping or a list of pairs")
         if self.data is not None and self.json is not None:
             raise OptionError("data", self.data, "unset when json is set (one body only)")
+        problem = form_problem(self.data)
+        if problem:
+            raise OptionError("data", self.data, "a string, bytes or form fields", problem)
         if self.auth is not None and not isinstance(self.auth, AuthBase) and not (
                 isinstance(self.auth, tuple) and len(self.auth) == 2
                 and all(isinstance(part, str) for part in self.auth)):
@@ -233,8 +260,9 @@ class FetchOptions:
             set_(self, "cert", tuple(_existing_path("cert", p) for p in paths)
                  if len(paths) == 2 else _existing_path("cert", paths[0]))
         if self.save_dir is not None:
-            if not isinstance(self.save_dir, (str, os.PathLike)) or (
-                    os.path.exists(self.save_dir) and not os.path.isdir(self.save_dir)):
+            if not isinstance(self.save_dir, (str, os.PathLike)) or not os.fspath(
+                    self.save_dir) or (os.path.exists(self.save_dir)
+                                       and not os.path.isdir(self.save_dir)):
                 raise OptionError("save_dir", self.save_dir, "the path of a directory")
             set_(self, "save_dir", os.fspath(self.save_dir))
         for name in ("allow_redirects", "keep_body", "retry_non_idempotent", "fast_path"):

@@ -64,15 +64,15 @@ def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> F
     return options.replace(**overrides) if overrides else options
 
 
-def _check_items(items: Any) -> None:
+def _check_items(items: Any, called: str) -> None:
     """Refuse one URL or one spec where a batch of them belongs: a str is iterable, and
     fetched character by character it gave one failed row per character."""
     if isinstance(items, (str, bytes, bytearray)):
         raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
-                        f"{type(items).__name__}: pass a list, e.g. fetch_all([url])")
+                        f"{type(items).__name__}: pass a list, e.g. {called}([url])")
     if isinstance(items, (Mapping, RequestSpec)):
         raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
-                        f"{type(items).__name__}: pass a list, e.g. fetch_all([spec])")
+                        f"{type(items).__name__}: pass a list, e.g. {called}([spec])")
     if not isinstance(items, Iterable):
         raise TypeError(f"items must be an iterable of URLs or request specs, got "
                         f"{type(items).__name__}")
@@ -87,10 +87,11 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
 
     ``items`` is any iterable of URL strings, request-spec dicts or
     :class:`RequestSpec` (a single str, bytes, dict or RequestSpec raises TypeError);
-    it is pulled lazily, at most ``max_pending`` items ahead of the rows yielded. Options come as a :class:`FetchOptions`, as
-    keywords (``concurrency=50``), or both (keywords win); they are validated
-    here, before the first ``next()``. Closing the iterator (a ``break``)
-    cancels in-flight requests and closes the session.
+    it is pulled lazily, at most ``max_pending`` items ahead of the rows yielded.
+    Options come as a :class:`FetchOptions`, as keywords (``concurrency=50``), or
+    both (keywords win); they are validated here, before the first ``next()``.
+    Closing the iterator (a ``break``) cancels in-flight requests and closes the
+    session.
 
     ``on_result(row)`` runs for every row and ``exception_handler(item, exc)``
     once per failed row, in the caller's greenlet, before the row is yielded;
@@ -106,7 +107,7 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
         ...     print(row.index, row.status)
         0 200
     """
-    _check_items(items)
+    _check_items(items, "iter_fetch")
     resolved = _build_options(options, option_values)
     run = _Run(resolved, on_result, exception_handler)
     pairs = iter(items) if indexed else enumerate(items)
@@ -135,6 +136,7 @@ def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
         >>> table[1].error
         'invalid_url'
     """
+    _check_items(items, "fetch_all")
     started = time.monotonic()
     rows = list(iter_fetch(items, options, on_result=on_result,
                            exception_handler=exception_handler, indexed=indexed,

@@ -87,6 +87,19 @@ class InvalidItemError(BatchFetchError, ValueError):
         return f"{self.kind}: {self.message}"
 
 
+class RedirectLocationError(BatchFetchError, ValueError):
+    """A redirect names a URL that cannot be requested (malformed, another scheme); the
+    row's error kind is ``invalid_url``, its message names the Location."""
+
+    def __init__(self, location: str, reason: str) -> None:
+        super().__init__(location, reason)
+        self.location = location
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot follow the redirect to {self.location!r}: {self.reason}"
+
+
 class DeadlineExceeded(BatchFetchError):
     """An attempt ran past ``deadline``.
 
@@ -114,7 +127,7 @@ class BodyTooLargeError(BatchFetchError):
     def __str__(self) -> str:
         if self.automatic:
             return (f"kept body exceeded {self.limit} bytes, the cap of max_bytes='auto' "
-                    f"(set max_bytes higher, or None for no cap)")
+                    f"(raise it with max_bytes or --max-bytes; None or 'none': no cap)")
         return f"body exceeded max_bytes={self.limit}"
 
 
@@ -200,7 +213,8 @@ def _describe(exc: BaseException) -> str:
             return cause.args[-1].split(": ", 1)[-1]
         if isinstance(cause, (ConnectionResetError, ConnectionRefusedError, socket.gaierror,
                               ssl.SSLError, http.client.HTTPException, DeadlineExceeded,
-                              BodyTooLargeError, SaveError, u3.NameResolutionError)):
+                              BodyTooLargeError, SaveError, RedirectLocationError,
+                              u3.NameResolutionError)):
             text = str(cause) or type(cause).__name__
             return text if isinstance(cause, BatchFetchError) else f"{type(cause).__name__}: {text}"
     text = str(exc) or type(exc).__name__
@@ -232,7 +246,7 @@ def _kind(exc: BaseException) -> str:
     if _has(exc, SaveError):
         return "save"
     if isinstance(exc, (rex.MissingSchema, rex.InvalidSchema, rex.InvalidURL,
-                        u3.LocationParseError, u3.LocationValueError)):
+                        u3.LocationParseError, u3.LocationValueError, RedirectLocationError)):
         return "invalid_url"
     if isinstance(exc, rex.TooManyRedirects):
         return "too_many_redirects"

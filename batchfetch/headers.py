@@ -1,4 +1,4 @@
-"""Checking request header and cookie values before any request path sees them.
+"""Checking request header, cookie and form values before any request path sees them.
 
 requests refuses a header value with a line break or leading whitespace, http.client
 lets some through (a folded ``"a\\r\\n b"``), and a value outside Latin-1 fails only when
@@ -11,7 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["header_problem", "cookie_problem", "first_header_problem", "first_cookie_problem"]
+__all__ = ["header_problem", "cookie_problem", "first_header_problem", "first_cookie_problem",
+           "form_problem"]
 
 # requests' own rules (requests._internal_utils._HEADER_VALIDATORS_STR), which its path
 # enforces: a name neither empty nor starting with whitespace or ':', without ':' or a line
@@ -92,8 +93,8 @@ def cookie_problem(name: Any, value: Any) -> str | None:
 
     Example::
 
-        >>> cookie_problem("session", "abc"), cookie_problem("", "x")
-        (None, "cookie name '' is not valid (empty, or with '=', ';', whitespace or a control character)")
+        >>> cookie_problem("session", "abc"), cookie_problem("sid", "a\\nb")
+        (None, "cookie 'sid': its value has a line break (CR or LF) at character 2")
     """
     if not isinstance(name, str) or not name or re.search(r"[=;\s\x00-\x1f\x7f]", name):
         return (f"cookie name {name!r} is not valid (empty, or with '=', ';', whitespace or a "
@@ -109,4 +110,43 @@ def first_cookie_problem(cookies: Mapping[Any, Any]) -> str | None:
         problem = cookie_problem(name, value)
         if problem:
             return problem
+    return None
+
+
+_FORM_SCALARS = (str, bytes, int, float)
+
+
+def _form_value_ok(value: Any) -> bool:
+    if isinstance(value, (list, tuple)):
+        return all(isinstance(item, _FORM_SCALARS) for item in value)
+    return isinstance(value, _FORM_SCALARS)
+
+
+def form_problem(data: Any) -> str | None:
+    """What is wrong with ``data`` as a request body, or None: a string or bytes, or form
+    fields (an object, or a list of pairs) whose values are text, numbers or lists of them.
+
+    requests sends ``true`` or ``5`` nowhere sensible (a failed attempt with its internal
+    message), and a nested object as its keys alone.
+
+    Example::
+
+        >>> form_problem({"q": "x", "ids": [1, 2]}), form_problem(True)
+        (None, "'data' must be a string, an object of form fields or a list of pairs, got true")
+    """
+    if data is None or isinstance(data, (str, bytes)):
+        return None
+    if isinstance(data, Mapping):
+        pairs = list(data.items())
+    elif isinstance(data, (list, tuple)) and all(
+            isinstance(pair, (list, tuple)) and len(pair) == 2 for pair in data):
+        pairs = [tuple(pair) for pair in data]
+    else:
+        shown = "true" if data is True else "false" if data is False else repr(data)
+        return (f"'data' must be a string, an object of form fields or a list of pairs, got "
+                f"{shown}")
+    for name, value in pairs:
+        if not isinstance(name, (str, bytes)) or not _form_value_ok(value):
+            return (f"'data' field {name!r} must be text, a number or a list of them, got "
+                    f"{type(value).__name__}")
     return None

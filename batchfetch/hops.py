@@ -1,6 +1,6 @@
 """HopSession: the requests.Session of a run, deciding what each hop of a redirect chain
 carries: the user's cookies only to the host they were given for, and the proxy and netrc
-credentials of the hop's own host.
+credentials of the hop's own host; and saying so when a Location cannot be followed.
 
 requests sends cookies given as a dict (``cookies=``, ``-b``) to every host a redirect
 reaches, https to http included, as ``curl -b`` does; a browser would not. And with
@@ -10,14 +10,21 @@ every hop the first hop's proxies and no netrc credentials, where requests with
 """
 from __future__ import annotations
 
+from collections.abc import Iterator
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import requests.exceptions as rex
 from requests.utils import get_environ_proxies, get_netrc_auth
 
+from .errors import RedirectLocationError
+
 __all__ = ["HopSession"]
+
+#: What requests raises for a URL it cannot send: from a Location, a RedirectLocationError.
+_URL_ERRORS = (rex.InvalidURL, rex.InvalidSchema, rex.MissingSchema)
 
 
 class _GivenCookiesPolicy(DefaultCookiePolicy):
@@ -71,6 +78,19 @@ class HopSession(requests.Session):
         prepared._cookies.set_policy(_GivenCookiesPolicy(urlsplit(url).hostname,
                                                          url.lower().startswith("https:")))
         return prepared
+
+    def resolve_redirects(self, resp: requests.Response, req: requests.PreparedRequest,
+                          *args: Any, **kwargs: Any) -> Iterator[requests.Response]:
+        # A Location that cannot be requested surfaced as whatever failed to parse it (a
+        # bare ValueError from urlparse, 'Port out of range'): say it was the redirect.
+        last = resp
+        try:
+            for last in super().resolve_redirects(resp, req, *args, **kwargs):
+                yield last
+        except ValueError as exc:
+            if isinstance(exc, rex.RequestException) and not isinstance(exc, _URL_ERRORS):
+                raise
+            raise RedirectLocationError(last.headers.get("Location", ""), str(exc)) from exc
 
     def rebuild_proxies(self, prepared_request: requests.PreparedRequest,
                         proxies: Any) -> dict[str, str]:

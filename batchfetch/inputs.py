@@ -15,7 +15,7 @@ from urllib3.util import parse_url
 
 from .config import FetchOptions
 from .errors import InvalidItemError
-from .headers import first_cookie_problem, first_header_problem
+from .headers import first_cookie_problem, first_header_problem, form_problem
 from .methods import normalize_method
 
 __all__ = ["RequestSpec", "to_spec", "host_key", "SPEC_KEYS"]
@@ -254,7 +254,7 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
     has_body = fields.get("json") is not None or fields.get("data") is not None
     own_headers, own_cookies = _mapping(fields, "headers"), _mapping(fields, "cookies")
     problem = (first_header_problem(own_headers, allow_none=True)
-               or first_cookie_problem(own_cookies))
+               or first_cookie_problem(own_cookies) or form_problem(fields.get("data")))
     if problem:
         raise InvalidItemError("invalid_request", problem)
     json = fields.get("json") if has_body else options.json

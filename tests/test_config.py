@@ -117,3 +117,18 @@ def test_max_bytes_auto_caps_only_kept_bodies():
 def test_max_bytes_takes_a_count_auto_or_none(value):
     with pytest.raises(OptionError, match=r"max_bytes must be an integer >= 0, 'auto' or None"):
         FetchOptions(max_bytes=value)
+
+
+@pytest.mark.parametrize("proxy", ["ftp://127.0.0.1", "http://", "http://127.0.0.1:99999",
+                                   "http://u:pw@[::1"])
+def test_a_proxy_that_is_no_url_is_an_option_error(proxy):
+    """Every row failed as invalid_url instead, each message blaming its own URL."""
+    with pytest.raises(OptionError, match=r"^proxies: proxy '") as refused:
+        FetchOptions(proxies={"http": proxy})
+    assert "pw" not in str(refused.value)
+    assert FetchOptions(proxies={"https": "127.0.0.1:3128"}).proxies  # no scheme: http
+
+
+def test_an_empty_save_dir_is_refused():
+    with pytest.raises(OptionError, match="save_dir must be the path of a directory"):
+        FetchOptions(save_dir="")

@@ -40,7 +40,7 @@ def test_kept_bodies_are_capped_by_default(server):
     assert (row.status, row.error, row.body) == (200, "too_large", None)
     assert 10 * 1024 * 1024 < row.size < ELEVEN_MIB
     assert row.message == ("kept body exceeded 10485760 bytes, the cap of max_bytes='auto' "
-                           "(set max_bytes higher, or None for no cap)")
+                           "(raise it with max_bytes or --max-bytes; None or 'none': no cap)")
 
 
 def test_counted_bodies_are_not_capped_and_none_lifts_the_cap(server):
@@ -279,3 +279,35 @@ def test_a_string_body_without_a_content_type_is_sent_as_a_form(server):
                          **FAST)[0]
     assert json.loads(run_wide.body)["headers"]["Content-Type"] == \
         "application/x-www-form-urlencoded"
+
+
+@pytest.mark.parametrize("data, problem", [
+    (True, "'data' must be a string, an object of form fields or a list of pairs, got true"),
+    (5, "'data' must be a string, an object of form fields or a list of pairs, got 5"),
+    ([1, 2], "'data' must be a string, an object of form fields or a list of pairs, got [1, 2]"),
+    ({"a": {"b": 1}}, "'data' field 'a' must be text, a number or a list of them, got dict"),
+])
+def test_a_spec_data_that_is_no_body_is_an_invalid_request_row(server, data, problem):
+    """It went out as a failed attempt with requests' internal message ('protocol'), or a
+    nested object as its keys alone."""
+    row = fetch_all([{"url": server.url("/echo"), "method": "POST", "data": data}], **FAST)[0]
+    assert (row.error, row.attempts, row.message) == ("invalid_request", 0, problem)
+
+
+def test_form_fields_with_lists_and_numbers_are_sent(server):
+    row = fetch_all([{"url": server.url("/echo"), "method": "POST",
+                      "data": {"q": "x", "ids": [1, 2]}}], keep_body=True, **FAST)[0]
+    assert json.loads(row.body)["body"] == "q=x&ids=1&ids=2"
+
+
+@pytest.mark.parametrize("location, reason", [
+    ("http://[::1/", "Invalid IPv6 URL"), ("http://127.0.0.1:99999/", "Port out of range"),
+    ("ftp://127.0.0.1/x", "No connection adapters were found")])
+def test_a_redirect_that_cannot_be_followed_says_so(server, location, reason, caplog):
+    """A malformed Location was a 'protocol' row with an 'unexpected exception' traceback."""
+    from urllib.parse import quote
+
+    row = fetch_all([server.url("/redirect-to?url=" + quote(location))], **FAST)[0]
+    assert (row.error, row.status) == ("invalid_url", None)
+    assert row.message.startswith(f"cannot follow the redirect to {location!r}: {reason}")
+    assert "unexpected exception" not in caplog.text
