@@ -100,8 +100,11 @@ class PipeText:
     BrokenPipeError; any other OS error :class:`OutputError`.
     """
 
-    def __init__(self, fd: int, encoding: str = "utf-8", errors: str = "strict") -> None:
+    def __init__(self, fd: int, encoding: str = "utf-8", errors: str = "strict",
+                 is_pipe: bool = True) -> None:
         self.fd, self._encoding, self._errors = fd, encoding, errors
+        #: A pipe, not a socket: only a pipe's write end tells when its reader is gone.
+        self.is_pipe = is_pipe
         self._texts: list[str] = []
         self._unsent = b""  # encoded, not yet taken by the pipe (an interrupted flush)
         #: Called once, the next time a write has to wait for the reader (then cleared).
@@ -118,17 +121,23 @@ class PipeText:
         if self._texts:
             self._unsent += "".join(self._texts).encode(self._encoding, self._errors)
             self._texts.clear()
-        while self._unsent:
-            self._wait_for_room()
-            try:
-                sent = os.write(self.fd, self._unsent[:_ATOMIC])
-            except BlockingIOError:
-                continue  # another writer took the room (a shared pipe): wait again
-            except BrokenPipeError:
-                raise
-            except OSError as exc:
-                raise OutputError("standard output", exc) from exc
-            self._unsent = self._unsent[sent:]
+        # At most PIPE_BUF bytes per write: after poll says there is room, a pipe takes that
+        # much without blocking (a larger write on a blocking pipe waits for the reader).
+        view, done = memoryview(self._unsent), 0
+        try:
+            while done < len(view):
+                self._wait_for_room()
+                try:
+                    done += os.write(self.fd, view[done:done + _ATOMIC])
+                except BlockingIOError:
+                    continue  # another writer took the room (a shared pipe): wait again
+                except BrokenPipeError:
+                    raise
+                except OSError as exc:
+                    raise OutputError("standard output", exc) from exc
+        finally:  # an interrupted flush keeps what the pipe has not taken, for close()
+            view.release()
+            self._unsent = self._unsent[done:]
 
     def _wait_for_room(self) -> None:
         # select with no timeout answers at once (select is not patched, so no hub round
@@ -168,14 +177,13 @@ class PipeText:
         return gevent.spawn(watch)
 
 
-def _is_pipe_or_socket(stream: IO[str]) -> int | None:
-    """The descriptor of ``stream`` when it is a pipe or a socket, else None."""
+def _file_type(stream: IO[str]) -> tuple[int | None, int]:
+    """The descriptor of ``stream`` and its st_mode; (None, 0) when it has none."""
     try:
         fd = stream.fileno()
-        mode = os.fstat(fd).st_mode
+        return fd, os.fstat(fd).st_mode
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
-        return None
-    return fd if stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode) else None
+        return None, 0
 
 
 class _OpenedOnFirstFlush:
@@ -231,11 +239,12 @@ def open_rows_output(path: str | None) -> GuardedText | PipeText:
         return GuardedText(_OpenedOnFirstFlush(path), path)
     if sys.stdout is None:  # started with >&-
         raise OutputError("standard output", OSError(errno.EBADF, "it is closed"))
-    fd = _is_pipe_or_socket(sys.stdout)
-    if fd is None:
+    fd, mode = _file_type(sys.stdout)
+    if fd is None or not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
         return GuardedText(sys.stdout, "standard output", close=False)
     sys.stdout.flush()  # nothing of ours may be left in its buffer to come out later
-    return PipeText(fd, sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict")
+    return PipeText(fd, sys.stdout.encoding or "utf-8", sys.stdout.errors or "strict",
+                    is_pipe=stat.S_ISFIFO(mode))
 
 
 def _room_now(fd: int) -> bool:

@@ -12,7 +12,7 @@ import itertools
 import os
 import stat
 from collections.abc import Iterable, Iterator
-from typing import IO
+from typing import IO, Any
 
 import gevent.socket
 
@@ -41,7 +41,7 @@ def text_lines(stream: IO[bytes], name: str = "-") -> Iterator[tuple[int, str]]:
 
     Example::
 
-        >>> list(text_lines(io.BytesIO("\\ufeffhttp://a/\\nhttp://b/".encode("utf-16"))))
+        >>> list(text_lines(io.BytesIO("http://a/\\nhttp://b/".encode("utf-16"))))
         [(1, 'http://a/'), (2, 'http://b/')]
     """
     chunks = _chunks(stream)
@@ -61,39 +61,76 @@ def text_lines(stream: IO[bytes], name: str = "-") -> Iterator[tuple[int, str]]:
 
 
 def _utf8_lines(chunks: Iterable[bytes], where: str, name: str) -> Iterator[tuple[int, str]]:
-    number = 0
-    for number, raw in enumerate(_split(chunks, b"\n"), start=1):
-        if b"\0" in raw:
-            raise InputTextError(_nul_message(number, where, name))
-        try:
-            yield number, raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            iconv = f"iconv -f LATIN1 -t UTF-8 {_shown(name)}"
-            raise InputTextError(f"line {number} of {where} is not UTF-8: byte "
-                                 f"0x{raw[exc.start]:02x} at column {exc.start + 1}. {_HOW} "
-                                 f"{iconv}") from None
+    lines = _Lines(b"\n")
+    for chunk in itertools.chain(chunks, [None]):
+        for number, raw in lines.feed(chunk):
+            if b"\0" in raw:
+                raise InputTextError(_nul_message(number, where, name))
+            try:
+                yield number, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                iconv = f"iconv -f LATIN1 -t UTF-8 {_shown(name)}"
+                raise InputTextError(f"line {number} of {where} is not UTF-8: byte "
+                                     f"0x{raw[exc.start]:02x} at byte {exc.start + 1} of the "
+                                     f"line. {_HOW} {iconv}") from None
+        if chunk is not None and b"\0" in chunk.rpartition(b"\n")[2]:
+            # At once, not at the line's end: a binary file may have none for a long while.
+            raise InputTextError(_nul_message(lines.number + 1, where, name))
 
 
 def _decoded_lines(chunks: Iterable[bytes], encoding: str, where: str,
                    name: str) -> Iterator[tuple[int, str]]:
     decoder = codecs.getincrementaldecoder(encoding)("strict")
-    number = 0
-
-    def texts() -> Iterator[str]:
+    lines = _Lines("\n")
+    for chunk in itertools.chain(chunks, [None]):
+        pending = decoder.getstate()[0]
         try:
-            for chunk in chunks:
-                yield decoder.decode(chunk)
-            yield decoder.decode(b"", final=True)
-        except UnicodeDecodeError:
+            text = decoder.decode(chunk or b"", final=chunk is None)
+        except UnicodeDecodeError as exc:  # its start counts from the decoder's pending bytes
+            good = (pending + (chunk or b""))[:exc.start].decode(encoding)
+            number = lines.number + 1 + good.count("\n")
+            iconv_name = encoding.upper().replace("-LE", "LE").replace("-BE", "BE")
             raise InputTextError(
-                f"line {number + 1} of {where} is not valid {encoding.upper()}, though it "
-                f"starts with that byte order mark. {_HOW} iconv -f {encoding.upper()} -t "
-                f"UTF-8 {_shown(name)}") from None
+                f"line {number} of {where} is not valid {iconv_name}, though it starts with "
+                f"that byte order mark. {_HOW} iconv -f {iconv_name} -t UTF-8 "
+                f"{_shown(name)}") from None
+        for number, line in itertools.chain(lines.feed(text),
+                                            lines.feed(None) if chunk is None else ()):
+            if "\0" in line:
+                raise InputTextError(_nul_message(number, where, name))
+            yield number, line
 
-    for number, text in enumerate(_split(texts(), "\n"), start=1):
-        if "\0" in text:
-            raise InputTextError(_nul_message(number, where, name))
-        yield number, text
+
+class _Lines:
+    """Complete lines out of pieces (bytes or str) as they arrive, numbered from 1; the
+    last line even without its end. A long line costs its length, not its length squared."""
+
+    def __init__(self, separator) -> None:
+        self.separator = separator
+        self.number = 0  # lines given out so far
+        self._held: list = []  # pieces of the line being read
+
+    def feed(self, piece) -> Iterator[tuple[int, Any]]:
+        """The lines ``piece`` completes; None ends the input."""
+        empty = self.separator[:0]
+        if piece is None:
+            rest, self._held = empty.join(self._held), []
+            if rest:
+                self.number += 1
+                yield self.number, rest
+            return
+        parts = piece.split(self.separator)
+        if len(parts) == 1:
+            if piece:
+                self._held.append(piece)
+            return
+        self._held.append(parts[0])
+        first, self._held = empty.join(self._held), []
+        for line in [first, *parts[1:-1]]:
+            self.number += 1
+            yield self.number, line
+        if parts[-1]:
+            self._held.append(parts[-1])
 
 
 def _nul_message(number: int, where: str, name: str) -> str:
@@ -103,16 +140,6 @@ def _nul_message(number: int, where: str, name: str) -> str:
 
 def _shown(name: str) -> str:
     return "FILE" if name in ("-", "<stdin>") else name
-
-
-def _split(pieces: Iterable, separator):
-    """The lines in a stream of pieces (bytes or str), the last one even without an end."""
-    rest = separator[:0]
-    for piece in pieces:
-        *lines, rest = (rest + piece).split(separator)
-        yield from lines
-    if rest:
-        yield rest
 
 
 def _chunks(stream: IO[bytes]) -> Iterator[bytes]:

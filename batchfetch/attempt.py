@@ -15,7 +15,7 @@ import requests
 
 from .config import FetchOptions
 from .errors import BodyTooLargeError, DeadlineExceeded, classify
-from .redact import mask_url
+from .redaction import mask_url
 from .saving import BodyFile
 
 __all__ = ["Outcome", "run_attempt"]

@@ -27,7 +27,7 @@ from ._input_text import InputTextError
 from .config import FetchOptions
 from .dispatch import iter_fetch
 from .progress import Progress
-from .redact import mask_passwords
+from .redaction import mask_passwords
 from .results import FetchResult, SummaryCounter
 from .resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
 from .writers import FORMATS, RowWriter, writer_for
@@ -43,8 +43,6 @@ EXIT_OUTPUT_CLOSED = 141
 
 _FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
                      ".txt": "table"}
-
-
 
 
 @click.command(cls=SectionedCommand, epilog=EPILOG,
@@ -200,8 +198,8 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
             writer = _InInputOrder(writer)
         run = _Run(options, writer, say, bar, recorded)
         run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
-        if isinstance(target, PipeText):
-            reader_watch = target.watch_reader(gevent.getcurrent())
+        if isinstance(target, PipeText) and target.is_pipe:  # a socket's peer may send or
+            reader_watch = target.watch_reader(gevent.getcurrent())  # half-close: not gone
         # A resumed file's rows are flushed one by one; flushing it before the first row
         # would open (and trim) it before the input is known to match.
         with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \

@@ -18,7 +18,7 @@ from ._version import __version__
 from .errors import OptionError
 from .headers import first_cookie_problem, first_header_problem, form_problem, header_problem
 from .methods import normalize_method
-from .redact import mask_passwords, shown_option
+from .redaction import mask_passwords, shown_option
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -106,11 +106,22 @@ def _string_mapping(option: str, value: Any) -> dict[str, str]:
     if not isinstance(value, Mapping) or not all(
             isinstance(key, str) and isinstance(item, (str, bytes)) for key, item in value.items()):
         raise OptionError(option, value, "a mapping of str to str")
-    problem = {"headers": first_header_problem,
-               "cookies": first_cookie_problem}.get(option, lambda _: None)(value)
+    problem = None
+    if option == "headers":
+        problem = first_header_problem(value)
+    elif option == "cookies":
+        problem = first_cookie_problem(value)
     if problem:
         raise OptionError(option, value, "values every request can carry", problem)
     return dict(value)
+
+
+def _latin1(text: str) -> bool:
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 _PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
@@ -251,6 +262,10 @@ class FetchOptions:
                 isinstance(self.auth, tuple) and len(self.auth) == 2
                 and all(isinstance(part, str) for part in self.auth)):
             raise OptionError("auth", self.auth, "a (user, password) pair or a requests AuthBase")
+        if isinstance(self.auth, tuple) and not all(part.isascii() or _latin1(part)
+                                                    for part in self.auth):
+            raise OptionError("auth", self.auth, "Latin-1 text", "the user or the password has "
+                              "a character outside Latin-1, which basic auth cannot send")
         if not isinstance(self.verify, bool):
             set_(self, "verify", _existing_path("verify", self.verify))
         if self.cert is not None:

@@ -31,7 +31,7 @@ from .config import FetchOptions
 from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
 from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
-from .redact import mask_passwords, mask_url
+from .redaction import mask_line, mask_passwords, mask_url
 from .results import FetchResult, ResultTable
 from .retry import decide
 from .session import RequestSettings, build_session
@@ -229,7 +229,7 @@ class _Run:
         try:
             spec = to_spec(item, self.options)
         except InvalidItemError as exc:
-            row = FetchResult(index=index, url=mask_passwords(describe_item(item)),
+            row = FetchResult(index=index, url=mask_line(describe_item(item)),
                               id=item_id(item), method=item_method(item, self.options.method),
                               error=exc.kind, message=mask_passwords(exc.message))
             self.ready_rows.append((row, item, exc))

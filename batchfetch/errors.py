@@ -11,7 +11,7 @@ from typing import Any
 import requests.exceptions as rex
 import urllib3.exceptions as u3
 
-from .redact import shown_option
+from .redaction import shown_option
 
 #: Every error kind a :class:`~batchfetch.FetchResult` can carry, with its meaning.
 #: The README's table is generated from the same words; nothing else invents kinds.

@@ -63,18 +63,31 @@ def header_problem(name: Any, value: Any) -> str | None:
     if text[:1].isspace():
         return f"header {name!r}: its value starts with whitespace"
     if isinstance(value, str):
-        try:
-            value.encode("latin-1")
-        except UnicodeEncodeError as exc:
-            return (f"header {name!r}: its value has a character outside Latin-1 "
-                    f"({value[exc.start]!r} at character {exc.start + 1}; send it percent- "
-                    f"or RFC 8187-encoded)")
+        return _latin1_problem(f"header {name!r}", value)
+    return None
+
+
+def _latin1_problem(what: str, text: str) -> str | None:
+    """http.client sends header lines in Latin-1: anything else fails only when sent."""
+    try:
+        text.encode("latin-1")
+    except UnicodeEncodeError as exc:
+        return (f"{what}: its value has a character outside Latin-1 ({text[exc.start]!r} at "
+                f"character {exc.start + 1}; send it percent- or RFC 8187-encoded)")
     return None
 
 
 def first_header_problem(headers: Mapping[Any, Any], allow_none: bool = False) -> str | None:
     """The problem of the first bad header in ``headers``; with ``allow_none``, a None value
-    (which removes a default header, as in requests) is fine."""
+    (which removes a default header, as in requests) is fine.
+
+    Example::
+
+        >>> first_header_problem({"Accept": "text/html", "X-Id": 7})
+        "header 'X-Id': its value must be a string, got int"
+        >>> first_header_problem({"User-Agent": None}, allow_none=True) is None
+        True
+    """
     for name, value in headers.items():
         if value is None and allow_none:
             continue
@@ -101,11 +114,18 @@ def cookie_problem(name: Any, value: Any) -> str | None:
                 f"control character)")
     if not isinstance(value, str):
         return f"cookie {name!r}: its value must be a string, got {type(value).__name__}"
-    return _value_problem(f"cookie {name!r}", value)
+    return _value_problem(f"cookie {name!r}", value) or _latin1_problem(f"cookie {name!r}",
+                                                                         value)
 
 
 def first_cookie_problem(cookies: Mapping[Any, Any]) -> str | None:
-    """The problem of the first bad cookie in ``cookies``, or None."""
+    """The problem of the first bad cookie in ``cookies``, or None.
+
+    Example::
+
+        >>> first_cookie_problem({"sid": "1", "theme": "dark"}) is None
+        True
+    """
     for name, value in cookies.items():
         problem = cookie_problem(name, value)
         if problem:

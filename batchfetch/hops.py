@@ -55,7 +55,8 @@ class HopSession(requests.Session):
     ``proxies_from_environment``: the run's proxies come from the environment (no explicit
     ``proxies``), so each hop uses the environment's proxies for its own host (``NO_PROXY``
     included) instead of the first hop's. ``auth_from_netrc``: the run gives no ``auth``, so
-    each hop gets the netrc credentials of its own host, if any.
+    each hop gets the netrc credentials of its own host, if any (but not over plain http
+    after https, where requests would send them in clear text).
 
     Example::
 
@@ -103,6 +104,9 @@ class HopSession(requests.Session):
         super().rebuild_auth(prepared_request, response)  # drops Authorization off-host
         if not self.auth_from_netrc:
             return
+        if (urlsplit(response.request.url).scheme == "https"
+                and urlsplit(prepared_request.url).scheme != "https"):
+            return  # requests would put them back, in clear text; the given cookies stay too
         credentials = get_netrc_auth(prepared_request.url)
         if credentials is not None:  # as requests with trust_env does for the new host
             prepared_request.prepare_auth(credentials)

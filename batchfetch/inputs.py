@@ -16,6 +16,7 @@ from urllib3.util import parse_url
 from .config import FetchOptions
 from .errors import InvalidItemError
 from .headers import first_cookie_problem, first_header_problem, form_problem
+from .redaction import mask_line
 from .methods import normalize_method
 
 __all__ = ["RequestSpec", "to_spec", "host_key", "SPEC_KEYS"]
@@ -128,15 +129,17 @@ def check_url(url: Any) -> str:
     try:
         parsed = parse_url(url)
     except LocationParseError as exc:
-        raise InvalidItemError("invalid_url", f"cannot parse {_short(url)}: "
-                                              f"{str(exc).replace('Failed to parse: ', '')}")
+        reason = mask_line(str(exc).replace("Failed to parse: ", ""))
+        raise InvalidItemError("invalid_url", f"cannot parse {_short(url)}: {reason}")
     if not parsed.host:
         raise InvalidItemError("invalid_url", f"no host in {_short(url)}")
     return url
 
 
-def _short(text: str, limit: int = 120) -> str:
-    return repr(text if len(text) <= limit else text[:limit] + "...")
+def _short(url: str, limit: int = 120) -> str:
+    """A URL as a message shows it: quoted, cut, and any password in it masked."""
+    url = mask_line(url)
+    return repr(url if len(url) <= limit else url[:limit] + "...")
 
 
 def _merge_headers(base: Mapping[str, str], override: Mapping[str, str]) -> dict[str, str]:

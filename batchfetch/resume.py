@@ -16,7 +16,7 @@ from typing import Any
 
 from .errors import BatchFetchError
 from .inputs import describe_item
-from .redact import mask_passwords, mask_url
+from .redaction import mask_line, mask_url
 from .results import COLUMNS
 from .writers import restore_cell
 
@@ -45,7 +45,7 @@ def recorded_urls(item: Any) -> tuple[str, ...]:
         (' http://me:***@127.0.0.1/a ', 'http://me:***@127.0.0.1/a')
     """
     url = describe_item(item)
-    return mask_passwords(url), mask_url(url.strip())
+    return mask_line(url), mask_url(url.strip())
 
 
 def _records(path: str, fmt: str) -> Iterator[tuple[int, int, int, bytes]]:

@@ -31,8 +31,8 @@ def neutralize_cell(text: str) -> str:
 
     Example::
 
-        >>> neutralize_cell("=HYPERLINK(\"http://evil.example\")"), neutralize_cell("OK")
-        ('\'=HYPERLINK("http://evil.example")', 'OK')
+        >>> neutralize_cell("=1+2"), neutralize_cell("'=1"), neutralize_cell("OK")
+        ("'=1+2", "''=1", 'OK')
     """
     return "'" + text if text.lstrip("'").startswith(_FORMULA_STARTS) else text
 

@@ -97,3 +97,18 @@ def test_bad_flag_values_are_one_line_usage_errors(args, message):
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert "Traceback" not in result.output
+
+
+@pytest.mark.usefixtures("both_paths")
+def test_a_cookie_outside_latin_1_is_refused_before_sending(server):
+    """It failed only when sent: a 'protocol' row with an 'unexpected exception' traceback."""
+    row = fetch_all([{"url": server.url("/echo"), "cookies": {"a": "\u20ac"}}], retries=0)[0]
+    assert (row.error, row.attempts) == ("invalid_request", 0)
+    assert row.message.startswith("cookie 'a': its value has a character outside Latin-1")
+
+
+def test_basic_auth_outside_latin_1_is_an_option_error():
+    with pytest.raises(OptionError, match="^auth: the user or the password has a character "
+                                          "outside Latin-1"):
+        FetchOptions(auth=("\u20ac", "x"))
+    assert FetchOptions(auth=("ann", "s\u00e9cret")).auth == ("ann", "s\u00e9cret")

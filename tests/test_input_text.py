@@ -1,5 +1,6 @@
 """The command's input is text: UTF-8, or UTF-16/32 with a byte order mark; anything else is
 refused naming the line (issue 13, item 13). No sockets but the CLI tests' loopback server."""
+import codecs
 import io
 import subprocess
 import sys
@@ -40,15 +41,16 @@ def test_a_byte_at_a_time_from_a_pipe_reads_alike():
 
 
 @pytest.mark.parametrize("data, message", [
-    (b"http://a/\nhttp://caf\xe9/\n", "line 2 of urls.txt is not UTF-8: byte 0xe9 at column 11. "
+    (b"http://a/\nhttp://caf\xe9/\n", "line 2 of urls.txt is not UTF-8: byte 0xe9 at byte 11 of "
+     "the line. "
      "batchfetch reads UTF-8 text, or UTF-16/UTF-32 that starts with a byte order mark: "
      "convert it first, e.g. iconv -f LATIN1 -t UTF-8 urls.txt"),
     ("http://a/\n".encode("utf-16-le"), "line 1 of urls.txt holds a NUL byte: not text "
      "(UTF-16 without a byte order mark?)"),
     (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "line 1 of urls.txt is not UTF-8: byte 0x89 at "
-     "column 1"),
+     "byte 1 of the line"),
     (b"GIF89a\n\x00\x01", "line 2 of urls.txt holds a NUL byte"),
-    (b"\xff\xfeh\x00t", "line 1 of urls.txt is not valid UTF-16-LE, though it starts with "
+    (b"\xff\xfeh\x00t", "line 1 of urls.txt is not valid UTF-16LE, though it starts with "
      "that byte order mark. batchfetch reads"),
     (b"ok\nnul\x00inside\n", "line 2 of urls.txt holds a NUL byte"),
 ])
@@ -79,7 +81,7 @@ def test_a_file_that_is_not_text_exits_2_before_fetching_anything(server, tmp_pa
     assert result.exit_code == 2 and result.stdout == ""
     assert server.hits.get("/ok", 0) == 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
-    assert errors == [f"Error: line 2 of {urls} is not UTF-8: byte 0xe9 at column 11. "
+    assert errors == [f"Error: line 2 of {urls} is not UTF-8: byte 0xe9 at byte 11 of the line. "
                       f"batchfetch reads UTF-8 text, or UTF-16/UTF-32 that starts with a byte "
                       f"order mark: convert it first, e.g. iconv -f LATIN1 -t UTF-8 {urls}"]
 
@@ -93,3 +95,31 @@ def test_binary_on_a_pipe_exits_2_with_one_line(child_env):
         "Error: line 1 of standard input holds a NUL byte: not text (UTF-16 without a byte "
         "order mark?). batchfetch reads UTF-8 text, or UTF-16/UTF-32 that starts with a byte "
         "order mark: convert it first, e.g. iconv -f UTF-16LE -t UTF-8 FILE\n")
+
+
+def test_a_bad_code_unit_deep_in_utf16_names_its_own_line():
+    """The line count lagged by the lines of the chunk being decoded (line 3000 was
+    reported as 2420)."""
+    good = "".join(f"http://127.0.0.1/{n}\n" for n in range(1, 3000)).encode("utf-16-le")
+    data = codecs.BOM_UTF16_LE + good + b"\x00\xd8" + "x\n".encode("utf-16-le")  # a lone half
+    with pytest.raises(InputTextError, match=r"^line 3000 of urls.txt is not valid UTF-16LE"):
+        list(text_lines(io.BytesIO(data), "urls.txt"))
+
+
+def test_an_endless_binary_stream_is_refused_without_reading_it_all():
+    """Zeros have no line end: the NUL is noticed in the first chunk, not at a line's end."""
+    class Zeros(io.RawIOBase):
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            buffer[:] = bytes(len(buffer))
+            return len(buffer)
+
+    with pytest.raises(InputTextError, match="^line 1 of standard input holds a NUL byte"):
+        next(text_lines(io.BufferedReader(Zeros())))
+
+
+def test_a_long_line_reads_whole():
+    line = "http://127.0.0.1/" + "a" * 1_000_000
+    assert list(text_lines(io.BytesIO((line + "\nx").encode()))) == [(1, line), (2, "x")]

@@ -236,3 +236,21 @@ def test_output_naming_the_input_file_is_a_usage_error(tmp_path, child_env):
     assert b"is the input file: its rows would overwrite the URLs being read" \
         in proc.stderr.read()
     assert urls.read_text() == "http://127.0.0.1:9/\n"
+
+
+def test_a_socket_peer_that_half_closes_still_gets_every_row(server, tmp_path, child_env):
+    """On a socket, readable does not mean gone: a peer's shutdown(SHUT_WR), or data it
+    sends, ended the run with 141 and a row lost."""
+    import socket
+
+    ours, theirs = socket.socketpair()
+    urls = url_file(tmp_path, [server.url("/delay/0.5"), server.url("/ok")])
+    proc = start(["-q", urls], child_env, stdout=theirs.fileno())
+    theirs.close()
+    until(lambda: server.hits.get("/delay/0.5") == 1)
+    ours.shutdown(socket.SHUT_WR)  # we will send nothing more, but we read on
+    data = b""
+    while chunk := ours.recv(65536):
+        data += chunk
+    assert proc.wait() == 0
+    assert sorted(json.loads(line)["index"] for line in data.splitlines()) == [0, 1]

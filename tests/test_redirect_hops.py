@@ -126,3 +126,17 @@ class TestEnvironmentPerHop:
         explicit = fetch_all([hops.url(go(hops.url("/auth2", host="localhost")))],
                              auth=("bob", "x"), **QUICK)[0]
         assert explicit.ok and "authorization" not in hops.requests[-1][1]
+
+    def test_netrc_credentials_are_not_sent_over_http_after_https(self, hops, tls_server,
+                                                                   monkeypatch, tmp_path):
+        """requests drops Authorization on https -> http, then trust_env puts netrc's back,
+        in clear text."""
+        server, ca_path = tls_server
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.1 login ann password pw\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        row = fetch_all([server.url("/redirect-to?url=" + hops.url("/downgraded"))],
+                        verify=ca_path, **QUICK)[0]
+        assert row.ok
+        assert [headers.get("authorization") for _, headers in hops.requests] == [None]

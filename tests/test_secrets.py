@@ -8,7 +8,7 @@ from head_server import HeadServer, response
 
 from batchfetch import HTTPStatusError, fetch_all
 from batchfetch.cli import main
-from batchfetch.redact import mask_passwords
+from batchfetch.redaction import mask_passwords
 from batchfetch.testing import refused_url
 
 SECRET = "s3cr3t-VALUE"
@@ -135,3 +135,13 @@ def test_malformed_urls_with_passwords_are_masked_too():
 def test_bad_user_flag_does_not_repeat_what_was_typed():
     result = invoke("-u", SECRET, input="")
     assert result.exit_code == 2 and SECRET not in result.output
+
+
+@pytest.mark.parametrize("url", [f"http://u:pa ss{SECRET}@127.0.0.1:9/x",
+                                 f"http://u:pa/{SECRET}@127.0.0.1/x",
+                                 f"http://u:pa#{SECRET}@127.0.0.1/x",
+                                 f"http://u:{SECRET}@127.0.0.1:99999/x"])
+def test_passwords_with_spaces_slashes_or_hashes_are_masked(url):
+    """The pattern stopped at a space, '/' or '#': such a password reached the row."""
+    row = fetch_all([url], retries=0, timeout=2)[0]
+    assert SECRET not in json.dumps(row.to_record()), row

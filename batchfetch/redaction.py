@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "mask_passwords", "mask_url", "shown_option"]
+__all__ = ["MASK", "mask_line", "mask_passwords", "mask_url", "shown_option"]
 
 MASK = "***"
 
@@ -23,26 +23,62 @@ MASK = "***"
 _USER_PASSWORD = re.compile(r"""(?<![^\s/'"(=<,;])([^\s/?#@:'"]*):[^ \r\n/?#]*@""")
 
 
-# scheme://user:password@, the password running to the authority's last '@' (as urllib3
-# splits it: a password written with a raw '@' is masked whole), never past '/', '?', '#'.
+# scheme://user:password@ in text after a URL's authority (a URL nested in its query):
+# the password runs to the last '@' before '/', '?', '#' or a space.
 _URL_USER_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^\s/?#@:]*):[^ \r\n/?#]*@")
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Where urllib3 ends a URL's authority.
+_AUTHORITY_END = re.compile(r"[\\/?#]")
 
 
 def mask_url(url: str) -> str:
     """``url`` with the password of its user info masked, and of any URL nested in it
     (``?next=https://user:pw@host/``); nothing else is touched.
 
-    For a URL that parses (a row's ``url`` and ``final_url``); text that may hold a URL
-    with a typo goes to :func:`mask_passwords`.
+    The user info is found as urllib3 finds it (the authority runs to the first '/', '?',
+    '#' or backslash; the password from the first ':' to the authority's last '@'), so a
+    password with a space or a raw '@' is masked whole. For a URL that parses (a row's
+    ``url`` and ``final_url``); other text goes to :func:`mask_line` or
+    :func:`mask_passwords`.
 
     Example::
 
-        >>> mask_url("https://ann:pw@api.example/a=:@b"), mask_url("http://:t@h/")
+        >>> mask_url("https://ann:p@ss w@api.example/a=:@b"), mask_url("http://:t@h/")
         ('https://ann:***@api.example/a=:@b', 'http://:***@h/')
     """
     if "@" not in url:  # nearly always: no search at all
         return url
-    return _URL_USER_PASSWORD.sub(rf"\1:{MASK}@", url)
+    scheme = _SCHEME.match(url)
+    start = scheme.end() if scheme else 0
+    end_found = _AUTHORITY_END.search(url, start)
+    end = end_found.start() if end_found else len(url)
+    userinfo, at, host = url[start:end].rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    head = f"{url[:start]}{user}:{MASK}@{host}" if scheme and at and colon else url[:end]
+    rest = url[end:]
+    return head + (_URL_USER_PASSWORD.sub(rf"\1:{MASK}@", rest) if "@" in rest else rest)
+
+
+def mask_line(text: str) -> str:
+    """An input line meant as a URL, with anything that may be a password masked: from the
+    first ':' after the scheme's '//' (or the start) to the line's last '@'. For the url
+    column of a line that is not a valid URL (a typo may still hold a password); it errs
+    widely: ``http:/alice:pw@host`` becomes ``http:***@host``.
+
+    Example::
+
+        >>> mask_line("http://u:pa/ss@127.0.0.1/"), mask_line("alice:pw@host/x")
+        ('http://u:***@127.0.0.1/', 'alice:***@host/x')
+    """
+    last_at = text.rfind("@")
+    if last_at < 0:
+        return text
+    slashes = text.find("//")
+    start = slashes + 2 if 0 <= slashes < last_at else 0
+    colon = text.find(":", start, last_at)
+    if colon < 0:
+        return text
+    return f"{text[:colon + 1]}{MASK}{text[last_at:]}"
 
 
 def mask_passwords(text: str) -> str:
