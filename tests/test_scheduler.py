@@ -50,11 +50,15 @@ def test_retry_after_seconds_is_honoured_and_counted_in_elapsed(server):
 
 
 def test_retry_after_http_date_is_honoured(server):
+    """The retry waits for the date itself. (Not ``elapsed >= 1``: the date has whole
+    seconds, so a start delayed between formatting it and the first attempt shortened the
+    wait below one second.)"""
     when = email.utils.formatdate(time.time() + 2, usegmt=True)
     row = fetch_all([server.url(f"/flaky/d?fail=1&status=503&retry_after={when}")],
                     **QUICK)[0]
+    finished = time.time()
     assert (row.ok, row.attempts) == (True, 2)
-    assert row.elapsed >= 1.0
+    assert finished >= email.utils.parsedate_to_datetime(when).timestamp()
 
 
 def test_retry_after_beyond_max_retry_wait_fails_at_once(server):
@@ -62,7 +66,6 @@ def test_retry_after_beyond_max_retry_wait_fails_at_once(server):
                     **QUICK)[0]
     assert (row.ok, row.status, row.error, row.attempts) == (False, 429, "http", 1)
     assert "Retry-After 3600" in row.message and "max_retry_wait=5" in row.message
-    assert row.elapsed < 1.0
 
 
 def test_retry_after_pauses_the_whole_host_not_others(server):
@@ -158,10 +161,12 @@ def test_a_request_waiting_to_retry_holds_no_slot(server):
 
 
 def test_deadline_cuts_a_trickle_in_time(server):
+    """The trickle would take 50 s; the deadline cuts it mid-body, not before 1 s. (How soon
+    after 1 s is for bench/: an upper bound on elapsed failed on a loaded machine.)"""
     row = fetch_all([server.url("/fault/trickle?interval=0.5&bytes=100")], deadline=1.0,
-                    retries=0, timeout=5)[0]
+                    retries=0)[0]
     assert (row.error, row.status) == ("deadline", 200)
-    assert 1.0 <= row.elapsed < 1.5
+    assert row.elapsed >= 1.0
     assert row.size < 100
 
 
@@ -176,16 +181,25 @@ def test_each_attempt_of_a_worker_gets_the_whole_deadline(server):
     A gevent timer stopped and started again (libev) counts only the time left from
     before: reusing one per worker cut later attempts early (the benchmark's W5 made
     11,654 attempts instead of 10,600).
-    After a cut, the next attempts still get the whole deadline too."""
+    After a cut, the next attempts still get the whole deadline too.
+
+    A trickle takes about half the deadline, but whether it ends within the deadline is up
+    to the machine (it must not be an upper bound); what holds in every run is that an
+    attempt cut by the deadline lasted the whole deadline (the reused timer cut the second
+    trickle after about 0.3 s), and that each cut raised an exception of its own."""
     trickle = server.url("/fault/trickle?interval=0.1&bytes=3")  # about 0.3 s
     handled = []
     rows = fetch_all([trickle, trickle, trickle, server.url("/fault/hang"), trickle, trickle,
                       server.url("/fault/hang")],
-                     concurrency=1, deadline=0.6, retries=0, timeout=2,
+                     concurrency=1, deadline=0.6, retries=0,
                      exception_handler=lambda item, exc: handled.append(exc))
-    assert [row.error for row in rows] == ["", "", "", "deadline", "", "", "deadline"]
+    assert {row.error for row in rows} <= {"", "deadline"}
+    assert (rows[3].error, rows[6].error) == ("deadline", "deadline")
+    assert all(row.elapsed >= 0.6 for row in rows if row.error == "deadline"), \
+        [(row.error, round(row.elapsed, 3)) for row in rows]
     assert all(row.size == 3 for row in rows if row.ok)
-    assert len(handled) == 2 and handled[0] is not handled[1]
+    assert len(handled) == sum(not row.ok for row in rows)
+    assert len({id(exc) for exc in handled}) == len(handled)
 
 
 def test_max_bytes_stops_a_gzip_bomb_early(server):
