@@ -4,6 +4,7 @@ import batchfetch  # noqa: F401  (first: monkey-patches before requests/ssl load
 import os
 import pathlib
 
+import gevent
 import pytest
 
 from batchfetch.testing import LoopbackServer
@@ -27,6 +28,21 @@ def child_env():
     root = str(pathlib.Path(__file__).resolve().parent.parent)
     return {name: value for name, value in dict(os.environ, PYTHONPATH=root).items()
             if not name.startswith("BATCHFETCH_") and name.lower() not in _PROXY_VARIABLES}
+
+
+@pytest.fixture
+def wait_until():
+    """``wait_until(condition)``: poll ``condition()`` cooperatively until it is true.
+
+    No time limit of its own: a condition that never comes true is a hang, which
+    pytest-timeout (60 s per test) reports. A limit of a few seconds here would be an
+    upper bound that a loaded machine can break.
+    """
+    def wait(condition):
+        while not condition():
+            gevent.sleep(0.005)
+
+    return wait
 
 
 @pytest.fixture
