@@ -18,8 +18,6 @@ import sys
 import termios
 
 import gevent
-import gevent.event
-import gevent.server
 import gevent.socket
 import pytest
 from click.testing import CliRunner
@@ -90,39 +88,6 @@ def blocked_writing_a_pipe(pid):
         return "pipe_write" in wchan.read()
 
 
-class HeldServer:
-    """A loopback server whose answer (200 "ok") waits until ``released`` is set: a request
-    to it stays in flight until the test says so, whatever the machine's speed."""
-
-    def __init__(self):
-        self.released = gevent.event.Event()
-        self._listener = gevent.server.StreamServer(("127.0.0.1", 0), self._handle)
-
-    def __enter__(self):
-        self._listener.start()
-        return self
-
-    def __exit__(self, *exc_info):
-        self.released.set()  # handlers still waiting answer (or find the client gone) and end
-        self._listener.stop()
-
-    def url(self, path):
-        return f"http://127.0.0.1:{self._listener.server_port}{path}"
-
-    def _handle(self, sock, _address):
-        head = b""
-        try:
-            while b"\r\n\r\n" not in head:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    return
-                head += chunk
-            self.released.wait()
-            sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n")
-        except OSError:
-            pass  # the client cancelled the request
-
-
 def complete_lines(path):
     return path.read_bytes().count(b"\n") if path.exists() else 0
 
@@ -134,28 +99,27 @@ def complete_lines(path):
     (signal.SIGINT, "rows.jsonl", 130), (signal.SIGINT, "rows.csv", 130),
     (signal.SIGTERM, "rows.jsonl", 130), (signal.SIGKILL, "rows.jsonl", -9),
     (signal.SIGKILL, "rows.csv", -9)], ids=lambda value: getattr(value, "name", None))
-def test_a_signal_mid_run_then_resume_covers_every_input_once(server, tmp_path, child_env,
-                                                              signum, name, code):
+def test_a_signal_mid_run_then_resume_covers_every_input_once(server, held_server, tmp_path,
+                                                              child_env, signum, name, code):
     """The last input is held unanswered until the resume, so the signal always comes
     mid-run (40 quick inputs could all be done before a late signal landed)."""
-    with HeldServer() as held:
-        urls = [server.url(f"/delay/0.1?n={n}") for n in range(39)] + [held.url("/last")]
-        output = tmp_path / name
-        proc = start(["-c", "4", *FAST, "-o", output, url_file(tmp_path, urls)], child_env)
-        try:
-            wait_for(lambda: complete_lines(output) >= 8)
-            proc.send_signal(signum)
-            assert proc.wait() == code
-            stderr = proc.stderr.read().decode()
-        finally:
-            proc.kill()
-        if signum != signal.SIGKILL:
-            assert "Traceback" not in stderr and "Aborted" not in stderr
-            written = len(rows_in(output))
-            assert f"interrupted: {written} rows written" in stderr and 7 <= written < 40
-            assert stderr.rstrip().endswith("requests cancelled; add --resume to fetch the rest")
-        held.released.set()
-        resumed = invoke("-c", "4", *FAST, "--resume", "-o", output, tmp_path / "urls.txt")
+    urls = [server.url(f"/delay/0.1?n={n}") for n in range(39)] + [held_server.url("/last")]
+    output = tmp_path / name
+    proc = start(["-c", "4", *FAST, "-o", output, url_file(tmp_path, urls)], child_env)
+    try:
+        wait_for(lambda: complete_lines(output) >= 8)
+        proc.send_signal(signum)
+        assert proc.wait() == code
+        stderr = proc.stderr.read().decode()
+    finally:
+        proc.kill()
+    if signum != signal.SIGKILL:
+        assert "Traceback" not in stderr and "Aborted" not in stderr
+        written = len(rows_in(output))
+        assert f"interrupted: {written} rows written" in stderr and 7 <= written < 40
+        assert stderr.rstrip().endswith("requests cancelled; add --resume to fetch the rest")
+    held_server.released.set()
+    resumed = invoke("-c", "4", *FAST, "--resume", "-o", output, tmp_path / "urls.txt")
     assert resumed.exit_code == 0, resumed.output
     assert "rows already in" in resumed.stderr
     assert_each_input_once(output, urls)

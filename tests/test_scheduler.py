@@ -422,13 +422,26 @@ def test_an_item_waits_only_briefly_for_its_hosts_busy_connections(server, wait_
         assert (server.connections_accepted, other.connections_accepted) == (2, 2)
 
 
-def test_interleaved_hosts_open_no_more_connections_than_the_concurrency(server):
-    """Hosts whose last items lag behind near the end wait for their own connections
-    instead of opening new ones while other hosts' connections sit idle."""
-    with LoopbackServer() as second, LoopbackServer() as third, LoopbackServer() as fourth:
-        servers = [server, second, third, fourth]
-        items = [servers[n % 4].url("/delay/0.02") for n in range(800)]
-        table = fetch_all(items, concurrency=16, **QUICK)
-        accepted = [each.connections_accepted for each in servers]
-    assert all(row.ok for row in table)
-    assert sum(accepted) == 16, accepted
+def test_a_hosts_last_item_waits_for_its_own_busy_connection(server, held_server):
+    """Near the end of a run, a host whose last item lags behind waits for its own busy
+    connection instead of opening a new one in the slot another host's finished item freed.
+
+    Concurrency 2: A's first request is held and B's answers; A's second item is then held
+    back (up to 0.25 s) rather than open a connection, and the test frees A's connection as
+    soon as B's row is out, so A's second request reuses it. With no such wait, A opens its
+    second connection before B's row is even yielded, whatever the timing.
+
+    This replaced a run of 800 items over 4 hosts that asserted exactly 16 connections:
+    the scheduler opens one beyond the budget by design when jitter makes a job wait more
+    than a round (HostQueues' docstring): it did in 13 of 30 runs under CPU load (17 or 18
+    connections, all opened mid-run, none at the end) and once in a full suite run without
+    load. The connection economy over a whole run is checked on a simulated clock in
+    test_hosts.py and measured by bench W4."""
+    items = [held_server.url("/a1"), server.url("/ok"), held_server.url("/a2")]
+    order = []
+    for row in iter_fetch(items, concurrency=2, **QUICK):
+        order.append(row.index)
+        if row.index == 1:
+            held_server.released.set()
+    assert order == [1, 0, 2]
+    assert (held_server.connections_accepted, held_server.requests_received) == (1, 2)
