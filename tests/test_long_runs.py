@@ -12,6 +12,7 @@ import json
 import os
 import pty
 import re
+import select
 import signal
 import subprocess
 import sys
@@ -82,10 +83,17 @@ def bytes_in_pipe(pipe):
     return count[0]
 
 
-def blocked_writing_a_pipe(pid):
-    """Whether process ``pid`` sleeps in a write to a full pipe (Linux's wchan)."""
-    with open(f"/proc/{pid}/wchan") as wchan:
-        return "pipe_write" in wchan.read()
+def pipe_is_full(pid, fd):
+    """Whether the pipe on file descriptor ``fd`` of process ``pid`` has no room left: the
+    pipe is opened again through /proc (Linux) and polled for writing. True whether the
+    process then blocks in write() or waits for room with gevent."""
+    writer = os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        poller = select.poll()
+        poller.register(writer, select.POLLOUT)
+        return not poller.poll(0)
+    finally:
+        os.close(writer)
 
 
 def complete_lines(path):
@@ -136,9 +144,9 @@ def test_a_second_signal_exits_at_once_even_while_output_blocks(server, tmp_path
         # 3 KB are far more than a pipe holds (no sleep for "the last rows to come back").
         wait_for(lambda: server.hits["/bytes/3000"] == 100 and server.hits["/fault/hang"] == 1)
         proc.send_signal(signal.SIGINT)
-        # Then it writes the rows until the pipe nobody reads is full (an event, not a
-        # 0.5 s sleep after which it had to be blocked).
-        wait_for(lambda: proc.poll() is not None or blocked_writing_a_pipe(proc.pid))
+        # Then it writes the rows until the pipe nobody reads is full, and must wait (an
+        # event, not a 0.5 s sleep after which it had to be stuck).
+        wait_for(lambda: proc.poll() is not None or pipe_is_full(proc.pid, 1))
         assert proc.poll() is None
         proc.send_signal(signal.SIGINT)
         assert proc.wait() == 130
