@@ -4,6 +4,9 @@ import batchfetch  # noqa: F401  (first: monkey-patches before requests/ssl load
 import os
 import pathlib
 
+import gevent
+import gevent.event
+import gevent.server
 import pytest
 
 from batchfetch.testing import LoopbackServer
@@ -30,9 +33,72 @@ def child_env():
 
 
 @pytest.fixture
+def wait_until():
+    """``wait_until(condition)``: poll ``condition()`` cooperatively until it is true.
+
+    No time limit of its own: a condition that never comes true is a hang, which
+    pytest-timeout (60 s per test) reports. A limit of a few seconds here would be an
+    upper bound that a loaded machine can break.
+    """
+    def wait(condition):
+        while not condition():
+            gevent.sleep(0.005)
+
+    return wait
+
+
+@pytest.fixture
 def server():
     """A fresh loopback server for one test (port 0; counters start at zero)."""
     with LoopbackServer() as running:
+        yield running
+
+
+class HeldServer:
+    """A keep-alive HTTP server on 127.0.0.1 whose answers (200 "ok") wait until ``released``
+    is set: a request to it stays in flight until the test says so, whatever the machine's
+    speed, where a delay would race the other requests. GET requests only; it counts
+    ``connections_accepted`` and ``requests_received``."""
+
+    def __init__(self) -> None:
+        self.released = gevent.event.Event()
+        self.connections_accepted = 0
+        self.requests_received = 0
+        self._listener = gevent.server.StreamServer(("127.0.0.1", 0), self._handle)
+
+    def __enter__(self) -> "HeldServer":
+        self._listener.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.released.set()  # handlers still waiting answer (or find the client gone) and end
+        self._listener.stop()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._listener.server_port}{path}"
+
+    def _handle(self, sock, _address) -> None:
+        self.connections_accepted += 1
+        received = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in received:
+                    chunk = sock.recv(65536)
+                    if not chunk:
+                        return
+                    received += chunk
+                received = received.partition(b"\r\n\r\n")[2]
+                self.requests_received += 1
+                self.released.wait()
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
+        except OSError:
+            pass  # the client cancelled its request or closed the connection
+
+
+@pytest.fixture
+def held_server():
+    """A :class:`HeldServer`; released (and stopped) at the end of the test."""
+    with HeldServer() as running:
         yield running
 
 

@@ -16,7 +16,6 @@ import warnings
 from pathlib import Path
 
 import click
-import gevent
 import pytest
 from click.testing import CliRunner
 
@@ -26,7 +25,7 @@ from batchfetch._cli_input import keyword_of, parse_pair, parse_size
 from batchfetch.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
-FAST = ["-r", "0", "-t", "2"]
+FAST = ["-r", "0"]
 
 
 
@@ -148,13 +147,12 @@ def test_input_is_read_lazily_from_a_pipe(server, child_env):
     try:
         proc.stdin.write(f"{server.url('/ok')}\n".encode())
         proc.stdin.flush()
-        with gevent.Timeout(10):
-            first = json.loads(proc.stdout.readline())
+        first = json.loads(proc.stdout.readline())
         assert first["status"] == 200 and proc.poll() is None
         proc.stdin.write(f"{server.url('/status/201')}\n".encode())
         proc.stdin.close()
         second = json.loads(proc.stdout.readline())
-        assert second["status"] == 201 and proc.wait(timeout=10) == 0
+        assert second["status"] == 201 and proc.wait() == 0
     finally:
         proc.kill()
         proc.wait()
@@ -339,7 +337,8 @@ def test_timeout_and_deadline(server):
     assert hung["error"] == "timeout"
     trickle = server.url("/fault/trickle?interval=0.1&bytes=20")
     late = rows_of(invoke("-r", "0", "--deadline", "0.3", input=trickle))[0]
-    assert late["error"] == "deadline" and late["elapsed"] < 1.5
+    # Cut mid-body (the trickle lasts 2 s), not before 0.3 s; how soon is for bench/.
+    assert late["error"] == "deadline" and late["size"] < 20 and late["elapsed"] >= 0.3
 
 
 def test_connect_timeout_overrides_timeout_for_connecting():
@@ -353,11 +352,12 @@ def test_connect_timeout_overrides_timeout_for_connecting():
             filler.setblocking(False)
             filler.connect_ex(address)
         try:
-            started = time.monotonic()
             result = invoke("-r", "0", "-t", "5", "--connect-timeout", "0.3",
                             input=f"http://127.0.0.1:{address[1]}/")
-            assert rows_of(result)[0]["error"] == "connect_timeout"
-            assert time.monotonic() - started < 3
+            row = rows_of(result)[0]
+            # The message names the connect timeout used: 0.3, not -t's 5 (no clock needed).
+            assert row["error"] == "connect_timeout"
+            assert row["message"].endswith("(connect timeout=0.3)"), row["message"]
         finally:
             for filler in fillers:
                 filler.close()
@@ -464,7 +464,9 @@ def test_csv_streams_every_column(server):
 
 
 def test_json_and_table_come_in_input_order(server):
-    urls = f"{server.url('/delay/0.3')}\n{server.url('/ok')}\n"
+    """Row 1 is a bad line: it needs no request, so it is done before row 0 whatever the
+    load (with /delay/0.3 and /ok, the /ok row had to beat the delay)."""
+    urls = f"{server.url('/ok')}\nnot a url\n"
     document = json.loads(invoke(*FAST, "-f", "json", input=urls).stdout)
     assert [row["index"] for row in document] == [0, 1]
     assert [row["index"] for row in rows_of(invoke(*FAST, "-f", "jsonl", input=urls))] == [0, 1]
@@ -631,11 +633,13 @@ def test_closed_stdout_ends_the_run_quietly_with_141(server, tmp_path, child_env
     urls = write(tmp_path, "urls.txt", f"{server.url('/delay/0.05')}\n" * 2000)
     proc = subprocess.Popen([sys.executable, "-m", "batchfetch", "-c", "4", urls],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
-    with gevent.Timeout(20):
+    try:
         assert json.loads(proc.stdout.readline())["status"] == 200
         proc.stdout.close()  # what head does after its first line
         assert proc.wait() == 141
         stderr = proc.stderr.read().decode()
+    finally:
+        proc.kill()
     assert stderr == ""
     assert server.hits["/delay/0.05"] < 500
 
@@ -644,12 +648,14 @@ def test_ctrl_c_exits_130_with_finished_rows_written(server, tmp_path, child_env
     urls = write(tmp_path, "urls.txt", f"{server.url('/ok')}\n{server.url('/fault/hang')}\n" * 2)
     proc = subprocess.Popen([sys.executable, "-m", "batchfetch", "-f", "csv", urls],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env)
-    with gevent.Timeout(20):
+    try:
         lines = [proc.stdout.readline() for _ in range(3)]  # the header and the two /ok rows
         proc.send_signal(signal.SIGINT)
         assert proc.wait() == 130
         lines += proc.stdout.read().splitlines()
         stderr = proc.stderr.read().decode()
+    finally:
+        proc.kill()
     assert "Traceback" not in stderr and "Aborted" not in stderr and "KeyboardInterrupt" \
         not in stderr
     assert "interrupted: 2 rows written, 2 requests cancelled" in stderr

@@ -52,7 +52,7 @@ def test_header_blocks_parse_as_http_client_parses_them(name):
 
 def test_responses_with_repeated_and_odd_headers_become_rows(server):
     table = fetch_all([server.url("/cookies/set?a=1&b=2"), server.url("/status/503"),
-                       server.url("/redirect/2")], retries=0, timeout=5)
+                       server.url("/redirect/2")], retries=0)
     assert [row.status for row in table] == [200, 503, 200]
     assert table[2].final_url == server.url("/redirect/0")
 
@@ -60,7 +60,7 @@ def test_responses_with_repeated_and_odd_headers_become_rows(server):
 def test_a_body_larger_than_one_send_arrives_whole(server):
     body = "0123456789" * 500_000  # 5 MB: the kernel takes it in several sends
     table = fetch_all([{"url": server.url("/echo"), "method": "POST", "data": body}],
-                      keep_body=True, timeout=10)
+                      keep_body=True)
     assert table[0].ok
     assert json.loads(table[0].body)["body"] == body
 
@@ -106,7 +106,7 @@ def test_a_connection_sends_what_urllib3_sends_request_after_request():
         seen = []
         for cls in (Lean, urllib3.connection.HTTPConnection):
             heads.clear()
-            conn = cls("127.0.0.1", listener.server_port, timeout=5)
+            conn = cls("127.0.0.1", listener.server_port)
             for method, path, headers in requests_sent + requests_sent:
                 conn.request(method, path, headers=headers)
                 conn.getresponse().read()

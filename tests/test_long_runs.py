@@ -4,15 +4,19 @@ resumed runs; the progress bar on a terminal and not on a pipe; -v logging.
 Signal tests run the command as a subprocess against the loopback server in this process,
 waiting with gevent (the server must keep serving meanwhile); resumed runs run in-process.
 """
+import array
 import csv
+import fcntl
 import io
 import json
 import os
 import pty
 import re
+import select
 import signal
 import subprocess
 import sys
+import termios
 
 import gevent
 import gevent.socket
@@ -21,7 +25,7 @@ from click.testing import CliRunner
 
 from batchfetch.cli import main
 
-FAST = ["-r", "0", "-t", "5"]
+FAST = ["-r", "0"]
 
 
 
@@ -65,10 +69,31 @@ def start(args, child_env, **streams):
                             env=child_env, **streams)
 
 
-def wait_for(condition, timeout=15.0):
-    with gevent.Timeout(timeout):
-        while not condition():
-            gevent.sleep(0.02)
+def wait_for(condition):
+    """Poll until ``condition()``; pytest-timeout is the only limit (any other would be an
+    upper bound on the child's speed)."""
+    while not condition():
+        gevent.sleep(0.02)
+
+
+def bytes_in_pipe(pipe):
+    """How many bytes wait in ``pipe`` (either end) to be read."""
+    count = array.array("i", [0])
+    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, count)
+    return count[0]
+
+
+def pipe_is_full(pid, fd):
+    """Whether the pipe on file descriptor ``fd`` of process ``pid`` has no room left: the
+    pipe is opened again through /proc (Linux) and polled for writing. True whether the
+    process then blocks in write() or waits for room with gevent."""
+    writer = os.open(f"/proc/{pid}/fd/{fd}", os.O_WRONLY | os.O_NONBLOCK)
+    try:
+        poller = select.poll()
+        poller.register(writer, select.POLLOUT)
+        return not poller.poll(0)
+    finally:
+        os.close(writer)
 
 
 def complete_lines(path):
@@ -82,26 +107,31 @@ def complete_lines(path):
     (signal.SIGINT, "rows.jsonl", 130), (signal.SIGINT, "rows.csv", 130),
     (signal.SIGTERM, "rows.jsonl", 130), (signal.SIGKILL, "rows.jsonl", -9),
     (signal.SIGKILL, "rows.csv", -9)], ids=lambda value: getattr(value, "name", None))
-def test_a_signal_mid_run_then_resume_covers_every_input_once(server, tmp_path, child_env,
-                                                              signum, name, code):
-    urls = [server.url(f"/delay/0.1?n={n}") for n in range(40)]
+def test_a_signal_mid_run_then_resume_covers_every_input_once(server, held_server, tmp_path,
+                                                              child_env, signum, name, code):
+    """The last input is held unanswered until the resume, so the signal always comes
+    mid-run (40 quick inputs could all be done before a late signal landed)."""
+    urls = [server.url(f"/delay/0.1?n={n}") for n in range(39)] + [held_server.url("/last")]
     output = tmp_path / name
     proc = start(["-c", "4", *FAST, "-o", output, url_file(tmp_path, urls)], child_env)
-    wait_for(lambda: complete_lines(output) >= 8)
-    proc.send_signal(signum)
-    with gevent.Timeout(10):
+    try:
+        wait_for(lambda: complete_lines(output) >= 8)
+        proc.send_signal(signum)
         assert proc.wait() == code
         stderr = proc.stderr.read().decode()
+    finally:
+        proc.kill()
     if signum != signal.SIGKILL:
         assert "Traceback" not in stderr and "Aborted" not in stderr
         written = len(rows_in(output))
         assert f"interrupted: {written} rows written" in stderr and 7 <= written < 40
         assert stderr.rstrip().endswith("requests cancelled; add --resume to fetch the rest")
+    held_server.released.set()
     resumed = invoke("-c", "4", *FAST, "--resume", "-o", output, tmp_path / "urls.txt")
     assert resumed.exit_code == 0, resumed.output
     assert "rows already in" in resumed.stderr
     assert_each_input_once(output, urls)
-    assert server.hits["/delay/0.1"] <= 40 + 8  # only the inputs without a row, again
+    assert server.hits["/delay/0.1"] <= 39 + 8  # only the inputs without a row, again
 
 
 def test_a_second_signal_exits_at_once_even_while_output_blocks(server, tmp_path, child_env):
@@ -109,14 +139,19 @@ def test_a_second_signal_exits_at_once_even_while_output_blocks(server, tmp_path
     nobody reads. A second Ctrl-C must still end the process at once, with 130."""
     urls = [server.url(f"/bytes/3000?n={n}") for n in range(100)] + [server.url("/fault/hang")]
     proc = start([*FAST, "-f", "json", "--body", url_file(tmp_path, urls)], child_env)
-    wait_for(lambda: server.hits["/bytes/3000"] == 100 and server.hits["/fault/hang"] == 1)
-    gevent.sleep(0.3)  # the last rows come back
-    proc.send_signal(signal.SIGINT)  # 100 rows of 3 KB: far more than a pipe holds
-    gevent.sleep(0.5)
-    assert proc.poll() is None  # blocked writing
-    proc.send_signal(signal.SIGINT)
-    with gevent.Timeout(5):
+    try:
+        # At concurrency 16 the last request goes out once 85 rows are done: 85 rows of
+        # 3 KB are far more than a pipe holds (no sleep for "the last rows to come back").
+        wait_for(lambda: server.hits["/bytes/3000"] == 100 and server.hits["/fault/hang"] == 1)
+        proc.send_signal(signal.SIGINT)
+        # Then it writes the rows until the pipe nobody reads is full, and must wait (an
+        # event, not a 0.5 s sleep after which it had to be stuck).
+        wait_for(lambda: proc.poll() is not None or pipe_is_full(proc.pid, 1))
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGINT)
         assert proc.wait() == 130
+    finally:
+        proc.kill()
     assert "interrupted again: exiting now" in proc.stderr.read().decode()
 
 
@@ -217,17 +252,26 @@ def test_resume_from_a_pipe_checks_before_fetching_too(server, tmp_path, child_e
     before = output.read_bytes()
     proc = start(["--resume", "--retry-failed", *FAST, "-o", output], child_env,
                  stdin=subprocess.PIPE)
-    proc.stdin.write("".join(f"{url}\n" for url in urls[:3]).encode())
-    proc.stdin.flush()
-    gevent.sleep(0.5)  # time enough to fetch input 1, were it not held back
-    with gevent.Timeout(10):
+    try:
+        proc.stdin.write("".join(f"{url}\n" for url in urls[:3]).encode())
+        proc.stdin.flush()
+        # Time to fetch input 1, were it not held back: counted from when the child has
+        # read the three lines, not from its start (a slow start used the 0.5 s up). A wait
+        # for something that must not happen can only be a window; a short one can miss
+        # the bug but never fail a correct run.
+        wait_for(lambda: bytes_in_pipe(proc.stdin) == 0)
+        gevent.sleep(0.5)
         _, stderr = proc.communicate(f"{server.url('/ok?other')}\n".encode())
+    finally:
+        proc.kill()
     assert proc.returncode == 2 and "its row for input 3 has the url" in stderr.decode()
     assert output.read_bytes() == before and server.hits["/ok"] == 4
     same = start(["--resume", "--retry-failed", *FAST, "-o", output], child_env,
                  stdin=subprocess.PIPE)
-    with gevent.Timeout(10):
+    try:
         same.communicate("".join(f"{url}\n" for url in urls).encode())
+    finally:
+        same.kill()
     assert same.returncode == 0
     assert all(row["ok"] for row in assert_each_input_once(output, urls))
 
@@ -327,19 +371,19 @@ def run_on_a_terminal(args, child_env, tmp_path):
     os.close(slave)
     shown = b""
     try:
-        with gevent.Timeout(15):
-            while True:
-                gevent.socket.wait_read(master)
-                try:
-                    chunk = os.read(master, 65536)
-                except OSError:  # EIO: the child closed the terminal
-                    break
-                if not chunk:
-                    break
-                shown += chunk
-            code = proc.wait()
+        while True:
+            gevent.socket.wait_read(master)
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the child closed the terminal
+                break
+            if not chunk:
+                break
+            shown += chunk
+        code = proc.wait()
     finally:
         os.close(master)
+        proc.kill()
     return code, shown.decode("utf-8", "replace"), stdout.read_text()
 
 
@@ -378,8 +422,10 @@ def test_progress_only_when_asked_on_a_pipe(server, tmp_path):
 def test_progress_on_a_pipe_of_urls_has_no_total(server, child_env):
     """A pipe cannot be counted ahead: the bar shows rows done and the rate, no total."""
     proc = start(["--progress", *FAST], child_env, stdin=subprocess.PIPE)
-    with gevent.Timeout(10):
+    try:
         _, stderr = proc.communicate(f"{server.url('/ok')}\n{server.url('/ok')}\n".encode())
+    finally:
+        proc.kill()
     assert proc.returncode == 0 and has_bar(stderr.decode())
     assert re.search(r"\r2req \[", stderr.decode()) and "/2 " not in stderr.decode()
 

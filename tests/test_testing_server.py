@@ -31,6 +31,13 @@ def http() -> Iterator[requests.Session]:
         yield session
 
 
+def _wait_idle(server: LoopbackServer) -> None:
+    """Wait until no client connection is open: ``server.wait_idle()`` gives up after 2 s, an
+    upper bound a loaded machine can break; pytest-timeout is the only limit here."""
+    while server.open_connections:
+        gevent.sleep(0.005)
+
+
 def _causes(exc: BaseException) -> list[BaseException]:
     """Every exception in ``exc``'s chain, following causes, contexts and wrapped arguments."""
     seen: list[BaseException] = []
@@ -47,7 +54,7 @@ def _causes(exc: BaseException) -> list[BaseException]:
 
 def _raw_exchange(server: LoopbackServer, data: bytes) -> bytes:
     """Send raw bytes, then read until the server closes the connection."""
-    with socket.create_connection((server.host, server.port), timeout=2) as sock:
+    with socket.create_connection((server.host, server.port)) as sock:
         sock.sendall(data)
         chunks = []
         while chunk := sock.recv(65536):
@@ -244,7 +251,7 @@ def test_huge_bytes_stream_in_constant_memory(
                 break
     assert bytes(received[:1_000_000]) == pattern_bytes(1_000_000)
     http.close()  # the client hangs up mid-body; the server must stop quietly
-    assert server.wait_idle()
+    _wait_idle(server)
     assert "Traceback" not in capfd.readouterr().err
 
 
@@ -256,7 +263,8 @@ def test_gzip_small(server: LoopbackServer, http: requests.Session) -> None:
 
 
 def test_gzip_bomb_starts_streaming(server: LoopbackServer, http: requests.Session) -> None:
-    started = time.monotonic()
+    """The first megabyte of a 2 GB bomb comes out decoded. (How soon is bench/'s question:
+    the 2 s bound here was an upper bound a loaded machine could break.)"""
     with http.get(server.url("/gzip/2000000000"), stream=True) as response:
         decoded = bytearray()
         for chunk in response.iter_content(64 * 1024):
@@ -264,9 +272,8 @@ def test_gzip_bomb_starts_streaming(server: LoopbackServer, http: requests.Sessi
             if len(decoded) >= 1_000_000:
                 break
     assert len(decoded) >= 1_000_000 and not any(decoded)
-    assert time.monotonic() - started < 2
     http.close()
-    assert server.wait_idle()
+    _wait_idle(server)
 
 
 # -- echo and cookies -----------------------------------------------------------------------
@@ -323,7 +330,7 @@ def test_cookies_set_and_sent_back(server: LoopbackServer, http: requests.Sessio
 def test_hang_times_out(server: LoopbackServer, http: requests.Session) -> None:
     with pytest.raises(requests.ReadTimeout):
         http.get(server.url("/fault/hang"), timeout=0.5)
-    assert server.wait_idle()  # the client closing ends the hang
+    _wait_idle(server)  # the client closing ends the hang
 
 
 def test_reset_is_a_connection_reset(server: LoopbackServer, http: requests.Session) -> None:
@@ -360,31 +367,38 @@ def test_garbage_reply(server: LoopbackServer, http: requests.Session) -> None:
 
 
 def test_trickle(server: LoopbackServer, http: requests.Session) -> None:
+    """The first bytes arrive one at a time: the whole trickle would take 500 s, so these
+    four cannot have waited for its end. (A lower bound on the gap between the first and
+    the fourth broke when a busy client read the first three together.)"""
     started = time.monotonic()
-    with http.get(server.url("/fault/trickle?interval=0.05&bytes=4"), stream=True) as response:
-        assert response.headers["Content-Length"] == "4"
+    url = server.url("/fault/trickle?interval=0.05&bytes=10000")
+    with http.get(url, stream=True) as response:
+        assert response.headers["Content-Length"] == "10000"
         arrivals = []
         for byte in response.iter_content(1):
             arrivals.append((byte, time.monotonic() - started))
+            if len(arrivals) == 4:
+                break
     assert b"".join(byte for byte, _ in arrivals) == b"0123"
-    assert arrivals[-1][1] >= 0.19
-    assert arrivals[-1][1] - arrivals[0][1] >= 0.14  # one at a time, not all at the end
+    assert arrivals[-1][1] >= 0.19  # the server waits its interval before each byte
 
 
 def test_slow_headers(server: LoopbackServer, http: requests.Session) -> None:
     with pytest.raises(requests.ReadTimeout):
         http.get(server.url("/fault/slow-headers?delay=0.5"), timeout=0.1)
-    assert http.get(server.url("/fault/slow-headers?delay=0.05"), timeout=1).text == "ok\n"
+    assert http.get(server.url("/fault/slow-headers?delay=0.05")).text == "ok\n"
 
 
 def test_stop_closes_hanging_connections(capfd: pytest.CaptureFixture[str]) -> None:
+    """The client has no timeout: only stop() can end its request (a 5 s read timeout and
+    "< 1 s" bounds were upper bounds a loaded machine could break)."""
     server = LoopbackServer().start()
 
     def hang() -> Exception | None:
         # Returned, not raised: gevent prints a greenlet's exception, which capfd would see.
         with requests.Session() as session:
             try:
-                session.get(server.url("/fault/hang"), timeout=5)
+                session.get(server.url("/fault/hang"))
             except requests.RequestException as exc:
                 return exc
         return None
@@ -392,10 +406,8 @@ def test_stop_closes_hanging_connections(capfd: pytest.CaptureFixture[str]) -> N
     client = gevent.spawn(hang)
     while not server.hits["/fault/hang"]:
         gevent.sleep(0.01)
-    started = time.monotonic()
     server.stop()
-    assert isinstance(client.get(timeout=2), requests.ConnectionError)
-    assert time.monotonic() - started < 1
+    assert isinstance(client.get(), requests.ConnectionError)
     assert server.open_connections == 0
     assert "Traceback" not in capfd.readouterr().err
 
@@ -410,7 +422,7 @@ def test_keep_alive_reuses_one_connection(server: LoopbackServer, http: requests
     assert (server.requests_served, server.hits["/ok"]) == (10, 10)
     assert server.open_connections == 1
     http.close()
-    assert server.wait_idle()
+    _wait_idle(server)
 
 
 def test_connections_counted_across_sessions(server: LoopbackServer) -> None:
@@ -420,7 +432,7 @@ def test_connections_counted_across_sessions(server: LoopbackServer) -> None:
             session.get(server.url("/json"))
     assert server.connections_accepted == 3
     assert server.requests_served == 6
-    assert server.wait_idle()
+    _wait_idle(server)
 
 
 def test_connection_close_header_closes(server: LoopbackServer) -> None:
@@ -431,7 +443,7 @@ def test_connection_close_header_closes(server: LoopbackServer) -> None:
 
 def test_http10_closes_unless_keep_alive(server: LoopbackServer) -> None:
     assert _raw_exchange(server, b"GET /ok HTTP/1.0\r\n\r\n").endswith(b"\r\n\r\nok\n")
-    with socket.create_connection((server.host, server.port), timeout=2) as sock:
+    with socket.create_connection((server.host, server.port)) as sock:
         for _ in range(2):
             sock.sendall(b"GET /ok HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
             assert b"Connection: keep-alive" in sock.recv(4096)
@@ -472,7 +484,7 @@ def test_client_vanishing_mid_request_is_quiet(
 ) -> None:
     with socket.create_connection((server.host, server.port)) as sock:
         sock.sendall(b"POST /echo HTTP/1.1\r\nContent-Length: 100\r\n\r\npartial")
-    assert server.wait_idle()
+    _wait_idle(server)
     assert server.requests_served == 0
     assert "Traceback" not in capfd.readouterr().err
 
@@ -502,7 +514,7 @@ def test_https_untrusted_fails_quietly(
         http.get(server.url("/ok"), verify=True)  # the default bundle does not know our CA
     with pytest.raises(requests.ConnectionError):  # plain HTTP to a TLS port
         http.get(server.url("/ok").replace("https:", "http:"))
-    assert server.wait_idle()
+    _wait_idle(server)
     assert server.connections_accepted == 2 and server.requests_served == 0
     # gevent's own StreamServer(ssl_context=...) prints a traceback for each failed handshake.
     assert "Traceback" not in capfd.readouterr().err
