@@ -79,6 +79,11 @@ class GuardedText:
     def isatty(self) -> bool:
         return self.stream.isatty()
 
+    @property
+    def started(self) -> bool:
+        """Whether anything reached the file yet (an -o FILE opens with the first row)."""
+        return getattr(self.stream, "started", True)
+
     def close(self) -> None:
         if self._close and not getattr(self.stream, "closed", False):
             with self._guard():
@@ -212,6 +217,10 @@ class _OpenedOnFirstFlush:
     def isatty(self) -> bool:
         return False
 
+    @property
+    def started(self) -> bool:
+        return self._file is not None
+
     def close(self) -> None:
         self.flush()  # a run of no rows still leaves FILE (with a CSV header)
         self._file.close()
@@ -279,7 +288,7 @@ def interrupts_as_exceptions(output: IO[str] | None) -> Iterator[None]:
             lost = output.lines_waiting()
             if lost:
                 message += f"; finished rows the reader had not taken: {lost}"
-        elif output is not None:
+        elif output is not None and getattr(output, "started", True):  # not empty FILE now
             with contextlib.suppress(Exception):
                 output.flush()
         if _room_now(2):  # a message, unless stderr is a pipe nobody reads

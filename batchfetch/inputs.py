@@ -256,10 +256,11 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
                                                   f"pairs, got {params!r}")
     has_body = fields.get("json") is not None or fields.get("data") is not None
     own_headers, own_cookies = _mapping(fields, "headers"), _mapping(fields, "cookies")
-    problem = (first_header_problem(own_headers, allow_none=True)
-               or first_cookie_problem(own_cookies) or form_problem(fields.get("data")))
-    if problem:
-        raise InvalidItemError("invalid_request", problem)
+    if own_headers or own_cookies or fields.get("data") is not None:  # a plain URL has none
+        problem = (first_header_problem(own_headers, allow_none=True)
+                   or first_cookie_problem(own_cookies) or form_problem(fields.get("data")))
+        if problem:
+            raise InvalidItemError("invalid_request", problem)
     json = fields.get("json") if has_body else options.json
     data = fields.get("data") if has_body else options.data
     headers = _merge_headers(options.headers, own_headers)

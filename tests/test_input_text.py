@@ -89,7 +89,7 @@ def test_a_file_that_is_not_text_exits_2_before_fetching_anything(server, tmp_pa
 def test_binary_on_a_pipe_exits_2_with_one_line(child_env):
     """The command reading a real pipe, as `cat image.png | batchfetch` would."""
     result = subprocess.run([sys.executable, "-m", "batchfetch", "-q"], input=b"\x89PNG\x00\x01",
-                            capture_output=True, env=child_env, timeout=30)
+                            capture_output=True, env=child_env)
     assert result.returncode == 2 and result.stdout == b""
     assert result.stderr.decode() == (
         "Error: line 1 of standard input holds a NUL byte: not text (UTF-16 without a byte "

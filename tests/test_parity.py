@@ -261,7 +261,7 @@ def fetch_both_paths(case: Case, host: str = "127.0.0.1") -> list[tuple[str, lis
         item, options, server.location = case.bound(server.port)
         for fast_path in (True, False):
             server.received.clear()
-            table = fetch_all([item], retries=0, timeout=5, fast_path=fast_path, **options)
+            table = fetch_all([item], retries=0, fast_path=fast_path, **options)
             seen.append((f"fast_path={fast_path}", list(server.received), row_facts(table[0])))
         server.received.clear()
         row = plain_requests_row(to_spec(item, FetchOptions(**options)), FetchOptions(**options))
@@ -276,7 +276,7 @@ def plain_requests_row(spec, options: FetchOptions) -> dict:
         session.headers["User-Agent"] = options.user_agent
         response = session.request(spec.method, spec.url, headers=spec.headers,
                                    params=spec.params, data=spec.data, json=spec.json,
-                                   cookies=spec.cookies, auth=options.auth, timeout=5,
+                                   cookies=spec.cookies, auth=options.auth,
                                    stream=True)
         response.content  # noqa: B018 - read it all, as a row does
         return {"status": response.status_code, "reason": response.reason,
@@ -339,7 +339,7 @@ def test_a_batch_of_the_corpus_sends_the_same_bytes_in_the_same_order():
         items = [case.bound(server.port)[0] for case in cases]
         for fast_path in (True, False):
             server.received.clear()
-            table = fetch_all(items, retries=0, timeout=5, fast_path=fast_path, concurrency=1)
+            table = fetch_all(items, retries=0, fast_path=fast_path, concurrency=1)
             seen.append((list(server.received), [row_facts(row) for row in table]))
     assert seen[0] == seen[1]
     assert len(seen[0][0]) == len([row for row in seen[0][1] if row["status"]])

@@ -12,7 +12,7 @@ from batchfetch.cli import main
 
 pytestmark = pytest.mark.usefixtures("both_paths")
 
-QUICK = {"timeout": 5, "retries": 0}
+QUICK = {"retries": 0}
 
 
 def redirect_or_ok(line, headers):

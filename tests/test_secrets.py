@@ -30,7 +30,7 @@ def test_rows_show_masked_passwords_while_the_request_uses_them(server):
             with_password(server.url("/redirect/2")),
             server.url("/redirect-to?url=" + with_password(server.url("/ok"), "hop-" + SECRET)),
             with_password(refused_url("/x")), with_password("http://[::1") + "/"]
-    table = fetch_all(urls, keep_body=True, retries=0, timeout=2,
+    table = fetch_all(urls, keep_body=True, retries=0,
                       exception_handler=lambda item, exc: handled.append(exc))
     echo = json.loads(table[0].body)
     assert echo["headers"]["Authorization"].startswith("Basic ")  # the password was used
@@ -143,5 +143,5 @@ def test_bad_user_flag_does_not_repeat_what_was_typed():
                                  f"http://u:{SECRET}@127.0.0.1:99999/x"])
 def test_passwords_with_spaces_slashes_or_hashes_are_masked(url):
     """The pattern stopped at a space, '/' or '#': such a password reached the row."""
-    row = fetch_all([url], retries=0, timeout=2)[0]
+    row = fetch_all([url], retries=0)[0]
     assert SECRET not in json.dumps(row.to_record()), row
