@@ -16,7 +16,8 @@ from urllib3.util import parse_url
 
 from ._version import __version__
 from .errors import OptionError
-from .headers import first_cookie_problem, first_header_problem, form_problem, header_problem
+from .headers import (first_cookie_problem, first_header_problem, form_problem, header_problem,
+                      is_latin1)
 from .methods import normalize_method
 from .redaction import mask_passwords, shown_option
 
@@ -114,14 +115,6 @@ def _string_mapping(option: str, value: Any) -> dict[str, str]:
     if problem:
         raise OptionError(option, value, "values every request can carry", problem)
     return dict(value)
-
-
-def _latin1(text: str) -> bool:
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 _PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
@@ -262,8 +255,7 @@ class FetchOptions:
                 isinstance(self.auth, tuple) and len(self.auth) == 2
                 and all(isinstance(part, str) for part in self.auth)):
             raise OptionError("auth", self.auth, "a (user, password) pair or a requests AuthBase")
-        if isinstance(self.auth, tuple) and not all(part.isascii() or _latin1(part)
-                                                    for part in self.auth):
+        if isinstance(self.auth, tuple) and not all(map(is_latin1, self.auth)):
             raise OptionError("auth", self.auth, "Latin-1 text", "the user or the password has "
                               "a character outside Latin-1, which basic auth cannot send")
         if not isinstance(self.verify, bool):

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["header_problem", "cookie_problem", "first_header_problem", "first_cookie_problem",
-           "form_problem"]
+           "form_problem", "is_latin1"]
 
 # requests' own rules (requests._internal_utils._HEADER_VALIDATORS_STR), which its path
 # enforces: a name neither empty nor starting with whitespace or ':', without ':' or a line
@@ -67,14 +67,24 @@ def header_problem(name: Any, value: Any) -> str | None:
     return None
 
 
+def is_latin1(text: str) -> bool:
+    """Whether http.client can send ``text`` in a header line (it encodes them in Latin-1;
+    anything else fails only when sent).
+
+    Example::
+
+        >>> is_latin1("caf\u00e9"), is_latin1("10 \u20ac")
+        (True, False)
+    """
+    return text.isascii() or max(text) <= "\xff"
+
+
 def _latin1_problem(what: str, text: str) -> str | None:
-    """http.client sends header lines in Latin-1: anything else fails only when sent."""
-    try:
-        text.encode("latin-1")
-    except UnicodeEncodeError as exc:
-        return (f"{what}: its value has a character outside Latin-1 ({text[exc.start]!r} at "
-                f"character {exc.start + 1}; send it percent- or RFC 8187-encoded)")
-    return None
+    if is_latin1(text):
+        return None
+    position = next(index for index, char in enumerate(text) if char > "\xff")
+    return (f"{what}: its value has a character outside Latin-1 ({text[position]!r} at "
+            f"character {position + 1}; send it percent- or RFC 8187-encoded)")
 
 
 def first_header_problem(headers: Mapping[Any, Any], allow_none: bool = False) -> str | None:
