@@ -1,11 +1,12 @@
-"""Where the command's rows go, and what the command hears meanwhile: a file or standard
-output, written so that a full disk, a reader that goes away and Ctrl-C or SIGTERM are each
-noticed at once, whatever the output is doing.
+"""Where the command's rows go, and what the command hears meanwhile: the format and
+the -o FILE, checked before anything is written; a file or standard output, written so
+that a full disk, a reader that goes away and Ctrl-C or SIGTERM are each noticed at once,
+whatever the output is doing.
 
 On a pipe or socket, standard output is written by :class:`PipeText`: it waits for room
-with gevent instead of blocking the process in ``write`` (a blocked process runs no
-greenlet, so neither gevent's signal watchers nor anything else), and writes a row of up
-to ``PIPE_BUF`` bytes in one ``write``, which a pipe takes whole or not at all. The file
+with gevent instead of blocking the process in ``write`` (a process blocked there runs no
+greenlet: a Ctrl-C could not reach the main one), and writes a row of up to ``PIPE_BUF``
+bytes in one ``write``, which a pipe takes whole or not at all. The file
 description itself is left as it is (no ``O_NONBLOCK``: a pipe's description is shared
 with whoever else writes to it, the shell's other commands included).
 """
@@ -22,12 +23,14 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import IO, Any
 
+import click
 import gevent
 import gevent.socket
 
 from .errors import BatchFetchError
 
 __all__ = ["OutputError", "PipeText", "GuardedText", "open_rows_output", "check_writable",
+           "check_output_file", "format_for", "stdout_is_a_terminal",
            "interrupts_as_exceptions", "silence_stdout", "EXIT_INTERRUPTED"]
 
 EXIT_INTERRUPTED = 130
@@ -319,3 +322,51 @@ def silence_stdout() -> None:
         os.dup2(devnull, sys.stdout.fileno())
     except (AttributeError, OSError, ValueError):  # none, or not a real file (CliRunner)
         pass
+
+
+# -- choosing and checking the output, before anything is written -----------------------
+
+_FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
+                     ".txt": "table"}
+
+
+def stdout_is_a_terminal() -> bool:
+    return sys.stdout is not None and sys.stdout.isatty()
+
+
+def format_for(path: str | None, demo: bool) -> str:
+    """The rows' format by the output file's extension (none: JSON Lines); else a table
+    for people, JSON Lines for programs. An extension it does not know is a usage error,
+    not JSON Lines in a file called out.xlsx.
+
+    Example::
+
+        >>> format_for("rows.csv", demo=False), format_for("rows", demo=False)
+        ('csv', 'jsonl')
+    """
+    if path not in (None, "-"):
+        suffix = os.path.splitext(path)[1].lower()
+        if suffix and suffix not in _FORMAT_BY_SUFFIX:
+            raise click.BadParameter(
+                f"cannot tell a format from {suffix!r}: name the file .csv, .jsonl, "
+                f".ndjson, .json or .txt (table), or give -f FORMAT",
+                param_hint="'-o' / '--output'")
+        return _FORMAT_BY_SUFFIX.get(suffix, "jsonl")
+    return "table" if demo or stdout_is_a_terminal() else "jsonl"
+
+
+def check_output_file(output: str, file: IO[bytes], demo: bool) -> None:
+    """Usage errors, before anything is written: -o FILE is the input, or not writable."""
+    try:
+        same = not demo and os.path.exists(output) and os.path.samestat(
+            os.fstat(file.fileno()), os.stat(output))
+    except (AttributeError, OSError, ValueError):  # an in-memory input: not a file
+        same = False
+    if same:
+        raise click.BadParameter(f"{output!r} is the input file: its rows would overwrite "
+                                 f"the URLs being read", param_hint="'-o' / '--output'")
+    try:
+        check_writable(output)
+    except OSError as exc:
+        raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}",
+                                 param_hint="'-o' / '--output'") from None

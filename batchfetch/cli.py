@@ -21,8 +21,9 @@ from ._cli_help import (EPILOG, SectionedCommand, general, output, print_version
                         retrying, timing, tls)
 from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
-from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText, check_writable,
-                          interrupts_as_exceptions, open_rows_output, silence_stdout)
+from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
+                          check_output_file, format_for, interrupts_as_exceptions,
+                          open_rows_output, silence_stdout, stdout_is_a_terminal)
 from ._input_text import InputTextError
 from .config import FetchOptions
 from .dispatch import iter_fetch
@@ -40,10 +41,6 @@ EXIT_IO_ERROR = 74
 #: A closed stdout (``batchfetch urls.txt | head``): what a shell reports for a program
 #: killed by SIGPIPE, so ``set -o pipefail`` scripts see what they see from ``cat``.
 EXIT_OUTPUT_CLOSED = 141
-
-_FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
-                     ".txt": "table"}
-
 
 @click.command(cls=SectionedCommand, epilog=EPILOG,
                context_settings={"auto_envvar_prefix": "BATCHFETCH",
@@ -176,17 +173,17 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         raise click.UsageError("-d @- reads the body from standard input, which already holds "
                                "the input: give the URLs as a FILE argument")
     options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
-    fmt = fmt or _format_for(output, demo)
+    fmt = fmt or format_for(output, demo)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
     if output not in (None, "-"):
-        _check_output_file(output, file, demo)
+        check_output_file(output, file, demo)
     if sys.stderr is None:  # started with 2>&-: the summary and logs go nowhere
         sys.stderr = open(os.devnull, "w")
     say: Callable[[str], None] = (lambda text: None) if quiet else (
         lambda text: click.echo(text, err=True))
     if progress is None:  # not over rows streaming to the same terminal
         progress = sys.stderr.isatty() and not quiet and not (
-            output in (None, "-") and fmt in ("csv", "jsonl") and _stdout_is_a_terminal())
+            output in (None, "-") and fmt in ("csv", "jsonl") and stdout_is_a_terminal())
     bar = Progress(progress, sys.stderr)
     target: Any = None
     reader_watch = None
@@ -236,27 +233,6 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
     ctx.exit(code)
 
 
-def _stdout_is_a_terminal() -> bool:
-    return sys.stdout is not None and sys.stdout.isatty()
-
-
-def _check_output_file(output: str, file: IO[bytes], demo: bool) -> None:
-    """Usage errors, before anything is written: -o FILE is the input, or not writable."""
-    try:
-        same = not demo and os.path.exists(output) and os.path.samestat(
-            os.fstat(file.fileno()), os.stat(output))
-    except (AttributeError, OSError, ValueError):  # an in-memory input: not a file
-        same = False
-    if same:
-        raise click.BadParameter(f"{output!r} is the input file: its rows would overwrite "
-                                 f"the URLs being read", param_hint="'-o' / '--output'")
-    try:
-        check_writable(output)
-    except OSError as exc:
-        raise click.BadParameter(f"cannot write {output!r}: {exc.strerror}",
-                                 param_hint="'-o' / '--output'") from None
-
-
 class _InputRefused(click.ClickException):
     """The input is not text, or the --resume file is another input's: exit 2, like a usage
     error (nothing was fetched, or the rows before the bad line are written)."""
@@ -296,21 +272,6 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
 
 def _is_stdin(file: IO[bytes]) -> bool:
     return getattr(file, "name", "-") in ("-", "<stdin>")
-
-
-def _format_for(path: str | None, demo: bool) -> str:
-    """By the output file's extension (none: JSON Lines); else a table for people, JSON
-    Lines for programs. An extension it does not know is a usage error, not JSON Lines in
-    a file called out.xlsx."""
-    if path not in (None, "-"):
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix and suffix not in _FORMAT_BY_SUFFIX:
-            raise click.BadParameter(
-                f"cannot tell a format from {suffix!r}: name the file .csv, .jsonl, "
-                f".ndjson, .json or .txt (table), or give -f FORMAT",
-                param_hint="'-o' / '--output'")
-        return _FORMAT_BY_SUFFIX.get(suffix, "jsonl")
-    return "table" if demo or _stdout_is_a_terminal() else "jsonl"
 
 
 class _InInputOrder(RowWriter):
