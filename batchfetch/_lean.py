@@ -206,10 +206,9 @@ class LeanSession(HopSession):
         200
     """
 
-    def __init__(self, proxies_from_environment: bool = True,
-                 auth_from_netrc: bool = True) -> None:
+    def __init__(self, proxies: Any = None, auth: Any = None) -> None:
         self._pools: dict[Any, tuple[Any, Any]] = {}  # before Session.__init__ mounts
-        super().__init__(proxies_from_environment, auth_from_netrc)
+        super().__init__(proxies, auth)
         self._timeouts: dict[Any, Timeout] = {}
         self._plain_headers: dict[Any, dict] = {}
 

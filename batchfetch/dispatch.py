@@ -176,7 +176,7 @@ class _Run:
         if self.options.save_dir:
             os.makedirs(self.options.save_dir, exist_ok=True)
         self.session = build_session(self.options)
-        self.settings = RequestSettings(self.options)
+        self.settings = RequestSettings(self.options, self.session.environment)
         room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.

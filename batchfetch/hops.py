@@ -10,7 +10,7 @@ every hop the first hop's proxies and no netrc credentials, where requests with
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 from urllib.parse import urlsplit
@@ -20,8 +20,13 @@ import requests.exceptions as rex
 from requests.utils import get_environ_proxies, get_netrc_auth
 
 from .errors import RedirectLocationError
+from .inputs import host_key
 
-__all__ = ["HopSession"]
+__all__ = ["HopSession", "HostEnvironment", "HOST_CACHE_SIZE"]
+
+#: Hosts whose proxies and netrc credentials are remembered; a run over more distinct
+#: hosts starts the cache again rather than growing with the input.
+HOST_CACHE_SIZE = 4096
 
 #: What requests raises for a URL it cannot send: from a Location, a RedirectLocationError.
 _URL_ERRORS = (rex.InvalidURL, rex.InvalidSchema, rex.MissingSchema)
@@ -49,28 +54,63 @@ class _GivenCookiesPolicy(DefaultCookiePolicy):
         return urlsplit(request.get_full_url()).hostname == self.host
 
 
-class HopSession(requests.Session):
-    """A requests.Session whose redirects re-decide cookies, proxies and netrc per hop.
-
-    ``proxies_from_environment``: the run's proxies come from the environment (no explicit
-    ``proxies``), so each hop uses the environment's proxies for its own host (``NO_PROXY``
-    included) instead of the first hop's. ``auth_from_netrc``: the run gives no ``auth``, so
-    each hop gets the netrc credentials of its own host, if any (but not over plain http
-    after https, where requests would send them in clear text).
+class HostEnvironment:
+    """The proxies and basic auth of each host: the run's own when it gives them, else the
+    environment's (``*_proxy`` and ``NO_PROXY``, netrc), looked up once per host, for the
+    first request and every redirect hop alike.
 
     Example::
 
-        >>> session = HopSession(proxies_from_environment=True)
+        >>> environment = HostEnvironment(proxies=None, auth=None)
+        >>> environment("http://127.0.0.1/a")   # no *_proxy variables, no netrc entry
+        ({}, None)
+    """
+
+    def __init__(self, proxies: Mapping[str, str] | None, auth: Any) -> None:
+        self.proxies = None if proxies is None else dict(proxies)
+        self.auth = auth
+        self._per_host: dict[Any, tuple[dict[str, str], Any]] = {}
+
+    def __call__(self, url: str, host: Any = None) -> tuple[dict[str, str], Any]:
+        """``(proxies, auth)`` for ``url``; ``host`` is its host key, when known."""
+        if host is None:
+            try:
+                host = host_key(url)
+            except ValueError:  # a Location that fails later, where requests says why
+                return self._look_up(url)
+        settings = self._per_host.get(host)
+        if settings is None:
+            if len(self._per_host) >= HOST_CACHE_SIZE:
+                self._per_host.clear()
+            settings = self._per_host[host] = self._look_up(url)
+        return settings
+
+    def _look_up(self, url: str) -> tuple[dict[str, str], Any]:
+        proxies = self.proxies if self.proxies is not None else get_environ_proxies(url)
+        return proxies, self.auth if self.auth is not None else get_netrc_auth(url)
+
+
+class HopSession(requests.Session):
+    """A requests.Session whose redirects re-decide cookies, proxies and netrc per hop.
+
+    ``proxies`` and ``auth`` are the run's own (None: the environment's). Without explicit
+    proxies, each hop uses the environment's proxies for its own host (``NO_PROXY``
+    included) instead of the first hop's; without explicit auth, each hop gets the netrc
+    credentials of its own host, if any (but not over plain http after https, where requests
+    would send them in clear text). ``environment`` answers for the first request too
+    (``session.RequestSettings``), so each host's are looked up once.
+
+    Example::
+
+        >>> session = HopSession()
         >>> session.get("http://127.0.0.1:8000/redirect-to?url=http://localhost:8000/cookies",
         ...             cookies={"sid": "1"}).json()   # localhost is another host
         {'cookies': {}}
     """
 
-    def __init__(self, proxies_from_environment: bool = True,
-                 auth_from_netrc: bool = True) -> None:
+    def __init__(self, proxies: Mapping[str, str] | None = None, auth: Any = None) -> None:
         super().__init__()
-        self.proxies_from_environment = proxies_from_environment
-        self.auth_from_netrc = auth_from_netrc
+        self.environment = HostEnvironment(proxies, auth)
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         prepared = super().prepare_request(request)
@@ -95,18 +135,18 @@ class HopSession(requests.Session):
 
     def rebuild_proxies(self, prepared_request: requests.PreparedRequest,
                         proxies: Any) -> dict[str, str]:
-        if self.proxies_from_environment:
-            proxies = get_environ_proxies(prepared_request.url)
+        if self.environment.proxies is None:
+            proxies = self.environment(prepared_request.url)[0]
         return super().rebuild_proxies(prepared_request, proxies)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest,
                      response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)  # drops Authorization off-host
-        if not self.auth_from_netrc:
+        if self.environment.auth is not None:
             return
         if (urlsplit(response.request.url).scheme == "https"
                 and urlsplit(prepared_request.url).scheme != "https"):
             return  # requests would put them back, in clear text; the given cookies stay too
-        credentials = get_netrc_auth(prepared_request.url)
+        credentials = self.environment(prepared_request.url)[1]
         if credentials is not None:  # as requests with trust_env does for the new host
             prepared_request.prepare_auth(credentials)

@@ -15,11 +15,10 @@ import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from requests.utils import get_environ_proxies, get_netrc_auth
 
 from ._http import LeanSends
 from ._lean import LeanSession
-from .hops import HopSession
+from .hops import HopSession, HostEnvironment
 from .config import FetchOptions
 from .inputs import RequestSpec
 
@@ -87,8 +86,7 @@ def build_session(options: FetchOptions) -> requests.Session:
         8
     """
     session_class = LeanSession if options.fast_path else HopSession
-    session = session_class(proxies_from_environment=options.proxies is None,
-                            auth_from_netrc=options.auth is None)
+    session = session_class(proxies=options.proxies, auth=options.auth)
     session.trust_env = False
     session.max_redirects = options.max_redirects
     session.headers["User-Agent"] = options.user_agent
@@ -102,11 +100,6 @@ def build_session(options: FetchOptions) -> requests.Session:
     return session
 
 
-#: Hosts whose proxies and netrc credentials are remembered; a run over more distinct
-#: hosts starts the cache again rather than growing with the input.
-HOST_CACHE_SIZE = 4096
-
-
 def _environment_ca_bundle() -> str | None:
     return os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or None
 
@@ -115,12 +108,13 @@ class RequestSettings:
     """Turns a RequestSpec into ``Session.request`` keywords, with the environment read once.
 
     An explicit ``verify`` (False or a CA bundle path) wins over REQUESTS_CA_BUNDLE;
-    explicit ``proxies`` replace the environment's; without them, proxies and netrc
-    credentials come from the environment, looked up once per host.
+    proxies and auth come from ``environment`` (the session's: explicit ones, else the
+    environment's, looked up once per host for first requests and redirect hops alike).
     """
 
-    def __init__(self, options: FetchOptions) -> None:
+    def __init__(self, options: FetchOptions, environment: HostEnvironment) -> None:
         self.options = options
+        self._environment = environment
         verify = options.verify
         if verify is True:
             verify = _environment_ca_bundle() or True
@@ -131,24 +125,10 @@ class RequestSettings:
             "allow_redirects": options.allow_redirects,
             "stream": True,
         }
-        self._per_host: dict[Any, tuple[dict[str, str], Any]] = {}
-
-    def _host_settings(self, host: Any, url: str) -> tuple[dict[str, str], Any]:
-        settings = self._per_host.get(host)
-        if settings is None:
-            if len(self._per_host) >= HOST_CACHE_SIZE:
-                self._per_host.clear()
-            proxies = (dict(self.options.proxies) if self.options.proxies is not None
-                       else get_environ_proxies(url))
-            auth = self.options.auth
-            if auth is None:
-                auth = get_netrc_auth(url)
-            settings = self._per_host[host] = (proxies, auth)
-        return settings
 
     def kwargs(self, spec: RequestSpec, host: Any) -> dict[str, Any]:
         """Keywords for ``grequests.AsyncRequest(method, url, **kwargs)``."""
-        proxies, auth = self._host_settings(host, spec.url)
+        proxies, auth = self._environment(spec.url, host)
         kwargs = dict(self._common)
         kwargs.update(headers=spec.headers, params=spec.params, cookies=spec.cookies,
                       proxies=proxies, auth=auth)

@@ -1,19 +1,24 @@
 """RequestSettings: what is resolved once per run or per host, and stays bounded."""
 from batchfetch import FetchOptions
 from batchfetch.inputs import host_key, to_spec
-from batchfetch.session import HOST_CACHE_SIZE, RequestSettings
+from batchfetch.hops import HOST_CACHE_SIZE, HostEnvironment
+from batchfetch.session import RequestSettings
+
+
+def settings_for(options):
+    return RequestSettings(options, HostEnvironment(options.proxies, options.auth))
 
 
 def test_per_host_settings_stay_bounded_on_many_hosts(monkeypatch):
     """A huge input over many hosts must not grow the per-host cache without end."""
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
     options = FetchOptions()
-    settings = RequestSettings(options)
+    settings = settings_for(options)
     for port in range(1, HOST_CACHE_SIZE * 2 + 2):
         spec = to_spec(f"http://127.0.0.{port % 250 + 1}:{port}/", options)
         kwargs = settings.kwargs(spec, host_key(spec.url))
         assert kwargs["proxies"] == {"http": "http://127.0.0.1:3128"}
-    assert len(settings._per_host) <= HOST_CACHE_SIZE
+    assert len(settings._environment._per_host) <= HOST_CACHE_SIZE
 
 
 def test_explicit_settings_win_over_the_environment(monkeypatch, tmp_path):
@@ -23,6 +28,6 @@ def test_explicit_settings_win_over_the_environment(monkeypatch, tmp_path):
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:3128")
     options = FetchOptions(verify=str(bundle), proxies={})
     spec = to_spec("http://127.0.0.1/", options)
-    kwargs = RequestSettings(options).kwargs(spec, host_key(spec.url))
+    kwargs = settings_for(options).kwargs(spec, host_key(spec.url))
     assert kwargs["verify"] == str(bundle) and kwargs["proxies"] == {}
     assert kwargs["stream"] is True and kwargs["timeout"] == (10.0, 30.0)
