@@ -88,7 +88,7 @@ class GuardedText:
         return getattr(self.stream, "started", True)
 
     def close(self) -> None:
-        if self._close and not getattr(self.stream, "closed", False):
+        if self._close:
             with self._guard():
                 self.stream.close()
 
@@ -117,9 +117,6 @@ class PipeText:
         self._unsent = b""  # encoded, not yet taken by the pipe (an interrupted flush)
         #: Called once, the next time a write has to wait for the reader (then cleared).
         self.on_wait: Callable[[], None] | None = None
-
-    def writable(self) -> bool:
-        return True
 
     def write(self, text: str) -> int:
         self._texts.append(text)
@@ -170,14 +167,18 @@ class PipeText:
     def close(self) -> None:
         self.flush()  # the file descriptor is standard output's: it stays open
 
-    def watch_reader(self, greenlet: Any) -> gevent.Greenlet:
+    def watch_reader(self, greenlet: Any) -> gevent.Greenlet | None:
         """A greenlet that raises BrokenPipeError in ``greenlet`` as soon as the pipe's
         reader goes away, though no row is being written (a run whose last URL hangs would
-        otherwise notice only when that row completes).
+        otherwise notice only when that row completes); None on a socket.
 
         A pipe's write end never becomes readable; the poll reports an error on it when
-        the last reader closes, which gevent's loop delivers as readiness to read.
+        the last reader closes, which gevent's loop delivers as readiness to read. A
+        socket is readable when its peer sends or half-closes, which is not going away.
         """
+        if not self.is_pipe:
+            return None
+
         def watch() -> None:
             gevent.socket.wait_read(self.fd)
             gevent.kill(greenlet, BrokenPipeError("the reader of standard output went away"))

@@ -195,8 +195,8 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
             writer = _InInputOrder(writer)
         run = _Run(options, writer, say, bar, recorded)
         run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
-        if isinstance(target, PipeText) and target.is_pipe:  # a socket's peer may send or
-            reader_watch = target.watch_reader(gevent.getcurrent())  # half-close: not gone
+        if isinstance(target, PipeText):
+            reader_watch = target.watch_reader(gevent.getcurrent())
         # A resumed file's rows are flushed one by one; flushing it before the first row
         # would open (and trim) it before the input is known to match.
         with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \
@@ -208,8 +208,6 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
                     say("batchfetch: reading URLs from the terminal; end with Ctrl-D")
                 name = getattr(file, "name", "-")
                 code = run(NumberedItems(file, input_format, name, recorded))
-            if reader_watch is not None:
-                reader_watch.kill()
             target.close()
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
         silence_stdout()
