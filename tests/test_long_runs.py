@@ -4,9 +4,7 @@ resumed runs; the progress bar on a terminal and not on a pipe; -v logging.
 Signal tests run the command as a subprocess against the loopback server in this process,
 waiting with gevent (the server must keep serving meanwhile); resumed runs run in-process.
 """
-import array
 import csv
-import fcntl
 import io
 import json
 import os
@@ -15,8 +13,6 @@ import re
 import select
 import signal
 import subprocess
-import sys
-import termios
 
 import gevent
 import gevent.socket
@@ -24,6 +20,7 @@ import pytest
 from click.testing import CliRunner
 
 from batchfetch.cli import main
+from command_process import bytes_in_pipe, start, url_file, wait_for
 
 FAST = ["-r", "0"]
 
@@ -32,12 +29,6 @@ FAST = ["-r", "0"]
 def invoke(*args, input=None):
     return CliRunner().invoke(main, [str(arg) for arg in args], input=input,
                               prog_name="batchfetch")
-
-
-def url_file(tmp_path, urls, name="urls.txt"):
-    path = tmp_path / name
-    path.write_text("".join(url + "\n" for url in urls))
-    return path
 
 
 def rows_in(path):
@@ -59,28 +50,6 @@ def assert_each_input_once(path, urls):
     assert sorted(row["index"] for row in rows) == list(range(len(urls)))
     assert all(row["url"] == urls[row["index"]] for row in rows)
     return rows
-
-
-def start(args, child_env, **streams):
-    streams.setdefault("stdout", subprocess.PIPE)
-    streams.setdefault("stderr", subprocess.PIPE)
-    streams.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen([sys.executable, "-m", "batchfetch", *map(str, args)],
-                            env=child_env, **streams)
-
-
-def wait_for(condition):
-    """Poll until ``condition()``; pytest-timeout is the only limit (any other would be an
-    upper bound on the child's speed)."""
-    while not condition():
-        gevent.sleep(0.02)
-
-
-def bytes_in_pipe(pipe):
-    """How many bytes wait in ``pipe`` (either end) to be read."""
-    count = array.array("i", [0])
-    fcntl.ioctl(pipe.fileno(), termios.FIONREAD, count)
-    return count[0]
 
 
 def pipe_is_full(pid, fd):

@@ -9,11 +9,11 @@ import resource
 import signal
 import subprocess
 import sys
-import termios
 
 import gevent
 import gevent.socket
 import pytest
+from command_process import bytes_in_pipe, start, url_file, wait_for
 
 F_SETPIPE_SZ = 1031  # fcntl's, on Linux
 
@@ -23,30 +23,6 @@ def one_page_pipe():
     read_end, write_end = os.pipe()
     fcntl.fcntl(write_end, F_SETPIPE_SZ, 4096)
     return read_end, write_end
-
-
-def start(args, child_env, **streams):
-    streams.setdefault("stdout", subprocess.PIPE)
-    streams.setdefault("stderr", subprocess.PIPE)
-    streams.setdefault("stdin", subprocess.DEVNULL)
-    return subprocess.Popen([sys.executable, "-m", "batchfetch", *map(str, args)],
-                            env=child_env, **streams)
-
-
-def url_file(tmp_path, urls):
-    path = tmp_path / "urls.txt"
-    path.write_text("".join(url + "\n" for url in urls))
-    return path
-
-
-def until(condition):
-    while not condition():
-        gevent.sleep(0.01)
-
-
-def bytes_waiting(fd):
-    """Bytes written into the pipe whose read end is ``fd`` and not read yet."""
-    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0"), sys.byteorder)
 
 
 def stderr_line_with(proc, text):
@@ -72,17 +48,24 @@ def read_all_nonblocking(fd):
         data += chunk
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_stops_a_run_whose_reader_reads_nothing(server, tmp_path, child_env, signum):
-    """Issue 13, item 10: with stdout full (| less), Ctrl-C or SIGTERM twice left the process
-    stuck in the pipe write until the reader quit, then it exited 141 with no summary."""
+def start_with_a_full_pipe(server, tmp_path, child_env):
+    """The command writing 100 rows of ~3.4 KB with --body into a one-page pipe, a last URL
+    hanging: returns once every row is ready and the pipe holds one, so the command waits
+    to write the second. Returns the process and the pipe's read end."""
     urls = [server.url(f"/bytes/3000?n={n}") for n in range(100)] + [server.url("/fault/hang")]
     read_end, write_end = one_page_pipe()
     proc = start(["--body", "-r", "0", url_file(tmp_path, urls)], child_env, stdout=write_end)
     os.close(write_end)
-    # Every row is ready and the pipe holds one: the command waits to write the second.
-    until(lambda: server.hits.get("/bytes/3000") == 100 and server.hits.get("/fault/hang") == 1
-          and bytes_waiting(read_end) > 0)
+    wait_for(lambda: server.hits.get("/bytes/3000") == 100 and server.hits.get("/fault/hang") == 1
+             and bytes_in_pipe(read_end) > 0)
+    return proc, read_end
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_stops_a_run_whose_reader_reads_nothing(server, tmp_path, child_env, signum):
+    """Issue 13, item 10: with stdout full (| less), Ctrl-C or SIGTERM twice left the process
+    stuck in the pipe write until the reader quit, then it exited 141 with no summary."""
+    proc, read_end = start_with_a_full_pipe(server, tmp_path, child_env)
     proc.send_signal(signum)
     told = stderr_line_with(proc, "interrupted: ")  # the first signal is heard
     # Then either it says it waits for the reader to take a finished row (the signal came
@@ -107,12 +90,7 @@ def test_a_signal_stops_a_run_whose_reader_reads_nothing(server, tmp_path, child
 def test_after_one_signal_the_finished_rows_reach_a_slow_reader(server, tmp_path, child_env):
     """One signal is enough when the reader reads on: every row handed to the writer
     arrives whole, then the command exits 130."""
-    urls = [server.url(f"/bytes/3000?n={n}") for n in range(100)] + [server.url("/fault/hang")]
-    read_end, write_end = one_page_pipe()
-    proc = start(["--body", "-r", "0", url_file(tmp_path, urls)], child_env, stdout=write_end)
-    os.close(write_end)
-    until(lambda: server.hits.get("/bytes/3000") == 100 and server.hits.get("/fault/hang") == 1
-          and bytes_waiting(read_end) > 0)
+    proc, read_end = start_with_a_full_pipe(server, tmp_path, child_env)
     proc.send_signal(signal.SIGINT)
     told = stderr_line_with(proc, "interrupted: ")
     os.set_blocking(read_end, False)
@@ -137,11 +115,11 @@ def test_a_reader_going_away_is_noticed_while_a_url_still_hangs(server, tmp_path
                  child_env)
     first = proc.stdout.readline()
     assert json.loads(first)["url"] == server.url("/ok")
-    until(lambda: server.hits.get("/fault/hang") == 1)
+    wait_for(lambda: server.hits.get("/fault/hang") == 1)
     proc.stdout.close()  # what head does after one line
     assert proc.wait() == 141  # no timeout, no deadline: only the closed reader ends it
     assert proc.stderr.read() == b""
-    until(lambda: server.open_connections == 0)  # and the hanging request went with it
+    wait_for(lambda: server.open_connections == 0)  # and the hanging request went with it
 
 
 @pytest.mark.parametrize("via", ["-o", "stdout"])
@@ -247,7 +225,7 @@ def test_a_socket_peer_that_half_closes_still_gets_every_row(server, tmp_path, c
     urls = url_file(tmp_path, [server.url("/delay/0.5"), server.url("/ok")])
     proc = start(["-q", urls], child_env, stdout=theirs.fileno())
     theirs.close()
-    until(lambda: server.hits.get("/delay/0.5") == 1)
+    wait_for(lambda: server.hits.get("/delay/0.5") == 1)
     ours.shutdown(socket.SHUT_WR)  # we will send nothing more, but we read on
     data = b""
     while chunk := ours.recv(65536):
