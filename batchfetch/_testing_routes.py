@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 import zlib
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
@@ -136,6 +137,36 @@ def _flaky(server: LoopbackServer, conn: Connection, req: Request, key: str) -> 
         conn.respond(status, body, headers=_retry_after(req))
     else:
         conn.respond(200, b"ok\n")
+
+
+@_route(r"/limited/([^/]+)", "/limited/<key>[?rate=100&burst=10&delay=0.05&retry_after=1&every=2]",
+        "a token bucket per <key>: <rate> requests/s, bursts of <burst>; beyond it an "
+        "immediate 429, every <every>-th with Retry-After: <retry_after>; within it 200 'ok' "
+        "after <delay> s (a rate-limited API)")
+def _limited(server: LoopbackServer, conn: Connection, req: Request, key: str) -> None:
+    from batchfetch.testing import TokenBucket
+
+    rate = float(req.query.get("rate", "100"))
+    burst = float(req.query.get("burst", "10"))
+    now = time.monotonic()
+    bucket = server.limited.get(key)
+    if bucket is None:
+        bucket = server.limited[key] = TokenBucket(tokens=burst, updated=now)
+    if not bucket.take(rate, burst, now):
+        every = int(req.query.get("every", "2"))
+        headers = []
+        if every and bucket.throttled % every == 0:
+            bucket.retry_afters += 1
+            headers = [("Retry-After", req.query.get("retry_after", "1"))]
+        conn.respond(429, b"too many requests\n", headers=headers)
+        return
+    bucket.concurrent += 1
+    bucket.most_concurrent = max(bucket.most_concurrent, bucket.concurrent)
+    try:
+        gevent.sleep(float(req.query.get("delay", "0.05")))
+    finally:
+        bucket.concurrent -= 1
+    conn.respond(200, b"ok\n")
 
 
 @_route(r"/bytes/(\d+)", "/bytes/<n>[?chunked=1]",

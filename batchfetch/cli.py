@@ -72,7 +72,11 @@ EXIT_OUTPUT_CLOSED = 141
 @retrying("--retry-on", metavar="STATUSES", default_of="retry_on",
           help="Statuses that are retried, e.g. 429,500-504; 'none' retries none.")
 @retrying("--max-retry-wait", type=float, metavar="SECONDS", default_of="max_retry_wait",
-          help="Longest Retry-After honoured, and the cap of the backoff.")
+          help="Longest Retry-After honoured, the cap of the backoff, and the most a row "
+               "waits in all for its throttled retries.")
+@retrying("--throttled-retries", type=int, metavar="N", default_of="throttled_retries",
+          help="Extra attempts after 429 answers, not counted in --retries: the run slows "
+               "down for the host instead.")
 @retrying("--retry-non-idempotent", is_flag=True, default=None,
           help="Also retry POST and PATCH after timeouts, resets and retryable statuses.")
 @request("-X", "--method", metavar="METHOD", default_of="method",

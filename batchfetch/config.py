@@ -203,8 +203,12 @@ class FetchOptions:
     backoff: float = 0.5
     #: Statuses that are retried.
     retry_on: Any = DEFAULT_RETRY_ON
-    #: Longest wait honoured for Retry-After (and the cap of the backoff), in seconds.
+    #: Longest wait honoured for Retry-After (and the cap of the backoff), in seconds; also
+    #: the most one row waits in all for its throttled retries.
     max_retry_wait: float = 60.0
+    #: Extra attempts after 429 answers, which do not count against ``retries``: the run
+    #: slows down for the host instead (see "Being polite" in the README).
+    throttled_retries: int = 10
     #: Retry POST/PATCH on timeouts, resets after sending and retryable statuses too.
     retry_non_idempotent: bool = False
     #: Wall-clock seconds one attempt may take, from its start to the end of the body.
@@ -285,6 +289,8 @@ class FetchOptions:
         set_(self, "retry_on", parse_status_set(self.retry_on, "retry_on")
              if self.retry_on not in ((), "", None) else frozenset())
         set_(self, "retries", _integer("retries", self.retries, minimum=0))
+        set_(self, "throttled_retries", _integer("throttled_retries", self.throttled_retries,
+                                                 minimum=0))
         set_(self, "backoff", _number("backoff", self.backoff, strictly_positive=False))
         set_(self, "max_retry_wait", _number("max_retry_wait", self.max_retry_wait,
                                              strictly_positive=False))

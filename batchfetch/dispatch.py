@@ -30,6 +30,7 @@ from .attempt import Outcome, run_attempt
 from .config import FetchOptions
 from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
+from .pace import Pacer, describe_pace
 from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from .redaction import mask_line, mask_passwords, mask_url
 from .results import FetchResult, ResultTable
@@ -54,6 +55,9 @@ class _Job:
     host: tuple[str, str, int]
     attempts: int = 0
     first_start: float | None = None
+    started: float = 0.0  # the current attempt's start
+    throttled: int = 0  # retries after a 429, which do not count against retries
+    throttled_wait: float = 0.0
 
 
 def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> FetchOptions:
@@ -155,6 +159,7 @@ class _Run:
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
                                                   connections=options.concurrency)
         self.rate = StartRate(options.rate)
+        self.pacer = Pacer(options.host_limit)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
         self.events: gevent.queue.Queue = gevent.queue.Queue()  # items; wake-ups from workers
@@ -253,8 +258,12 @@ class _Run:
         taken = self.queues.take(now)
         if taken is None:
             return None
-        _, job = taken
+        host, job = taken
         self.rate.started(now)
+        pace = self.pacer.pace(host)
+        if pace.rate is not None:
+            self.queues.space(host, now + 1.0 / pace.rate)
+        job.started = now
         if job.first_start is None:
             job.first_start = now
         job.attempts += 1
@@ -335,13 +344,17 @@ class _Run:
 
     def _complete(self, job: _Job, outcome: Outcome, reused: bool) -> None:
         self.in_flight -= 1
-        self.queues.finished(job.host)
+        self._pace(job, outcome)
         decision = decide(self.options, job.spec.method, outcome, job.attempts, reused,
-                          time.time(), self.rng)
+                          time.time(), self.rng, job.throttled, job.throttled_wait)
         if decision.retry:
             when = time.monotonic() + decision.wait
+            if decision.throttled:
+                job.throttled += 1
+                job.throttled_wait += decision.wait
             if decision.cool_down:
                 self.queues.cool_down(job.host, when)
+                self.pacer.pace(job.host).pause(when - decision.wait, when)
                 log.info("cooling down %s://%s:%d for %.2f s (Retry-After)", *job.host,
                          decision.wait)
             log.info("retrying %s in %.2f s (attempt %d: %s)", mask_url(job.spec.url),
@@ -353,6 +366,21 @@ class _Run:
         if not row.ok and exception is None:
             exception = HTTPStatusError(row.url, row.status, row.message)
         self.ready_rows.append((row, job.item, exception))
+
+    def _pace(self, job: _Job, outcome: Outcome) -> None:
+        """Book the answer with the host's pace and apply what changed."""
+        host = job.host
+        queues = self.queues
+        queues.answered(host)
+        pace = self.pacer.pace(host)
+        if self.pacer.answered(host, job.started, time.monotonic(), outcome.status,
+                               outcome.error, queues.in_flight(host)):
+            log.info("slowing down for %s://%s:%d: %s; now %s", *host,
+                     outcome.error if outcome.status is None else outcome.status,
+                     describe_pace(pace))
+        if pace.decreases:
+            queues.limit(host, None if pace.window is None else int(pace.window))
+        queues.finished(host)
 
     def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:
         error, message = outcome.error, outcome.message

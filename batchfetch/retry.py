@@ -22,19 +22,23 @@ TRANSIENT_ERRORS = frozenset({"connect", "connect_timeout", "timeout", "deadline
 NEVER_SENT_ERRORS = frozenset({"connect", "connect_timeout"})
 #: Statuses whose Retry-After pauses the whole host.
 COOL_DOWN_STATUSES = frozenset({429, 503})
+#: The status whose retries do not count against ``retries`` (the run slows down instead).
+THROTTLED_STATUS = 429
 
 
 @dataclasses.dataclass(frozen=True)
 class RetryDecision:
     """``retry``: try again after ``wait`` seconds; ``cool_down``: pause the host as long.
 
-    ``message`` explains a refusal to wait (a Retry-After beyond max_retry_wait).
+    ``message`` explains a refusal to wait (a Retry-After beyond max_retry_wait);
+    ``throttled``: a retry of a 429 that does not count against ``retries``.
     """
 
     retry: bool
     wait: float = 0.0
     cool_down: bool = False
     message: str = ""
+    throttled: bool = False
 
 
 NO_RETRY = RetryDecision(False)
@@ -74,7 +78,8 @@ def backoff_delay(options: FetchOptions, attempts: int, rng: random.Random) -> f
 
 
 def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
-           reused_connection: bool, now_epoch: float, rng: random.Random) -> RetryDecision:
+           reused_connection: bool, now_epoch: float, rng: random.Random,
+           throttled: int = 0, throttled_wait: float = 0.0) -> RetryDecision:
     """Whether the attempt just made (the ``attempts``-th) should be tried again.
 
     Idempotent methods retry transient errors and ``retry_on`` statuses. POST,
@@ -82,10 +87,19 @@ def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
     have acted on them (connect errors, a reset before any response byte on a
     reused keep-alive connection) or when it asked with 429/503 and Retry-After,
     unless ``retry_non_idempotent`` is set.
+
+    A 429 is a *throttled* retry: the run is slowing down for the host, so it does not
+    count against ``retries``; ``throttled`` of them were made so far, waiting
+    ``throttled_wait`` seconds in all, and a row stops after ``throttled_retries``
+    of them or once its waits would pass ``max_retry_wait`` in all.
     """
-    if attempts > options.retries:
-        return NO_RETRY
     idempotent = method in IDEMPOTENT_METHODS or options.retry_non_idempotent
+    if outcome.status == THROTTLED_STATUS and outcome.error in ("", "http") and (
+            outcome.status in options.retry_on and outcome.status not in options.ok_status):
+        return _throttled(options, outcome, idempotent, throttled, throttled_wait, now_epoch,
+                          rng)
+    if attempts - throttled > options.retries:
+        return NO_RETRY
     if outcome.status is None or outcome.error not in ("", "http"):
         if outcome.error in NEVER_SENT_ERRORS or (
                 outcome.error == "reset" and outcome.status is None and reused_connection):
@@ -105,3 +119,24 @@ def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
         return NO_RETRY
     wait = asked if asked is not None else backoff_delay(options, attempts, rng)
     return RetryDecision(True, wait, cool_down=cool_down)
+
+
+def _throttled(options: FetchOptions, outcome: Outcome, idempotent: bool, throttled: int,
+               throttled_wait: float, now_epoch: float, rng: random.Random) -> RetryDecision:
+    asked = parse_retry_after(outcome.retry_after, now_epoch)
+    if asked is not None and asked > options.max_retry_wait:
+        return RetryDecision(False, message=(
+            f"Retry-After {outcome.retry_after.strip()} asks for {asked:g} s, more than "
+            f"max_retry_wait={options.max_retry_wait:g} s"))
+    if not idempotent and asked is None:
+        return NO_RETRY
+    if throttled >= options.throttled_retries:
+        return RetryDecision(False, message=(
+            f"still throttled after {throttled} throttled retries "
+            f"(throttled_retries={options.throttled_retries})"))
+    wait = asked if asked is not None else backoff_delay(options, throttled + 1, rng)
+    if throttled and throttled_wait + wait > options.max_retry_wait:
+        return RetryDecision(False, message=(
+            f"still throttled after {throttled} throttled retries and {throttled_wait:.1f} s "
+            f"of waiting (max_retry_wait={options.max_retry_wait:g} s in all)"))
+    return RetryDecision(True, wait, cool_down=asked is not None, throttled=True)

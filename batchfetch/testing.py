@@ -82,6 +82,30 @@ class _ClientGone(ConnectionError):
 
 
 @dataclass
+class TokenBucket:
+    """The state of one ``/limited/<key>``: tokens, and what it answered so far."""
+
+    tokens: float
+    updated: float
+    allowed: int = 0
+    throttled: int = 0  # 429s answered
+    retry_afters: int = 0  # of them, with a Retry-After header
+    concurrent: int = 0  # allowed requests being served now
+    most_concurrent: int = 0
+
+    def take(self, rate: float, burst: float, now: float) -> bool:
+        """Take a token if one is there (refilled at ``rate`` per second up to ``burst``)."""
+        self.tokens = min(burst, self.tokens + (now - self.updated) * rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.allowed += 1
+            return True
+        self.throttled += 1
+        return False
+
+
+@dataclass
 class Request:
     """One parsed request: ``target`` is the raw request-target, headers keep their case."""
 
@@ -321,11 +345,13 @@ class LoopbackServer:
         self.reset_counters()
 
     def reset_counters(self) -> None:
-        """Zero ``connections_accepted``, ``requests_served``, ``hits`` and ``flaky_counts``."""
+        """Zero ``connections_accepted``, ``requests_served``, ``hits``, ``flaky_counts`` and
+        ``limited`` (the token buckets of ``/limited/<key>`` and their counts)."""
         self.connections_accepted = 0
         self.requests_served = 0
         self.hits: collections.Counter[str] = collections.Counter()
         self.flaky_counts: collections.Counter[str] = collections.Counter()
+        self.limited: dict[str, TokenBucket] = {}
 
     @property
     def base_url(self) -> str:

@@ -28,11 +28,13 @@ def test_demo_prints_the_table_and_summary_and_exits_0():
 
 
 def test_demo_takes_other_flags_and_reports_rows_that_differ():
-    """--retries 0 leaves the flaky endpoint and the 429 failing: exit 1, each one named.
+    """--retries 0 --throttled-retries 0 leave the flaky endpoint and the 429 failing: exit 1,
+    each one named (429s do not count against --retries: --throttled-retries caps them).
 
     --deadline 2: with no retries, the demo's 0.5 s deadline was an upper bound on every
     case meant to succeed (the trickle, 4 s long, is still cut)."""
-    result = invoke("--demo", "-f", "csv", "--retries", "0", "--deadline", "2")
+    result = invoke("--demo", "-f", "csv", "--retries", "0", "--throttled-retries", "0",
+                    "--deadline", "2")
     assert result.exit_code == 1, result.output
     rows = {row["id"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
     assert len(rows) == 12

@@ -1,0 +1,277 @@
+"""Each host's pace: how many requests it may have in flight and how often one may start,
+lowered when the host says it is overloaded and raised again, slowly, by good answers.
+
+Pure bookkeeping with no I/O and no clock reads: the dispatcher passes the times in.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections import Counter
+from typing import Hashable
+
+__all__ = ["Pacer", "HostPace", "overload_signal", "describe_pace"]
+
+#: A 429 always means "too many requests": every one is a signal.
+THROTTLED_STATUS = 429
+#: A 503 or a timeout means overload only when it is common: a flaky 503 in twenty answers
+#: is not one (bench W5), a quarter of the answers since the host's last decrease is.
+SHARED_STATUSES = frozenset({503})
+SHARED_ERRORS = frozenset({"timeout", "connect_timeout", "deadline"})
+SHARED_SHARE = 0.25
+SHARED_MINIMUM = 8
+
+#: After a decrease the host may have this share of the requests it had in flight.
+WINDOW_DECREASE = 0.5
+#: ... and start requests at this share of the rate its good answers came at.
+RATE_DECREASE = 0.9
+#: Each good answer raises the start rate by this many per second while it is below nine
+#: tenths of the ceiling (the rate good answers came at when it was last lowered): a rate
+#: r grows by 5 % per r answers (about a second's worth), so recovery is counted in
+#: answers, not seconds.
+RATE_STEP = 0.05
+#: Near the ceiling it probes: the n-th answer since it got there adds PROBE_STEP * n / r,
+#: growth that starts at nothing and quickens (as TCP CUBIC's does), so a server whose
+#: limit has not moved is asked beyond it rarely, and one whose limit went up is found.
+PLATEAU = 0.98
+PROBE_STEP = 0.002
+#: Good answers are counted per METER_STEP seconds over METER_BUCKETS steps; fewer than
+#: RATE_SAMPLES of them, or over less than RATE_SPAN seconds not paused by a Retry-After,
+#: say too little about the host's rate to set one: the decrease lowers the window only.
+METER_STEP = 0.25
+METER_BUCKETS = 8
+RATE_SPAN = 0.5
+RATE_SAMPLES = 5
+#: The host's own pace is lifted once its rate has grown to this multiple of the rate
+#: set at its last decrease (and its window back to the run's cap).
+LIFT_FACTOR = 2.0
+#: The weight of each good answer's latency in the host's moving average.
+LATENCY_WEIGHT = 0.1
+#: Hosts whose state is kept while unpaced, at most (a run over millions of hosts
+#: keeps memory bounded; a forgotten host starts over as a new one).
+MAX_HOSTS = 10_000
+
+
+def overload_signal(status: int | None, error: str) -> str:
+    """The kind of overload an answer signals: ``"429"``, ``"503"``, ``"timeout"`` or "".
+
+    Example::
+
+        >>> overload_signal(429, "http"), overload_signal(None, "timeout"), overload_signal(200, "")
+        ('429', 'timeout', '')
+    """
+    if status == THROTTLED_STATUS:
+        return "429"
+    if status in SHARED_STATUSES:
+        return str(status)
+    if status is None and error in SHARED_ERRORS:
+        return "timeout"
+    return ""
+
+
+@dataclasses.dataclass(slots=True)
+class HostPace:
+    """One host's state: its answers, and its own limits once it has signalled overload.
+
+    ``window`` (requests in flight) and ``rate`` (starts per second) are None while
+    the run's own limits are the host's.
+    """
+
+    window: float | None = None
+    rate: float | None = None
+    decreased_at: float = -math.inf
+    ceiling: float | None = None
+    rate_set: float = 0.0
+    probe: int = 0
+    latency: float | None = None  # of good answers, a moving average
+    # good answers per quarter second over the last two seconds, and the pauses in them
+    first_good: float | None = None
+    buckets: list = dataclasses.field(default_factory=lambda: [0] * METER_BUCKETS)
+    bucket_start: float = -math.inf
+    pauses: list = dataclasses.field(default_factory=list)  # (start, end) of Retry-Afters
+    # answers and shared signals (503, timeouts) since the last decrease
+    answers: int = 0
+    shared: int = 0
+    # for the end summary
+    signals: Counter = dataclasses.field(default_factory=Counter)
+    decreases: int = 0
+    lowest_rate: float | None = None
+    lowest_window: int | None = None
+
+    @property
+    def paced(self) -> bool:
+        return self.window is not None or self.rate is not None
+
+    def count_good(self, now: float) -> None:
+        if self.first_good is None:
+            self.first_good = now
+        self._roll(now)
+        self.buckets[-1] += 1
+
+    def good_rate(self, now: float) -> float | None:
+        """Good answers per second of the last two seconds in which the host was not
+        paused by a Retry-After, if they are enough to say."""
+        if self.first_good is None:
+            return None
+        self._roll(now)
+        count = sum(self.buckets)
+        since = max(self.bucket_start - (METER_BUCKETS - 1) * METER_STEP, self.first_good)
+        paused = sum(max(0.0, min(end, now) - max(start, since)) for start, end in self.pauses)
+        span = now - since - paused
+        if count < RATE_SAMPLES or span < RATE_SPAN:
+            return None
+        return count / span
+
+    def pause(self, start: float, end: float) -> None:
+        """The host was told to wait from ``start`` to ``end`` (a Retry-After)."""
+        if self.pauses and start <= self.pauses[-1][1]:
+            self.pauses[-1] = (self.pauses[-1][0], max(end, self.pauses[-1][1]))
+        else:
+            self.pauses.append((start, end))
+            del self.pauses[:-METER_BUCKETS]
+
+    def _roll(self, now: float) -> None:
+        if now - self.bucket_start < METER_STEP:
+            return
+        steps = (now - self.bucket_start) / METER_STEP
+        if steps >= METER_BUCKETS:
+            self.buckets = [0] * METER_BUCKETS
+            self.bucket_start = now
+        else:
+            steps = int(steps)
+            self.buckets = self.buckets[steps:] + [0] * steps
+            self.bucket_start += steps * METER_STEP
+
+
+class Pacer:
+    """Per-host back-off: one decrease per overload event, recovery per good answer.
+
+    A 429 from an attempt that started after the host's last decrease is an event;
+    so is a 503 or a timeout once they are a quarter of the host's answers since then
+    (at least SHARED_MINIMUM of them). Answers to attempts that started before the
+    last decrease never cause another: 100 429s in flight at once are one event, as
+    losses within one window are for TCP. An event halves the host's requests in
+    flight (of those in flight at the event) and sets its start rate to nine tenths of
+    the rate its good answers came at (its ceiling). Each good answer then raises the
+    window by 1/window (one per window's worth of answers) and the rate by RATE_STEP,
+    then, near the ceiling, by a probe that quickens; once the window is back at the
+    run's limits (``window_cap``) and the rate at twice the ceiling, the host's own
+    pace is lifted.
+
+    Example::
+
+        >>> pacer = Pacer(window_cap=100)
+        >>> for _ in range(10):
+        ...     _ = pacer.answered("api", started=0.0, now=0.5, status=200, error="", in_flight=20)
+        >>> pacer.answered("api", started=0.1, now=1.0, status=429, error="http", in_flight=20)
+        True
+        >>> pace = pacer.pace("api"); pace.window, round(pace.rate, 2)
+        (10, 18.0)
+        >>> pacer.answered("api", started=0.2, now=1.0, status=429, error="http", in_flight=19)
+        False
+    """
+
+    def __init__(self, window_cap: int) -> None:
+        self.window_cap = window_cap
+        self._hosts: dict[Hashable, HostPace] = {}
+
+    def pace(self, host: Hashable) -> HostPace:
+        """The state of ``host`` (created empty for a new host)."""
+        state = self._hosts.get(host)
+        if state is None:
+            if len(self._hosts) >= MAX_HOSTS:
+                self._hosts = {key: kept for key, kept in self._hosts.items()
+                               if kept.paced or kept.signals}
+            state = self._hosts[host] = HostPace()
+        return state
+
+    def throttled_hosts(self) -> dict[Hashable, HostPace]:
+        """Hosts that signalled overload during the run, with their state."""
+        return {host: state for host, state in self._hosts.items() if state.signals}
+
+    def answered(self, host: Hashable, started: float, now: float, status: int | None,
+                 error: str, in_flight: int) -> bool:
+        """Book one attempt's answer; True if it lowered the host's pace.
+
+        ``in_flight`` is the host's requests in flight when the answer came, this
+        attempt included.
+        """
+        state = self.pace(host)
+        signal = overload_signal(status, error)
+        stale = started < state.decreased_at
+        if signal:
+            state.signals[signal] += 1
+        if not stale:
+            state.answers += 1
+            if signal and signal != "429":
+                state.shared += 1
+        if not signal:
+            if status is not None and status < 500:
+                self._good(state, now)
+                latency = now - started
+                state.latency = latency if state.latency is None else (
+                    state.latency + LATENCY_WEIGHT * (latency - state.latency))
+            return False
+        if stale:
+            return False
+        if signal != "429" and (state.shared < SHARED_MINIMUM
+                                or state.shared < SHARED_SHARE * state.answers):
+            return False
+        self._decrease(state, now, in_flight)
+        return True
+
+    def _good(self, state: HostPace, now: float) -> None:
+        state.count_good(now)
+        if state.window is not None:
+            state.window += 1.0 / state.window
+            if state.window >= self.window_cap:
+                state.window = None
+        if state.rate is not None:
+            ceiling = state.ceiling
+            if ceiling is None or state.rate < PLATEAU * ceiling:
+                state.rate += RATE_STEP
+            else:
+                state.probe += 1
+                state.rate += PROBE_STEP * state.probe / state.rate
+            if state.window is None and state.rate >= LIFT_FACTOR * (ceiling or state.rate_set):
+                state.rate = None
+
+    def _decrease(self, state: HostPace, now: float, in_flight: int) -> None:
+        current = state.window if state.window is not None else float(in_flight)
+        state.window = max(1.0, math.floor(min(current, in_flight) * WINDOW_DECREASE))
+        good_rate = state.good_rate(now)
+        if good_rate is not None:
+            state.ceiling = good_rate
+            rate = RATE_DECREASE * good_rate
+            state.rate = rate if state.rate is None else min(rate, state.rate)
+        elif state.rate is not None:
+            state.rate *= RATE_DECREASE
+        elif state.latency:
+            # Too few answers to measure the rate they come at: the window's rate. Without
+            # it, a window that regrows by one per round trip overshoots a rate limit again
+            # within a few round trips, before the server's bucket has refilled.
+            state.rate = state.window / state.latency
+        state.probe = 0
+        if state.rate is not None:
+            state.rate_set = state.rate
+            state.lowest_rate = min(state.lowest_rate or state.rate, state.rate)
+        state.lowest_window = min(state.lowest_window or int(state.window), int(state.window))
+        state.decreased_at = now
+        state.decreases += 1
+        state.answers = state.shared = 0
+
+
+def describe_pace(pace: HostPace) -> str:
+    """The host's own limits in words, e.g. ``"4 in flight, 9.5 req/s"``.
+
+    Example::
+
+        >>> describe_pace(HostPace(window=4.7, rate=9.46))
+        '4 in flight, 9.46 req/s'
+    """
+    parts = []
+    if pace.window is not None:
+        parts.append(f"{int(pace.window)} in flight")
+    if pace.rate is not None:
+        parts.append(f"{pace.rate:.3g} req/s")
+    return ", ".join(parts) or "the run's own limits"
