@@ -379,7 +379,7 @@ class _Run:
                      outcome.error if outcome.status is None else outcome.status,
                      describe_pace(pace))
         if pace.decreases:
-            queues.limit(host, None if pace.window is None else int(pace.window))
+            queues.limit(host, pace.window)
         queues.finished(host)
 
     def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:

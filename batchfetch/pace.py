@@ -77,7 +77,8 @@ class HostPace:
     the run's own limits are the host's.
     """
 
-    window: float | None = None
+    window: int | None = None
+    credit: int = 0  # good answers toward the next step of the window
     rate: float | None = None
     decreased_at: float = -math.inf
     ceiling: float | None = None
@@ -153,7 +154,7 @@ class Pacer:
     losses within one window are for TCP. An event halves the host's requests in
     flight (of those in flight at the event) and sets its start rate to nine tenths of
     the rate its good answers came at (its ceiling). Each good answer then raises the
-    window by 1/window (one per window's worth of answers) and the rate by RATE_STEP,
+    window by one per window's worth of answers and the rate by RATE_STEP,
     then, near the ceiling, by a probe that quickens; once the window is back at the
     run's limits (``window_cap``) and the rate at twice the ceiling, the host's own
     pace is lifted.
@@ -223,9 +224,12 @@ class Pacer:
     def _good(self, state: HostPace, now: float) -> None:
         state.count_good(now)
         if state.window is not None:
-            state.window += 1.0 / state.window
-            if state.window >= self.window_cap:
-                state.window = None
+            state.credit += 1
+            if state.credit >= state.window:  # one more per window's worth of good answers
+                state.window += 1
+                state.credit = 0
+                if state.window >= self.window_cap:
+                    state.window = None
         if state.rate is not None:
             ceiling = state.ceiling
             if ceiling is None or state.rate < PLATEAU * ceiling:
@@ -237,8 +241,9 @@ class Pacer:
                 state.rate = None
 
     def _decrease(self, state: HostPace, now: float, in_flight: int) -> None:
-        current = state.window if state.window is not None else float(in_flight)
-        state.window = max(1.0, math.floor(min(current, in_flight) * WINDOW_DECREASE))
+        current = state.window if state.window is not None else in_flight
+        state.window = max(1, math.floor(min(current, in_flight) * WINDOW_DECREASE))
+        state.credit = 0
         good_rate = state.good_rate(now)
         if good_rate is not None:
             state.ceiling = good_rate
@@ -255,7 +260,7 @@ class Pacer:
         if state.rate is not None:
             state.rate_set = state.rate
             state.lowest_rate = min(state.lowest_rate or state.rate, state.rate)
-        state.lowest_window = min(state.lowest_window or int(state.window), int(state.window))
+        state.lowest_window = min(state.lowest_window or state.window, state.window)
         state.decreased_at = now
         state.decreases += 1
         state.answers = state.shared = 0
@@ -266,12 +271,12 @@ def describe_pace(pace: HostPace) -> str:
 
     Example::
 
-        >>> describe_pace(HostPace(window=4.7, rate=9.46))
+        >>> describe_pace(HostPace(window=4, rate=9.46))
         '4 in flight, 9.46 req/s'
     """
     parts = []
     if pace.window is not None:
-        parts.append(f"{int(pace.window)} in flight")
+        parts.append(f"{pace.window} in flight")
     if pace.rate is not None:
         parts.append(f"{pace.rate:.3g} req/s")
     return ", ".join(parts) or "the run's own limits"

@@ -1,0 +1,160 @@
+"""Per-host back-off: one decrease per overload event, recovery counted in good answers,
+429s retried without counting against retries, and one host's trouble kept to itself."""
+import logging
+
+import pytest
+
+from batchfetch import fetch_all, iter_fetch
+from batchfetch.hosts import OPENING_STEP, OPENING_WINDOW, HostQueues
+from batchfetch.pace import RATE_STEP, SHARED_MINIMUM, Pacer, overload_signal
+from batchfetch.testing import LoopbackServer
+
+# -- the pacer, driven directly: counts, not seconds --------------------------------------
+
+
+def test_a_storm_of_429s_in_flight_at_once_is_one_decrease():
+    pacer = Pacer(window_cap=100)
+    decreases = [pacer.answered("h", started=0.0, now=1.0 + n / 1000, status=429, error="http",
+                                in_flight=100 - n) for n in range(100)]
+    assert decreases.count(True) == 1 and decreases[0]
+    assert pacer.pace("h").window == 50
+    assert pacer.pace("h").signals["429"] == 100
+
+
+def test_a_429_to_an_attempt_started_after_the_decrease_is_a_new_event():
+    pacer = Pacer(window_cap=100)
+    assert pacer.answered("h", started=0.0, now=1.0, status=429, error="http", in_flight=40)
+    assert not pacer.answered("h", started=0.9, now=1.1, status=429, error="http", in_flight=30)
+    assert pacer.answered("h", started=1.2, now=1.3, status=429, error="http", in_flight=20)
+    assert pacer.pace("h").decreases == 2
+    assert pacer.pace("h").window == 10  # half of the 20 in flight, not of the old window
+
+
+def test_the_window_climbs_back_one_per_window_of_good_answers_then_is_lifted():
+    pacer = Pacer(window_cap=8)
+    pacer.answered("h", started=0.0, now=1.0, status=429, error="http", in_flight=8)
+    pace = pacer.pace("h")
+    assert pace.window == 4
+    for _ in range(4):
+        pacer.answered("h", started=1.5, now=2.0, status=200, error="", in_flight=4)
+    assert int(pace.window) == 5  # four good answers at a window of four: one more
+    answers = 4
+    while pace.window is not None:
+        pacer.answered("h", started=1.5, now=2.0, status=200, error="", in_flight=4)
+        answers += 1
+    assert answers == 4 + 5 + 6 + 7  # one round of answers per step, lifted at the cap
+
+
+def test_the_rate_is_set_from_good_answers_and_recovers_per_answer():
+    pacer = Pacer(window_cap=100)
+    for n in range(50):  # 50 good answers over one second
+        pacer.answered("h", started=0.0, now=0.02 * (n + 1), status=200, error="", in_flight=5)
+    assert pacer.answered("h", started=0.5, now=1.0, status=429, error="http", in_flight=5)
+    pace = pacer.pace("h")
+    assert pace.rate == pytest.approx(0.9 * 50, rel=0.05)
+    before = pace.rate
+    for _ in range(20):
+        pacer.answered("h", started=1.1, now=1.2, status=200, error="", in_flight=5)
+    assert pace.rate == pytest.approx(before + 20 * RATE_STEP)
+
+
+def test_a_flaky_503_in_twenty_never_lowers_the_pace_but_a_503_storm_does():
+    pacer = Pacer(window_cap=100)
+    for n in range(400):
+        status = 503 if n % 20 == 0 else 200
+        assert not pacer.answered("flaky", started=0.0, now=1.0, status=status, error="",
+                                  in_flight=50)
+    assert pacer.pace("flaky").window is None
+    results = [pacer.answered("busy", started=0.0, now=1.0, status=503 if n % 2 else 200,
+                              error="", in_flight=50) for n in range(40)]
+    assert results.count(True) == 1
+    assert results.index(True) == 2 * SHARED_MINIMUM - 1  # the eighth 503, half the answers
+
+
+def test_timeouts_count_like_503s():
+    assert overload_signal(None, "timeout") == overload_signal(None, "deadline") == "timeout"
+    assert overload_signal(None, "reset") == ""
+    assert overload_signal(500, "http") == ""
+    pacer = Pacer(window_cap=10)
+    results = [pacer.answered("h", started=0.0, now=1.0, status=None, error="timeout",
+                              in_flight=10) for _ in range(SHARED_MINIMUM)]
+    assert results == [False] * (SHARED_MINIMUM - 1) + [True]
+
+
+# -- the queues: a new host's opening window, a host's own cap and spacing ----------------
+
+
+def test_a_new_host_opens_gradually_until_it_answers():
+    queues = HostQueues(per_host=100)
+    for n in range(100):
+        queues.add("h", n)
+    started = [queues.take(now=0.0) for _ in range(100)]
+    assert sum(job is not None for job in started) == OPENING_WINDOW
+    assert queues.next_wakeup(0.0) == pytest.approx(OPENING_STEP)
+    more = [queues.take(now=OPENING_STEP) for _ in range(100)]
+    assert sum(job is not None for job in more) == OPENING_WINDOW  # doubled to 32
+    queues.answered("h")
+    queues.finished("h")
+    rest = [queues.take(now=OPENING_STEP) for _ in range(100)]
+    assert sum(job is not None for job in rest) == 100 - 2 * OPENING_WINDOW
+
+
+def test_a_hosts_own_cap_and_spacing_hold_only_that_host():
+    queues = HostQueues(per_host=10)
+    for n in range(5):
+        queues.add("slow", n)
+        queues.add("fast", n)
+    queues.answered("slow"), queues.answered("fast")
+    queues.limit("slow", 1)
+    queues.space("fast", until=5.0)
+    assert queues.take(now=0.0) == ("slow", 0)  # fast is spaced until 5.0
+    assert queues.take(now=0.0) is None  # slow is at its cap of one
+    assert queues.cooling("fast", now=0.0) == "pace"
+    queues.limit("slow", None)
+    assert queues.take(now=0.0) == ("slow", 1)
+    assert queues.take(now=5.0) == ("fast", 0)
+
+
+# -- runs against a rate-limited API on the loopback server --------------------------------
+
+
+def test_no_row_is_lost_to_429s_with_the_defaults_even_with_no_retries(server, caplog):
+    """A token bucket of 50 requests/s (bursts of 5) met with 40 requests in flight: before
+    the back-off, most rows failed with 429 after their retries. retries=0 shows that the
+    429s are not counted against them."""
+    caplog.set_level(logging.INFO, logger="batchfetch")
+    urls = [server.url("/limited/api?rate=50&burst=5&delay=0.02&retry_after=0.2")] * 150
+    table = fetch_all(urls, concurrency=40, retries=0)
+    assert [row.error for row in table if not row.ok] == []
+    bucket = server.limited["api"]
+    assert bucket.allowed == 150
+    assert bucket.throttled == sum(row.attempts - 1 for row in table)
+    decreases = [r for r in caplog.records if r.getMessage().startswith("slowing down for")]
+    assert 1 <= len(decreases) <= bucket.throttled
+
+
+def test_throttled_retries_are_capped_so_a_host_that_never_recovers_ends_with_a_row(server):
+    urls = [server.url("/status/429")] * 3
+    table = fetch_all(urls, throttled_retries=2, backoff=0.01)
+    assert {(row.status, row.attempts) for row in table} == {(429, 3)}
+    assert all("still throttled after 2 throttled retries" in row.message for row in table)
+
+
+def test_throttled_waits_are_capped_in_all_by_max_retry_wait(server):
+    row = fetch_all([server.url("/status/429?retry_after=1")], max_retry_wait=2.5)[0]
+    assert (row.status, row.attempts) == (429, 3)  # waited 1 s twice; a third would pass 2.5
+    assert "max_retry_wait=2.5 s in all" in row.message
+
+
+def test_a_rate_limited_host_does_not_slow_the_others():
+    """Rows of a healthy host all come back while a host limited to 5 requests/s is still
+    being worked through, at the run's full concurrency."""
+    with LoopbackServer() as limited, LoopbackServer() as healthy:
+        slow = [limited.url("/limited/k?rate=5&burst=1&delay=0&every=0")] * 15
+        fast = [healthy.url("/delay/0.01")] * 100
+        items = [url for pair in zip(slow, fast[:15]) for url in pair] + fast[15:]
+        order = [row.url for row in iter_fetch(items, concurrency=20)]
+    last_fast = max(i for i, url in enumerate(order) if url == fast[0])
+    slow_before = sum(1 for url in order[:last_fast] if url == slow[0])
+    assert slow_before < len(slow) // 2
+    assert limited.limited["k"].allowed == 15
