@@ -120,19 +120,32 @@ def _string_mapping(option: str, value: Any) -> dict[str, str]:
 _PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 
 
+def proxy_url_problem(url: str) -> str | None:
+    """What is wrong with one proxy URL (the URL not repeated), or None.
+
+    Example::
+
+        >>> proxy_url_problem("http://127.0.0.1:3128") is None, proxy_url_problem("ftp://h")
+        (True, 'needs a host and one of the schemes http, https, socks4, socks4a, socks5, socks5h')
+    """
+    try:
+        parsed = parse_url(url if "://" in url else "http://" + url)
+    except LocationParseError as exc:
+        return mask_passwords(f"is not a URL ({exc})")
+    if parsed.scheme not in _PROXY_SCHEMES or not parsed.host:
+        return f"needs a host and one of the schemes {', '.join(_PROXY_SCHEMES)}"
+    return None
+
+
 def _proxy_problem(proxies: Mapping[str, str]) -> str | None:
     """What is wrong with a proxy URL, named: else every row fails as invalid_url, each
     message blaming its own URL."""
     for scheme, url in proxies.items():
         if scheme == "no_proxy" or not url:
             continue
-        try:
-            parsed = parse_url(url if "://" in url else "http://" + url)
-        except LocationParseError as exc:
-            return mask_passwords(f"proxy {url!r} for {scheme} is not a URL ({exc})")
-        if parsed.scheme not in _PROXY_SCHEMES or not parsed.host:
-            return (f"proxy {mask_passwords(url)!r} for {scheme} needs a host and one of the "
-                    f"schemes {', '.join(_PROXY_SCHEMES)}")
+        problem = proxy_url_problem(url)
+        if problem:
+            return f"proxy {mask_passwords(url)!r} for {scheme} {problem}"
     return None
 
 
