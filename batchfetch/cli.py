@@ -97,6 +97,9 @@ EXIT_OUTPUT_CLOSED = 141
          help="Return 3xx responses instead of following them.")
 @request("--max-redirects", type=int, metavar="N", default_of="max_redirects",
          help="Redirects followed before the row fails with too_many_redirects.")
+@request("--hosts", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+         help="Settings by host pattern from a TOML file: concurrency, rate, retries, "
+              "timeouts, headers, auth, proxy (README: Per-host settings).")
 @request("--ok-status", metavar="STATUSES", default_of="ok_status",
          help="Statuses that make a row ok, e.g. 200-299,404.")
 @request("--max-bytes", type=SizeParam(), default_of="max_bytes",

@@ -8,7 +8,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from requests.auth import AuthBase
 from urllib3.exceptions import LocationParseError
@@ -20,6 +20,9 @@ from .headers import (first_cookie_problem, first_header_problem, form_problem, 
                       is_latin1)
 from .methods import normalize_method
 from .redaction import mask_passwords, shown_option
+
+if TYPE_CHECKING:
+    from .host_rules import HostsValue
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -239,6 +242,10 @@ class FetchOptions:
     #: Items pulled from the input but not yet yielded (the look-ahead window in which
     #: per-host fairness holds). None: 4 x concurrency, at least 256.
     max_pending: int | None = None
+    #: Settings by host pattern (concurrency, rate, retries, timeouts, headers, auth, proxy):
+    #: the path of a TOML file, a mapping of the same shape, or HostRules; read and checked
+    #: here, once (see :mod:`batchfetch.host_rules`). None: the run's settings everywhere.
+    hosts: HostsValue | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are set once, here
@@ -311,6 +318,10 @@ class FetchOptions:
         set_(self, "max_pending", _integer("max_pending", self.max_pending, minimum=1,
                                            allow_none=True))
         set_(self, "workers", _integer("workers", self.workers, minimum=1))
+        if self.hosts is not None:
+            from .host_rules import HostRules  # here: it builds on this module's checks
+
+            set_(self, "hosts", HostRules.coerce(self.hosts))
 
     def __repr__(self) -> str:
         # Options are printed and logged: the auth password, credential headers, cookies and

@@ -1,12 +1,24 @@
-"""Per-host settings (issue 14): HostRules from a TOML file or a mapping, patterns and
-precedence, secrets from the environment, and errors naming the file, the pattern and the
-key, never a secret."""
+"""Per-host settings (issue 14): ``--hosts hosts.toml`` / ``hosts=``, patterns and precedence,
+secrets from the environment, errors naming the file, the pattern and the key, and the request
+side on both paths: headers, auth, timeouts and proxy for matching hosts only, never carried
+by a redirect to another host."""
+import json
 import pickle
+from urllib.parse import quote
 
 import pytest
+from click.testing import CliRunner
+from head_server import HeadServer
 
-from batchfetch import HostRules, HostRulesError, OptionError
+from batchfetch import FetchOptions, HostRules, HostRulesError, OptionError, fetch_all
+from batchfetch.cli import main
+from batchfetch.hops import HostEnvironment
 from batchfetch.host_rules import HostRule, MatchedPatterns
+from batchfetch.inputs import to_spec
+from batchfetch.session import RequestSettings
+from batchfetch.testing import LoopbackServer
+
+QUICK = {"retries": 0}
 
 
 def toml_file(tmp_path, text, name="hosts.toml"):
@@ -271,3 +283,195 @@ def test_rules_and_their_errors_pickle(secrets, tmp_path):
     assert copy.for_host("x.cdn.example").timeout == (7.5, 7.5)  # the index is rebuilt
     error = pickle.loads(pickle.dumps(error_of({"h": {"rate": 0}})))
     assert str(error) == 'hosts: ["h"] rate: expected a number > 0, got 0'
+
+
+# -- the option ------------------------------------------------------------------------------
+
+
+def test_options_take_a_path_a_mapping_or_rules(tmp_path, secrets):
+    path = toml_file(tmp_path, FULL)
+    from_path = FetchOptions(hosts=path)
+    assert isinstance(from_path.hosts, HostRules) and len(from_path.hosts) == 3
+    assert FetchOptions(hosts=str(path)).hosts == from_path.hosts
+    assert FetchOptions(hosts=from_path.hosts).hosts is from_path.hosts
+    assert FetchOptions(hosts={"h.test": {"rate": 1}}).hosts.for_host("h.test").rate == 1.0
+    assert from_path.replace(retries=0).hosts is from_path.hosts
+    with pytest.raises(OptionError, match="hosts must be the path of a TOML file, a mapping of "
+                                          "host patterns to settings, or HostRules, got 5"):
+        FetchOptions(hosts=5)
+
+
+def test_options_with_rules_pickle_and_show_no_secret(tmp_path, secrets):
+    """Worker processes get the options pickled; the options are printed and logged."""
+    options = FetchOptions(hosts=toml_file(tmp_path, FULL))
+    assert pickle.loads(pickle.dumps(options)) == options
+    assert "s3cret" not in repr(options) and "proxy-pw" not in repr(options)
+    assert "hosts=<HostRules from " in repr(options)
+
+
+def test_request_settings_use_the_hosts_timeouts():
+    options = FetchOptions(timeout=(10, 30), hosts={"127.0.0.1": {"connect_timeout": 1},
+                                                   "*.test": {"timeout": [2, 3]}})
+    settings = RequestSettings(options, HostEnvironment(None, None, options.hosts))
+
+    def timeout(url, host):
+        return settings.kwargs(to_spec(url, options), host)["timeout"]
+
+    assert timeout("http://127.0.0.1/", ("http", "127.0.0.1", 80)) == (1.0, 30.0)
+    assert timeout("http://a.test/", ("http", "a.test", 80)) == (2.0, 3.0)
+    assert timeout("http://b.example/", ("http", "b.example", 80)) == (10.0, 30.0)
+
+
+# -- requests, on both paths -----------------------------------------------------------------
+
+
+@pytest.fixture
+def other_host():
+    """A loopback server on 127.0.0.2: another host name than ``server``'s 127.0.0.1."""
+    with LoopbackServer(host="127.0.0.2") as running:
+        yield running
+
+
+def seen(row):
+    """The headers /echo received, for a row fetched with keep_body."""
+    assert row.ok, (row.error, row.message)
+    return json.loads(row.body)["headers"]
+
+
+RULE_HEADERS = {"X-Api-Key": "s3cret-key", "Accept": "application/json"}
+
+
+def redirect(server, to):
+    return server.url("/redirect-to?url=" + quote(to, safe=""))
+
+
+@pytest.mark.usefixtures("both_paths")
+class TestRequests:
+    def test_headers_and_auth_go_to_matching_hosts_only(self, server, other_host):
+        hosts = {"127.0.0.1": {"headers": RULE_HEADERS, "auth": {"bearer": "t0ken"}}}
+        items = [server.url("/echo"), {"url": server.url("/echo"), "headers": {"Accept": "own"}},
+                 other_host.url("/echo")]
+        first, own, other = fetch_all(items, hosts=hosts, headers={"Accept": "run", "X-Run": "1"},
+                                      auth=("run-user", "run-pw"), keep_body=True, **QUICK)
+        assert (seen(first)["Accept"], seen(first)["X-Api-Key"]) == ("application/json",
+                                                                     "s3cret-key")
+        assert seen(first)["Authorization"] == "Bearer t0ken"  # in place of the run's auth
+        assert seen(first)["X-Run"] == "1"
+        assert seen(own)["Accept"] == "own"  # an item's own header wins
+        assert seen(other)["Accept"] == "run" and "X-Api-Key" not in seen(other)
+        assert seen(other)["Authorization"].startswith("Basic ")  # the run's, elsewhere
+
+    def test_basic_auth_from_the_environment_wins_over_netrc(self, server, monkeypatch,
+                                                              tmp_path):
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.1 login netrc-user password netrc-pw\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        monkeypatch.setenv("TEST_PASSWORD", "pw")
+        hosts = {"127.0.0.1": {"auth": {"user": "ann", "password": {"env": "TEST_PASSWORD"}}}}
+        table = fetch_all([server.url("/echo"), redirect(server, "/echo")], hosts=hosts,
+                          keep_body=True, **QUICK)
+        # ann:pw, on the first request and on a hop within the host alike
+        assert [seen(row)["Authorization"] for row in table] == ["Basic YW5uOnB3"] * 2
+
+    def test_a_hosts_read_timeout_applies_to_it_alone(self, server, other_host):
+        hosts = {"127.0.0.1": {"timeout": [10, 0.1]}}
+        slow = "/fault/slow-headers?delay=0.5"
+        mine, other = fetch_all([server.url(slow), other_host.url(slow)], hosts=hosts, **QUICK)
+        assert mine.error == "timeout"
+        assert other.ok  # the run's 30 s read timeout
+
+    def test_a_hosts_proxy_carries_its_requests(self, server, other_host):
+        with HeadServer() as proxy:
+            hosts = {"127.0.0.2": {"proxy": proxy.url()}, "127.0.0.1": {"proxy": False}}
+            table = fetch_all([other_host.url("/echo"), server.url("/ok")], hosts=hosts,
+                              proxies={"http": proxy.url()}, **QUICK)
+        assert [row.ok for row in table] == [True, True]
+        # The first through its host's proxy, the second straight (proxy = false).
+        assert [line.split()[1] for line, _ in proxy.requests] == [other_host.url("/echo")]
+        assert other_host.requests_served == 0 and server.requests_served == 1
+
+    @pytest.mark.parametrize("run_proxies", [None, {}])
+    def test_a_redirect_hop_uses_the_proxy_of_its_own_host(self, server, other_host,
+                                                           run_proxies):
+        with HeadServer() as proxy:
+            hosts = {"127.0.0.2": {"proxy": proxy.url()}}
+            row = fetch_all([redirect(server, other_host.url("/echo"))], hosts=hosts,
+                            proxies=run_proxies, **QUICK)[0]
+        assert row.ok
+        assert [line.split()[1] for line, _ in proxy.requests] == [other_host.url("/echo")]
+
+    def test_headers_and_auth_never_follow_a_redirect_to_another_host(self, server,
+                                                                      other_host):
+        hosts = {"127.0.0.1": {"headers": RULE_HEADERS, "auth": {"bearer": "t0ken"}}}
+        there = redirect(server, other_host.url("/echo"))
+        there_and_back = redirect(server, redirect(other_host, server.url("/echo")))
+        same_host = redirect(server, "/echo")
+        away, back, kept = fetch_all([there, there_and_back, same_host], hosts=hosts,
+                                     headers={"Accept": "run"}, keep_body=True, **QUICK)
+        for row in (away, back):
+            assert "X-Api-Key" not in seen(row) and "Authorization" not in seen(row)
+            assert seen(row)["Accept"] == "run"  # the run's, in place of the host's
+        assert seen(kept)["X-Api-Key"] == "s3cret-key"  # a hop on the same host keeps them
+        assert seen(kept)["Authorization"] == "Bearer t0ken"
+
+    def test_nor_to_another_port_or_from_https_to_http(self, server, tls_server):
+        tls, ca_path = tls_server
+        hosts = {"127.0.0.1": {"headers": RULE_HEADERS, "auth": {"user": "ann",
+                                                                  "password": "pw"}}}
+        with LoopbackServer() as other_port:
+            items = [redirect(server, other_port.url("/echo")),
+                     redirect(tls, server.url("/echo"))]
+            table = fetch_all(items, hosts=hosts, verify=ca_path, keep_body=True, **QUICK)
+        for row in table:
+            assert "X-Api-Key" not in seen(row) and "Authorization" not in seen(row)
+
+    def test_a_hop_gets_neither_its_own_hosts_auth_nor_netrc_in_its_place(
+            self, server, other_host, monkeypatch, tmp_path):
+        netrc = tmp_path / "netrc"
+        netrc.write_text("machine 127.0.0.2 login netrc-user password netrc-pw\n")
+        netrc.chmod(0o600)
+        monkeypatch.setenv("NETRC", str(netrc))
+        hosts = {"127.0.0.2": {"headers": {"X-Api-Key": "k"}, "auth": {"bearer": "t0ken"}}}
+        row = fetch_all([redirect(server, other_host.url("/echo"))], hosts=hosts,
+                        keep_body=True, **QUICK)[0]
+        assert "X-Api-Key" not in seen(row) and "Authorization" not in seen(row)
+
+    def test_worker_processes_get_the_rules_with_their_secrets_read(self, server,
+                                                                    monkeypatch):
+        monkeypatch.setenv("TEST_API_TOKEN", "t0ken")
+        options = FetchOptions(workers=2, keep_body=True, retries=0,
+                               hosts={"127.0.0.1": {"auth": {"bearer": {"env": "TEST_API_TOKEN"}}}})
+        monkeypatch.delenv("TEST_API_TOKEN")  # read once, here, not again in the workers
+        table = fetch_all([server.url("/echo")] * 4, options)
+        assert [seen(row)["Authorization"] for row in table] == ["Bearer t0ken"] * 4
+
+
+# -- the command line ------------------------------------------------------------------------
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(main, [str(arg) for arg in args], input=input,
+                              prog_name="batchfetch")
+
+
+@pytest.mark.parametrize("text, message", [
+    ('["api.example.com"]\nrate = "fast"\n', '["api.example.com"] rate: expected a number > 0, '
+                                             'got "fast"'),
+    ('["api.example.com"\nrate = 1\n', "not valid TOML: "),
+    ('["api.example.com"]\nauth = { bearer = { env = "TEST_NO_SUCH_TOKEN" } }\n',
+     '["api.example.com"] auth.bearer: the environment variable TEST_NO_SUCH_TOKEN is not set'),
+])
+def test_cli_a_bad_file_is_a_one_line_usage_error(tmp_path, monkeypatch, text, message):
+    monkeypatch.delenv("TEST_NO_SUCH_TOKEN", raising=False)
+    path = toml_file(tmp_path, text)
+    result = invoke("--hosts", path, input="http://127.0.0.1:1/\n")
+    assert result.exit_code == 2 and result.stdout == ""
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and "Traceback" not in result.output
+    assert errors[0].startswith(f"Error: Invalid value for '--hosts': {path}: {message}")
+
+
+def test_cli_a_missing_file_is_a_usage_error(tmp_path):
+    result = invoke("--hosts", tmp_path / "nope.toml", input="")
+    assert result.exit_code == 2 and "'--hosts': File" in result.stderr
