@@ -455,6 +455,19 @@ def invoke(*args, input=None):
                               prog_name="batchfetch")
 
 
+def test_cli_applies_the_file_and_names_unmatched_patterns(server, tmp_path):
+    path = toml_file(tmp_path, '["127.0.0.1"]\nheaders = { X-Api-Key = "k" }\n\n'
+                               '["*.nowhere.test"]\nrate = 1\n')
+    result = invoke("-r", "0", "--body", "-f", "jsonl", "--hosts", path,
+                    input=server.url("/echo"))
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert json.loads(row["body"])["headers"]["X-Api-Key"] == "k"
+    assert result.stderr.splitlines()[-1] == f'{path}: no host fetched matched ["*.nowhere.test"]'
+    quiet = invoke("-q", "-r", "0", "--hosts", path, input=server.url("/ok"))
+    assert quiet.exit_code == 0 and quiet.stderr == ""
+
+
 @pytest.mark.parametrize("text, message", [
     ('["api.example.com"]\nrate = "fast"\n', '["api.example.com"] rate: expected a number > 0, '
                                              'got "fast"'),
