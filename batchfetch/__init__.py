@@ -18,8 +18,9 @@ from ._version import __version__
 from .config import FetchOptions
 from .dispatch import fetch_all, iter_fetch
 from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineExceeded,
-                     FetchFailedError, HTTPStatusError, InvalidItemError, OptionError,
-                     SaveError)
+                     FetchFailedError, HostRulesError, HTTPStatusError, InvalidItemError,
+                     OptionError, SaveError)
+from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
 from .results import FetchResult, ResultTable, Summary
 
@@ -34,6 +35,9 @@ __all__ = [
     "FetchOptions",
     "FetchResult",
     "HTTPStatusError",
+    "HostRule",
+    "HostRules",
+    "HostRulesError",
     "ImportOrderWarning",
     "InvalidItemError",
     "OptionError",

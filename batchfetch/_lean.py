@@ -206,9 +206,10 @@ class LeanSession(HopSession):
         200
     """
 
-    def __init__(self, proxies: Any = None, auth: Any = None) -> None:
+    def __init__(self, proxies: Any = None, auth: Any = None, rules: Any = None,
+                 headers: Any = None) -> None:
         self._pools: dict[Any, tuple[Any, Any]] = {}  # before Session.__init__ mounts
-        super().__init__(proxies, auth)
+        super().__init__(proxies, auth, rules, headers)
         self._timeouts: dict[Any, Timeout] = {}
         self._plain_headers: dict[Any, dict] = {}
 

@@ -27,6 +27,7 @@ from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
 from ._input_text import InputTextError
 from .config import FetchOptions
 from .dispatch import iter_fetch
+from .host_rules import MatchedPatterns
 from .progress import Progress
 from .redaction import mask_passwords
 from .results import FetchResult, SummaryCounter
@@ -101,6 +102,9 @@ EXIT_OUTPUT_CLOSED = 141
          help="Return 3xx responses instead of following them.")
 @request("--max-redirects", type=int, metavar="N", default_of="max_redirects",
          help="Redirects followed before the row fails with too_many_redirects.")
+@request("--hosts", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+         help="Settings by host pattern from a TOML file: concurrency, rate, retries, "
+              "timeouts, headers, auth, proxy (README: Per-host settings).")
 @request("--ok-status", metavar="STATUSES", default_of="ok_status",
          help="Statuses that make a row ok, e.g. 200-299,404.")
 @request("--max-bytes", type=SizeParam(), default_of="max_bytes",
@@ -310,6 +314,7 @@ class _Run:
         not text raises InputTextError, after writing the rows of the lines before it.
         """
         tally, interrupted, started = SummaryCounter(), False, time.monotonic()
+        matched = MatchedPatterns(self.options.hosts) if self.options.hosts else None
         bad_input: InputTextError | None = None
         # A file is read through once first (0.4 s per million lines): a line that is not
         # text, or another input's --resume file, stops the run before anything is fetched.
@@ -323,6 +328,8 @@ class _Run:
             for row in rows:
                 row = items.annotate(row)
                 tally.add(row)  # before: a Ctrl-C while a pipe takes it leaves it to close()
+                if matched is not None:
+                    matched.add(row.url)
                 self.writer.write(row)
                 self.bar.update(tally)
                 if on_row is not None:
@@ -356,6 +363,8 @@ class _Run:
             self.say(str(summary))
             raise bad_input
         self.say(str(summary))
+        if matched is not None and matched.note():
+            self.say(matched.note())  # a pattern that matched nothing is likely a typo
         kept_failed = self.recorded.kept_failed if self.recorded else 0
         return EXIT_OK if tally.ok == tally.total and not kept_failed else EXIT_FAILED_ROWS
 

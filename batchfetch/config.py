@@ -8,7 +8,7 @@ import dataclasses
 import os
 import re
 from collections.abc import Iterable, Mapping
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 from requests.auth import AuthBase
 from urllib3.exceptions import LocationParseError
@@ -20,6 +20,9 @@ from .headers import (first_cookie_problem, first_header_problem, form_problem, 
                       is_latin1)
 from .methods import normalize_method
 from .redaction import mask_passwords, shown_option
+
+if TYPE_CHECKING:
+    from .host_rules import HostsValue
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -120,19 +123,32 @@ def _string_mapping(option: str, value: Any) -> dict[str, str]:
 _PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
 
 
+def proxy_url_problem(url: str) -> str | None:
+    """What is wrong with one proxy URL (the URL not repeated), or None.
+
+    Example::
+
+        >>> proxy_url_problem("http://127.0.0.1:3128") is None, proxy_url_problem("ftp://h")
+        (True, 'needs a host and one of the schemes http, https, socks4, socks4a, socks5, socks5h')
+    """
+    try:
+        parsed = parse_url(url if "://" in url else "http://" + url)
+    except LocationParseError as exc:
+        return mask_passwords(f"is not a URL ({exc})")
+    if parsed.scheme not in _PROXY_SCHEMES or not parsed.host:
+        return f"needs a host and one of the schemes {', '.join(_PROXY_SCHEMES)}"
+    return None
+
+
 def _proxy_problem(proxies: Mapping[str, str]) -> str | None:
     """What is wrong with a proxy URL, named: else every row fails as invalid_url, each
     message blaming its own URL."""
     for scheme, url in proxies.items():
         if scheme == "no_proxy" or not url:
             continue
-        try:
-            parsed = parse_url(url if "://" in url else "http://" + url)
-        except LocationParseError as exc:
-            return mask_passwords(f"proxy {url!r} for {scheme} is not a URL ({exc})")
-        if parsed.scheme not in _PROXY_SCHEMES or not parsed.host:
-            return (f"proxy {mask_passwords(url)!r} for {scheme} needs a host and one of the "
-                    f"schemes {', '.join(_PROXY_SCHEMES)}")
+        problem = proxy_url_problem(url)
+        if problem:
+            return f"proxy {mask_passwords(url)!r} for {scheme} {problem}"
     return None
 
 
@@ -230,6 +246,10 @@ class FetchOptions:
     #: Items pulled from the input but not yet yielded (the look-ahead window in which
     #: per-host fairness holds). None: 4 x concurrency, at least 256.
     max_pending: int | None = None
+    #: Settings by host pattern (concurrency, rate, retries, timeouts, headers, auth, proxy):
+    #: the path of a TOML file, a mapping of the same shape, or HostRules; read and checked
+    #: here, once (see :mod:`batchfetch.host_rules`). None: the run's settings everywhere.
+    hosts: HostsValue | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are set once, here
@@ -304,6 +324,10 @@ class FetchOptions:
         set_(self, "max_pending", _integer("max_pending", self.max_pending, minimum=1,
                                            allow_none=True))
         set_(self, "workers", _integer("workers", self.workers, minimum=1))
+        if self.hosts is not None:
+            from .host_rules import HostRules  # here: it builds on this module's checks
+
+            set_(self, "hosts", HostRules.coerce(self.hosts))
 
     def __repr__(self) -> str:
         # Options are printed and logged: the auth password, credential headers, cookies and

@@ -4,6 +4,7 @@ function that maps a requests/urllib3/gevent exception to an error kind.
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import ssl
 from typing import Any
@@ -69,6 +70,40 @@ class OptionError(BatchFetchError, ValueError):
     def shown_value(self) -> Any:
         """The value as a message may show it: passwords, tokens and cookies masked."""
         return shown_option(self.option, self.value)
+
+
+class HostRulesError(OptionError):
+    """The per-host settings (``hosts``: a TOML file or a mapping) are unusable.
+
+    The message names the file (``hosts`` for a mapping), the host pattern and the key,
+    as the TOML parser gives no line numbers; it never repeats a secret. The ``option``
+    is ``hosts`` and the ``value`` the file's name, never the settings themselves.
+
+    Example::
+
+        >>> print(HostRulesError("hosts.toml", "api.example.com", "rate",
+        ...                      'expected a number > 0, got "fast"'))
+        hosts.toml: ["api.example.com"] rate: expected a number > 0, got "fast"
+    """
+
+    def __init__(self, source: str, pattern: str | None, key: str | None,
+                 message: str) -> None:
+        where = " ".join(filter(None, [
+            None if pattern is None else f"[{json.dumps(pattern, ensure_ascii=False)}]", key]))
+        super().__init__("hosts", source, "usable per-host settings",
+                         f"{source}: {where}: {message}" if where else f"{source}: {message}")
+        self.args = (source, pattern, key, message)  # what pickle passes back to __init__
+        #: The file's name as given (``hosts`` for a mapping).
+        self.source = source
+        #: The host pattern as written, or None for the file as a whole.
+        self.pattern = pattern
+        #: The key (``rate``, ``auth.bearer``, ``headers.X-Token``), or None.
+        self.key = key
+        #: What is wrong, without the location.
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.problem
 
 
 class InvalidItemError(BatchFetchError, ValueError):

@@ -1,6 +1,7 @@
 """HopSession: the requests.Session of a run, deciding what each hop of a redirect chain
-carries: the user's cookies only to the host they were given for, and the proxy and netrc
-credentials of the hop's own host; and saying so when a Location cannot be followed.
+carries: the user's cookies only to the host they were given for, a host rule's headers and
+auth only as far as an Authorization header goes, and the proxy and netrc credentials of the
+hop's own host; and saying so when a Location cannot be followed.
 
 requests sends cookies given as a dict (``cookies=``, ``-b``) to every host a redirect
 reaches, https to http included, as ``curl -b`` does; a browser would not. And with
@@ -17,6 +18,7 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.exceptions as rex
+from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies, get_netrc_auth
 
 from .errors import RedirectLocationError
@@ -55,9 +57,11 @@ class _GivenCookiesPolicy(DefaultCookiePolicy):
 
 
 class HostEnvironment:
-    """The proxies and basic auth of each host: the run's own when it gives them, else the
-    environment's (``*_proxy`` and ``NO_PROXY``, netrc), looked up once per host, for the
-    first request and every redirect hop alike.
+    """The proxies and basic auth of each host: its host rule's (``rules``, from ``hosts``),
+    else the run's own when it gives them, else the environment's (``*_proxy`` and
+    ``NO_PROXY``, netrc), looked up once per host, for the first request and every redirect
+    hop alike. A rule with auth sends it as a header (``inputs.to_spec``): its host gets no
+    auth here, so neither the run's nor netrc's replaces it.
 
     Example::
 
@@ -66,9 +70,11 @@ class HostEnvironment:
         ({}, None)
     """
 
-    def __init__(self, proxies: Mapping[str, str] | None, auth: Any) -> None:
+    def __init__(self, proxies: Mapping[str, str] | None, auth: Any, rules: Any = None) -> None:
         self.proxies = None if proxies is None else dict(proxies)
         self.auth = auth
+        #: The run's :class:`~batchfetch.host_rules.HostRules`, or None.
+        self.rules = rules
         self._per_host: dict[Any, tuple[dict[str, str], Any]] = {}
 
     def __call__(self, url: str, host: Any = None) -> tuple[dict[str, str], Any]:
@@ -77,28 +83,41 @@ class HostEnvironment:
             try:
                 host = host_key(url)
             except ValueError:  # a Location that fails later, where requests says why
-                return self._look_up(url)
+                return self._look_up(url, None)
         settings = self._per_host.get(host)
         if settings is None:
             if len(self._per_host) >= HOST_CACHE_SIZE:
                 self._per_host.clear()
-            settings = self._per_host[host] = self._look_up(url)
+            settings = self._per_host[host] = self._look_up(url, host)
         return settings
 
-    def _look_up(self, url: str) -> tuple[dict[str, str], Any]:
-        proxies = self.proxies if self.proxies is not None else get_environ_proxies(url)
+    def _look_up(self, url: str, host: Any) -> tuple[dict[str, str], Any]:
+        rule = None
+        if self.rules is not None:
+            rule = self.rules.for_key(host) if host is not None else self.rules.for_url(url)
+        if rule is not None and rule.proxies is not None:
+            proxies = rule.proxies
+        else:
+            proxies = self.proxies if self.proxies is not None else get_environ_proxies(url)
+        if rule is not None and "Authorization" in rule.request_headers:
+            return proxies, None
         return proxies, self.auth if self.auth is not None else get_netrc_auth(url)
 
 
 class HopSession(requests.Session):
-    """A requests.Session whose redirects re-decide cookies, proxies and netrc per hop.
+    """A requests.Session whose redirects re-decide cookies, host rules, proxies and netrc
+    per hop.
 
-    ``proxies`` and ``auth`` are the run's own (None: the environment's). Without explicit
-    proxies, each hop uses the environment's proxies for its own host (``NO_PROXY``
-    included) instead of the first hop's; without explicit auth, each hop gets the netrc
-    credentials of its own host, if any (but not over plain http after https, where requests
-    would send them in clear text). ``environment`` answers for the first request too
-    (``session.RequestSettings``), so each host's are looked up once.
+    ``proxies``, ``auth`` and ``headers`` are the run's own (None: the environment's proxies
+    and netrc); ``rules`` the run's HostRules. Each hop uses its own host's proxies (its
+    rule's, else the run's, else the environment's with ``NO_PROXY``) instead of the first
+    hop's; without explicit auth, each hop gets the netrc credentials of its own host, if
+    any, unless its rule has auth (and not over plain http after https, where requests
+    would send them in clear text). The headers of the first host's rule (its auth's
+    Authorization among them) go as far as requests lets an Authorization header go; past
+    that, the run's header of the same name (if any) takes the place of each, and an item's
+    own value (where it overrode the rule's) stays. ``environment`` answers for the first
+    request too (``session.RequestSettings``), so each host's are looked up once.
 
     Example::
 
@@ -108,9 +127,13 @@ class HopSession(requests.Session):
         {'cookies': {}}
     """
 
-    def __init__(self, proxies: Mapping[str, str] | None = None, auth: Any = None) -> None:
+    def __init__(self, proxies: Mapping[str, str] | None = None, auth: Any = None,
+                 rules: Any = None, headers: Mapping[str, str] | None = None) -> None:
         super().__init__()
-        self.environment = HostEnvironment(proxies, auth)
+        self.environment = HostEnvironment(proxies, auth, rules)
+        #: The run's headers: what a hop that leaves a rule's host sends in place of the
+        #: rule's headers of the same names.
+        self.run_headers = CaseInsensitiveDict(headers or {})
 
     def prepare_request(self, request: requests.Request) -> requests.PreparedRequest:
         prepared = super().prepare_request(request)
@@ -135,13 +158,15 @@ class HopSession(requests.Session):
 
     def rebuild_proxies(self, prepared_request: requests.PreparedRequest,
                         proxies: Any) -> dict[str, str]:
-        if self.environment.proxies is None:
+        if self.environment.proxies is None or self.environment.rules is not None:
             proxies = self.environment(prepared_request.url)[0]
         return super().rebuild_proxies(prepared_request, proxies)
 
     def rebuild_auth(self, prepared_request: requests.PreparedRequest,
                      response: requests.Response) -> None:
         super().rebuild_auth(prepared_request, response)  # drops Authorization off-host
+        if self.environment.rules is not None:
+            self._drop_host_rule_headers(prepared_request, response)
         if self.environment.auth is not None:
             return
         if (urlsplit(response.request.url).scheme == "https"
@@ -150,3 +175,19 @@ class HopSession(requests.Session):
         credentials = self.environment(prepared_request.url)[1]
         if credentials is not None:  # as requests with trust_env does for the new host
             prepared_request.prepare_auth(credentials)
+
+    def _drop_host_rule_headers(self, prepared_request: requests.PreparedRequest,
+                                response: requests.Response) -> None:
+        """Take the first host's rule headers off a hop that leaves the host (where requests
+        drops Authorization; hops copy the previous hop, so no later one gets them back),
+        putting back the run's own headers of the same names."""
+        if not self.should_strip_auth(response.request.url, prepared_request.url):
+            return
+        first = (response.history[0] if response.history else response).request
+        rule = self.environment.rules.for_url(first.url)
+        headers = prepared_request.headers
+        for name, value in rule.request_headers.items() if rule is not None else ():
+            if headers.get(name) == value:  # not an item's own value
+                del headers[name]
+                if name in self.run_headers:
+                    headers[name] = self.run_headers[name]

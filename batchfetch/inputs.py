@@ -214,7 +214,8 @@ def item_id(item: Any) -> Any:
 
 
 def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
-    """Validate one input item and merge it over the run's options.
+    """Validate one input item and merge it over the run's options (and its host's, with
+    ``hosts``: their headers and auth's Authorization, which an item's own headers override).
 
     ``item`` is a URL string, a dict with :data:`SPEC_KEYS`, or a :class:`RequestSpec`.
     Returns a RequestSpec with everything resolved (method, headers, params, body).
@@ -263,7 +264,12 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
             raise InvalidItemError("invalid_request", problem)
     json = fields.get("json") if has_body else options.json
     data = fields.get("data") if has_body else options.data
-    headers = _merge_headers(options.headers, own_headers)
+    headers = options.headers
+    if options.hosts is not None:  # the host's headers, over the run's and under the item's
+        rule = options.hosts.for_url(url)
+        if rule is not None and rule.request_headers:
+            headers = _merge_headers(headers, rule.request_headers)
+    headers = _merge_headers(headers, own_headers)
     if isinstance(data, (str, bytes)) and json is None and not any(
             name.lower() == "content-type" for name in headers):
         # What curl's -d sends; requests would send a str body with no Content-Type at all.

@@ -86,7 +86,8 @@ def build_session(options: FetchOptions) -> requests.Session:
         8
     """
     session_class = LeanSession if options.fast_path else HopSession
-    session = session_class(proxies=options.proxies, auth=options.auth)
+    session = session_class(proxies=options.proxies, auth=options.auth, rules=options.hosts,
+                            headers=options.headers)
     session.trust_env = False
     session.max_redirects = options.max_redirects
     session.headers["User-Agent"] = options.user_agent
@@ -108,13 +109,15 @@ class RequestSettings:
     """Turns a RequestSpec into ``Session.request`` keywords, with the environment read once.
 
     An explicit ``verify`` (False or a CA bundle path) wins over REQUESTS_CA_BUNDLE;
-    proxies and auth come from ``environment`` (the session's: explicit ones, else the
-    environment's, looked up once per host for first requests and redirect hops alike).
+    proxies and auth come from ``environment`` (the session's: a host rule's, else explicit
+    ones, else the environment's, looked up once per host for first requests and redirect
+    hops alike); a host rule's timeouts replace the run's for its hosts.
     """
 
     def __init__(self, options: FetchOptions, environment: HostEnvironment) -> None:
         self.options = options
         self._environment = environment
+        self._rules = options.hosts
         verify = options.verify
         if verify is True:
             verify = _environment_ca_bundle() or True
@@ -130,6 +133,10 @@ class RequestSettings:
         """Keywords for ``grequests.AsyncRequest(method, url, **kwargs)``."""
         proxies, auth = self._environment(spec.url, host)
         kwargs = dict(self._common)
+        if self._rules is not None:
+            rule = self._rules.for_key(host)
+            if rule is not None and (rule.timeout or rule.connect_timeout):
+                kwargs["timeout"] = rule.timeout_over(self.options.timeout)
         kwargs.update(headers=spec.headers, params=spec.params, cookies=spec.cookies,
                       proxies=proxies, auth=auth)
         if spec.json is not None:
