@@ -30,7 +30,7 @@ from .attempt import Outcome, run_attempt
 from .config import FetchOptions
 from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
-from .pace import Pacer, describe_pace
+from .pace import HostPace, Pacer, describe_pace
 from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from .redaction import mask_line, mask_passwords, mask_url
 from .results import FetchResult, ResultTable
@@ -240,7 +240,25 @@ class _Run:
             self.ready_rows.append((row, item, exc))
             return
         host = self.host_keys(spec.url)
+        if self.options.hosts is not None:
+            self._configure(host)
         self.queues.add(host, _Job(index, item, spec, host))
+
+    def _configure(self, host: tuple[str, str, int]) -> None:
+        """Apply the ``hosts`` rule's concurrency, rate and retries to a host seen first."""
+        pace = self.pacer.pace(host)
+        if pace.configured:
+            return
+        pace.configured = True
+        rule = self.options.hosts.for_key(host)
+        if rule is None:
+            return
+        if rule.concurrency is not None:
+            pace.cap = min(rule.concurrency, self.options.host_limit)
+            self.queues.limit(host, pace.cap)
+        if rule.rate is not None:
+            pace.least_interval = 1.0 / rule.rate
+        pace.retries = rule.retries
 
     def _release_due_timers(self) -> None:
         now = time.monotonic()
@@ -260,9 +278,9 @@ class _Run:
             return None
         host, job = taken
         self.rate.started(now)
-        pace = self.pacer.pace(host)
-        if pace.rate is not None:
-            self.queues.space(host, now + 1.0 / pace.rate)
+        interval = self.pacer.pace(host).interval
+        if interval:
+            self.queues.space(host, now + interval)
         job.started = now
         if job.first_start is None:
             job.first_start = now
@@ -344,9 +362,10 @@ class _Run:
 
     def _complete(self, job: _Job, outcome: Outcome, reused: bool) -> None:
         self.in_flight -= 1
-        self._pace(job, outcome)
+        pace = self._pace(job, outcome)
         decision = decide(self.options, job.spec.method, outcome, job.attempts, reused,
-                          time.time(), self.rng, job.throttled, job.throttled_wait)
+                          time.time(), self.rng, job.throttled, job.throttled_wait,
+                          pace.retries)
         if decision.retry:
             when = time.monotonic() + decision.wait
             if decision.throttled:
@@ -367,7 +386,7 @@ class _Run:
             exception = HTTPStatusError(row.url, row.status, row.message)
         self.ready_rows.append((row, job.item, exception))
 
-    def _pace(self, job: _Job, outcome: Outcome) -> None:
+    def _pace(self, job: _Job, outcome: Outcome) -> HostPace:
         """Book the answer with the host's pace and apply what changed."""
         host = job.host
         queues = self.queues
@@ -379,8 +398,9 @@ class _Run:
                      outcome.error if outcome.status is None else outcome.status,
                      describe_pace(pace))
         if pace.decreases:
-            queues.limit(host, pace.window)
+            queues.limit(host, pace.in_flight_cap)
         queues.finished(host)
+        return pace
 
     def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:
         error, message = outcome.error, outcome.message

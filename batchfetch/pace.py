@@ -79,6 +79,12 @@ class HostPace:
 
     window: int | None = None
     credit: int = 0  # good answers toward the next step of the window
+    # the user's limits for this host (a --hosts rule): a cap on the window, the least
+    # interval between starts, and retries; set once, when the host is first seen
+    configured: bool = False
+    cap: int | None = None
+    least_interval: float = 0.0
+    retries: int | None = None
     rate: float | None = None
     decreased_at: float = -math.inf
     ceiling: float | None = None
@@ -102,6 +108,20 @@ class HostPace:
     @property
     def paced(self) -> bool:
         return self.window is not None or self.rate is not None
+
+    @property
+    def in_flight_cap(self) -> int | None:
+        """Requests in flight the host may have now (None: the run's per-host cap)."""
+        if self.window is None:
+            return self.cap
+        return self.window if self.cap is None else min(self.window, self.cap)
+
+    @property
+    def interval(self) -> float:
+        """Seconds between starts the host needs now (0.0: none)."""
+        if self.rate is None:
+            return self.least_interval
+        return max(self.least_interval, 1.0 / self.rate)
 
     def count_good(self, now: float) -> None:
         if self.first_good is None:
@@ -228,7 +248,7 @@ class Pacer:
             if state.credit >= state.window:  # one more per window's worth of good answers
                 state.window += 1
                 state.credit = 0
-                if state.window >= self.window_cap:
+                if state.window >= (state.cap or self.window_cap):
                     state.window = None
         if state.rate is not None:
             ceiling = state.ceiling

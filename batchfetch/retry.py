@@ -79,7 +79,8 @@ def backoff_delay(options: FetchOptions, attempts: int, rng: random.Random) -> f
 
 def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
            reused_connection: bool, now_epoch: float, rng: random.Random,
-           throttled: int = 0, throttled_wait: float = 0.0) -> RetryDecision:
+           throttled: int = 0, throttled_wait: float = 0.0,
+           retries: int | None = None) -> RetryDecision:
     """Whether the attempt just made (the ``attempts``-th) should be tried again.
 
     Idempotent methods retry transient errors and ``retry_on`` statuses. POST,
@@ -91,14 +92,15 @@ def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
     A 429 is a *throttled* retry: the run is slowing down for the host, so it does not
     count against ``retries``; ``throttled`` of them were made so far, waiting
     ``throttled_wait`` seconds in all, and a row stops after ``throttled_retries``
-    of them or once its waits would pass ``max_retry_wait`` in all.
+    of them or once its waits would pass ``max_retry_wait`` in all. ``retries``, when
+    given, replaces ``options.retries`` (a ``hosts`` rule's).
     """
     idempotent = method in IDEMPOTENT_METHODS or options.retry_non_idempotent
     if outcome.status == THROTTLED_STATUS and outcome.error in ("", "http") and (
             outcome.status in options.retry_on and outcome.status not in options.ok_status):
         return _throttled(options, outcome, idempotent, throttled, throttled_wait, now_epoch,
                           rng)
-    if attempts - throttled > options.retries:
+    if attempts - throttled > (options.retries if retries is None else retries):
         return NO_RETRY
     if outcome.status is None or outcome.error not in ("", "http"):
         if outcome.error in NEVER_SENT_ERRORS or (

@@ -1,6 +1,7 @@
 """Per-host back-off: one decrease per overload event, recovery counted in good answers,
 429s retried without counting against retries, and one host's trouble kept to itself."""
 import logging
+import time
 
 import pytest
 
@@ -158,3 +159,25 @@ def test_a_rate_limited_host_does_not_slow_the_others():
     slow_before = sum(1 for url in order[:last_fast] if url == slow[0])
     assert slow_before < len(slow) // 2
     assert limited.limited["k"].allowed == 15
+
+
+# -- a hosts rule's concurrency, rate and retries ------------------------------------------
+
+
+def test_a_hosts_rule_caps_that_hosts_requests_in_flight_and_its_retries(server):
+    rules = {f"127.0.0.1:{server.port}": {"concurrency": 3, "retries": 1}}
+    urls = [server.url("/limited/capped?rate=1000&burst=1000&delay=0.05")] * 30
+    table = fetch_all(urls + [server.url("/flaky/r?fail=9&status=502")], concurrency=20,
+                      hosts=rules, backoff=0.01)
+    assert server.limited["capped"].most_concurrent == 3
+    assert (table[30].status, table[30].attempts) == (502, 2)
+
+
+def test_a_hosts_rule_rate_spaces_that_hosts_starts(server):
+    """Six starts spaced by 1/20 s take at least a quarter of a second (a lower bound only)."""
+    rules = {f"127.0.0.1:{server.port}": {"rate": 20}}
+    before = time.monotonic()
+    rows = fetch_all([server.url(f"/delay/0?n={n}") for n in range(6)], concurrency=6,
+                     hosts=rules)
+    assert time.monotonic() - before >= 5 / 20
+    assert all(row.ok for row in rows)
