@@ -7,6 +7,7 @@ connection's raw-socket helpers. A ``ValueError`` from a route (a bad parameter)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import time
@@ -280,3 +281,43 @@ def _trickle(server: LoopbackServer, conn: Connection, req: Request) -> None:
 def _slow_headers(server: LoopbackServer, conn: Connection, req: Request) -> None:
     gevent.sleep(float(req.query.get("delay", "1")))
     conn.respond(200, b"ok\n")
+
+
+@_route(r"/robots\.txt", "/robots.txt",
+        "the server's robots_txt, set by the test: bytes are served as 200 text/plain, a path "
+        "of this server ('/status/503') is answered as that path would be; unset: 404")
+def _robots_txt(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    answer = getattr(server, "robots_txt", None)  # per instance: each test its own robots.txt
+    if answer is None:
+        conn.respond(404, b"not found\n")
+    elif isinstance(answer, bytes):
+        conn.respond(200, answer)
+    elif answer.partition("?")[0] == "/robots.txt":
+        raise ValueError("robots_txt cannot answer as /robots.txt itself")
+    else:
+        dispatch(server, conn, dataclasses.replace(req, target=answer))
+
+
+#: What ``/robots/hops/0`` and the start of ``/robots/endless`` say.
+ROBOTS_PRIVATE = b"User-agent: *\nDisallow: /private\n"
+
+
+@_route(r"/robots/hops/(\d+)", "/robots/hops/<n>",
+        "302 to /robots/hops/<n-1>; /robots/hops/0 is a robots.txt disallowing /private")
+def _robots_hops(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+    if int(n) == 0:
+        conn.respond(200, ROBOTS_PRIVATE)
+    else:
+        conn.respond(302, b"", headers=[("Location", f"/robots/hops/{int(n) - 1}")])
+
+
+@_route(r"/robots/endless", "/robots/endless",
+        "a chunked robots.txt that never ends: it disallows /private, then comments forever")
+def _robots_endless(server: LoopbackServer, conn: Connection, req: Request) -> None:
+    def lines() -> Iterator[bytes]:
+        yield ROBOTS_PRIVATE
+        filler = b"# more to come\n" * 4096
+        while True:
+            yield filler
+
+    conn.respond(200, lines(), chunked=True)

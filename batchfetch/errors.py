@@ -33,6 +33,8 @@ ERROR_KINDS: dict[str, str] = {
     "too_large": "the decoded body grew past max_bytes",
     "save": "the body could not be written to save_dir (a full disk, no permission)",
     "http": "a response arrived, but its status is not in ok_status",
+    "robots": ("not requested: the origin's robots.txt disallows the URL for the User-Agent "
+               "sent, or answered 5xx or 429, or could not be fetched (RFC 9309: disallow all)"),
     "interrupted": "the run was interrupted before this row finished",
 }
 
@@ -203,6 +205,30 @@ class HTTPStatusError(BatchFetchError):
         return f"{self.url}: {self.message}"
 
 
+class RobotsDisallowedError(BatchFetchError):
+    """robots.txt keeps a URL from being requested; the row's error kind is ``robots``.
+
+    What ``exception_handler`` receives for a ``robots`` row. ``robots_url`` is the
+    robots.txt that decided, ``message`` says why (a rule, or a robots.txt that answered
+    5xx or could not be fetched).
+
+    Example::
+
+        >>> str(RobotsDisallowedError("http://h/private", "http://h/robots.txt",
+        ...                           "disallowed by http://h/robots.txt for user agent 'a/1'"))
+        "disallowed by http://h/robots.txt for user agent 'a/1'"
+    """
+
+    def __init__(self, url: str, robots_url: str, message: str) -> None:
+        super().__init__(url, robots_url, message)
+        self.url = url
+        self.robots_url = robots_url
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
 class FetchFailedError(BatchFetchError):
     """Raised by :meth:`ResultTable.raise_for_errors` when some rows failed.
 
@@ -249,6 +275,7 @@ def _describe(exc: BaseException) -> str:
         if isinstance(cause, (ConnectionResetError, ConnectionRefusedError, socket.gaierror,
                               ssl.SSLError, http.client.HTTPException, DeadlineExceeded,
                               BodyTooLargeError, SaveError, RedirectLocationError,
+                              RobotsDisallowedError,
                               u3.NameResolutionError)):
             text = str(cause) or type(cause).__name__
             return text if isinstance(cause, BatchFetchError) else f"{type(cause).__name__}: {text}"
@@ -274,6 +301,8 @@ def _kind(exc: BaseException) -> str:
     # Order matters: wrappers (requests.ConnectionError) carry the real cause inside.
     if isinstance(exc, InvalidItemError):
         return exc.kind
+    if isinstance(exc, RobotsDisallowedError):
+        return "robots"
     if _has(exc, DeadlineExceeded):
         return "deadline"
     if _has(exc, BodyTooLargeError):
