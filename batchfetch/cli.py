@@ -63,6 +63,9 @@ EXIT_OUTPUT_CLOSED = 141
 @timing("--workers", type=int, metavar="N", default_of="workers",
         help="Worker processes sharing the batch; concurrency, --per-host, --rate and "
              "--max-pending are divided between them.")
+@timing("--robots", is_flag=True, default=None,
+        help="Fetch each origin's robots.txt first; skip what it disallows (error 'robots') "
+             "and space starts by its Crawl-delay.")
 @timing("--fast-path/--no-fast-path", "fast_path", default=None,
         help="Send plain requests straight to urllib3 (default; less CPU); --no-fast-path "
              "sends every request through requests' full Session path.")

@@ -240,6 +240,10 @@ class FetchOptions:
     #: Send plain requests straight to urllib3 (the same pools, headers, body and errors,
     #: less CPU); False sends every request through requests' full Session path.
     fast_path: bool = True
+    #: Fetch each origin's robots.txt before its first request (RFC 9309), skip the URLs it
+    #: disallows for the User-Agent sent (rows with error ``robots``), and space the
+    #: host's starts by its Crawl-delay or Request-rate.
+    robots: bool = False
     #: Worker processes sharing the batch (each with its own hub, pool and session);
     #: concurrency, per_host, rate and max_pending are divided between them.
     workers: int = 1
@@ -296,7 +300,8 @@ class FetchOptions:
                                        and not os.path.isdir(self.save_dir)):
                 raise OptionError("save_dir", self.save_dir, "the path of a directory")
             set_(self, "save_dir", os.fspath(self.save_dir))
-        for name in ("allow_redirects", "keep_body", "retry_non_idempotent", "fast_path"):
+        for name in ("allow_redirects", "keep_body", "retry_non_idempotent", "fast_path",
+                     "robots"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")
         set_(self, "max_redirects", _integer("max_redirects", self.max_redirects, minimum=0))

@@ -28,13 +28,14 @@ import gevent.queue
 
 from .attempt import Outcome, run_attempt
 from .config import FetchOptions
-from .errors import HTTPStatusError, InvalidItemError
+from .errors import HTTPStatusError, InvalidItemError, RobotsDisallowedError
 from .hosts import HostQueues, StartRate
 from .pace import HostPace, Pacer, describe_pace
 from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from .redaction import mask_line, mask_passwords, mask_url
 from .results import FetchResult, ResultTable
 from .retry import decide
+from .robots import RobotsPolicy, fetch_policy, sent_user_agent
 from .session import RequestSettings, build_session
 
 __all__ = ["iter_fetch", "fetch_all"]
@@ -173,6 +174,8 @@ class _Run:
         self.pending = 0  # items pulled whose row has not been yielded yet
         self.rng = random.Random()
         self.host_keys = HostKeys()
+        self.robots: dict[tuple[str, str, int], RobotsPolicy] = {}  # by origin
+        self.robots_waiting: dict[tuple[str, str, int], list[_Job]] = {}
 
     # -- the scheduler loop ------------------------------------------------
 
@@ -197,6 +200,9 @@ class _Run:
                         exhausted = True
                     elif event[0] == "failed":
                         raise event[1]
+                    elif event[0] == "robots":
+                        self._robots_known(*event[1:])
+                        self._start_attempts()
                 self._release_due_timers()
                 self._start_attempts()
                 while self.ready_rows:
@@ -242,7 +248,55 @@ class _Run:
         host = self.host_keys(spec.url)
         if self.options.hosts is not None:
             self._configure(host)
-        self.queues.add(host, _Job(index, item, spec, host))
+        job = _Job(index, item, spec, host)
+        if self.options.robots:
+            self._check_robots(job)
+        else:
+            self.queues.add(host, job)
+
+    # -- robots.txt (robots=True) ------------------------------------------
+
+    def _check_robots(self, job: _Job) -> None:
+        """Queue ``job`` if its origin's robots.txt allows it; hold it while that is being
+        fetched (one fetch per origin, in a worker greenlet); else make its ``robots`` row."""
+        origin = job.host
+        policy = self.robots.get(origin)
+        if policy is None:
+            waiting = self.robots_waiting.get(origin)
+            if waiting is None:
+                waiting = self.robots_waiting[origin] = []
+                self.workers.spawn(self._fetch_robots, origin, job.spec, job.host)
+            waiting.append(job)
+            return
+        user_agent = sent_user_agent(job.spec.headers, self.options.user_agent)
+        if user_agent != policy.user_agent:
+            policy = policy.for_user_agent(user_agent)
+        if policy.allows(job.spec.url):
+            self.queues.add(origin, job)
+            return
+        row = FetchResult(index=job.index, id=job.spec.id, url=mask_url(job.spec.url),
+                          method=job.spec.method, error="robots",
+                          message=mask_passwords(policy.message))
+        self.ready_rows.append((row, job.item, RobotsDisallowedError(
+            row.url, policy.url, row.message)))
+
+    def _fetch_robots(self, origin: tuple[str, str, int], spec: RequestSpec,
+                      host: tuple[str, str, int]) -> None:
+        try:
+            policy = fetch_policy(self.session, spec.url, self.settings.kwargs(spec, host),
+                                  self.options.user_agent, deadline=self.options.deadline)
+        except Exception as exc:  # noqa: BLE001 - a bug: stop the run and raise it to the caller
+            self.events.put(("failed", exc))
+            return
+        self.events.put(("robots", origin, policy))
+
+    def _robots_known(self, origin: tuple[str, str, int], policy: RobotsPolicy) -> None:
+        self.robots[origin] = policy
+        if policy.delay:
+            pace = self.pacer.pace(origin)
+            pace.least_interval = max(pace.least_interval, policy.delay)
+        for job in self.robots_waiting.pop(origin, ()):
+            self._check_robots(job)
 
     def _configure(self, host: tuple[str, str, int]) -> None:
         """Apply the ``hosts`` rule's concurrency, rate and retries to a host seen first."""

@@ -2,14 +2,17 @@
 gives for each answer RFC 9309 2.3.1 names, against the loopback server."""
 import doctest
 import json
+import time
 from http import HTTPStatus
 
 import gevent
 import pytest
 import requests
+from click.testing import CliRunner
 from head_server import HeadServer, response
 
 from batchfetch import FetchOptions, fetch_all, robots
+from batchfetch.cli import main
 from batchfetch.errors import ERROR_KINDS, RobotsDisallowedError, classify
 from batchfetch.hops import HostEnvironment
 from batchfetch.inputs import host_key, to_spec
@@ -351,3 +354,54 @@ def test_origins_are_fetched_concurrently_from_greenlets(session):
     finally:
         for each in servers:
             each.stop()
+
+
+# -- robots=True in a run: fetched once per origin, before the first request ---------------
+
+
+def test_a_run_with_robots_skips_disallowed_urls_with_robots_rows(server):
+    server.robots_txt = b"User-agent: *\nDisallow: /status/\nAllow: /status/204\n"
+    urls = [server.url("/ok"), server.url("/status/200"), server.url("/status/204"),
+            server.url("/ok?again=1")]
+    handled = []
+    table = fetch_all(urls, robots=True, exception_handler=lambda item, exc: handled.append(exc))
+    assert [row.error for row in table] == ["", "robots", "", ""]
+    assert "disallowed by" in table[1].message and "robots.txt" in table[1].message
+    assert (table[1].status, table[1].attempts) == (None, 0)
+    assert server.hits["/robots.txt"] == 1
+    assert server.hits["/status/200"] == 0
+    assert isinstance(handled[0], RobotsDisallowedError)
+
+
+def test_a_run_without_robots_never_asks_for_robots_txt(server):
+    server.robots_txt = b"User-agent: *\nDisallow: /\n"
+    assert fetch_all([server.url("/ok")])[0].ok
+    assert server.hits["/robots.txt"] == 0
+
+
+def test_a_robots_txt_answering_503_disallows_the_whole_origin_in_a_run(server):
+    server.robots_txt = "/status/503"
+    table = fetch_all([server.url("/ok"), server.url("/ok?b=1")], robots=True)
+    assert {row.error for row in table} == {"robots"}
+    assert "503" in table[0].message
+    assert server.hits["/ok"] == 0
+
+
+def test_crawl_delay_spaces_the_hosts_starts(server):
+    """Three requests with Crawl-delay: 0.2 take at least 0.4 s (a lower bound only)."""
+    server.robots_txt = b"User-agent: *\nCrawl-delay: 0.2\n"
+    started = time.monotonic()
+    table = fetch_all([server.url(f"/ok?n={n}") for n in range(3)], robots=True, concurrency=3)
+    assert time.monotonic() - started >= 0.4
+    assert all(row.ok for row in table)
+
+
+def test_the_cli_takes_robots(server, tmp_path):
+    server.robots_txt = b"User-agent: *\nDisallow: /status/\n"
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{server.url('/ok')}\n{server.url('/status/200')}\n")
+    result = CliRunner().invoke(main, [str(urls), "--robots", "-f", "jsonl", "-q"])
+    rows = sorted((json.loads(line) for line in result.stdout.splitlines()),
+                  key=lambda row: row["index"])
+    assert [row["error"] for row in rows] == ["", "robots"]
+    assert result.exit_code == 1
