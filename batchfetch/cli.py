@@ -201,7 +201,8 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
     try:
         target = (GuardedText(AppendingOutput(recorded), output) if recorded
                   else open_rows_output(output))
-        writer = writer_for(fmt, target, options.keep_body)
+        writer = writer_for(fmt, target, options.keep_body,
+                            recorded.columns if recorded else None)
         if fmt == "json":  # the library's json writer streams in completion order
             writer = _InInputOrder(writer)
         run = _Run(options, writer, say, bar, recorded)

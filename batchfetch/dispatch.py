@@ -34,13 +34,17 @@ from .pace import HostPace, Pacer, describe_pace
 from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from .redaction import mask_line, mask_passwords, mask_url
 from .results import FetchResult, ResultTable
-from .retry import decide
+from .retry import THROTTLED_STATUS, decide
 from .robots import RobotsPolicy, fetch_policy, sent_user_agent
 from .session import RequestSettings, build_session
+from .waits import ZERO_READING, WaitClock
 
 __all__ = ["iter_fetch", "fetch_all"]
 
 log = logging.getLogger("batchfetch")
+
+#: The politeness clock's key for holds of the whole run (the run's ``rate``).
+_RUN = None
 
 OnResult = Callable[[FetchResult], Any]
 ExceptionHandler = Callable[[Any, BaseException], Any]
@@ -59,6 +63,9 @@ class _Job:
     started: float = 0.0  # the current attempt's start
     throttled: int = 0  # retries after a 429, which do not count against retries
     throttled_wait: float = 0.0
+    queued: tuple[float, ...] = ZERO_READING  # the politeness clock when it was queued
+    waited: float = 0.0  # seconds held for politeness before the first attempt
+    wait_reason: str = ""
 
 
 def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> FetchOptions:
@@ -157,8 +164,10 @@ class _Run:
         self.options = options
         self.on_result = on_result
         self.exception_handler = exception_handler
+        self.clock = WaitClock()
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
-                                                  connections=options.concurrency)
+                                                  connections=options.concurrency,
+                                                  clock=self.clock)
         self.rate = StartRate(options.rate)
         self.pacer = Pacer(options.host_limit)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
@@ -252,7 +261,19 @@ class _Run:
         if self.options.robots:
             self._check_robots(job)
         else:
-            self.queues.add(host, job)
+            self._queue(job)
+
+    def _queue(self, job: _Job) -> None:
+        """Queue a new job, noting the politeness clock for its row's ``waited``."""
+        job.queued = self._reading(job.host, time.monotonic())
+        self.queues.add(job.host, job)
+
+    def _reading(self, host: tuple[str, str, int], now: float) -> tuple[float, ...]:
+        host_reading = self.clock.reading(host, now)
+        run_reading = self.clock.reading(_RUN, now)
+        if run_reading is ZERO_READING:
+            return host_reading
+        return tuple(map(sum, zip(host_reading, run_reading)))
 
     # -- robots.txt (robots=True) ------------------------------------------
 
@@ -272,7 +293,7 @@ class _Run:
         if user_agent != policy.user_agent:
             policy = policy.for_user_agent(user_agent)
         if policy.allows(job.spec.url):
-            self.queues.add(origin, job)
+            self._queue(job)
             return
         row = FetchResult(index=job.index, id=job.spec.id, url=mask_url(job.spec.url),
                           method=job.spec.method, error="robots",
@@ -325,19 +346,23 @@ class _Run:
         if self.in_flight >= self.options.concurrency:
             return None
         now = time.monotonic()
-        if self.rate.wait_time(now) > 0:
+        wait = self.rate.wait_time(now)
+        if wait > 0:
+            if len(self.queues):
+                self.clock.hold(_RUN, now, now + wait, "rate")
             return None
         taken = self.queues.take(now)
         if taken is None:
             return None
         host, job = taken
         self.rate.started(now)
-        interval = self.pacer.pace(host).interval
+        interval, reason = self.pacer.pace(host).interval()
         if interval:
-            self.queues.space(host, now + interval)
+            self.queues.space(host, now + interval, reason, now)
         job.started = now
         if job.first_start is None:
             job.first_start = now
+            job.waited, job.wait_reason = WaitClock.waited(job.queued, self._reading(host, now))
         job.attempts += 1
         self.in_flight += 1
         return job, self.settings.kwargs(job.spec, job.host)
@@ -426,7 +451,7 @@ class _Run:
                 job.throttled += 1
                 job.throttled_wait += decision.wait
             if decision.cool_down:
-                self.queues.cool_down(job.host, when)
+                self.queues.cool_down(job.host, when, "retry-after", when - decision.wait)
                 self.pacer.pace(job.host).pause(when - decision.wait, when)
                 log.info("cooling down %s://%s:%d for %.2f s (Retry-After)", *job.host,
                          decision.wait)
@@ -444,9 +469,10 @@ class _Run:
         """Book the answer with the host's pace and apply what changed."""
         host = job.host
         queues = self.queues
-        queues.answered(host)
+        now = time.monotonic()
+        queues.answered(host, now)
         pace = self.pacer.pace(host)
-        if self.pacer.answered(host, job.started, time.monotonic(), outcome.status,
+        if self.pacer.answered(host, job.started, now, outcome.status,
                                outcome.error, queues.in_flight(host)):
             log.info("slowing down for %s://%s:%d: %s; now %s", *host,
                      outcome.error if outcome.status is None else outcome.status,
@@ -471,7 +497,9 @@ class _Run:
             elapsed=time.monotonic() - (job.first_start or time.monotonic()),
             size=outcome.size, attempts=job.attempts,
             final_url=mask_url(outcome.final_url), content_type=outcome.content_type,
-            error=error, message=mask_passwords(message), path=outcome.path, body=outcome.body)
+            error=error, message=mask_passwords(message), path=outcome.path,
+            waited=job.waited, wait_reason=job.wait_reason, throttled=job.throttled
+            + (outcome.status == THROTTLED_STATUS), body=outcome.body)
 
     def _run_hooks(self, row: FetchResult, item: Any, exception: BaseException | None) -> None:
         if self.on_result is not None:

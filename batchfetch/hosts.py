@@ -10,6 +10,8 @@ import itertools
 from collections import OrderedDict, deque
 from typing import Generic, Hashable, TypeVar
 
+from .waits import WaitClock
+
 __all__ = ["HostQueues", "StartRate"]
 
 Job = TypeVar("Job")
@@ -71,8 +73,9 @@ class HostQueues(Generic[Job]):
     """
 
     def __init__(self, per_host: int, connections: int | None = None,
-                 reuse_wait: float = 0.25) -> None:
+                 reuse_wait: float = 0.25, clock: WaitClock | None = None) -> None:
         self.per_host = per_host
+        self.clock = clock  # told of every cool-down, so rows can say how long they waited
         self.connections = connections
         self.reuse_wait = reuse_wait
         self._waiting: dict[Hashable, deque[tuple[int, Job]]] = {}
@@ -85,7 +88,7 @@ class HostQueues(Generic[Job]):
         self._warm_total = 0
         self._drained: OrderedDict[Hashable, int] = OrderedDict()  # idle pools: warm counts
         self._cool_until: dict[Hashable, float] = {}
-        self._cool_reason: dict[Hashable, str] = {}  # "retry-after", "pace" or "opening"
+        self._cool_reason: dict[Hashable, str] = {}  # one of waits.REASONS
         self._cooling: set[Hashable] = set()  # hosts off the heaps until their cool-down ends
         self._caps: dict[Hashable, int] = {}  # hosts' own caps below per_host
         self._opening: dict[Hashable, float] = {}  # hosts not answered yet: their first start
@@ -171,6 +174,8 @@ class HostQueues(Generic[Job]):
             self._offer(host, jobs[0][0])
         else:
             del self._waiting[host]
+            if self.clock is not None:
+                self.clock.forget(host, now)
         return host, job
 
     def _host_to_start(self, oldest: Hashable, now: float) -> Hashable | None:
@@ -200,13 +205,15 @@ class HostQueues(Generic[Job]):
         window = OPENING_WINDOW << min(steps, 16)
         if window >= self._caps.get(host, self.per_host) or in_flight < window:
             return
-        self.cool_down(host, self._opening[host] + (steps + 1) * OPENING_STEP, "opening")
+        self.cool_down(host, self._opening[host] + (steps + 1) * OPENING_STEP, "opening", now)
 
-    def answered(self, host: Hashable) -> None:
+    def answered(self, host: Hashable, now: float | None = None) -> None:
         """``host`` answered (anything): its opening window is open."""
         if self._opening.pop(host, None) is not None and \
                 self._cool_reason.get(host) == "opening":
             self._cool_until[host] = 0.0  # _end_waits puts it back in line
+            if self.clock is not None and now is not None:
+                self.clock.hold(host, now, now, "opening")
 
     def limit(self, host: Hashable, cap: int | None) -> None:
         """Start at most ``cap`` jobs of ``host`` at once (None: ``per_host`` again)."""
@@ -220,12 +227,14 @@ class HostQueues(Generic[Job]):
         if jobs and cap > before and host not in self._cooling and host not in self._held_until:
             self._offer(host, jobs[0][0])
 
-    def space(self, host: Hashable, until: float) -> None:
+    def space(self, host: Hashable, until: float, reason: str = "backoff",
+              now: float | None = None) -> None:
         """Start no other job of ``host`` before ``until`` (its pace between starts)."""
-        self.cool_down(host, until, "pace")
+        self.cool_down(host, until, reason, now)
 
     def cooling(self, host: Hashable, now: float) -> str:
-        """Why ``host`` may not start a job now ("retry-after", "pace", "opening"), or ""."""
+        """Why ``host`` may not start a job now (one of :data:`batchfetch.waits.REASONS`),
+        or ""."""
         if host in self._cooling and self._cool_until[host] > now:
             return self._cool_reason[host]
         return ""
@@ -259,12 +268,17 @@ class HostQueues(Generic[Job]):
             if len(self._drained) > 2 * (self.connections or 0):
                 self._warm_total -= self._drained.popitem(last=False)[1]
 
-    def cool_down(self, host: Hashable, until: float, reason: str = "retry-after") -> None:
-        """Start no job of ``host`` before ``until`` (a Retry-After from the server)."""
+    def cool_down(self, host: Hashable, until: float, reason: str = "retry-after",
+                  now: float | None = None) -> None:
+        """Start no job of ``host`` before ``until`` (a Retry-After from the server; or
+        ``reason``: one of :data:`batchfetch.waits.REASONS`), counted on the clock from
+        ``now`` when given."""
         if until > self._cool_until.get(host, 0.0):
             self._cool_until[host] = until
             self._cool_reason[host] = reason
             self._cooling.add(host)
+            if self.clock is not None and now is not None:
+                self.clock.hold(host, now, until, reason)
 
     def _end_waits(self, now: float) -> bool:
         """Put hosts whose cool-down or hold is over back in line; True if one has jobs."""

@@ -84,6 +84,7 @@ class HostPace:
     configured: bool = False
     cap: int | None = None
     least_interval: float = 0.0
+    least_reason: str = "rate"  # what set least_interval: "rate" or "crawl-delay"
     retries: int | None = None
     rate: float | None = None
     decreased_at: float = -math.inf
@@ -116,12 +117,12 @@ class HostPace:
             return self.cap
         return self.window if self.cap is None else min(self.window, self.cap)
 
-    @property
-    def interval(self) -> float:
-        """Seconds between starts the host needs now (0.0: none)."""
-        if self.rate is None:
-            return self.least_interval
-        return max(self.least_interval, 1.0 / self.rate)
+    def interval(self) -> tuple[float, str]:
+        """Seconds between starts the host needs now (0.0: none), and why: ``"backoff"``,
+        or ``least_reason``."""
+        if self.rate is not None and 1.0 / self.rate > self.least_interval:
+            return 1.0 / self.rate, "backoff"
+        return self.least_interval, self.least_reason
 
     def count_good(self, now: float) -> None:
         if self.first_good is None:

@@ -11,7 +11,8 @@ from typing import Any, overload
 
 from .errors import FetchFailedError
 
-__all__ = ["FetchResult", "ResultTable", "Summary", "SummaryCounter", "COLUMNS"]
+__all__ = ["FetchResult", "ResultTable", "Summary", "SummaryCounter", "COLUMNS",
+           "ADDED_COLUMNS"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -22,7 +23,11 @@ class FetchResult:
     :data:`batchfetch.ERROR_KINDS` or ``""`` when ok; ``elapsed`` counts from the
     first attempt's start to the end, retry waits included; ``size`` is the number
     of decoded body bytes read; ``body`` is set only with ``keep_body=True``;
-    ``path`` names the saved body file with ``save_dir`` (empty otherwise).
+    ``path`` names the saved body file with ``save_dir`` (empty otherwise);
+    ``waited`` is how long the item was held for politeness before its first attempt
+    (a Retry-After, the host's lowered pace, a rate, a Crawl-delay, a new host's opening)
+    and ``wait_reason`` the one that held it longest (:data:`batchfetch.waits.REASONS`);
+    ``throttled`` counts the 429 answers its attempts drew.
 
     Example::
 
@@ -46,6 +51,9 @@ class FetchResult:
     method: str = "GET"
     id: Any = None
     path: str = ""
+    waited: float = 0.0
+    wait_reason: str = ""
+    throttled: int = 0
     body: bytes | None = None
 
     def to_record(self, include_body: bool = False) -> dict[str, Any]:
@@ -56,6 +64,7 @@ class FetchResult:
         """
         record = {name: getattr(self, name) for name in COLUMNS}
         record["elapsed"] = round(self.elapsed, 6)
+        record["waited"] = round(self.waited, 6)
         if include_body:
             record["body"], record["body_encoding"] = _encode_body(self.body)
         return record
@@ -63,7 +72,11 @@ class FetchResult:
 
 #: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).
 COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", "size",
-           "attempts", "final_url", "content_type", "error", "message", "path")
+           "attempts", "final_url", "content_type", "error", "message", "path", "waited",
+           "wait_reason", "throttled")
+#: The columns added since the first release, last: a CSV file written before them (the
+#: columns without these) can still be resumed, in its own columns.
+ADDED_COLUMNS = ("waited", "wait_reason", "throttled")
 
 
 def _encode_body(body: bytes | None) -> tuple[str | None, str | None]:

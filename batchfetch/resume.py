@@ -17,7 +17,7 @@ from typing import Any
 from .errors import BatchFetchError
 from .inputs import describe_item
 from .redaction import mask_line, mask_url
-from .results import COLUMNS
+from .results import ADDED_COLUMNS, COLUMNS
 from .writers import restore_cell
 
 __all__ = ["RESUMABLE_FORMATS", "AppendingOutput", "RecordedRows", "ResumeError",
@@ -124,7 +124,9 @@ class RecordedRows:
     def _read(self, number: int, raw: bytes) -> None:
         if self.format == "csv" and number == 1:
             header = tuple(next(csv.reader(io.StringIO(raw.decode("utf-8"), newline=""))))
-            if header != self.columns:
+            if header in self._older_columns():
+                self.columns = header  # its rows, and the rows added to it, lack the new ones
+            elif header != self.columns:
                 raise ResumeError(
                     f"{self.path} has the columns {', '.join(header)}; this run writes "
                     f"{', '.join(self.columns)} (use the same --body as the run that wrote it)")
@@ -150,6 +152,11 @@ class RecordedRows:
         self.count += 1
         self.failed += not ok
         self.last_index = max(self.last_index, index)
+
+    def _older_columns(self) -> list[tuple[str, ...]]:
+        """The columns of files written before the latest columns were added."""
+        body = self.columns[len(COLUMNS):]
+        return [tuple(name for name in COLUMNS if name not in ADDED_COLUMNS) + body]
 
     def _parse(self, number: int, raw: bytes) -> tuple[int, str, bool]:
         try:

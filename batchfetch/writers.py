@@ -67,9 +67,11 @@ def _columns(include_body: bool) -> tuple[str, ...]:
 class RowWriter:
     """Writes rows to a stream in one format; ``close()`` finishes the document."""
 
-    def __init__(self, stream: IO[str], include_body: bool = False) -> None:
+    def __init__(self, stream: IO[str], include_body: bool = False,
+                 columns: tuple[str, ...] | None = None) -> None:
         self.stream = stream
         self.include_body = include_body
+        self.columns = columns or _columns(include_body)
         self.rows_written = 0
 
     def write(self, row: FetchResult) -> None:
@@ -89,11 +91,13 @@ class CsvWriter(RowWriter):
     ``reason``, ``content_type``, ``message``, ``final_url`` and ``body`` come from servers).
     """
 
-    def __init__(self, stream: IO[str], include_body: bool = False) -> None:
-        super().__init__(stream, include_body)
+    def __init__(self, stream: IO[str], include_body: bool = False,
+                 columns: tuple[str, ...] | None = None) -> None:
+        super().__init__(stream, include_body, columns)
         # RFC 4180's CRLF: with a bare "\n" terminator the csv module leaves a lone "\r"
-        # in a field unquoted, and no reader gets that row back.
-        self._csv = csv.DictWriter(stream, fieldnames=_columns(include_body))
+        # in a field unquoted, and no reader gets that row back. Columns a resumed older
+        # file does not have are left out of its rows.
+        self._csv = csv.DictWriter(stream, fieldnames=self.columns, extrasaction="ignore")
         self._csv.writeheader()
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -151,8 +155,10 @@ _WRITERS = {"csv": CsvWriter, "jsonl": JsonLinesWriter, "json": JsonWriter,
             "table": TableWriter}
 
 
-def writer_for(fmt: str, stream: IO[str], include_body: bool = False) -> RowWriter:
-    """A writer of format ``fmt`` (one of :data:`FORMATS`) over ``stream``.
+def writer_for(fmt: str, stream: IO[str], include_body: bool = False,
+               columns: tuple[str, ...] | None = None) -> RowWriter:
+    """A writer of format ``fmt`` (one of :data:`FORMATS`) over ``stream``; ``columns``
+    (a CSV file's, when resuming one written before the latest columns) narrows a CSV's.
 
     Example::
 
@@ -164,9 +170,12 @@ def writer_for(fmt: str, stream: IO[str], include_body: bool = False) -> RowWrit
         '{"index": 0, "id": null,'
     """
     try:
-        return _WRITERS[fmt](stream, include_body)
+        writer_class = _WRITERS[fmt]
     except KeyError:
         raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}") from None
+    if columns is not None and writer_class is CsvWriter:
+        return CsvWriter(stream, include_body, columns)
+    return writer_class(stream, include_body)
 
 
 def _clip(text: str, width: int) -> str:

@@ -110,7 +110,7 @@ def test_a_hosts_own_cap_and_spacing_hold_only_that_host():
     queues.space("fast", until=5.0)
     assert queues.take(now=0.0) == ("slow", 0)  # fast is spaced until 5.0
     assert queues.take(now=0.0) is None  # slow is at its cap of one
-    assert queues.cooling("fast", now=0.0) == "pace"
+    assert queues.cooling("fast", now=0.0) == "backoff"
     queues.limit("slow", None)
     assert queues.take(now=0.0) == ("slow", 1)
     assert queues.take(now=5.0) == ("fast", 0)
@@ -181,3 +181,65 @@ def test_a_hosts_rule_rate_spaces_that_hosts_starts(server):
                      hosts=rules)
     assert time.monotonic() - before >= 5 / 20
     assert all(row.ok for row in rows)
+
+
+# -- each row says why it waited ------------------------------------------------------------
+
+
+def test_rows_say_how_long_they_waited_for_a_retry_after_and_how_many_429s(server):
+    """The first row's 429 carries Retry-After: 1 and pauses the host; the row queued
+    behind it waits for the pause, and says so."""
+    first = server.url("/flaky/pause?fail=1&status=429&retry_after=1")
+    table = fetch_all([first, server.url("/ok")], concurrency=1)
+    assert (table[0].throttled, table[0].attempts, table[0].wait_reason) == (1, 2, "")
+    assert table[1].wait_reason == "retry-after" and table[1].waited >= 0.9
+    assert table[1].throttled == 0
+
+
+def test_rows_of_a_rate_limited_run_say_rate(server):
+    table = fetch_all([server.url(f"/ok?n={n}") for n in range(4)], rate=20, concurrency=4)
+    assert {row.wait_reason for row in table[1:]} == {"rate"}
+    assert table[3].waited >= 0.1  # two intervals of 1/20 s at least, before its start
+    assert table[0].waited == 0.0
+
+
+def test_the_new_columns_are_in_every_format(server, tmp_path):
+    from batchfetch.cli import main
+    from click.testing import CliRunner
+
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/ok") + "\n")
+    for fmt in ("csv", "jsonl", "json"):
+        result = CliRunner().invoke(main, [str(urls), "-f", fmt, "-q"])
+        assert result.exit_code == 0, result.output
+        for column in ("waited", "wait_reason", "throttled"):
+            assert column in result.stdout, (fmt, column)
+
+
+def test_resume_continues_a_csv_written_before_the_new_columns_in_its_own_columns(server,
+                                                                                   tmp_path):
+    import csv
+    import io
+
+    from batchfetch.cli import main
+    from batchfetch.results import ADDED_COLUMNS, COLUMNS
+    from click.testing import CliRunner
+
+    older = [name for name in COLUMNS if name not in ADDED_COLUMNS]
+    urls = [server.url(f"/ok?n={n}") for n in range(3)]
+    inputs = tmp_path / "urls.txt"
+    inputs.write_text("\n".join(urls) + "\n")
+    output = tmp_path / "rows.csv"
+    first_row = dict.fromkeys(older, "")
+    first_row.update(index="0", url=urls[0], method="GET", ok="true", status="200")
+    with open(output, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=older)
+        writer.writeheader()
+        writer.writerow(first_row)
+    result = CliRunner().invoke(main, [str(inputs), "--resume", "-o", str(output), "-q"])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.reader(io.StringIO(output.read_text())))
+    assert rows[0] == older
+    assert len(rows) == 4 and all(len(row) == len(older) for row in rows)
+    assert sorted(row[0] for row in rows[1:]) == ["0", "1", "2"]
+    assert server.hits["/ok"] == 2
