@@ -24,7 +24,7 @@ SHARED_MINIMUM = 8
 #: After a decrease the host may have this share of the requests it had in flight.
 WINDOW_DECREASE = 0.5
 #: ... and start requests at this share of the rate its good answers came at.
-RATE_DECREASE = 0.9
+RATE_DECREASE = 0.95
 #: Each good answer raises the start rate by this many per second while it is below nine
 #: tenths of the ceiling (the rate good answers came at when it was last lowered): a rate
 #: r grows by 5 % per r answers (about a second's worth), so recovery is counted in
@@ -39,8 +39,8 @@ PROBE_STEP = 0.002
 #: RATE_SAMPLES of them, or over less than RATE_SPAN seconds not paused by a Retry-After,
 #: say too little about the host's rate to set one: the decrease lowers the window only.
 METER_STEP = 0.25
-METER_BUCKETS = 8
-RATE_SPAN = 0.5
+METER_BUCKETS = 16
+RATE_SPAN = 0.25
 RATE_SAMPLES = 5
 #: The host's own pace is lifted once its rate has grown to this multiple of the rate
 #: set at its last decrease (and its window back to the run's cap).
@@ -124,15 +124,19 @@ class HostPace:
             return 1.0 / self.rate, "backoff"
         return self.least_interval, self.least_reason
 
-    def count_good(self, now: float) -> None:
-        if self.first_good is None:
-            self.first_good = now
+    def count_good(self, started: float, now: float) -> None:
+        """Count a good answer at the time its attempt *started*: accepted starts per
+        second is what a rate limit bounds, and no attempt starts during a pause."""
+        if self.first_good is None or started < self.first_good:
+            self.first_good = started
         self._roll(now)
-        self.buckets[-1] += 1
+        slot = int((started - self.bucket_start) / METER_STEP) + METER_BUCKETS - 1
+        if 0 <= slot < METER_BUCKETS:
+            self.buckets[slot] += 1
 
     def good_rate(self, now: float) -> float | None:
-        """Good answers per second of the last two seconds in which the host was not
-        paused by a Retry-After, if they are enough to say."""
+        """Attempts started per second that got a good answer, over the last two seconds
+        less the time the host was paused by a Retry-After, if they are enough to say."""
         if self.first_good is None:
             return None
         self._roll(now)
@@ -173,12 +177,15 @@ class Pacer:
     (at least SHARED_MINIMUM of them). Answers to attempts that started before the
     last decrease never cause another: 100 429s in flight at once are one event, as
     losses within one window are for TCP. An event halves the host's requests in
-    flight (of those in flight at the event) and sets its start rate to nine tenths of
-    the rate its good answers came at (its ceiling). Each good answer then raises the
-    window by one per window's worth of answers and the rate by RATE_STEP,
-    then, near the ceiling, by a probe that quickens; once the window is back at the
-    run's limits (``window_cap``) and the rate at twice the ceiling, the host's own
-    pace is lifted.
+    flight (of those in flight at the event) and sets its start rate to RATE_DECREASE of
+    the rate at which attempts that got a good answer started, over the last few seconds
+    less Retry-After pauses (that rate is its ceiling). Without such a measure yet, the
+    first rate is the window's over the good answers' latency; an event that comes less
+    than a second's worth of answers after the last decrease halves the rate. Each good
+    answer then raises the window by one per window's worth of answers and the rate by
+    RATE_STEP up to PLATEAU of the ceiling, then by a probe that quickens; once the window
+    is back at the run's limits (``window_cap``) and the rate at twice the ceiling, the
+    host's own pace is lifted.
 
     Example::
 
@@ -188,7 +195,7 @@ class Pacer:
         >>> pacer.answered("api", started=0.1, now=1.0, status=429, error="http", in_flight=20)
         True
         >>> pace = pacer.pace("api"); pace.window, round(pace.rate, 2)
-        (10, 18.0)
+        (10, 9.5)
         >>> pacer.answered("api", started=0.2, now=1.0, status=429, error="http", in_flight=19)
         False
     """
@@ -229,7 +236,7 @@ class Pacer:
                 state.shared += 1
         if not signal:
             if status is not None and status < 500:
-                self._good(state, now)
+                self._good(state, started, now)
                 latency = now - started
                 state.latency = latency if state.latency is None else (
                     state.latency + LATENCY_WEIGHT * (latency - state.latency))
@@ -242,8 +249,8 @@ class Pacer:
         self._decrease(state, now, in_flight)
         return True
 
-    def _good(self, state: HostPace, now: float) -> None:
-        state.count_good(now)
+    def _good(self, state: HostPace, started: float, now: float) -> None:
+        state.count_good(started, now)
         if state.window is not None:
             state.credit += 1
             if state.credit >= state.window:  # one more per window's worth of good answers
@@ -253,7 +260,9 @@ class Pacer:
                     state.window = None
         if state.rate is not None:
             ceiling = state.ceiling
-            if ceiling is None or state.rate < PLATEAU * ceiling:
+            if ceiling is None:
+                state.rate += 2 * RATE_STEP  # no rate measured yet: find it sooner
+            elif state.rate < PLATEAU * ceiling:
                 state.rate += RATE_STEP
             else:
                 state.probe += 1
@@ -266,12 +275,18 @@ class Pacer:
         state.window = max(1, math.floor(min(current, in_flight) * WINDOW_DECREASE))
         state.credit = 0
         good_rate = state.good_rate(now)
-        if good_rate is not None:
+        if state.rate is not None and (good_rate is None or state.answers < state.rate):
+            # Another event within a second's worth of answers, or too little time between
+            # pauses to measure: each resume spends the burst a server refills during a
+            # pause, which makes any rate measured look higher than it is, so only halving
+            # (TCP's decrease) gets below its rate.
+            state.rate *= WINDOW_DECREASE
+        elif good_rate is not None:
             state.ceiling = good_rate
-            rate = RATE_DECREASE * good_rate
-            state.rate = rate if state.rate is None else min(rate, state.rate)
-        elif state.rate is not None:
-            state.rate *= RATE_DECREASE
+            # One event, one decrease: below the rate in force too, or an estimate raised
+            # by a burst would leave the rate as it was.
+            state.rate = RATE_DECREASE * (good_rate if state.rate is None
+                                          else min(good_rate, state.rate))
         elif state.latency:
             # Too few answers to measure the rate they come at: the window's rate. Without
             # it, a window that regrows by one per round trip overshoots a rate limit again

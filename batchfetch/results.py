@@ -94,6 +94,36 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
+#: Hosts named in a summary's "polite:" lines, at most.
+MAX_POLITE_LINES = 5
+#: Waits shorter than this in all (a new host's opening) are not worth a line.
+_NOTABLE_WAIT = 0.05
+
+
+@dataclasses.dataclass
+class HostWaits:
+    """What one host cost a run in politeness: 429s drawn, rows held, seconds by reason."""
+
+    throttled: int = 0
+    rows: int = 0
+    seconds: float = 0.0
+    by_reason: Counter = dataclasses.field(default_factory=Counter)
+
+    def __str__(self) -> str:
+        parts = [f"429 x {self.throttled}"] if self.throttled else []
+        if self.seconds >= _NOTABLE_WAIT:
+            reasons = ", ".join(f"{reason} {seconds:.1f} s"
+                                for reason, seconds in self.by_reason.most_common())
+            parts.append(f"{self.rows} rows waited {self.seconds:.1f} s in all ({reasons})")
+        return "; ".join(parts)
+
+
+def _host_of(url: str) -> str:
+    """``host:port`` of a row's URL (its password is masked already), or the URL."""
+    rest = url.partition("://")[2]
+    return rest.split("/", 1)[0].split("?", 1)[0].rpartition("@")[2] or url
+
+
 @dataclasses.dataclass(frozen=True)
 class Summary:
     """Counts and latencies of a run; ``str()`` gives a few readable lines."""
@@ -109,6 +139,8 @@ class Summary:
     latency_p99: float | None
     wall_time: float | None
     requests_per_second: float | None
+    #: Hosts that answered 429 or held rows back for politeness: host -> HostWaits.
+    polite: dict[str, "HostWaits"] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, rows: Iterable[FetchResult], wall_time: float | None = None) -> "Summary":
@@ -134,6 +166,12 @@ class Summary:
         if self.wall_time is not None:
             rate = self.requests_per_second or 0.0
             lines.append(f"time: {self.wall_time:.2f} s, {rate:.1f} req/s")
+        shown = sorted(self.polite.items(), key=lambda item: (-item[1].throttled,
+                                                              -item[1].seconds))
+        for host, waits in shown[:MAX_POLITE_LINES]:
+            lines.append(f"polite: {host}: {waits}")
+        if len(shown) > MAX_POLITE_LINES:
+            lines.append(f"polite: and {len(shown) - MAX_POLITE_LINES} more hosts")
         return "\n".join(lines)
 
 
@@ -155,6 +193,7 @@ class SummaryCounter:
         self.by_status: Counter[str] = Counter()
         self.by_error: Counter[str] = Counter()
         self.latencies = array("d")
+        self.polite: dict[str, HostWaits] = {}
 
     def add(self, row: FetchResult) -> None:
         """Count one row."""
@@ -166,6 +205,16 @@ class SummaryCounter:
         if row.attempts:
             self.latencies.append(row.elapsed)
             self.retries += row.attempts - 1
+        if row.throttled or row.waited:
+            host = _host_of(row.url)
+            waits = self.polite.get(host)
+            if waits is None:
+                waits = self.polite[host] = HostWaits()
+            waits.throttled += row.throttled
+            if row.waited:
+                waits.rows += 1
+                waits.seconds += row.waited
+                waits.by_reason[row.wait_reason] += row.waited
 
     def summary(self, wall_time: float | None = None) -> Summary:
         """The Summary of the rows added; ``wall_time`` (seconds) gives the throughput."""
@@ -176,7 +225,9 @@ class SummaryCounter:
             by_status=dict(sorted(self.by_status.items())),
             by_error=dict(sorted(self.by_error.items())), retries=self.retries,
             latency_p50=p50, latency_p90=p90, latency_p99=p99, wall_time=wall_time,
-            requests_per_second=(self.total / wall_time) if wall_time else None)
+            requests_per_second=(self.total / wall_time) if wall_time else None,
+            polite={host: waits for host, waits in self.polite.items()
+                    if waits.throttled or waits.seconds >= _NOTABLE_WAIT})
 
 
 class ResultTable(Sequence[FetchResult]):

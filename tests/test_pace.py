@@ -7,7 +7,7 @@ import pytest
 
 from batchfetch import fetch_all, iter_fetch
 from batchfetch.hosts import OPENING_STEP, OPENING_WINDOW, HostQueues
-from batchfetch.pace import RATE_STEP, SHARED_MINIMUM, Pacer, overload_signal
+from batchfetch.pace import RATE_DECREASE, RATE_STEP, SHARED_MINIMUM, Pacer, overload_signal
 from batchfetch.testing import LoopbackServer
 
 # -- the pacer, driven directly: counts, not seconds --------------------------------------
@@ -52,11 +52,26 @@ def test_the_rate_is_set_from_good_answers_and_recovers_per_answer():
         pacer.answered("h", started=0.0, now=0.02 * (n + 1), status=200, error="", in_flight=5)
     assert pacer.answered("h", started=0.5, now=1.0, status=429, error="http", in_flight=5)
     pace = pacer.pace("h")
-    assert pace.rate == pytest.approx(0.9 * 50, rel=0.05)
+    assert pace.rate == pytest.approx(RATE_DECREASE * 50, rel=0.05)
     before = pace.rate
     for _ in range(20):
         pacer.answered("h", started=1.1, now=1.2, status=200, error="", in_flight=5)
     assert pace.rate == pytest.approx(before + 20 * RATE_STEP)
+
+
+def test_an_event_soon_after_a_decrease_halves_the_rate():
+    """Within a second's worth of answers of the last decrease (here 10 at 47.5 req/s),
+    a measured rate is not trusted: after a pause it is raised by the server's burst."""
+    pacer = Pacer(window_cap=100)
+    for n in range(50):
+        pacer.answered("h", started=0.02 * n, now=0.02 * (n + 1), status=200, error="",
+                       in_flight=5)
+    pacer.answered("h", started=0.5, now=1.0, status=429, error="http", in_flight=5)
+    rate = pacer.pace("h").rate
+    for _ in range(10):
+        pacer.answered("h", started=1.1, now=1.2, status=200, error="", in_flight=5)
+    assert pacer.answered("h", started=1.15, now=1.3, status=429, error="http", in_flight=5)
+    assert pacer.pace("h").rate == pytest.approx((rate + 10 * RATE_STEP) / 2)
 
 
 def test_a_flaky_503_in_twenty_never_lowers_the_pace_but_a_503_storm_does():
