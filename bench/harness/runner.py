@@ -17,7 +17,7 @@ import threading
 import time
 
 from . import procstat
-from .workloads import WORKERS, Workload
+from .workloads import AUTO_PEERS, WORKERS, Workload
 
 CLIENT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "clients")
@@ -29,6 +29,7 @@ CLIENT_SCRIPTS = {
     "requests_threads": "requests_threads.py",
     "aiohttp": "aiohttp_queue.py",
     "curl": "curl_parallel.py",
+    "reqstorm_auto": "reqstorm_auto.py",
 }
 #: Clients with an adaptive option of their own, switched on by ``Workload.adaptive``.
 ADAPTIVE_CLIENTS = ("batchfetch",)
@@ -76,8 +77,8 @@ def client_command(client: str, workload: Workload, url_file: str) -> list[str]:
                "--concurrency", str(workload.concurrency), "--hosts", str(workload.hosts)]
     if workload.stream:
         command.append("--stream")
-    # keep_defaults clients retry by default: they run with their own settings.
-    own = client in workload.keep_defaults
+    # Auto peers retry and pace on their own; keep_defaults clients retry by default.
+    own = client in AUTO_PEERS or client in workload.keep_defaults
     if workload.retries is not None and not own:
         command += ["--retries", str(workload.retries)]
     if workload.deadline is not None and not own:

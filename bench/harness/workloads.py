@@ -13,10 +13,13 @@ from .servers import HOSTS
 
 #: The tools batchfetch is compared with.
 PEERS = ("grequests_plain", "grequests_session", "requests_threads", "aiohttp", "curl")
+#: reqstorm 2.5 with ``concurrency="auto", rate_limit="auto"``: a peer that paces itself
+#: from the server's answers, for the workloads where pace is the point (W8-W10).
+AUTO_PEERS = ("reqstorm_auto",)
 #: Every client, in the order the report lists them (batchfetch first: the ratios' base).
 #: ``batchfetch_workers`` is batchfetch with a worker process per core: it runs only where
 #: the client's CPU is the limit (W1), since the latency-bound workloads gain nothing.
-ALL_CLIENTS = ("batchfetch", "batchfetch_workers", *PEERS)
+ALL_CLIENTS = ("batchfetch", "batchfetch_workers", *PEERS, "reqstorm_auto")
 #: The workers ``batchfetch_workers`` runs with: "all cores", as issue 6 puts it.
 WORKERS = os.cpu_count() or 1
 #: Clients that read their input lazily and hold no per-URL state: the only ones that
@@ -45,8 +48,8 @@ LIMITED_HOSTS = (10, 20, 30, 40, 50)
 #: W8-W10: retries for the peers that have a retry setup, as a careful script against a
 #: rate-limited API has; batchfetch runs with its defaults (which retry, 3 times today).
 PACE_RETRIES = 3
-#: Who runs W8-W10: batchfetch and the fastest fixed-pace peers.
-PACE_CLIENTS = ("batchfetch", "aiohttp", "curl")
+#: Who runs W8-W10: batchfetch, the self-pacing peer, and the fastest fixed-pace peers.
+PACE_CLIENTS = ("batchfetch", *AUTO_PEERS, "aiohttp", "curl")
 
 
 def pace_server_settings() -> dict[str, float]:
