@@ -11,6 +11,7 @@ import json
 import os
 import statistics
 
+from . import pace_report
 from .workloads import ALL_CLIENTS, AUTO_PEERS, PEERS
 
 TARGET_EFFICIENCY = 0.95
@@ -242,7 +243,7 @@ def render(data: dict, order: list[str]) -> str:
     issue_6 = _targets(data)
     if len(issue_6) > 2:  # more than the table's head: a workload of issue 6 was measured
         lines += ["", "## Targets (from issue 6)", "", *issue_6]
-    lines += ["",
+    lines += ["", *pace_report.targets(data),
               "## Time ratios: each peer's median time / batchfetch's (above 1: batchfetch is "
               "faster)", "", *_ratio_table(data, order), "",
               "\\* a run of one of the two was not clean (failures, a crash, a kill): its time "
@@ -261,6 +262,8 @@ def render(data: dict, order: list[str]) -> str:
             if run["workload"] == name and run["client"] not in clients:
                 unfinished.setdefault(run["client"], []).append(run["problem"])
         lines += _workload_section(name, data["workloads"][name], clients, labels, unfinished)
+        if data["workloads"][name].get("server") == "pace":
+            lines += pace_report.section(name, data["workloads"][name], data)
     lines += ["## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in latest["machine"].items()]
     lines.append("")
