@@ -32,7 +32,7 @@ def py_spy() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workload", default="W1", help="W1, W2, W4, W5 (default: W1)")
+    parser.add_argument("--workload", default="W1", help="W1, W2, W4, W5, W8, ... (default: W1)")
     parser.add_argument("--quick", action="store_true", help="the smoke-test counts")
     parser.add_argument("--top", type=int, default=15)
     parser.add_argument("--rate", type=int, default=250, help="samples per second")
@@ -43,8 +43,7 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="batchfetch-profile-")
     os.chmod(workdir, 0o755)  # nginx's workers run as nobody and serve a file from here
     raw = args.raw or os.path.join(workdir, "profile.raw")
-    server = (servers.Nginx(workdir) if workload.server == "nginx"
-              else servers.FaultServer(workdir)).start()
+    server = servers.new(workload.server, workdir, workloads.pace_server_settings()).start()
     try:
         url_file = os.path.join(workdir, "urls")
         workload.write_urls(server, "profile", url_file)

@@ -3,11 +3,13 @@
     python bench/run.py                      # W1 W2 W4 W5 (3 runs each) and W5C (~15 min)
     python bench/run.py --quick              # smoke test: small counts, one run each (~3 min)
     python bench/run.py --workloads W3,W3M   # only these (the memory workloads are opt-in)
-    python bench/run.py --workloads all      # everything (~45 min)
+    python bench/run.py --workloads W8,W9,W10,W10C   # issue 14's pace workloads (~15 min)
+    python bench/run.py --workloads all      # everything (~60 min: add --budget 90)
 
-Installs nginx + its echo module (apt) and aiohttp (pip) when missing, starts nginx
-and the fault server on 127.0.0.0/8, runs every client in its own process, clients
-alternated, and stops only the processes it started. See bench/README.md.
+Installs nginx + its echo module (apt) and aiohttp and reqstorm (pip) when missing,
+starts nginx, the fault server and the pace server on 127.0.0.0/8 (those the chosen
+workloads need), runs every client in its own process, clients alternated, and stops
+only the processes it started. See bench/README.md.
 """
 from __future__ import annotations
 
@@ -33,7 +35,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true",
                         help="small counts, one run per client (a smoke test, ~3 min)")
     parser.add_argument("--workloads", default=",".join(workloads.DEFAULT_WORKLOADS),
-                        help="comma-separated: W1,W2,W3,W3M,W4,W5,W5C, or all "
+                        help="comma-separated: W1,W2,W3,W3M,W4,W5,W5C,W8,W9,W10,W10C, or all "
                              "(default: %(default)s)")
     parser.add_argument("--clients", default=",".join(workloads.ALL_CLIENTS),
                         help="comma-separated subset of: %(default)s")
@@ -107,10 +109,21 @@ def run_workload(workload, clients, server, env, workdir, deadline, session_id) 
                 + (f"{run.elapsed:7.2f} s" if run.elapsed is not None else "   n/a   ")
                 + f"  ok {run.ok}/{run.count}  cpu {run.cpu:6.1f} s  rss "
                 f"{run.max_rss_kb / 1024:6.0f} MB  conns {run.connections}  server cpu "
-                f"{run.server_cpu:5.1f} s  other cpu {run.other_cpu:5.1f} s  {run.problem}")
+                f"{run.server_cpu:5.1f} s  other cpu {run.other_cpu:5.1f} s"
+                + (_pace_counts(run.server_stats) if run.server_stats else "")
+                + f"  {run.problem}")
             runs.append(dict(dataclasses.asdict(run), session=session_id))
             time.sleep(0.5)  # let closed connections settle before the next counter read
     return runs
+
+
+def _pace_counts(stats: dict) -> str:
+    """The pace server's counts for the log line: what a run drew from it."""
+    p50 = stats["latency_p50"]
+    return (f"  sent {stats['requests']}  429 {stats['429']}  504 {stats['504']}"
+            + (f"  p50 {p50 * 1000:.0f} ms" if p50 is not None else "")
+            + (f"  last healthy {stats['last_healthy']:.2f} s"
+               if stats["last_healthy"] is not None else ""))
 
 
 def write_report(data: dict, out: str) -> None:
@@ -149,26 +162,25 @@ def main() -> None:
         "machine": environment.describe(env, REPO_DIR),
     }
     log(f"logs and URL files in {workdir}; batchfetch {session['machine']['batchfetch']}")
-    nginx = faults = None
+    started: dict = {}  # workload.server -> the server running for it
     runs: list[dict] = []
     try:
-        if any(workload.server == "nginx" for workload in chosen):
-            nginx = servers.Nginx(workdir).start()
-            log(f"nginx master {nginx.master_pid()} on 127.0.0.1-127.0.0.{servers.HOSTS}"
-                f":{nginx.port}")
-        if any(workload.server == "faults" for workload in chosen):
-            faults = servers.FaultServer(workdir).start()
-            log(f"fault server {faults.process.pid} on 127.0.0.1:{faults.port}")
+        needed = {workload.server for workload in chosen}
+        for kind in (kind for kind in servers.KINDS if kind in needed):
+            # Kept before it starts: one that fails to come up is still stopped below.
+            server = started[kind] = servers.new(kind, workdir,
+                                                 workloads.pace_server_settings())
+            server.start()
+            log(server.describe())
         for workload in chosen:
-            server = nginx if workload.server == "nginx" else faults
+            server = started[workload.server]
             log(f"{workload.name} {workload.title}: {workload.count:,} GETs, concurrency "
                 f"{workload.concurrency}, {workload.repeats} run(s) per client")
             runs += run_workload(workload, clients, server, env, workdir, deadline,
                                  session["id"])
     finally:
-        for server in (nginx, faults):
-            if server is not None:
-                server.stop()
+        for server in started.values():
+            server.stop()
         if runs:
             session["duration"] = time.monotonic() - started_wall
             ran = {workload.name: dict(dataclasses.asdict(workload), ideal=workload.ideal,

@@ -36,6 +36,9 @@ def parse_args(description: str) -> argparse.Namespace:
                         help="wall-clock cap per attempt, for clients that have one")
     parser.add_argument("--workers", type=int, default=1,
                         help="processes sharing the batch, for clients that have them")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="the client's own adaptive pace (only clients that have one "
+                             "are given it)")
     return parser.parse_args()
 
 

@@ -1,7 +1,7 @@
 """What the benchmark needs installed, and the machine and versions it ran on.
 
-nginx and its echo module come from Debian (apt), aiohttp from PyPI (pip, into the
-interpreter running the harness). Nothing is installed when it is already there.
+nginx and its echo module come from Debian (apt), aiohttp and reqstorm from PyPI (pip,
+into the interpreter running the harness). Nothing is installed when it is already there.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import sys
 from .servers import ECHO_MODULE
 
 APT_PACKAGES = ("nginx", "libnginx-mod-http-echo", "curl")
-PIP_PACKAGES = ("aiohttp",)
+#: Module to look for -> what pip installs when it is missing (as setup.cfg's bench extra).
+PIP_PACKAGES = {"aiohttp": "aiohttp >= 3.9", "reqstorm": "reqstorm >= 2.5"}
 
 
 def missing() -> tuple[list[str], list[str]]:
@@ -28,7 +29,8 @@ def missing() -> tuple[list[str], list[str]]:
         apt.append("libnginx-mod-http-echo")
     if not shutil.which("curl"):
         apt.append("curl")
-    pip = [name for name in PIP_PACKAGES if importlib.util.find_spec(name) is None]
+    pip = [requirement for module, requirement in PIP_PACKAGES.items()
+           if importlib.util.find_spec(module) is None]
     return apt, pip
 
 
@@ -113,6 +115,7 @@ def describe(env: dict[str, str], repo: str) -> dict[str, str]:
         "requests": _version("requests"),
         "urllib3": _version("urllib3"),
         "aiohttp": _version("aiohttp"),
+        "reqstorm": _version("reqstorm"),
         "nginx": f"{nginx} (echo module {_version_deb('libnginx-mod-http-echo')})",
         "curl": _first_line(["curl", "--version"]).split(" (")[0].replace("curl ", ""),
     }

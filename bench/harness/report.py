@@ -11,7 +11,8 @@ import json
 import os
 import statistics
 
-from .workloads import ALL_CLIENTS, PEERS
+from . import pace_report
+from .workloads import ALL_CLIENTS, AUTO_PEERS, PEERS
 
 TARGET_EFFICIENCY = 0.95
 TARGET_W1_SPEEDUP = 2.0
@@ -111,7 +112,7 @@ def _fmt(value, spec: str, missing: str = "-") -> str:
 
 
 def _workload_section(name: str, meta: dict, clients: dict[str, dict],
-                      sessions: list[str]) -> list[str]:
+                      sessions: list[str], unfinished: dict[str, list[str]]) -> list[str]:
     ideal = meta["ideal"]
     hosts = f" over {meta['hosts']} hosts" if meta["hosts"] > 1 else ""
     lines = [f"### {name} {meta['title']}", "",
@@ -153,6 +154,9 @@ def _workload_section(name: str, meta: dict, clients: dict[str, dict],
             notes.append(f"- {client} failures (worst run): {kinds}")
         for problem in stats["problems"]:
             notes.append(f"- {client}: {problem}")
+    for client, problems in unfinished.items():
+        runs = f"{len(problems)} runs, the first" if len(problems) > 1 else "1 run"
+        notes.append(f"- {client}: no run finished ({runs}): {problems[0]}")
     if notes:
         lines += ["", *notes]
     return lines + [""]
@@ -165,14 +169,16 @@ def _ratio(peer: dict, base: dict) -> str:
 
 
 def _ratio_table(data: dict, order: list[str]) -> list[str]:
-    lines = ["| workload | " + " | ".join(PEERS) + " |",
-             "|---|" + "---:|" * len(PEERS)]
+    measured = {run["client"] for run in data["runs"]}
+    peers = [peer for peer in (*PEERS, *AUTO_PEERS) if peer in measured]
+    lines = ["| workload | " + " | ".join(peers) + " |",
+             "|---|" + "---:|" * len(peers)]
     for name in order:
         clients = by_client(data, name)
         base = clients.get("batchfetch")
         if not base:
             continue
-        cells = [_ratio(clients[peer], base) if peer in clients else "-" for peer in PEERS]
+        cells = [_ratio(clients[peer], base) if peer in clients else "-" for peer in peers]
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     return lines
 
@@ -234,7 +240,10 @@ def render(data: dict, order: list[str]) -> str:
                      f"took {session['duration'] / 60:.1f} min; workloads "
                      f"{', '.join(session['workloads'])}; batchfetch "
                      f"{session['machine']['batchfetch']}")
-    lines += ["", "## Targets (from issue 6)", "", *_targets(data), "",
+    issue_6 = _targets(data)
+    if len(issue_6) > 2:  # more than the table's head: a workload of issue 6 was measured
+        lines += ["", "## Targets (from issue 6)", "", *issue_6]
+    lines += ["", *pace_report.targets(data),
               "## Time ratios: each peer's median time / batchfetch's (above 1: batchfetch is "
               "faster)", "", *_ratio_table(data, order), "",
               "\\* a run of one of the two was not clean (failures, a crash, a kill): its time "
@@ -248,7 +257,13 @@ def render(data: dict, order: list[str]) -> str:
         labels = [session if len(clients_run) == len(clients) else
                   f"{session} ({', '.join(sorted(clients_run))})"
                   for session, clients_run in sorted(used.items())]
-        lines += _workload_section(name, data["workloads"][name], clients, labels)
+        unfinished: dict[str, list[str]] = {}  # client -> each failed run's problem
+        for run in data["runs"]:
+            if run["workload"] == name and run["client"] not in clients:
+                unfinished.setdefault(run["client"], []).append(run["problem"])
+        lines += _workload_section(name, data["workloads"][name], clients, labels, unfinished)
+        if data["workloads"][name].get("server") == "pace":
+            lines += pace_report.section(name, data["workloads"][name], data)
     lines += ["## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in latest["machine"].items()]
     lines.append("")

@@ -3,7 +3,8 @@
 The client's own JSON line gives its counts and elapsed time (after interpreter
 start-up). ``os.wait4`` gives that process's user+sys CPU and peak RSS (curl's
 wrapper included with curl, which it waits for). The server's counters before and
-after give the TCP connections the run opened and the server's CPU.
+after give the TCP connections the run opened and the server's CPU; the pace server
+also gives what the run drew from it (429s, 504s, latencies: ``Run.server_stats``).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ import threading
 import time
 
 from . import procstat
-from .workloads import FAULT_DEADLINE, FAULT_RETRIES, WORKERS, Workload
+from .workloads import AUTO_PEERS, WORKERS, Workload
 
 CLIENT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                           "clients")
@@ -28,7 +29,10 @@ CLIENT_SCRIPTS = {
     "requests_threads": "requests_threads.py",
     "aiohttp": "aiohttp_queue.py",
     "curl": "curl_parallel.py",
+    "reqstorm_auto": "reqstorm_auto.py",
 }
+#: Clients with an adaptive option of their own, switched on by ``Workload.adaptive``.
+ADAPTIVE_CLIENTS = ("batchfetch",)
 
 
 @dataclasses.dataclass
@@ -52,6 +56,7 @@ class Run:
     attempts: int | None = None
     errors: dict = dataclasses.field(default_factory=dict)
     problem: str = ""                 # why the run is not a clean measurement, if it is not
+    server_stats: dict | None = None  # the pace server's counts for this run
 
 
 def client_env(batchfetch_path: str) -> dict[str, str]:
@@ -72,8 +77,14 @@ def client_command(client: str, workload: Workload, url_file: str) -> list[str]:
                "--concurrency", str(workload.concurrency), "--hosts", str(workload.hosts)]
     if workload.stream:
         command.append("--stream")
-    if workload.faults:
-        command += ["--retries", str(FAULT_RETRIES), "--deadline", str(FAULT_DEADLINE)]
+    # Auto peers retry and pace on their own; keep_defaults clients retry by default.
+    own = client in AUTO_PEERS or client in workload.keep_defaults
+    if workload.retries is not None and not own:
+        command += ["--retries", str(workload.retries)]
+    if workload.deadline is not None and not own:
+        command += ["--deadline", str(workload.deadline)]
+    if workload.adaptive and client in ADAPTIVE_CLIENTS:
+        command.append("--adaptive")
     if client == "batchfetch_workers":
         command += ["--workers", str(WORKERS)]
     return command
@@ -84,6 +95,8 @@ def run_client(client: str, workload: Workload, repeat: int, url_file: str, serv
     """Run ``client`` over ``url_file`` against ``server``; never raises for a bad run."""
     run = Run(workload.name, client, repeat, workload.count)
     stem = os.path.join(log_dir, f"{workload.name}-{client}-{repeat}")
+    unloaded = server.unloaded_latency(workload.path) if workload.probe else None
+    server.begin_run()  # before the counter reads: their requests are not the run's
     accepted_before = server.accepted()
     server_cpu_before = server.cpu_seconds()
     busy_before = procstat.machine_busy_seconds()
@@ -105,13 +118,16 @@ def run_client(client: str, workload: Workload, repeat: int, url_file: str, serv
     run.server_cpu = server.cpu_seconds() - server_cpu_before
     # The "after" status request's own connection is counted too: take it off.
     run.connections = server.accepted() - accepted_before - 1
+    run.server_stats = server.run_stats()
+    if unloaded is not None:
+        run.server_stats["unloaded_p50"] = unloaded
     run.cpu = usage.ru_utime + usage.ru_stime
     run.max_rss_kb = usage.ru_maxrss
     run.other_cpu = max(0.0, busy - run.cpu - run.server_cpu)
     if run.wall >= workload.timeout:
         run.problem = f"killed after {workload.timeout:.0f} s"
     elif process.returncode != 0:
-        run.problem = f"exit code {process.returncode} (see {stem}.err)"
+        run.problem = f"exit code {process.returncode} (see {stem}.err){_last_line(stem + '.err')}"
     _read_report(run, stem + ".out")
     if not run.problem and run.ok != workload.count:
         run.problem = f"{workload.count - run.ok} of {workload.count} not ok"
@@ -131,3 +147,10 @@ def _read_report(run: Run, path: str) -> None:
     run.ok, run.failed, run.bytes = line["ok"], line["failed"], line["bytes"]
     run.elapsed, run.errors = line["elapsed"], line.get("errors", {})
     run.attempts = line.get("attempts")
+
+
+def _last_line(path: str) -> str:
+    """The last line a failed client wrote to stderr (its error) after ": ", or "" if none."""
+    with open(path, "rb") as handle:
+        lines = handle.read().decode(errors="replace").strip().splitlines()
+    return f": {lines[-1][:300]}" if lines else ""

@@ -1,8 +1,10 @@
-"""The loopback servers the clients hit: nginx (W1-W4) and the Python fault server (W5).
+"""The loopback servers: nginx (W1-W4), the fault server (W5) and the pace server (W8-W10).
 
-Both are started by the harness, stopped by the pid it started (nginx's master from
+All are started by the harness, stopped by the pid it started (nginx's master from
 its own pid file; never by name), listen only on 127.0.0.0/8, and count the TCP
-connections they accept, so a run's connections are the counter's difference.
+connections they accept, so a run's connections are the counter's difference. The
+pace server also counts what each run drew from it (429s, 504s, latencies) from one
+``begin_run`` to the next.
 """
 from __future__ import annotations
 
@@ -137,6 +139,9 @@ class Nginx:
         self.workers = procstat.children(self.master_pid())
         return self
 
+    def describe(self) -> str:
+        return f"nginx master {self.master_pid()} on 127.0.0.1-127.0.0.{HOSTS}:{self.port}"
+
     def master_pid(self) -> int:
         with open(os.path.join(self.dir, "nginx.pid"), encoding="ascii") as handle:
             return int(handle.read().strip())
@@ -148,6 +153,12 @@ class Nginx:
 
     def cpu_seconds(self) -> float:
         return procstat.cpu_seconds(self.workers)
+
+    def begin_run(self) -> None:
+        """nginx keeps no per-run counts (the pace server does)."""
+
+    def run_stats(self) -> dict | None:
+        return None
 
     def stop(self) -> None:
         if self.process is None:
@@ -171,17 +182,23 @@ class FaultServer:
 
     def __init__(self, workdir: str) -> None:
         self.port = free_port()
-        self.log = os.path.join(workdir, "faultserver.log")
+        self.log = os.path.join(workdir, f"{self.name}.log")
         self.process: subprocess.Popen | None = None
 
     def url(self, path: str, host: int = 1) -> str:
         return f"http://127.0.0.{host}:{self.port}{path}"
 
+    def arguments(self) -> list[str]:
+        return []
+
+    def describe(self) -> str:
+        return f"fault server {self.process.pid} on 127.0.0.1:{self.port}"
+
     def start(self) -> "FaultServer":
         with open(self.log, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, os.path.join(BENCH_DIR, "faultserver.py"), "--port",
-                 str(self.port)], stdout=log, stderr=subprocess.STDOUT)
+                [sys.executable, os.path.join(BENCH_DIR, f"{self.name}.py"), "--port",
+                 str(self.port), *self.arguments()], stdout=log, stderr=subprocess.STDOUT)
         _wait_until_up(self.port, "/stats", self.process, self.log)
         return self
 
@@ -190,6 +207,12 @@ class FaultServer:
 
     def accepted(self) -> int:
         return self.stats()["accepted"]
+
+    def begin_run(self) -> None:
+        """The fault server keeps no per-run counts (the pace server does)."""
+
+    def run_stats(self) -> dict | None:
+        return None
 
     def cpu_seconds(self) -> float:
         return procstat.cpu_seconds([self.process.pid])
@@ -204,3 +227,61 @@ class FaultServer:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+
+class PaceServer(FaultServer):
+    """bench/paceserver.py on 127.0.0.1-127.0.0.50:PORT: rate limits and a busy backend (W8-W10).
+
+    ``settings`` are its command-line options (``{"rate": 100, ...}``): the workloads
+    define them, so the server and the ideal times the report uses cannot disagree.
+    """
+
+    name = "paceserver"
+
+    def __init__(self, workdir: str, settings: dict[str, float]) -> None:
+        super().__init__(workdir)
+        self.settings = settings
+
+    def describe(self) -> str:
+        return f"pace server {self.process.pid} on 127.0.0.1-127.0.0.{HOSTS}:{self.port}"
+
+    def arguments(self) -> list[str]:
+        arguments = ["--hosts", str(HOSTS)]
+        for option, value in self.settings.items():
+            arguments += [f"--{option.replace('_', '-')}", str(value)]
+        return arguments
+
+    def begin_run(self) -> None:
+        """Zero the per-run counts and refill the buckets: what follows is a new run."""
+        _get(self.port, "/reset")
+
+    def run_stats(self) -> dict:
+        """What the run since ``begin_run`` drew: requests, 429s, 504s, latencies, times."""
+        return self.stats()["run"]
+
+    def unloaded_latency(self, path: str, requests: int = 20) -> float:
+        """The server's p50 latency on ``path`` with one request at a time (starts a new run)."""
+        self.begin_run()
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+        try:
+            for _ in range(requests):
+                connection.request("GET", path)
+                connection.getresponse().read()
+        finally:
+            connection.close()
+        return self.run_stats()["latency_p50"]
+
+
+#: Every server a workload may name, in the order a session starts them.
+KINDS = ("nginx", "faults", "pace")
+
+
+def new(kind: str, workdir: str, pace_settings: dict[str, float]):
+    """The server (not started yet) that a workload's ``server`` names, one of KINDS."""
+    if kind == "nginx":
+        return Nginx(workdir)
+    if kind == "faults":
+        return FaultServer(workdir)
+    if kind == "pace":
+        return PaceServer(workdir, pace_settings)
+    raise ValueError(f"no server {kind!r}; one of {', '.join(KINDS)}")

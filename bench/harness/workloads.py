@@ -1,7 +1,8 @@
 """The workloads: what each one fetches, from which server, at what concurrency, with whom.
 
 A workload writes its URL file once per run (W5's URLs carry the run's tag, so the
-fault server's "503 once" state is fresh for every run).
+fault server's "503 once" state is fresh for every run). W8-W10 (issue 14) run against
+the pace server, whose counts start afresh with every run.
 """
 from __future__ import annotations
 
@@ -12,10 +13,13 @@ from .servers import HOSTS
 
 #: The tools batchfetch is compared with.
 PEERS = ("grequests_plain", "grequests_session", "requests_threads", "aiohttp", "curl")
+#: reqstorm 2.5 with ``concurrency="auto", rate_limit="auto"``: a peer that paces itself
+#: from the server's answers, for the workloads where pace is the point (W8-W10).
+AUTO_PEERS = ("reqstorm_auto",)
 #: Every client, in the order the report lists them (batchfetch first: the ratios' base).
 #: ``batchfetch_workers`` is batchfetch with a worker process per core: it runs only where
 #: the client's CPU is the limit (W1), since the latency-bound workloads gain nothing.
-ALL_CLIENTS = ("batchfetch", "batchfetch_workers", *PEERS)
+ALL_CLIENTS = ("batchfetch", "batchfetch_workers", *PEERS, "reqstorm_auto")
 #: The workers ``batchfetch_workers`` runs with: "all cores", as issue 6 puts it.
 WORKERS = os.cpu_count() or 1
 #: Clients that read their input lazily and hold no per-URL state: the only ones that
@@ -29,6 +33,30 @@ TRICKLE_EVERY = 100  # 1 %
 #: W5: the per-attempt deadline given to clients that have one, and their retries.
 FAULT_DEADLINE = 1.0
 FAULT_RETRIES = 3
+#: W8 and W10's rate-limited hosts: a token bucket per host (requests/s, burst) and the
+#: delay of an allowed request; a refused one is answered 429 at once.
+LIMIT_RATE = 100
+LIMIT_BURST = 10
+LIMITED_DELAY = 0.05
+#: W9's overloaded backend: workers, seconds each spends per request, and how long a
+#: request may wait in its queue before the answer is 504. Capacity: workers / service.
+BACKEND_WORKERS = 10
+BACKEND_SERVICE = 0.05
+QUEUE_LIMIT = 2.0
+#: W10: the hosts (of 127.0.0.1-127.0.0.50) that are rate-limited as W8's host is.
+LIMITED_HOSTS = (10, 20, 30, 40, 50)
+#: W8-W10: retries for the peers that have a retry setup, as a careful script against a
+#: rate-limited API has; batchfetch runs with its defaults (which retry, 3 times today).
+PACE_RETRIES = 3
+#: Who runs W8-W10: batchfetch, the self-pacing peer, and the fastest fixed-pace peers.
+PACE_CLIENTS = ("batchfetch", *AUTO_PEERS, "aiohttp", "curl")
+
+
+def pace_server_settings() -> dict[str, float]:
+    """The pace server's command-line options, from the constants above."""
+    return {"rate": LIMIT_RATE, "burst": LIMIT_BURST, "limited_delay": LIMITED_DELAY,
+            "workers": BACKEND_WORKERS, "service": BACKEND_SERVICE,
+            "queue_limit": QUEUE_LIMIT, "delay": DELAY}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,32 +68,59 @@ class Workload:
     meaning: str
     count: int
     concurrency: int
-    server: str              # "nginx" or "faults"
-    path: str                # "/1k", "/delay", or "faults" for the W5 mix
+    server: str              # "nginx", "faults" or "pace"
+    path: str                # "/1k", "/delay", "/limited", "/queue", or "faults" (W5's mix)
     hosts: int = 1
     delay: float = 0.0       # seconds the server waits per request (for the ideal time)
     clients: tuple[str, ...] = ("batchfetch", *PEERS)
     repeats: int = 3
     stream: bool = False     # streaming clients read the URL file lazily
-    faults: bool = False     # retries and deadline for the clients that have them
+    faults: bool = False     # W5's fault URLs, tagged afresh for every run
+    retries: int | None = None      # given to the clients that have a retry setup,
+    keep_defaults: tuple[str, ...] = ()  # except these, which retry by default already
+    deadline: float | None = None   # per-attempt cap, for the clients that have one
     timeout: float = 300.0   # a run taking longer is killed and reported as such
     body_size: int = 1024    # bytes every correct response carries
+    capacity: float | None = None   # requests/s the server allows or serves at most
+    limited: tuple[int, ...] = ()   # hosts whose URLs are "/limited" instead of ``path``
+    healthy_only: bool = False      # leave the ``limited`` hosts out (W10's control)
+    adaptive: bool = False          # batchfetch runs with adaptive=True
+    probe: bool = False             # measure the server's unloaded latency before each run
 
     @property
     def ideal(self) -> float | None:
-        """Wall time if every request took exactly the server's delay: count / C * delay."""
-        return self.count / self.concurrency * self.delay if self.delay else None
+        """Wall time if every request took exactly the server's delay: count / C * delay
+        (a rate-limited host's URLs at LIMITED_DELAY), or the server's rate when that is
+        the tighter bound: count / capacity, each limited host's URLs / LIMIT_RATE."""
+        hosts = self.host_numbers()
+        limited = [host for host in hosts if host in self.limited]
+        per_host = self.count / len(hosts)
+        busy = per_host * ((len(hosts) - len(limited)) * self.delay
+                           + len(limited) * LIMITED_DELAY)
+        times = [busy / self.concurrency,
+                 self.count / self.capacity if self.capacity else 0.0,
+                 per_host / LIMIT_RATE if limited else 0.0]
+        return max(times) or None
 
     @property
     def healthy(self) -> bool:
         """A healthy run needs no more connections than the concurrency."""
         return not self.faults and self.server == "nginx"
 
+    def host_numbers(self) -> list[int]:
+        """The N of 127.0.0.N the URLs go to, round-robin."""
+        return [host for host in range(1, self.hosts + 1)
+                if not (self.healthy_only and host in self.limited)]
+
     def urls(self, server, tag: str):
         """The URLs of one run, in order (a generator: W3's million are written, not held)."""
+        hosts = self.host_numbers()
         for index in range(self.count):
-            if self.path != "faults":
-                yield server.url(self.path, host=1 + index % self.hosts)
+            host = hosts[index % len(hosts)]
+            if host in self.limited:
+                yield server.url("/limited", host=host)
+            elif self.path != "faults":
+                yield server.url(self.path, host=host)
             elif self.faults and index % FLAKY_EVERY == 7:
                 yield server.url(f"/flaky/{tag}-{index}")
             elif self.faults and index % TRICKLE_EVERY == 3:
@@ -108,15 +163,46 @@ def define(quick: bool = False) -> dict[str, Workload]:
         Workload("W5", "faults", f"W2 where {fault_mix}; per-attempt deadline "
                  f"{FAULT_DEADLINE:g} s and {FAULT_RETRIES} retries where the client has them",
                  n(10_000, 1_000), 200, "faults", "faults", delay=DELAY, repeats=repeats,
-                 faults=True, body_size=40),
+                 faults=True, retries=FAULT_RETRIES, deadline=FAULT_DEADLINE, body_size=40),
         Workload("W5C", "faults control",
                  "W5's server and URLs with no faults: the fault server's own ceiling",
                  n(10_000, 1_000), 200, "faults", "faults", delay=DELAY, repeats=1,
                  body_size=40),
+        Workload("W8", "rate-limited API",
+                 f"one host with a token bucket of {LIMIT_RATE} requests/s, burst "
+                 f"{LIMIT_BURST}: beyond it 429 at once, every other one with Retry-After: 1; "
+                 f"{LIMITED_DELAY * 1000:.0f} ms per allowed request",
+                 n(3_000, 600), 100, "pace", "/limited", delay=LIMITED_DELAY,
+                 capacity=LIMIT_RATE, clients=PACE_CLIENTS, repeats=repeats,
+                 retries=PACE_RETRIES, keep_defaults=("batchfetch",), body_size=40),
+        Workload("W9", "overloaded backend",
+                 f"{BACKEND_WORKERS} server workers at {BACKEND_SERVICE * 1000:.0f} ms per "
+                 f"request (capacity {BACKEND_WORKERS / BACKEND_SERVICE:.0f}/s); a request "
+                 f"queued longer than {QUEUE_LIMIT:g} s is answered 504; batchfetch with "
+                 "adaptive=True",
+                 n(3_000, 600), 200, "pace", "/queue", delay=BACKEND_SERVICE,
+                 capacity=BACKEND_WORKERS / BACKEND_SERVICE, clients=PACE_CLIENTS,
+                 repeats=repeats, retries=PACE_RETRIES, keep_defaults=("batchfetch",),
+                 adaptive=True, probe=True, body_size=40),
+        Workload("W10", "mixed hosts",
+                 f"W4's shape ({DELAY * 1000:.0f} ms over {HOSTS} hosts) where "
+                 f"{len(LIMITED_HOSTS)} hosts (127.0.0.{', .'.join(map(str, LIMITED_HOSTS))})"
+                 " are rate-limited as W8's, each its own bucket",
+                 n(10_000, 1_000), 200, "pace", "/delay", hosts=HOSTS, delay=DELAY,
+                 limited=LIMITED_HOSTS, clients=PACE_CLIENTS, repeats=repeats,
+                 retries=PACE_RETRIES, keep_defaults=("batchfetch",), body_size=40),
+        Workload("W10C", "mixed hosts control",
+                 f"W10's URLs to its {HOSTS - len(LIMITED_HOSTS)} healthy hosts alone: "
+                 "how soon the healthy rows finish with no rate-limited host beside them",
+                 n(10_000, 1_000) // HOSTS * (HOSTS - len(LIMITED_HOSTS)), 200, "pace",
+                 "/delay", hosts=HOSTS, delay=DELAY, limited=LIMITED_HOSTS, healthy_only=True,
+                 clients=PACE_CLIENTS, repeats=repeats, retries=PACE_RETRIES,
+                 keep_defaults=("batchfetch",), body_size=40),
     ]
     return {workload.name: workload for workload in workloads}
 
 
-#: What a plain ``python bench/run.py`` runs (about 15 minutes). W3 (about 18 minutes) and
-#: W3M (about 10 minutes, streaming clients only) are opt-in: ``--workloads all``.
+#: What a plain ``python bench/run.py`` runs (about 15 minutes). W3 (about 18 minutes),
+#: W3M (about 10 minutes, streaming clients only) and W8-W10C (issue 14's pace workloads,
+#: about 15 minutes, W8's 30 s ideal the most of it) are opt-in: ``--workloads all``.
 DEFAULT_WORKLOADS = ("W1", "W2", "W4", "W5", "W5C")
