@@ -170,6 +170,25 @@ def _limited(server: LoopbackServer, conn: Connection, req: Request, key: str) -
     conn.respond(200, b"ok\n")
 
 
+@_route(r"/busy/([^/]+)", "/busy/<key>[?workers=2&service=0.02]",
+        "a backend of <workers> per <key>, each <service> s per request; the rest queue "
+        "(an overloaded server: latency grows with the requests in flight)")
+def _busy(server: LoopbackServer, conn: Connection, req: Request, key: str) -> None:
+    from gevent.lock import Semaphore
+
+    backend = server.backends.get(key)
+    if backend is None:
+        backend = server.backends[key] = [Semaphore(int(req.query.get("workers", "2"))), 0, 0]
+    backend[1] += 1  # requests at the server now
+    backend[2] = max(backend[2], backend[1])
+    try:
+        with backend[0]:
+            gevent.sleep(float(req.query.get("service", "0.02")))
+    finally:
+        backend[1] -= 1
+    conn.respond(200, f"served with {backend[1]} others waiting\n".encode())
+
+
 @_route(r"/bytes/(\d+)", "/bytes/<n>[?chunked=1]",
         "n bytes of the repeated PATTERN, streamed in 64 KiB chunks (n may be huge)")
 def _bytes(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:

@@ -63,6 +63,11 @@ EXIT_OUTPUT_CLOSED = 141
 @timing("--workers", type=int, metavar="N", default_of="workers",
         help="Worker processes sharing the batch; concurrency, --per-host, --rate and "
              "--max-pending are divided between them.")
+@timing("--adaptive", is_flag=True, default=None,
+        help="Find each host's requests in flight from its latency (TCP Vegas).")
+@timing("--polite", is_flag=True, default=None,
+        help="A preset for sites that are not yours: --robots --adaptive, and --per-host 4 "
+             "unless given.")
 @timing("--robots", is_flag=True, default=None,
         help="Fetch each origin's robots.txt first; skip what it disallows (error 'robots') "
              "and space starts by its Crawl-delay.")

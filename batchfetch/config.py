@@ -35,6 +35,9 @@ DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
 #: every API response or web page, small enough that the default 16 requests in flight hold
 #: at most 160 MiB of bodies being read, whatever a server (or a gzip bomb) sends.
 KEPT_BODY_LIMIT = 10 * 1024 * 1024
+#: Requests in flight per host with ``polite=True`` unless ``per_host`` is given: what a
+#: browser opens to one site is six; a crawler that is a guest takes fewer.
+POLITE_PER_HOST = 4
 
 Timeout = Union[float, int, None, tuple]
 _STATUS_RANGE = re.compile(r"^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$")
@@ -244,6 +247,13 @@ class FetchOptions:
     #: disallows for the User-Agent sent (rows with error ``robots``), and space the
     #: host's starts by its Crawl-delay or Request-rate.
     robots: bool = False
+    #: Find each host's requests in flight from its latency (TCP Vegas): a host whose
+    #: answers slow down well past their unloaded latency gets fewer. Off: only overload
+    #: signals (429, 503, timeouts) lower a host's pace.
+    adaptive: bool = False
+    #: A preset for crawling sites that are not yours: robots, adaptive, and per_host 4
+    #: unless per_host is given.
+    polite: bool = False
     #: Worker processes sharing the batch (each with its own hub, pool and session);
     #: concurrency, per_host, rate and max_pending are divided between them.
     workers: int = 1
@@ -301,9 +311,14 @@ class FetchOptions:
                 raise OptionError("save_dir", self.save_dir, "the path of a directory")
             set_(self, "save_dir", os.fspath(self.save_dir))
         for name in ("allow_redirects", "keep_body", "retry_non_idempotent", "fast_path",
-                     "robots"):
+                     "robots", "adaptive", "polite"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")
+        if self.polite:
+            set_(self, "robots", True)
+            set_(self, "adaptive", True)
+            if self.per_host is None:
+                set_(self, "per_host", POLITE_PER_HOST)
         set_(self, "max_redirects", _integer("max_redirects", self.max_redirects, minimum=0))
         if not isinstance(self.user_agent, str):
             raise OptionError("user_agent", self.user_agent, "a string")

@@ -167,9 +167,10 @@ class _Run:
         self.clock = WaitClock()
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
                                                   connections=options.concurrency,
-                                                  clock=self.clock)
+                                                  clock=self.clock,
+                                                  open_by_time=not options.adaptive)
         self.rate = StartRate(options.rate)
-        self.pacer = Pacer(options.host_limit)
+        self.pacer = Pacer(options.host_limit, adaptive=options.adaptive)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
         self.events: gevent.queue.Queue = gevent.queue.Queue()  # items; wake-ups from workers
@@ -477,7 +478,7 @@ class _Run:
             log.info("slowing down for %s://%s:%d: %s; now %s", *host,
                      outcome.error if outcome.status is None else outcome.status,
                      describe_pace(pace))
-        if pace.decreases:
+        if pace.decreases or self.pacer.adaptive:
             queues.limit(host, pace.in_flight_cap)
         queues.finished(host)
         return pace

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import math
 from collections import OrderedDict, deque
 from typing import Generic, Hashable, TypeVar
 
@@ -53,6 +54,9 @@ class HostQueues(Generic[Job]):
     run about 0.4 %; over a network, where the first answer takes a round trip, the
     window is wide open long before it comes.
 
+    With ``open_by_time=False`` (adaptive pacing) the opening window stays until the
+    host answers, and the pacer's slow start takes it from there.
+
     A host's own cap (``limit``, the pacer's window) and spacing between starts
     (``space``) come on top of ``per_host``.
 
@@ -73,8 +77,10 @@ class HostQueues(Generic[Job]):
     """
 
     def __init__(self, per_host: int, connections: int | None = None,
-                 reuse_wait: float = 0.25, clock: WaitClock | None = None) -> None:
+                 reuse_wait: float = 0.25, clock: WaitClock | None = None,
+                 open_by_time: bool = True) -> None:
         self.per_host = per_host
+        self.open_by_time = open_by_time
         self.clock = clock  # told of every cool-down, so rows can say how long they waited
         self.connections = connections
         self.reuse_wait = reuse_wait
@@ -201,11 +207,13 @@ class HostQueues(Generic[Job]):
 
     def _open_gradually(self, host: Hashable, in_flight: int, now: float) -> None:
         """Hold a host that has not answered yet at its opening window for now."""
-        steps = int((now - self._opening[host]) / OPENING_STEP)
+        steps = int((now - self._opening[host]) / OPENING_STEP) if self.open_by_time else 0
         window = OPENING_WINDOW << min(steps, 16)
         if window >= self._caps.get(host, self.per_host) or in_flight < window:
             return
-        self.cool_down(host, self._opening[host] + (steps + 1) * OPENING_STEP, "opening", now)
+        until = (self._opening[host] + (steps + 1) * OPENING_STEP if self.open_by_time
+                 else math.inf)  # until it answers: the pacer's slow start takes over
+        self.cool_down(host, until, "opening", now)
 
     def answered(self, host: Hashable, now: float | None = None) -> None:
         """``host`` answered (anything): its opening window is open."""

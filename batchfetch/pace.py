@@ -47,6 +47,17 @@ RATE_SAMPLES = 5
 LIFT_FACTOR = 2.0
 #: The weight of each good answer's latency in the host's moving average.
 LATENCY_WEIGHT = 0.1
+#: adaptive=True (TCP Vegas on requests in flight): the requests a host may have queued
+#: (in flight beyond what its unloaded latency explains) before the window shrinks, and
+#: below which it grows; once per window's worth of answers.
+VEGAS_ALPHA = 2
+VEGAS_BETA = 4
+#: Slow start ends when a round's mean latency passes this multiple of the unloaded one.
+SLOW_START_EXIT = 1.5
+#: How fast the unloaded latency (the least seen) may drift up, per round toward the
+#: round's least: a lasting change of the network or the server is accepted, a slow
+#: round is not.
+BASE_DRIFT = 0.002
 #: Hosts whose state is kept while unpaced, at most (a run over millions of hosts
 #: keeps memory bounded; a forgotten host starts over as a new one).
 MAX_HOSTS = 10_000
@@ -92,6 +103,12 @@ class HostPace:
     rate_set: float = 0.0
     probe: int = 0
     latency: float | None = None  # of good answers, a moving average
+    # adaptive=True: the least latency seen (drifting up slowly), and this round's answers
+    base_latency: float | None = None
+    round_latency: float = 0.0
+    round_least: float = math.inf
+    round_size: int = 0  # answers in this round: the window when it began
+    slow_start: bool = True
     # good answers per quarter second over the last two seconds, and the pauses in them
     first_good: float | None = None
     buckets: list = dataclasses.field(default_factory=lambda: [0] * METER_BUCKETS)
@@ -200,8 +217,9 @@ class Pacer:
         False
     """
 
-    def __init__(self, window_cap: int) -> None:
+    def __init__(self, window_cap: int, adaptive: bool = False) -> None:
         self.window_cap = window_cap
+        self.adaptive = adaptive
         self._hosts: dict[Hashable, HostPace] = {}
 
     def pace(self, host: Hashable) -> HostPace:
@@ -236,10 +254,12 @@ class Pacer:
                 state.shared += 1
         if not signal:
             if status is not None and status < 500:
-                self._good(state, started, now)
                 latency = now - started
                 state.latency = latency if state.latency is None else (
                     state.latency + LATENCY_WEIGHT * (latency - state.latency))
+                if self.adaptive:
+                    self._adapt(state, latency, in_flight)
+                self._good(state, started, now)
             return False
         if stale:
             return False
@@ -251,7 +271,7 @@ class Pacer:
 
     def _good(self, state: HostPace, started: float, now: float) -> None:
         state.count_good(started, now)
-        if state.window is not None:
+        if state.window is not None and not self.adaptive:
             state.credit += 1
             if state.credit >= state.window:  # one more per window's worth of good answers
                 state.window += 1
@@ -270,10 +290,54 @@ class Pacer:
             if state.window is None and state.rate >= LIFT_FACTOR * (ceiling or state.rate_set):
                 state.rate = None
 
+    def _adapt(self, state: HostPace, latency: float, in_flight: int) -> None:
+        """adaptive=True: TCP Vegas's rule on the host's requests in flight.
+
+        Slow start adds one per good answer (doubling each round) until a round's mean
+        latency passes SLOW_START_EXIT times the unloaded one; then, once per round, the
+        requests queued at the host, ``window * (1 - unloaded / mean latency)``, are kept
+        between VEGAS_ALPHA and VEGAS_BETA, one step at a time.
+        """
+        base = state.base_latency
+        if base is None or latency < base:
+            state.base_latency = base = latency
+        state.round_least = min(state.round_least, latency)
+        cap = state.cap or self.window_cap
+        if state.window is None:
+            state.window = max(1, min(in_flight, cap))  # what the opening let through
+            state.round_size = state.window
+        state.round_latency += latency
+        state.credit += 1
+        if state.slow_start:
+            state.window = min(cap, state.window + 1)
+        if state.credit < state.round_size:
+            return
+        mean = state.round_latency / state.credit
+        # A lasting change of the network or the server is accepted, slowly: each round
+        # moves the unloaded latency toward the round's least by BASE_DRIFT.
+        state.base_latency = base = base + BASE_DRIFT * (state.round_least - base)
+        state.credit, state.round_latency, state.round_least = 0, 0.0, math.inf
+        state.round_size = state.window  # the next round: the answers to this window
+        if mean <= 0:
+            return
+        if state.slow_start:
+            if mean > SLOW_START_EXIT * base:
+                state.slow_start = False
+                state.window = max(1, int(state.window * base / mean) + VEGAS_ALPHA)
+                state.round_size = state.window
+            return
+        queued = state.window * (1.0 - base / mean)
+        if queued < VEGAS_ALPHA:
+            state.window = min(cap, state.window + 1)
+        elif queued > VEGAS_BETA:
+            state.window = max(1, state.window - 1)
+        state.round_size = state.window
+
     def _decrease(self, state: HostPace, now: float, in_flight: int) -> None:
         current = state.window if state.window is not None else in_flight
         state.window = max(1, math.floor(min(current, in_flight) * WINDOW_DECREASE))
-        state.credit = 0
+        state.credit, state.round_latency, state.slow_start = 0, 0.0, False
+        state.round_size = state.window
         good_rate = state.good_rate(now)
         if state.rate is not None and (good_rate is None or state.answers < state.rate):
             # Another event within a second's worth of answers, or too little time between

@@ -346,12 +346,15 @@ class LoopbackServer:
 
     def reset_counters(self) -> None:
         """Zero ``connections_accepted``, ``requests_served``, ``hits``, ``flaky_counts`` and
-        ``limited`` (the token buckets of ``/limited/<key>`` and their counts)."""
+        ``limited`` (the token buckets of ``/limited/<key>`` and their counts) and
+        ``backends`` (``/busy/<key>``)."""
         self.connections_accepted = 0
         self.requests_served = 0
         self.hits: collections.Counter[str] = collections.Counter()
         self.flaky_counts: collections.Counter[str] = collections.Counter()
         self.limited: dict[str, TokenBucket] = {}
+        #: /busy/<key>: [its workers (a Semaphore), requests there now, most there at once]
+        self.backends: dict[str, list] = {}
 
     @property
     def base_url(self) -> str:

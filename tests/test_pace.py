@@ -1,5 +1,6 @@
 """Per-host back-off: one decrease per overload event, recovery counted in good answers,
 429s retried without counting against retries, and one host's trouble kept to itself."""
+import json
 import logging
 import time
 
@@ -258,3 +259,76 @@ def test_resume_continues_a_csv_written_before_the_new_columns_in_its_own_column
     assert len(rows) == 4 and all(len(row) == len(older) for row in rows)
     assert sorted(row[0] for row in rows[1:]) == ["0", "1", "2"]
     assert server.hits["/ok"] == 2
+
+
+# -- adaptive=True: requests in flight from latency (TCP Vegas) ----------------------------
+
+
+def _answer(pacer, latency, in_flight=4, host="h"):
+    pacer.answered(host, started=10.0 - latency, now=10.0, status=200, error="",
+                   in_flight=in_flight)
+
+
+def test_adaptive_slow_start_doubles_each_round_until_latency_climbs():
+    pacer = Pacer(window_cap=1000, adaptive=True)
+    for _ in range(4):
+        _answer(pacer, 0.02)  # the first answer sets the window: the 4 in flight
+    pace = pacer.pace("h")
+    assert pace.window == 8 and pace.slow_start  # one round of 4: doubled
+    for _ in range(8):
+        _answer(pacer, 0.02)
+    assert pace.window == 16
+    for _ in range(16):
+        _answer(pacer, 0.05)  # 2.5 x the unloaded latency
+    assert not pace.slow_start
+    assert pace.window == int(32 * 0.02 / 0.05) + 2  # what keeps about two queued
+
+
+def test_adaptive_keeps_two_to_four_requests_queued_one_step_per_round():
+    pacer = Pacer(window_cap=1000, adaptive=True)
+    _answer(pacer, 0.02, in_flight=1)  # unloaded: 20 ms, window 2 after the first round
+    pace = pacer.pace("h")
+    pace.slow_start, pace.window, pace.round_size, pace.credit = False, 10, 10, 0
+    for _ in range(10):
+        _answer(pacer, 0.04)  # 10 x (1 - 20/40) = 5 queued: too many
+    assert pace.window == 9
+    for _ in range(9):
+        _answer(pacer, 0.024)  # 9 x (1 - 20/24) = 1.5 queued: room for one more
+    assert pace.window == 10
+    for _ in range(10):
+        _answer(pacer, 0.03)  # 3.3 queued: held
+    assert pace.window == 10
+
+
+def test_adaptive_keeps_an_overloaded_backend_from_queueing_the_whole_run(server):
+    """A backend of 4 workers at 20 ms and 100 requests in flight: without adaptive, all
+    100 wait at the server; with it, slow start stops early and a few wait."""
+    urls = [server.url("/busy/fixed?workers=4&service=0.02")] * 300
+    assert all(row.ok for row in fetch_all(urls, concurrency=100))
+    assert server.backends["fixed"][2] == 100
+    urls = [server.url("/busy/adaptive?workers=4&service=0.02")] * 300
+    table = fetch_all(urls, concurrency=100, adaptive=True)
+    assert all(row.ok for row in table)
+    assert server.backends["adaptive"][2] < 50
+
+
+def test_polite_is_robots_adaptive_and_four_per_host():
+    from batchfetch import FetchOptions
+
+    options = FetchOptions(polite=True)
+    assert (options.robots, options.adaptive, options.per_host) == (True, True, 4)
+    assert FetchOptions(polite=True, per_host=9).per_host == 9
+
+
+def test_the_cli_takes_polite_and_adaptive(server, tmp_path):
+    from batchfetch.cli import main
+    from click.testing import CliRunner
+
+    server.robots_txt = b"User-agent: *\nDisallow: /status/\n"
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{server.url('/ok')}\n{server.url('/status/200')}\n")
+    for flags in (["--polite"], ["--adaptive", "--robots"]):
+        result = CliRunner().invoke(main, [str(urls), "-f", "jsonl", "-q", *flags])
+        errors = sorted((json.loads(line)["index"], json.loads(line)["error"])
+                        for line in result.stdout.splitlines())
+        assert errors == [(0, ""), (1, "robots")], flags
