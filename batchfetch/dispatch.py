@@ -227,6 +227,12 @@ class _Run:
             feeder.kill(block=True, timeout=1.0)
             self.workers.kill(block=True, timeout=1.0)
             self.session.close()
+            for host, pace in self.pacer.throttled_hosts().items():
+                log.info("%s://%s:%d pushed back: %s; pace lowered %d times, at the least "
+                         "to %s", *host, ", ".join(f"{signal} x {count}" for signal, count
+                                                   in pace.signals.most_common()),
+                         pace.decreases, describe_pace(HostPace(
+                             window=pace.lowest_window, rate=pace.lowest_rate)))
 
     def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
         """Pull items (in the feeder greenlet) while fewer than max_pending rows are owed."""

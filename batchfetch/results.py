@@ -112,9 +112,11 @@ class HostWaits:
     def __str__(self) -> str:
         parts = [f"429 x {self.throttled}"] if self.throttled else []
         if self.seconds >= _NOTABLE_WAIT:
-            reasons = ", ".join(f"{reason} {seconds:.1f} s"
-                                for reason, seconds in self.by_reason.most_common())
-            parts.append(f"{self.rows} rows waited {self.seconds:.1f} s in all ({reasons})")
+            reasons = ", ".join(f"{reason} {seconds / self.seconds:.0%}"
+                                for reason, seconds in self.by_reason.most_common()
+                                if seconds >= self.seconds / 100)
+            parts.append(f"{self.rows} rows waited for it, {self.seconds / self.rows:.2f} s "
+                         f"each on average ({reasons})")
         return "; ".join(parts)
 
 
