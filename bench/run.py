@@ -92,6 +92,8 @@ def selected(args) -> tuple[list[workloads.Workload], list[str]]:
 def run_workload(workload, clients, server, env, workdir, deadline, session_id) -> list[dict]:
     """Every client ``repeats`` times, the order rotated each round so none always goes first."""
     order = [client for client in workload.clients if client in clients]
+    if "batchfetch_adaptive" in clients and "batchfetch" in workload.clients:
+        order.insert(1, "batchfetch_adaptive")  # opt-in on any workload batchfetch runs
     url_file = os.path.join(workdir, f"{workload.name}.urls")
     if not workload.faults:
         workload.write_urls(server, "", url_file)

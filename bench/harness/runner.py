@@ -24,6 +24,7 @@ CLIENT_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file
 CLIENT_SCRIPTS = {
     "batchfetch": "batchfetch_client.py",
     "batchfetch_workers": "batchfetch_client.py",
+    "batchfetch_adaptive": "batchfetch_client.py",
     "grequests_plain": "grequests_plain.py",
     "grequests_session": "grequests_session.py",
     "requests_threads": "requests_threads.py",
@@ -83,7 +84,7 @@ def client_command(client: str, workload: Workload, url_file: str) -> list[str]:
         command += ["--retries", str(workload.retries)]
     if workload.deadline is not None and not own:
         command += ["--deadline", str(workload.deadline)]
-    if workload.adaptive and client in ADAPTIVE_CLIENTS:
+    if (workload.adaptive and client in ADAPTIVE_CLIENTS) or client == "batchfetch_adaptive":
         command.append("--adaptive")
     if client == "batchfetch_workers":
         command += ["--workers", str(WORKERS)]

@@ -19,7 +19,8 @@ AUTO_PEERS = ("reqstorm_auto",)
 #: Every client, in the order the report lists them (batchfetch first: the ratios' base).
 #: ``batchfetch_workers`` is batchfetch with a worker process per core: it runs only where
 #: the client's CPU is the limit (W1), since the latency-bound workloads gain nothing.
-ALL_CLIENTS = ("batchfetch", "batchfetch_workers", *PEERS, "reqstorm_auto")
+ALL_CLIENTS = ("batchfetch", "batchfetch_workers", "batchfetch_adaptive", *PEERS,
+               "reqstorm_auto")
 #: The workers ``batchfetch_workers`` runs with: "all cores", as issue 6 puts it.
 WORKERS = os.cpu_count() or 1
 #: Clients that read their input lazily and hold no per-URL state: the only ones that
