@@ -178,9 +178,11 @@ def _busy(server: LoopbackServer, conn: Connection, req: Request, key: str) -> N
 
     backend = server.backends.get(key)
     if backend is None:
-        backend = server.backends[key] = [Semaphore(int(req.query.get("workers", "2"))), 0, 0]
+        backend = server.backends[key] = [Semaphore(int(req.query.get("workers", "2"))), 0, 0,
+                                          []]
     backend[1] += 1  # requests at the server now
     backend[2] = max(backend[2], backend[1])
+    backend[3].append(backend[1])
     try:
         with backend[0]:
             gevent.sleep(float(req.query.get("service", "0.02")))

@@ -251,8 +251,9 @@ class FetchOptions:
     #: answers slow down well past their unloaded latency gets fewer. Off: only overload
     #: signals (429, 503, timeouts) lower a host's pace.
     adaptive: bool = False
-    #: A preset for crawling sites that are not yours: robots, adaptive, and per_host 4
-    #: unless per_host is given.
+    #: A preset for crawling sites that are not yours: robots and adaptive on, and
+    #: per_host 4 unless per_host is given (see ``follows_robots``, ``adapts``,
+    #: ``host_limit``; the fields themselves keep what was given).
     polite: bool = False
     #: Worker processes sharing the batch (each with its own hub, pool and session);
     #: concurrency, per_host, rate and max_pending are divided between them.
@@ -314,11 +315,7 @@ class FetchOptions:
                      "robots", "adaptive", "polite"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")
-        if self.polite:
-            set_(self, "robots", True)
-            set_(self, "adaptive", True)
-            if self.per_host is None:
-                set_(self, "per_host", POLITE_PER_HOST)
+
         set_(self, "max_redirects", _integer("max_redirects", self.max_redirects, minimum=0))
         if not isinstance(self.user_agent, str):
             raise OptionError("user_agent", self.user_agent, "a string")
@@ -386,8 +383,25 @@ class FetchOptions:
 
     @property
     def host_limit(self) -> int:
-        """Requests in flight at once to one host."""
-        return min(self.per_host or self.concurrency, self.concurrency)
+        """Requests in flight at once to one host.
+
+        Example::
+
+            >>> FetchOptions(polite=True).host_limit, FetchOptions(polite=True, per_host=8).host_limit
+            (4, 8)
+        """
+        default = POLITE_PER_HOST if self.polite else self.concurrency
+        return min(self.per_host or default, self.concurrency)
+
+    @property
+    def follows_robots(self) -> bool:
+        """robots.txt is fetched and obeyed: ``robots``, or the ``polite`` preset."""
+        return self.robots or self.polite
+
+    @property
+    def adapts(self) -> bool:
+        """Each host's requests in flight follow its latency: ``adaptive``, or ``polite``."""
+        return self.adaptive or self.polite
 
     def replace(self, **changes: Any) -> "FetchOptions":
         """A copy with ``changes`` applied and validated.

@@ -26,25 +26,22 @@ import gevent.lock
 import gevent.pool
 import gevent.queue
 
+from ._politeness import Politeness
 from .attempt import Outcome, run_attempt
 from .config import FetchOptions
-from .errors import HTTPStatusError, InvalidItemError, RobotsDisallowedError
+from .errors import HTTPStatusError, InvalidItemError
 from .hosts import HostQueues, StartRate
-from .pace import HostPace, Pacer, describe_pace
 from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from .redaction import mask_line, mask_passwords, mask_url
 from .results import FetchResult, ResultTable
 from .retry import THROTTLED_STATUS, decide
-from .robots import RobotsPolicy, fetch_policy, sent_user_agent
-from .session import RequestSettings, build_session
+from .robots import fetch_policy
+from .session import RequestSettings, build_session, close_session
 from .waits import ZERO_READING, WaitClock
 
 __all__ = ["iter_fetch", "fetch_all"]
 
 log = logging.getLogger("batchfetch")
-
-#: The politeness clock's key for holds of the whole run (the run's ``rate``).
-_RUN = None
 
 OnResult = Callable[[FetchResult], Any]
 ExceptionHandler = Callable[[Any, BaseException], Any]
@@ -64,6 +61,7 @@ class _Job:
     throttled: int = 0  # retries after a 429, which do not count against retries
     throttled_wait: float = 0.0
     queued: tuple[float, ...] = ZERO_READING  # the politeness clock when it was queued
+    queued_at: float = 0.0
     waited: float = 0.0  # seconds held for politeness before the first attempt
     wait_reason: str = ""
 
@@ -164,13 +162,11 @@ class _Run:
         self.options = options
         self.on_result = on_result
         self.exception_handler = exception_handler
-        self.clock = WaitClock()
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
                                                   connections=options.concurrency,
-                                                  clock=self.clock,
-                                                  open_by_time=not options.adaptive)
+                                                  clock=WaitClock(),
+                                                  open_by_time=not options.adapts)
         self.rate = StartRate(options.rate)
-        self.pacer = Pacer(options.host_limit, adaptive=options.adaptive)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
         self.events: gevent.queue.Queue = gevent.queue.Queue()  # items; wake-ups from workers
@@ -184,8 +180,7 @@ class _Run:
         self.pending = 0  # items pulled whose row has not been yielded yet
         self.rng = random.Random()
         self.host_keys = HostKeys()
-        self.robots: dict[tuple[str, str, int], RobotsPolicy] = {}  # by origin
-        self.robots_waiting: dict[tuple[str, str, int], list[_Job]] = {}
+        self.polite: Politeness  # built with the session, when the rows are first asked for
 
     # -- the scheduler loop ------------------------------------------------
 
@@ -195,6 +190,9 @@ class _Run:
             os.makedirs(self.options.save_dir, exist_ok=True)
         self.session = build_session(self.options)
         self.settings = RequestSettings(self.options, self.session.environment)
+        self.polite = Politeness(self.options, self.queues, fetch_robots=self._fetch_robots,
+                                 spawn=self.workers.spawn, post=self.events.put,
+                                 reject=lambda *row: self.ready_rows.append(row))
         room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
@@ -211,7 +209,7 @@ class _Run:
                     elif event[0] == "failed":
                         raise event[1]
                     elif event[0] == "robots":
-                        self._robots_known(*event[1:])
+                        self.polite.robots_known(*event[1:])
                         self._start_attempts()
                 self._release_due_timers()
                 self._start_attempts()
@@ -226,13 +224,9 @@ class _Run:
         finally:
             feeder.kill(block=True, timeout=1.0)
             self.workers.kill(block=True, timeout=1.0)
-            self.session.close()
-            for host, pace in self.pacer.throttled_hosts().items():
-                log.info("%s://%s:%d pushed back: %s; pace lowered %d times, at the least "
-                         "to %s", *host, ", ".join(f"{signal} x {count}" for signal, count
-                                                   in pace.signals.most_common()),
-                         pace.decreases, describe_pace(HostPace(
-                             window=pace.lowest_window, rate=pace.lowest_rate)))
+            close_session(self.session)
+            self.polite.log_throttled_hosts()
+            del self.polite  # it calls back into the run: no cycle keeps the run alive
 
     def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
         """Pull items (in the feeder greenlet) while fewer than max_pending rows are owed."""
@@ -262,85 +256,12 @@ class _Run:
             self.ready_rows.append((row, item, exc))
             return
         host = self.host_keys(spec.url)
-        if self.options.hosts is not None:
-            self._configure(host)
-        job = _Job(index, item, spec, host)
-        if self.options.robots:
-            self._check_robots(job)
-        else:
-            self._queue(job)
+        self.polite.admit(_Job(index, item, spec, host))
 
-    def _queue(self, job: _Job) -> None:
-        """Queue a new job, noting the politeness clock for its row's ``waited``."""
-        job.queued = self._reading(job.host, time.monotonic())
-        self.queues.add(job.host, job)
-
-    def _reading(self, host: tuple[str, str, int], now: float) -> tuple[float, ...]:
-        host_reading = self.clock.reading(host, now)
-        run_reading = self.clock.reading(_RUN, now)
-        if run_reading is ZERO_READING:
-            return host_reading
-        return tuple(map(sum, zip(host_reading, run_reading)))
-
-    # -- robots.txt (robots=True) ------------------------------------------
-
-    def _check_robots(self, job: _Job) -> None:
-        """Queue ``job`` if its origin's robots.txt allows it; hold it while that is being
-        fetched (one fetch per origin, in a worker greenlet); else make its ``robots`` row."""
-        origin = job.host
-        policy = self.robots.get(origin)
-        if policy is None:
-            waiting = self.robots_waiting.get(origin)
-            if waiting is None:
-                waiting = self.robots_waiting[origin] = []
-                self.workers.spawn(self._fetch_robots, origin, job.spec, job.host)
-            waiting.append(job)
-            return
-        user_agent = sent_user_agent(job.spec.headers, self.options.user_agent)
-        if user_agent != policy.user_agent:
-            policy = policy.for_user_agent(user_agent)
-        if policy.allows(job.spec.url):
-            self._queue(job)
-            return
-        row = FetchResult(index=job.index, id=job.spec.id, url=mask_url(job.spec.url),
-                          method=job.spec.method, error="robots",
-                          message=mask_passwords(policy.message))
-        self.ready_rows.append((row, job.item, RobotsDisallowedError(
-            row.url, policy.url, row.message)))
-
-    def _fetch_robots(self, origin: tuple[str, str, int], spec: RequestSpec,
-                      host: tuple[str, str, int]) -> None:
-        try:
-            policy = fetch_policy(self.session, spec.url, self.settings.kwargs(spec, host),
-                                  self.options.user_agent, deadline=self.options.deadline)
-        except Exception as exc:  # noqa: BLE001 - a bug: stop the run and raise it to the caller
-            self.events.put(("failed", exc))
-            return
-        self.events.put(("robots", origin, policy))
-
-    def _robots_known(self, origin: tuple[str, str, int], policy: RobotsPolicy) -> None:
-        self.robots[origin] = policy
-        if policy.delay:
-            pace = self.pacer.pace(origin)
-            pace.least_interval = max(pace.least_interval, policy.delay)
-        for job in self.robots_waiting.pop(origin, ()):
-            self._check_robots(job)
-
-    def _configure(self, host: tuple[str, str, int]) -> None:
-        """Apply the ``hosts`` rule's concurrency, rate and retries to a host seen first."""
-        pace = self.pacer.pace(host)
-        if pace.configured:
-            return
-        pace.configured = True
-        rule = self.options.hosts.for_key(host)
-        if rule is None:
-            return
-        if rule.concurrency is not None:
-            pace.cap = min(rule.concurrency, self.options.host_limit)
-            self.queues.limit(host, pace.cap)
-        if rule.rate is not None:
-            pace.least_interval = 1.0 / rule.rate
-        pace.retries = rule.retries
+    def _fetch_robots(self, spec: RequestSpec, host: tuple[str, str, int]) -> Any:
+        """An origin's robots.txt policy, fetched with the run's session and settings."""
+        return fetch_policy(self.session, spec.url, self.settings.kwargs(spec, host),
+                            self.options.user_agent, deadline=self.options.deadline)
 
     def _release_due_timers(self) -> None:
         now = time.monotonic()
@@ -355,21 +276,17 @@ class _Run:
         now = time.monotonic()
         wait = self.rate.wait_time(now)
         if wait > 0:
-            if len(self.queues):
-                self.clock.hold(_RUN, now, now + wait, "rate")
+            self.polite.rate_wait(now, wait)
             return None
         taken = self.queues.take(now)
         if taken is None:
             return None
         host, job = taken
         self.rate.started(now)
-        interval, reason = self.pacer.pace(host).interval()
-        if interval:
-            self.queues.space(host, now + interval, reason, now)
+        self.polite.started(host, job, now)
         job.started = now
         if job.first_start is None:
             job.first_start = now
-            job.waited, job.wait_reason = WaitClock.waited(job.queued, self._reading(host, now))
         job.attempts += 1
         self.in_flight += 1
         return job, self.settings.kwargs(job.spec, job.host)
@@ -448,7 +365,8 @@ class _Run:
 
     def _complete(self, job: _Job, outcome: Outcome, reused: bool) -> None:
         self.in_flight -= 1
-        pace = self._pace(job, outcome)
+        pace = self.polite.answered(job.host, job.started, outcome.status, outcome.error)
+        self.queues.finished(job.host)
         decision = decide(self.options, job.spec.method, outcome, job.attempts, reused,
                           time.time(), self.rng, job.throttled, job.throttled_wait,
                           pace.retries)
@@ -459,7 +377,7 @@ class _Run:
                 job.throttled_wait += decision.wait
             if decision.cool_down:
                 self.queues.cool_down(job.host, when, "retry-after", when - decision.wait)
-                self.pacer.pace(job.host).pause(when - decision.wait, when)
+                pace.pause(when - decision.wait, when)
                 log.info("cooling down %s://%s:%d for %.2f s (Retry-After)", *job.host,
                          decision.wait)
             log.info("retrying %s in %.2f s (attempt %d: %s)", mask_url(job.spec.url),
@@ -471,23 +389,6 @@ class _Run:
         if not row.ok and exception is None:
             exception = HTTPStatusError(row.url, row.status, row.message)
         self.ready_rows.append((row, job.item, exception))
-
-    def _pace(self, job: _Job, outcome: Outcome) -> HostPace:
-        """Book the answer with the host's pace and apply what changed."""
-        host = job.host
-        queues = self.queues
-        now = time.monotonic()
-        queues.answered(host, now)
-        pace = self.pacer.pace(host)
-        if self.pacer.answered(host, job.started, now, outcome.status,
-                               outcome.error, queues.in_flight(host)):
-            log.info("slowing down for %s://%s:%d: %s; now %s", *host,
-                     outcome.error if outcome.status is None else outcome.status,
-                     describe_pace(pace))
-        if pace.decreases or self.pacer.adaptive:
-            queues.limit(host, pace.in_flight_cap)
-        queues.finished(host)
-        return pace
 
     def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:
         error, message = outcome.error, outcome.message

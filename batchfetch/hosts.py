@@ -98,6 +98,7 @@ class HostQueues(Generic[Job]):
         self._cooling: set[Hashable] = set()  # hosts off the heaps until their cool-down ends
         self._caps: dict[Hashable, int] = {}  # hosts' own caps below per_host
         self._opening: dict[Hashable, float] = {}  # hosts not answered yet: their first start
+        self._spaced_until: dict[Hashable, float] = {}  # spacing asked for during an opening
         self._held_until: dict[Hashable, float] = {}  # hosts off the heaps, waiting to reuse
         self._waited: set[Hashable] = set()  # hosts whose wait ran out: they may open more
 
@@ -180,8 +181,6 @@ class HostQueues(Generic[Job]):
             self._offer(host, jobs[0][0])
         else:
             del self._waiting[host]
-            if self.clock is not None:
-                self.clock.forget(host, now)
         return host, job
 
     def _host_to_start(self, oldest: Hashable, now: float) -> Hashable | None:
@@ -219,18 +218,21 @@ class HostQueues(Generic[Job]):
         """``host`` answered (anything): its opening window is open."""
         if self._opening.pop(host, None) is not None and \
                 self._cool_reason.get(host) == "opening":
-            self._cool_until[host] = 0.0  # _end_waits puts it back in line
+            # _end_waits puts it back in line, or keeps the spacing asked for meanwhile
+            self._cool_until[host] = self._spaced_until.pop(host, 0.0)
+            self._cool_reason[host] = "backoff"
             if self.clock is not None and now is not None:
-                self.clock.hold(host, now, now, "opening")
+                self.clock.release(host, now)
 
     def limit(self, host: Hashable, cap: int | None) -> None:
-        """Start at most ``cap`` jobs of ``host`` at once (None: ``per_host`` again)."""
+        """Start at most ``cap`` jobs of ``host`` at once (None: ``per_host`` again); above
+        ``per_host`` too (a ``hosts`` rule's concurrency). Forgotten when it drains."""
         before = self._caps.get(host, self.per_host)
-        if cap is None or cap >= self.per_host:
+        if cap is None or cap == self.per_host:
             self._caps.pop(host, None)
             cap = self.per_host
         else:
-            self._caps[host] = max(1, cap)
+            cap = self._caps[host] = max(1, cap)
         jobs = self._waiting.get(host)
         if jobs and cap > before and host not in self._cooling and host not in self._held_until:
             self._offer(host, jobs[0][0])
@@ -238,6 +240,8 @@ class HostQueues(Generic[Job]):
     def space(self, host: Hashable, until: float, reason: str = "backoff",
               now: float | None = None) -> None:
         """Start no other job of ``host`` before ``until`` (its pace between starts)."""
+        if host in self._opening and self._cool_reason.get(host) == "opening":
+            self._spaced_until[host] = until  # kept for when the host answers
         self.cool_down(host, until, reason, now)
 
     def cooling(self, host: Hashable, now: float) -> str:
@@ -246,6 +250,10 @@ class HostQueues(Generic[Job]):
         if host in self._cooling and self._cool_until[host] > now:
             return self._cool_reason[host]
         return ""
+
+    def active(self, host: Hashable) -> bool:
+        """Whether ``host`` has jobs waiting or in flight."""
+        return host in self._waiting or host in self._in_flight
 
     def in_flight(self, host: Hashable) -> int:
         """Jobs of ``host`` started and not finished."""
@@ -273,6 +281,10 @@ class HostQueues(Generic[Job]):
                     heapq.heappush(self._warm_ready, (jobs[0][0], host))
         elif was <= 1:
             self._drained[host] = self._warm.pop(host, 0)  # its pool stays open for now
+            self._caps.pop(host, None)
+            self._spaced_until.pop(host, None)
+            if self.clock is not None:
+                self.clock.forget(host)
             if len(self._drained) > 2 * (self.connections or 0):
                 self._warm_total -= self._drained.popitem(last=False)[1]
 
@@ -314,7 +326,9 @@ class HostQueues(Generic[Job]):
             return None  # the usual case, asked after every event
         if self._end_waits(now):
             return now
-        ends = [self._cool_until[host] for host in self._cooling if host in self._waiting]
+        # An opening held until its host answers ends with the answer, not at a time.
+        ends = [self._cool_until[host] for host in self._cooling
+                if host in self._waiting and self._cool_until[host] != math.inf]
         ends.extend(self._held_until.values())
         return min(ends) if ends else None
 

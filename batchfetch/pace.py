@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import Counter
+from collections.abc import Callable
 from typing import Hashable
 
 __all__ = ["Pacer", "HostPace", "overload_signal", "describe_pace"]
@@ -20,6 +21,7 @@ SHARED_STATUSES = frozenset({503})
 SHARED_ERRORS = frozenset({"timeout", "connect_timeout", "deadline"})
 SHARED_SHARE = 0.25
 SHARED_MINIMUM = 8
+SHARED_SPAN = 200
 
 #: After a decrease the host may have this share of the requests it had in flight.
 WINDOW_DECREASE = 0.5
@@ -58,8 +60,9 @@ SLOW_START_EXIT = 1.5
 #: round's least: a lasting change of the network or the server is accepted, a slow
 #: round is not.
 BASE_DRIFT = 0.002
-#: Hosts whose state is kept while unpaced, at most (a run over millions of hosts
-#: keeps memory bounded; a forgotten host starts over as a new one).
+#: Hosts whose state is kept (those with jobs queued or in flight always are), and hosts
+#: named at the end of a run, at most: a run over millions of hosts keeps memory bounded;
+#: a forgotten host starts over as a new one.
 MAX_HOSTS = 10_000
 
 
@@ -114,9 +117,11 @@ class HostPace:
     buckets: list = dataclasses.field(default_factory=lambda: [0] * METER_BUCKETS)
     bucket_start: float = -math.inf
     pauses: list = dataclasses.field(default_factory=list)  # (start, end) of Retry-Afters
-    # answers and shared signals (503, timeouts) since the last decrease
+    # answers and shared signals (503, timeouts) since the last decrease, halved together
+    # every SHARED_SPAN answers; whether a good answer came since the last decrease
     answers: int = 0
     shared: int = 0
+    good_since: bool = False
     # for the end summary
     signals: Counter = dataclasses.field(default_factory=Counter)
     decreases: int = 0
@@ -217,24 +222,40 @@ class Pacer:
         False
     """
 
-    def __init__(self, window_cap: int, adaptive: bool = False) -> None:
+    def __init__(self, window_cap: int, adaptive: bool = False,
+                 least_rate: float | None = None,
+                 active: Callable[[Hashable], bool] | None = None,
+                 keep: int = MAX_HOSTS) -> None:
         self.window_cap = window_cap
         self.adaptive = adaptive
-        self._hosts: dict[Hashable, HostPace] = {}
+        self.least_rate = least_rate
+        self._active = active
+        self._keep = keep
+        self._hosts: dict[Hashable, HostPace] = {}  # oldest first
+        self._throttled_pace: dict[Hashable, HostPace] = {}
 
     def pace(self, host: Hashable) -> HostPace:
         """The state of ``host`` (created empty for a new host)."""
         state = self._hosts.get(host)
         if state is None:
-            if len(self._hosts) >= MAX_HOSTS:
-                self._hosts = {key: kept for key, kept in self._hosts.items()
-                               if kept.paced or kept.signals}
+            if len(self._hosts) >= self._keep:
+                self._forget_idle()
             state = self._hosts[host] = HostPace()
         return state
 
+    def _forget_idle(self) -> None:
+        """Drop the older half of the hosts with no job queued or in flight: a host seen
+        again starts over, its rule and Crawl-delay applied again by whoever configures
+        it. Hosts with jobs are never dropped, so the cost is paid once per half."""
+        idle = [host for host in self._hosts
+                if self._active is None or not self._active(host)][:len(self._hosts) // 2]
+        for host in idle:
+            del self._hosts[host]
+
     def throttled_hosts(self) -> dict[Hashable, HostPace]:
-        """Hosts that signalled overload during the run, with their state."""
-        return {host: state for host, state in self._hosts.items() if state.signals}
+        """Hosts that signalled overload during the run (the first MAX_HOSTS of them),
+        with their state as it was last seen."""
+        return self._throttled_pace
 
     def answered(self, host: Hashable, started: float, now: float, status: int | None,
                  error: str, in_flight: int) -> bool:
@@ -248,10 +269,15 @@ class Pacer:
         stale = started < state.decreased_at
         if signal:
             state.signals[signal] += 1
+            if host in self._throttled_pace or len(self._throttled_pace) < MAX_HOSTS:
+                self._throttled_pace[host] = state
         if not stale:
             state.answers += 1
             if signal and signal != "429":
                 state.shared += 1
+            if state.answers >= SHARED_SPAN:  # a share of recent answers, not of the run's
+                state.answers //= 2
+                state.shared //= 2
         if not signal:
             if status is not None and status < 500:
                 latency = now - started
@@ -261,7 +287,10 @@ class Pacer:
                     self._adapt(state, latency, in_flight)
                 self._good(state, started, now)
             return False
-        if stale:
+        if stale or (state.decreases and not state.good_since):
+            # No good answer since the last decrease: a host that refuses everything
+            # (a quota used up) is left to its Retry-After and the rows' own limits;
+            # lowering its pace once per answer would space its starts by days.
             return False
         if signal != "429" and (state.shared < SHARED_MINIMUM
                                 or state.shared < SHARED_SHARE * state.answers):
@@ -271,6 +300,7 @@ class Pacer:
 
     def _good(self, state: HostPace, started: float, now: float) -> None:
         state.count_good(started, now)
+        state.good_since = True
         if state.window is not None and not self.adaptive:
             state.credit += 1
             if state.credit >= state.window:  # one more per window's worth of good answers
@@ -361,8 +391,11 @@ class Pacer:
             state.rate_set = state.rate
             state.lowest_rate = min(state.lowest_rate or state.rate, state.rate)
         state.lowest_window = min(state.lowest_window or state.window, state.window)
+        if state.rate is not None and self.least_rate:
+            state.rate = max(state.rate, self.least_rate)
         state.decreased_at = now
         state.decreases += 1
+        state.good_since = False
         state.answers = state.shared = 0
 
 

@@ -22,7 +22,7 @@ from .hops import HopSession, HostEnvironment
 from .config import FetchOptions
 from .inputs import RequestSpec
 
-__all__ = ["build_session", "RequestSettings"]
+__all__ = ["close_session", "build_session", "RequestSettings"]
 
 
 class _StoreNothing(DefaultCookiePolicy):
@@ -92,13 +92,32 @@ def build_session(options: FetchOptions) -> requests.Session:
     session.max_redirects = options.max_redirects
     session.headers["User-Agent"] = options.user_agent
     session.cookies.set_policy(_StoreNothing())
+    # A hosts rule's concurrency may pass the run's per-host limit.
+    per_host = options.concurrency if options.hosts is not None else options.host_limit
     adapter = HTTPAdapter(pool_connections=max(10, 2 * options.concurrency),
-                          pool_maxsize=options.host_limit, max_retries=0, pool_block=False)
+                          pool_maxsize=per_host, max_retries=0, pool_block=False)
     adapter.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool,
                                                   "https": _TrackedHTTPSPool}
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
+
+
+def close_session(session: requests.Session) -> None:
+    """Close ``session`` and every connection it holds now.
+
+    ``Session.close`` clears urllib3 2's pool managers, which no longer close their pools
+    (they may be in use by other threads): idle keep-alive connections would stay open
+    until the pools are garbage collected. A run's pools are its own, so close them here.
+    """
+    for adapter in session.adapters.values():
+        managers = [adapter.poolmanager, *adapter.proxy_manager.values()]
+        for manager in managers:
+            for key in list(manager.pools.keys()):
+                pool = manager.pools.get(key)
+                if pool is not None:
+                    pool.close()
+    session.close()
 
 
 def _environment_ca_bundle() -> str | None:

@@ -353,7 +353,8 @@ class LoopbackServer:
         self.hits: collections.Counter[str] = collections.Counter()
         self.flaky_counts: collections.Counter[str] = collections.Counter()
         self.limited: dict[str, TokenBucket] = {}
-        #: /busy/<key>: [its workers (a Semaphore), requests there now, most there at once]
+        #: /busy/<key>: [its workers (a Semaphore), requests there now, most there at once,
+        #: requests there as each arrived]
         self.backends: dict[str, list] = {}
 
     @property

@@ -15,7 +15,8 @@ __all__ = ["REASONS", "WaitClock", "ZERO_READING"]
 #: not answered yet.
 REASONS = ("retry-after", "backoff", "rate", "crawl-delay", "opening")
 _INDEX = {reason: number for number, reason in enumerate(REASONS)}
-#: The reading of a host never held (one object, so a test by identity is quick).
+#: The reading of a host never held. Readings are shared tuples while no hold is open, so
+#: a job whose host was not held while it waited is told by identity, at no cost.
 ZERO_READING = (0.0,) * len(REASONS)
 
 
@@ -34,38 +35,40 @@ class WaitClock:
     """
 
     def __init__(self) -> None:
-        self._totals: dict[Hashable, list[float]] = {}  # closed holds
+        self._totals: dict[Hashable, tuple[float, ...]] = {}  # closed holds
         self._open: dict[Hashable, tuple[float, float, int]] = {}  # (since, until, reason)
 
     def hold(self, host: Hashable, since: float, until: float, reason: str) -> None:
         """``host`` starts no job from ``since`` to ``until`` because of ``reason``."""
-        self._close(host, since)
+        self.release(host, since)
         self._open[host] = (since, until, _INDEX[reason])
 
-    def _close(self, host: Hashable, now: float) -> None:
+    def release(self, host: Hashable, now: float) -> None:
+        """End ``host``'s hold at ``now`` if it has not ended by then."""
         current = self._open.pop(host, None)
         if current is not None:
             since, until, reason = current
-            totals = self._totals.setdefault(host, [0.0] * len(REASONS))
+            totals = list(self._totals.get(host, ZERO_READING))
             totals[reason] += max(0.0, min(until, now) - since)
+            self._totals[host] = tuple(totals)
 
     def reading(self, host: Hashable, now: float) -> tuple[float, ...]:
         """Seconds ``host`` has been held until ``now``, per reason."""
-        totals = self._totals.get(host)
         current = self._open.get(host)
         if current is None:
-            return ZERO_READING if totals is None else tuple(totals)
+            return self._totals.get(host, ZERO_READING)
         since, until, reason = current
-        reading = list(totals) if totals is not None else [0.0] * len(REASONS)
-        reading[reason] += max(0.0, min(until, now) - since)
+        if until <= now:
+            self.release(host, now)
+            return self._totals[host]
+        reading = list(self._totals.get(host, ZERO_READING))
+        reading[reason] += max(0.0, now - since)
         return tuple(reading)
 
-    def forget(self, host: Hashable, now: float) -> None:
-        """Drop what is kept for ``host`` once no queued job holds a reading of it."""
-        current = self._open.get(host)
+    def forget(self, host: Hashable) -> None:
+        """Drop what is kept for ``host``: no job of it is queued or in flight."""
         self._totals.pop(host, None)
-        if current is not None and current[1] <= now:
-            del self._open[host]
+        self._open.pop(host, None)
 
     @staticmethod
     def waited(queued: tuple[float, ...], started: tuple[float, ...]) -> tuple[float, str]:
