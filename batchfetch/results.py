@@ -96,6 +96,9 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
 
 #: Hosts named in a summary's "polite:" lines, at most.
 MAX_POLITE_LINES = 5
+#: Hosts counted one by one for them; the rest are counted together as OTHER_HOSTS.
+MAX_POLITE_HOSTS = 1000
+OTHER_HOSTS = "other hosts"
 #: Waits shorter than this in all (a new host's opening) are not worth a line.
 _NOTABLE_WAIT = 0.05
 
@@ -211,7 +214,11 @@ class SummaryCounter:
             host = _host_of(row.url)
             waits = self.polite.get(host)
             if waits is None:
-                waits = self.polite[host] = HostWaits()
+                if len(self.polite) >= MAX_POLITE_HOSTS:  # a crawl of millions: bounded
+                    host = OTHER_HOSTS
+                    waits = self.polite.get(host)
+                if waits is None:
+                    waits = self.polite[host] = HostWaits()
             waits.throttled += row.throttled
             if row.waited:
                 waits.rows += 1

@@ -350,3 +350,18 @@ def test_the_cli_takes_polite_and_adaptive(server, tmp_path):
         errors = sorted((json.loads(line)["index"], json.loads(line)["error"])
                         for line in result.stdout.splitlines())
         assert errors == [(0, ""), (1, "robots")], flags
+
+
+def test_the_last_row_of_a_host_says_how_long_it_waited_too(server):
+    rules = {f"127.0.0.1:{server.port}": {"rate": 20}}
+    table = fetch_all([server.url(f"/ok?n={n}") for n in range(5)], concurrency=5, hosts=rules)
+    last = max(table, key=lambda row: row.waited)
+    assert last.wait_reason == "rate" and last.waited >= 3 / 20
+    assert sorted(row.wait_reason for row in table).count("rate") == 4
+
+
+def test_a_hosts_rule_may_allow_more_in_flight_than_per_host(server):
+    rules = {f"127.0.0.1:{server.port}": {"concurrency": 6}}
+    urls = [server.url("/limited/wide?rate=1000&burst=1000&delay=0.05")] * 30
+    assert all(row.ok for row in fetch_all(urls, concurrency=20, per_host=2, hosts=rules))
+    assert server.limited["wide"].most_concurrent == 6

@@ -405,3 +405,14 @@ def test_the_cli_takes_robots(server, tmp_path):
                   key=lambda row: row["index"])
     assert [row["error"] for row in rows] == ["", "robots"]
     assert result.exit_code == 1
+
+
+def test_crawl_delay_is_a_wait_reason_and_one_past_max_retry_wait_skips_the_origin(server):
+    server.robots_txt = b"User-agent: *\nCrawl-delay: 0.1\n"
+    table = fetch_all([server.url(f"/ok?n={n}") for n in range(3)], robots=True, concurrency=3)
+    assert "crawl-delay" in {row.wait_reason for row in table}
+    with LoopbackServer() as slow:
+        slow.robots_txt = b"User-agent: *\nCrawl-delay: 3600\n"
+        table = fetch_all([slow.url("/ok")], robots=True)
+        assert (table[0].error, slow.hits["/ok"]) == ("robots", 0)
+        assert "3600 s between requests, more than max_retry_wait=60 s" in table[0].message
