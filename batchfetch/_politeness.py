@@ -158,6 +158,13 @@ class Politeness:
             return reading
         return tuple(map(sum, zip(reading, run_reading)))
 
+    def holds(self, host: Hashable) -> bool:
+        """Whether ``host`` is held back for politeness now: its own pace, a rate or
+        Crawl-delay of its own, or a Retry-After."""
+        pace = self.pacer.pace(host)
+        return (pace.paced or pace.least_interval > 0
+                or self.queues.cooling(host, time.monotonic()) == "retry-after")
+
     # -- starts and answers --------------------------------------------------
 
     def rate_wait(self, now: float, wait: float) -> None:

@@ -43,6 +43,10 @@ __all__ = ["iter_fetch", "fetch_all"]
 
 log = logging.getLogger("batchfetch")
 
+#: Items of hosts held back for politeness may pass max_pending by this factor, so a
+#: rate-limited host does not starve the others (bench W10) and memory stays bounded.
+LEND_FACTOR = 8
+
 OnResult = Callable[[FetchResult], Any]
 ExceptionHandler = Callable[[Any, BaseException], Any]
 
@@ -181,6 +185,9 @@ class _Run:
         self.rng = random.Random()
         self.host_keys = HostKeys()
         self.polite: Politeness  # built with the session, when the rows are first asked for
+        self.room: gevent.lock.Semaphore  # places in the look-ahead (max_pending)
+        self.lent: set[int] = set()  # indexes of items of held hosts, outside the look-ahead
+        self.lend_limit = LEND_FACTOR * options.pending_limit
 
     # -- the scheduler loop ------------------------------------------------
 
@@ -193,7 +200,7 @@ class _Run:
         self.polite = Politeness(self.options, self.queues, fetch_robots=self._fetch_robots,
                                  spawn=self.workers.spawn, post=self.events.put,
                                  reject=lambda *row: self.ready_rows.append(row))
-        room = gevent.lock.Semaphore(self.options.pending_limit)
+        room = self.room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
         feeder = gevent.spawn(self._feed, source, room)
@@ -216,7 +223,10 @@ class _Run:
                 while self.ready_rows:
                     row, item, exception = self.ready_rows.popleft()
                     self.pending -= 1
-                    room.release()
+                    if row.index in self.lent:
+                        self.lent.discard(row.index)  # its place was given back when queued
+                    else:
+                        room.release()
                     self._run_hooks(row, item, exception)
                     yield row
                 if exhausted and not self.pending:
@@ -257,6 +267,12 @@ class _Run:
             return
         host = self.host_keys(spec.url)
         self.polite.admit(_Job(index, item, spec, host))
+        if self.polite.holds(host) and len(self.lent) < self.lend_limit:
+            # A host held back (its pace lowered, a Retry-After, a rate, a Crawl-delay)
+            # would fill the look-ahead with its items and starve the other hosts: its
+            # item gives its place back, up to lend_limit such items.
+            self.lent.add(index)
+            self.room.release()
 
     def _fetch_robots(self, spec: RequestSpec, host: tuple[str, str, int]) -> Any:
         """An origin's robots.txt policy, fetched with the run's session and settings."""

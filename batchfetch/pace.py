@@ -44,6 +44,10 @@ METER_STEP = 0.25
 METER_BUCKETS = 16
 RATE_SPAN = 0.25
 RATE_SAMPLES = 5
+#: A measured rate over less than this many seconds not paused is not trusted alone: a
+#: decrease then takes the rate in force, or the measure if lower, down by a quarter.
+RATE_TRUST_SPAN = 1.0
+UNTRUSTED_DECREASE = 0.75
 #: The host's own pace is lifted once its rate has grown to this multiple of the rate
 #: set at its last decrease (and its window back to the run's cap).
 LIFT_FACTOR = 2.0
@@ -170,6 +174,14 @@ class HostPace:
             return None
         return count / span
 
+    def active_span(self, now: float) -> float:
+        """Seconds of the meter's span in which the host was not paused."""
+        if self.first_good is None:
+            return 0.0
+        since = max(self.bucket_start - (METER_BUCKETS - 1) * METER_STEP, self.first_good)
+        paused = sum(max(0.0, min(end, now) - max(start, since)) for start, end in self.pauses)
+        return now - since - paused
+
     def pause(self, start: float, end: float) -> None:
         """The host was told to wait from ``start`` to ``end`` (a Retry-After)."""
         if self.pauses and start <= self.pauses[-1][1]:
@@ -202,8 +214,8 @@ class Pacer:
     flight (of those in flight at the event) and sets its start rate to RATE_DECREASE of
     the rate at which attempts that got a good answer started, over the last few seconds
     less Retry-After pauses (that rate is its ceiling). Without such a measure yet, the
-    first rate is the window's over the good answers' latency; an event that comes less
-    than a second's worth of answers after the last decrease halves the rate. Each good
+    first rate is the window's over the good answers' latency; a measure over less than
+    RATE_TRUST_SPAN seconds not paused steps the rate down by a quarter. Each good
     answer then raises the window by one per window's worth of answers and the rate by
     RATE_STEP up to PLATEAU of the ceiling, then by a probe that quickens; once the window
     is back at the run's limits (``window_cap``) and the rate at twice the ceiling, the
@@ -368,13 +380,12 @@ class Pacer:
         state.window = max(1, math.floor(min(current, in_flight) * WINDOW_DECREASE))
         state.credit, state.round_latency, state.slow_start = 0, 0.0, False
         state.round_size = state.window
-        good_rate = state.good_rate(now)
-        if state.rate is not None and (good_rate is None or state.answers < state.rate):
-            # Another event within a second's worth of answers, or too little time between
-            # pauses to measure: each resume spends the burst a server refills during a
-            # pause, which makes any rate measured look higher than it is, so only halving
-            # (TCP's decrease) gets below its rate.
-            state.rate *= WINDOW_DECREASE
+        good_rate, span = state.good_rate(now), state.active_span(now)
+        if state.rate is not None and (good_rate is None or span < RATE_TRUST_SPAN):
+            # Too little time between pauses to trust a measure: each resume spends the
+            # burst a server refills during a pause, which makes the rate look higher than
+            # it is; step down from the lower of the two by a quarter instead.
+            state.rate = UNTRUSTED_DECREASE * min(state.rate, good_rate or state.rate)
         elif good_rate is not None:
             state.ceiling = good_rate
             # One event, one decrease: below the rate in force too, or an estimate raised

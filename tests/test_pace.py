@@ -8,7 +8,8 @@ import pytest
 
 from batchfetch import fetch_all, iter_fetch
 from batchfetch.hosts import OPENING_STEP, OPENING_WINDOW, HostQueues
-from batchfetch.pace import RATE_DECREASE, RATE_STEP, SHARED_MINIMUM, Pacer, overload_signal
+from batchfetch.pace import (RATE_DECREASE, RATE_STEP, SHARED_MINIMUM, UNTRUSTED_DECREASE, Pacer,
+                             overload_signal)
 from batchfetch.testing import LoopbackServer
 
 # -- the pacer, driven directly: counts, not seconds --------------------------------------
@@ -74,19 +75,24 @@ def test_the_rate_is_set_from_good_answers_and_recovers_per_answer():
     assert pace.rate == pytest.approx(before + 20 * RATE_STEP)
 
 
-def test_an_event_soon_after_a_decrease_halves_the_rate():
-    """Within a second's worth of answers of the last decrease (here 10 at 47.5 req/s),
-    a measured rate is not trusted: after a pause it is raised by the server's burst."""
+def test_a_rate_measured_over_too_short_a_time_is_stepped_down_by_a_quarter():
+    """Right after a Retry-After pause, the server's refilled burst makes the accepted rate
+    look higher than it is: under a second of sending, the rate in force steps down by a
+    quarter instead of to the measure."""
     pacer = Pacer(window_cap=100)
     for n in range(50):
         pacer.answered("h", started=0.02 * n, now=0.02 * (n + 1), status=200, error="",
                        in_flight=5)
-    pacer.answered("h", started=0.5, now=1.0, status=429, error="http", in_flight=5)
-    rate = pacer.pace("h").rate
-    for _ in range(10):
-        pacer.answered("h", started=1.1, now=1.2, status=200, error="", in_flight=5)
-    assert pacer.answered("h", started=1.15, now=1.3, status=429, error="http", in_flight=5)
-    assert pacer.pace("h").rate == pytest.approx((rate + 10 * RATE_STEP) / 2)
+    assert pacer.answered("h", started=0.5, now=1.0, status=429, error="http", in_flight=5)
+    pace = pacer.pace("h")
+    pace.pause(1.0, 4.5)  # a Retry-After: 3.5 of the next 4 s paused
+    for n in range(10):
+        pacer.answered("h", started=4.5 + 0.05 * n, now=4.55 + 0.05 * n, status=200, error="",
+                       in_flight=5)
+    before, measured = pace.rate, pace.good_rate(5.0)
+    assert pace.active_span(5.0) < 1.0 and measured is not None
+    assert pacer.answered("h", started=4.9, now=5.0, status=429, error="http", in_flight=5)
+    assert pace.rate == pytest.approx(UNTRUSTED_DECREASE * min(before, measured))
 
 
 def test_a_flaky_503_in_twenty_never_lowers_the_pace_but_a_503_storm_does():
@@ -365,3 +371,16 @@ def test_a_hosts_rule_may_allow_more_in_flight_than_per_host(server):
     urls = [server.url("/limited/wide?rate=1000&burst=1000&delay=0.05")] * 30
     assert all(row.ok for row in fetch_all(urls, concurrency=20, per_host=2, hosts=rules))
     assert server.limited["wide"].most_concurrent == 6
+
+
+def test_a_rate_limited_hosts_backlog_does_not_fill_the_look_ahead():
+    """With max_pending=10, a host limited to 5 requests/s would soon own all ten places
+    and the healthy host's items would wait behind it; its items give their places back."""
+    with LoopbackServer() as limited, LoopbackServer() as healthy:
+        slow = [limited.url(f"/limited/k?rate=5&burst=1&delay=0&every=0&n={n}")
+                for n in range(20)]
+        fast = [healthy.url(f"/delay/0.01?n={n}") for n in range(100)]
+        items = [url for pair in zip(slow, fast[:20]) for url in pair] + fast[20:]
+        order = [row.url for row in iter_fetch(items, concurrency=10, max_pending=10)]
+    last_fast = max(order.index(url) for url in fast)
+    assert sum(1 for url in order[:last_fast] if url in slow) < len(slow) // 2
