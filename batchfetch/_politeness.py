@@ -8,11 +8,13 @@ job's wait), and what an answer changes (the host's pace and cap).
 from __future__ import annotations
 
 import logging
+import random
 import time
 from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Hashable
 
+import gevent
 import gevent.lock
 
 from .config import FetchOptions
@@ -21,6 +23,7 @@ from .hosts import HostQueues
 from .pace import HostPace, Pacer, describe_pace
 from .redaction import mask_passwords, mask_url
 from .results import FetchResult
+from .retry import backoff_delay
 from .robots import RobotsPolicy, sent_user_agent
 from .waits import ZERO_READING, WaitClock
 
@@ -58,6 +61,7 @@ class Politeness:
         self.robots: OrderedDict[Hashable, RobotsPolicy] = OrderedDict()  # by origin
         self.robots_waiting: dict[Hashable, list] = {}
         self._robots_fetches = gevent.lock.Semaphore(options.concurrency)
+        self._rng = random.Random()
         self._fetch_robots, self._spawn, self._post, self._reject = (
             fetch_robots, spawn, post, reject)
 
@@ -102,10 +106,15 @@ class Politeness:
         return ""
 
     def _robots_fetch(self, origin: Hashable, spec: Any) -> None:
-        """In a greenlet: fetch an origin's robots.txt, at most ``concurrency`` at once."""
+        """In a greenlet: fetch an origin's robots.txt, at most ``concurrency`` at once,
+        and again after a reset or a timeout, as a request would be (``retries``)."""
         try:
-            with self._robots_fetches:
-                policy = self._fetch_robots(spec, origin)
+            for attempt in range(1, self.options.retries + 2):
+                with self._robots_fetches:
+                    policy = self._fetch_robots(spec, origin)
+                if not policy.transient or attempt > self.options.retries:
+                    break
+                gevent.sleep(backoff_delay(self.options, attempt, self._rng))
         except Exception as exc:  # noqa: BLE001 - a bug: stop the run and raise it to the caller
             self._post(("failed", exc))
             return

@@ -38,6 +38,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PRODUCT_TOKEN = re.compile(r"[A-Za-z_-]+")  # RFC 9309 2.2.1: letters, "_" and "-"
 _ALLOWED = "every URL of this origin is allowed"
 _DISALLOWED = "every URL of this origin is disallowed"
+#: Failures another attempt may not meet (retry.TRANSIENT_ERRORS, less the deadline's
+#: own: a robots.txt that trickles past the deadline will do so again).
+_TRANSIENT = frozenset({"connect", "connect_timeout", "timeout", "reset", "truncated"})
 
 
 def product_token(user_agent: str) -> str:
@@ -119,6 +122,8 @@ class RobotsPolicy:
     rules: Protego | None = dataclasses.field(default=None, repr=False)
     #: True when every URL of the origin is disallowed (a 5xx, a 429, a failed fetch).
     disallows_all: bool = False
+    #: True when the fetch failed in a way another attempt may not (a reset, a timeout).
+    transient: bool = False
 
     @classmethod
     def parse(cls, url: str, text: str, user_agent: str, reason: str = "") -> RobotsPolicy:
@@ -205,9 +210,10 @@ def fetch_policy(session: requests.Session, url: str, request_kwargs: Mapping[st
         return _fetch(session, robots, request_kwargs, user_agent)
     except Exception as exc:  # noqa: BLE001 - every failure is a policy
         kind, text = classify(exc)
-        return RobotsPolicy.disallow_all(
+        policy = RobotsPolicy.disallow_all(
             robots, user_agent,
             f"{robots} could not be fetched ({kind}: {text}): {_DISALLOWED} (RFC 9309 2.3.1.4)")
+        return dataclasses.replace(policy, transient=kind in _TRANSIENT)
     finally:
         if timer is not None:
             timer.close()

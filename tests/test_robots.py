@@ -416,3 +416,37 @@ def test_crawl_delay_is_a_wait_reason_and_one_past_max_retry_wait_skips_the_orig
         table = fetch_all([slow.url("/ok")], robots=True)
         assert (table[0].error, slow.hits["/ok"]) == ("robots", 0)
         assert "3600 s between requests, more than max_retry_wait=60 s" in table[0].message
+
+
+def test_a_robots_txt_reset_once_is_fetched_again():
+    """A reset is what a request would retry: robots.txt gets the run's retries too,
+    instead of disallowing the origin for the whole run."""
+    import gevent.server
+
+    served = []
+
+    def serve(sock, address):
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = sock.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        path = data.split(b" ", 2)[1].decode()
+        served.append(path)
+        if path == "/robots.txt" and served.count(path) == 1:
+            sock.close()  # no answer at all: a reset
+            return
+        body = b"User-agent: *\nDisallow: /private\n" if path == "/robots.txt" else b"ok"
+        sock.sendall(response(body=body))
+        sock.close()
+
+    server = gevent.server.StreamServer(("127.0.0.1", 0), serve)
+    server.start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        table = fetch_all([base + "/a", base + "/private/b"], robots=True, backoff=0.01)
+    finally:
+        server.stop()
+    assert [row.error for row in table] == ["", "robots"]
+    assert served.count("/robots.txt") == 2
