@@ -41,7 +41,7 @@ PROBE_STEP = 0.002
 #: RATE_SAMPLES of them, or over less than RATE_SPAN seconds not paused by a Retry-After,
 #: say too little about the host's rate to set one: the decrease lowers the window only.
 METER_STEP = 0.25
-METER_BUCKETS = 16
+METER_BUCKETS = 8
 RATE_SPAN = 0.25
 RATE_SAMPLES = 5
 #: A measured rate over less than this many seconds not paused is not trusted alone: a
@@ -377,7 +377,11 @@ class Pacer:
 
     def _decrease(self, state: HostPace, now: float, in_flight: int) -> None:
         current = state.window if state.window is not None else in_flight
-        state.window = max(1, math.floor(min(current, in_flight) * WINDOW_DECREASE))
+        # Before any good answer, the requests in flight include those the server is
+        # refusing: a quarter, so that a resume after a Retry-After pause does not spend
+        # the server's refilled burst at once and draw the next pause.
+        share = WINDOW_DECREASE if state.latency is not None else WINDOW_DECREASE / 2
+        state.window = max(1, math.floor(min(current, in_flight) * share))
         state.credit, state.round_latency, state.slow_start = 0, 0.0, False
         state.round_size = state.window
         good_rate, span = state.good_rate(now), state.active_span(now)

@@ -20,7 +20,8 @@ def test_a_storm_of_429s_in_flight_at_once_is_one_decrease():
     decreases = [pacer.answered("h", started=0.0, now=1.0 + n / 1000, status=429, error="http",
                                 in_flight=100 - n) for n in range(100)]
     assert decreases.count(True) == 1 and decreases[0]
-    assert pacer.pace("h").window == 50
+    # a quarter of the 100 in flight: no good answer yet, so many of them are refused
+    assert pacer.pace("h").window == 25
     assert pacer.pace("h").signals["429"] == 100
 
 
@@ -31,7 +32,7 @@ def test_a_429_to_an_attempt_started_after_the_decrease_is_a_new_event():
     pacer.answered("h", started=1.1, now=1.15, status=200, error="", in_flight=21)
     assert pacer.answered("h", started=1.2, now=1.3, status=429, error="http", in_flight=20)
     assert pacer.pace("h").decreases == 2
-    assert pacer.pace("h").window == 10  # half of the 20 in flight, not of the old window
+    assert pacer.pace("h").window == 5  # half of the window of 10 (a quarter of 40)
 
 
 def test_a_host_that_refuses_everything_is_slowed_once_not_once_per_answer():
@@ -49,9 +50,10 @@ def test_a_host_that_refuses_everything_is_slowed_once_not_once_per_answer():
 
 def test_the_window_climbs_back_one_per_window_of_good_answers_then_is_lifted():
     pacer = Pacer(window_cap=8)
+    pacer.answered("h", started=0.0, now=0.5, status=200, error="", in_flight=8)
     pacer.answered("h", started=0.0, now=1.0, status=429, error="http", in_flight=8)
     pace = pacer.pace("h")
-    assert pace.window == 4
+    assert pace.window == 4  # half: a good answer came, so those in flight are accepted
     for _ in range(4):
         pacer.answered("h", started=1.5, now=2.0, status=200, error="", in_flight=4)
     assert int(pace.window) == 5  # four good answers at a window of four: one more
