@@ -11,6 +11,8 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Hashable
 
+from ._meter import AcceptedRate
+
 __all__ = ["Pacer", "HostPace", "overload_signal", "describe_pace"]
 
 #: A 429 always means "too many requests": every one is a signal.
@@ -37,13 +39,6 @@ RATE_STEP = 0.05
 #: limit has not moved is asked beyond it rarely, and one whose limit went up is found.
 PLATEAU = 0.98
 PROBE_STEP = 0.002
-#: Good answers are counted per METER_STEP seconds over METER_BUCKETS steps; fewer than
-#: RATE_SAMPLES of them, or over less than RATE_SPAN seconds not paused by a Retry-After,
-#: say too little about the host's rate to set one: the decrease lowers the window only.
-METER_STEP = 0.25
-METER_BUCKETS = 8
-RATE_SPAN = 0.25
-RATE_SAMPLES = 5
 #: A measured rate over less than this many seconds not paused is not trusted alone: a
 #: decrease then takes the rate in force, or the measure if lower, down by a quarter.
 RATE_TRUST_SPAN = 1.0
@@ -116,11 +111,7 @@ class HostPace:
     round_least: float = math.inf
     round_size: int = 0  # answers in this round: the window when it began
     slow_start: bool = True
-    # good answers per quarter second over the last two seconds, and the pauses in them
-    first_good: float | None = None
-    buckets: list = dataclasses.field(default_factory=lambda: [0] * METER_BUCKETS)
-    bucket_start: float = -math.inf
-    pauses: list = dataclasses.field(default_factory=list)  # (start, end) of Retry-Afters
+    meter: AcceptedRate = dataclasses.field(default_factory=AcceptedRate)
     # answers and shared signals (503, timeouts) since the last decrease, halved together
     # every SHARED_SPAN answers; whether a good answer came since the last decrease
     answers: int = 0
@@ -151,56 +142,17 @@ class HostPace:
         return self.least_interval, self.least_reason
 
     def count_good(self, started: float, now: float) -> None:
-        """Count a good answer at the time its attempt *started*: accepted starts per
-        second is what a rate limit bounds, and no attempt starts during a pause."""
-        if self.first_good is None or started < self.first_good:
-            self.first_good = started
-        self._roll(now)
-        slot = int((started - self.bucket_start) / METER_STEP) + METER_BUCKETS - 1
-        if 0 <= slot < METER_BUCKETS:
-            self.buckets[slot] += 1
+        self.meter.count(started, now)
 
     def good_rate(self, now: float) -> float | None:
-        """Attempts started per second that got a good answer, over the last two seconds
-        less the time the host was paused by a Retry-After, if they are enough to say."""
-        if self.first_good is None:
-            return None
-        self._roll(now)
-        count = sum(self.buckets)
-        since = max(self.bucket_start - (METER_BUCKETS - 1) * METER_STEP, self.first_good)
-        paused = sum(max(0.0, min(end, now) - max(start, since)) for start, end in self.pauses)
-        span = now - since - paused
-        if count < RATE_SAMPLES or span < RATE_SPAN:
-            return None
-        return count / span
+        return self.meter.rate(now)
 
     def active_span(self, now: float) -> float:
-        """Seconds of the meter's span in which the host was not paused."""
-        if self.first_good is None:
-            return 0.0
-        since = max(self.bucket_start - (METER_BUCKETS - 1) * METER_STEP, self.first_good)
-        paused = sum(max(0.0, min(end, now) - max(start, since)) for start, end in self.pauses)
-        return now - since - paused
+        return self.meter.active_span(now)
 
     def pause(self, start: float, end: float) -> None:
         """The host was told to wait from ``start`` to ``end`` (a Retry-After)."""
-        if self.pauses and start <= self.pauses[-1][1]:
-            self.pauses[-1] = (self.pauses[-1][0], max(end, self.pauses[-1][1]))
-        else:
-            self.pauses.append((start, end))
-            del self.pauses[:-METER_BUCKETS]
-
-    def _roll(self, now: float) -> None:
-        if now - self.bucket_start < METER_STEP:
-            return
-        steps = (now - self.bucket_start) / METER_STEP
-        if steps >= METER_BUCKETS:
-            self.buckets = [0] * METER_BUCKETS
-            self.bucket_start = now
-        else:
-            steps = int(steps)
-            self.buckets = self.buckets[steps:] + [0] * steps
-            self.bucket_start += steps * METER_STEP
+        self.meter.pause(start, end)
 
 
 class Pacer:
