@@ -36,7 +36,7 @@ from .redaction import mask_line, mask_passwords, mask_url
 from .results import FetchResult, ResultTable
 from .retry import THROTTLED_STATUS, decide
 from .robots import fetch_policy
-from .session import RequestSettings, build_session, close_session
+from .session import RequestSettings, build_session
 from .waits import ZERO_READING, WaitClock
 
 __all__ = ["iter_fetch", "fetch_all"]
@@ -234,9 +234,12 @@ class _Run:
         finally:
             feeder.kill(block=True, timeout=1.0)
             self.workers.kill(block=True, timeout=1.0)
-            close_session(self.session)
+            self.session.close()
             self.polite.log_throttled_hosts()
-            del self.polite  # it calls back into the run: no cycle keeps the run alive
+            # It calls back into the run: without this cycle the run, its session and their
+            # idle connections go as soon as the caller drops the rows (urllib3 2's
+            # PoolManager.clear() leaves closing them to the garbage collector).
+            del self.polite
 
     def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
         """Pull items (in the feeder greenlet) while fewer than max_pending rows are owed."""

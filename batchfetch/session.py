@@ -22,7 +22,7 @@ from .hops import HopSession, HostEnvironment
 from .config import FetchOptions
 from .inputs import RequestSpec
 
-__all__ = ["close_session", "build_session", "RequestSettings"]
+__all__ = ["build_session", "RequestSettings"]
 
 
 class _StoreNothing(DefaultCookiePolicy):
@@ -101,23 +101,6 @@ def build_session(options: FetchOptions) -> requests.Session:
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
-
-
-def close_session(session: requests.Session) -> None:
-    """Close ``session`` and every connection it holds now.
-
-    ``Session.close`` clears urllib3 2's pool managers, which no longer close their pools
-    (they may be in use by other threads): idle keep-alive connections would stay open
-    until the pools are garbage collected. A run's pools are its own, so close them here.
-    """
-    for adapter in session.adapters.values():
-        managers = [adapter.poolmanager, *adapter.proxy_manager.values()]
-        for manager in managers:
-            for key in list(manager.pools.keys()):
-                pool = manager.pools.get(key)
-                if pool is not None:
-                    pool.close()
-    session.close()
 
 
 def _environment_ca_bundle() -> str | None:
