@@ -124,16 +124,21 @@ class HTTPConnection(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(port: int) -> None:
+async def serve_until_stopped(protocol, hosts, port: int) -> None:
+    """Serve ``protocol`` on ``hosts`` (an address or a list) and ``port`` until SIGTERM or
+    SIGINT."""
     loop = asyncio.get_running_loop()
-    stats = Stats()
-    server = await loop.create_server(lambda: HTTPConnection(stats), "127.0.0.1", port,
-                                      backlog=4096, reuse_address=True)
+    server = await loop.create_server(protocol, hosts, port, backlog=4096, reuse_address=True)
     stop = asyncio.Event()
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     async with server:
         await stop.wait()
+
+
+async def serve(port: int) -> None:
+    stats = Stats()
+    await serve_until_stopped(lambda: HTTPConnection(stats), "127.0.0.1", port)
 
 
 def main() -> None:

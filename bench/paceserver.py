@@ -27,9 +27,8 @@ import argparse
 import asyncio
 import collections
 import json
-import signal
 
-from faultserver import BODY, HTTPConnection, head
+from faultserver import BODY, HTTPConnection, head, serve_until_stopped
 
 ROUTES = (b"/limited", b"/queue", b"/delay")
 
@@ -259,16 +258,9 @@ class PaceConnection(HTTPConnection):
 
 
 async def serve(args: argparse.Namespace) -> None:
-    loop = asyncio.get_running_loop()
     state = ServerState(args)
     addresses = [f"127.0.0.{host}" for host in range(1, args.hosts + 1)]
-    server = await loop.create_server(lambda: PaceConnection(state), addresses, args.port,
-                                      backlog=4096, reuse_address=True)
-    stop = asyncio.Event()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    async with server:
-        await stop.wait()
+    await serve_until_stopped(lambda: PaceConnection(state), addresses, args.port)
 
 
 def parse_args() -> argparse.Namespace:
