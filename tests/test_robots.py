@@ -421,32 +421,17 @@ def test_crawl_delay_is_a_wait_reason_and_one_past_max_retry_wait_skips_the_orig
 def test_a_robots_txt_reset_once_is_fetched_again():
     """A reset is what a request would retry: robots.txt gets the run's retries too,
     instead of disallowing the origin for the whole run."""
-    import gevent.server
-
-    served = []
-
-    def serve(sock, address):
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        path = data.split(b" ", 2)[1].decode()
-        served.append(path)
-        if path == "/robots.txt" and served.count(path) == 1:
-            sock.close()  # no answer at all: a reset
-            return
+    def answer(line, headers):
+        path = line.split(" ")[1]
+        if path == "/robots.txt" and not any(
+                seen.split(" ")[1] == path for seen, _ in server.requests[:-1]):
+            return b""  # the first robots.txt: closed with no answer at all, a reset
         body = b"User-agent: *\nDisallow: /private\n" if path == "/robots.txt" else b"ok"
-        sock.sendall(response(body=body))
-        sock.close()
+        return response(body=body)
 
-    server = gevent.server.StreamServer(("127.0.0.1", 0), serve)
-    server.start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        table = fetch_all([base + "/a", base + "/private/b"], robots=True, backoff=0.01)
-    finally:
-        server.stop()
+    with HeadServer(answer) as server:
+        table = fetch_all([server.url("/a"), server.url("/private/b")], robots=True,
+                          backoff=0.01)
+        robots_fetches = [line for line, _ in server.requests if " /robots.txt " in line]
     assert [row.error for row in table] == ["", "robots"]
-    assert served.count("/robots.txt") == 2
+    assert len(robots_fetches) == 2
