@@ -113,9 +113,7 @@ def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
         return NO_RETRY
     asked = parse_retry_after(outcome.retry_after, now_epoch)
     if asked is not None and asked > options.max_retry_wait:
-        return RetryDecision(False, message=(
-            f"Retry-After {outcome.retry_after.strip()} asks for {asked:g} s, more than "
-            f"max_retry_wait={options.max_retry_wait:g} s"))
+        return _too_long(outcome, asked, options)
     cool_down = asked is not None and outcome.status in COOL_DOWN_STATUSES
     if not idempotent and not cool_down:
         return NO_RETRY
@@ -127,9 +125,7 @@ def _throttled(options: FetchOptions, outcome: Outcome, idempotent: bool, thrott
                throttled_wait: float, now_epoch: float, rng: random.Random) -> RetryDecision:
     asked = parse_retry_after(outcome.retry_after, now_epoch)
     if asked is not None and asked > options.max_retry_wait:
-        return RetryDecision(False, message=(
-            f"Retry-After {outcome.retry_after.strip()} asks for {asked:g} s, more than "
-            f"max_retry_wait={options.max_retry_wait:g} s"))
+        return _too_long(outcome, asked, options)
     if not idempotent and asked is None:
         return NO_RETRY
     if throttled >= options.throttled_retries:
@@ -142,3 +138,10 @@ def _throttled(options: FetchOptions, outcome: Outcome, idempotent: bool, thrott
             f"still throttled after {throttled} throttled retries and {throttled_wait:.1f} s "
             f"of waiting (max_retry_wait={options.max_retry_wait:g} s in all)"))
     return RetryDecision(True, wait, cool_down=asked is not None, throttled=True)
+
+
+def _too_long(outcome: Outcome, asked: float, options: FetchOptions) -> RetryDecision:
+    """No retry: the server's Retry-After asks for more than max_retry_wait."""
+    return RetryDecision(False, message=(
+        f"Retry-After {outcome.retry_after.strip()} asks for {asked:g} s, more than "
+        f"max_retry_wait={options.max_retry_wait:g} s"))
