@@ -355,11 +355,11 @@ class Pacer:
             state.rate = state.window / state.latency
         state.probe = 0
         if state.rate is not None:
+            if self.least_rate:
+                state.rate = max(state.rate, self.least_rate)
             state.rate_set = state.rate
             state.lowest_rate = min(state.lowest_rate or state.rate, state.rate)
         state.lowest_window = min(state.lowest_window or state.window, state.window)
-        if state.rate is not None and self.least_rate:
-            state.rate = max(state.rate, self.least_rate)
         state.decreased_at = now
         state.decreases += 1
         state.good_since = False
