@@ -54,6 +54,9 @@ class RunCounts:
         self.latencies: list[float] = []
         self.last_response: float | None = None
         self.last_healthy: float | None = None
+        # (arrived, answered) of every /limited request, in seconds into the run: what
+        # share of a client's concurrency the rate-limited hosts held (W10's profile).
+        self.limited_spans: list[tuple[float, float]] = []
 
     def arrived(self, route: bytes, now: float) -> None:
         if self.first is None:
@@ -64,6 +67,13 @@ class RunCounts:
         """Note a response sent at ``now``; returns its time into the run."""
         self.last_response = now - self.first
         return self.last_response
+
+    def limited_in_flight(self, until: float | None) -> float | None:
+        """Mean /limited requests in flight at the server from the run's start to ``until``."""
+        if not until:
+            return None
+        busy = sum(max(0.0, min(end, until) - start) for start, end in self.limited_spans)
+        return busy / until
 
     def as_dict(self) -> dict:
         ordered = sorted(self.latencies)
@@ -76,6 +86,7 @@ class RunCounts:
             "latency_p99": _percentile(ordered, 0.99),
             "latency_max": ordered[-1] if ordered else None,
             "last_response": self.last_response, "last_healthy": self.last_healthy,
+            "limited_in_flight": self.limited_in_flight(self.last_healthy),
         }
 
 
@@ -207,7 +218,7 @@ class PaceConnection(HTTPConnection):
         elif path == b"/delay":
             loop.call_later(state.args.delay, self.healthy, keep_alive, now)
         elif state.bucket(self.host, now).take(now):
-            loop.call_later(state.args.limited_delay, self.served, keep_alive, now)
+            loop.call_later(state.args.limited_delay, self.limited_served, keep_alive, now)
         else:
             run = state.run
             run.limited += 1
@@ -240,6 +251,13 @@ class PaceConnection(HTTPConnection):
         run.latencies.append(now - arrived)
         run.answered(now)
         self.finish(RESPONSES[keep_alive]["ok"], keep_alive)
+
+    def limited_served(self, keep_alive: bool, arrived: float) -> None:
+        if self.transport.is_closing():
+            return
+        self.served(keep_alive, arrived)
+        run = self.stats.run
+        run.limited_spans.append((arrived - run.first, run.last_response))
 
     def healthy(self, keep_alive: bool, arrived: float) -> None:
         if self.transport.is_closing():
