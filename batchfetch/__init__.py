@@ -16,10 +16,10 @@ import logging
 
 from ._version import __version__
 from .config import FetchOptions
-from .dispatch import fetch_all, iter_fetch
+from .api import Fetcher, fetch_all, iter_fetch
 from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineExceeded,
                      FetchFailedError, HostRulesError, HTTPStatusError, InvalidItemError,
-                     OptionError, SaveError)
+                     OptionError, RowError, SaveError)
 from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
 from .results import FetchResult, ResultTable, Summary
@@ -33,6 +33,7 @@ __all__ = [
     "ERROR_KINDS",
     "FetchFailedError",
     "FetchOptions",
+    "Fetcher",
     "FetchResult",
     "HTTPStatusError",
     "HostRule",
@@ -43,6 +44,7 @@ __all__ = [
     "OptionError",
     "RequestSpec",
     "ResultTable",
+    "RowError",
     "SaveError",
     "Summary",
     "__version__",

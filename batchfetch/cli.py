@@ -26,7 +26,7 @@ from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
                           open_rows_output, silence_stdout, stdout_is_a_terminal)
 from ._input_text import InputTextError
 from .config import FetchOptions
-from .dispatch import iter_fetch
+from .api import iter_fetch
 from .host_rules import MatchedPatterns
 from .progress import Progress
 from .redaction import mask_passwords

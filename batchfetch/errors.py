@@ -35,7 +35,8 @@ ERROR_KINDS: dict[str, str] = {
     "http": "a response arrived, but its status is not in ok_status",
     "robots": ("not requested: the origin's robots.txt disallows the URL for the User-Agent "
                "sent, or answered 5xx or 429, or could not be fetched (RFC 9309: disallow all)"),
-    "interrupted": "the run was interrupted before this row finished",
+    "lost": ("the engine running the batch ended without a row for this input (a worker "
+             "process that went away): it may have been sent"),
 }
 
 
@@ -227,6 +228,28 @@ class RobotsDisallowedError(BatchFetchError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class RowError(BatchFetchError):
+    """A failed row's ``kind``, ``url`` and ``message``, where no exception came with it.
+
+    What ``exception_handler`` receives for a ``lost`` row, and for any row whose
+    exception could not travel from the engine that fetched it (rows shipped as JSON).
+
+    Example::
+
+        >>> str(RowError("lost", "http://h/a", "no row came back"))
+        'http://h/a: lost: no row came back'
+    """
+
+    def __init__(self, kind: str, url: str, message: str) -> None:
+        super().__init__(kind, url, message)
+        self.kind = kind
+        self.url = url
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.url}: {self.kind}: {self.message}"
 
 
 class FetchFailedError(BatchFetchError):

@@ -149,10 +149,10 @@ def both_paths(request, monkeypatch):
     Every documented option must behave the same on each (the performance issue's rule).
     """
     if request.param == "requests_path":
-        from batchfetch import dispatch
+        from batchfetch.engines import local
 
-        build = dispatch.build_session
-        monkeypatch.setattr(dispatch, "build_session",
+        build = local.build_session
+        monkeypatch.setattr(local, "build_session",
                             lambda options: build(options.replace(fast_path=False)))
         monkeypatch.setenv("BATCHFETCH_FAST_PATH", "false")  # for CLI subprocesses
     return request.param

@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from batchfetch import FetchOptions, HTTPStatusError, fetch_all, iter_fetch
-from batchfetch.workers import options_per_worker
+from batchfetch.engines.processes import options_per_worker
 
 
 def worker_pids() -> list[int]:
@@ -21,7 +21,7 @@ def worker_pids() -> list[int]:
                 command = cmdline.read()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"batchfetch._worker" in command:
+        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"batchfetch.engines._process_child" in command:
             pids.append(int(entry))
     return pids
 

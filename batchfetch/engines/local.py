@@ -1,12 +1,14 @@
-"""The dispatcher: a pool of greenlets sending grequests requests over one session.
+"""The local engine: a batch run in this process, on gevent, over one requests session.
 
-The caller's greenlet runs the scheduler: it pulls input lazily (at most
-``max_pending`` items ahead of what it has yielded), starts attempts under the
-concurrency, per-host and rate limits, times retries without holding a slot,
-and yields one :class:`FetchResult` per input as each completes. Worker
-greenlets (at most ``concurrency``, started as needed and reused, since spawning
-one per attempt cost a twentieth of a request's CPU) only run single attempts;
-rows and hooks belong to the caller.
+:class:`LocalEngine` owns the session (its connection pools) for every run it serves.
+Each run is a :class:`_Batch`: the caller's greenlet runs its scheduler, which pulls
+input lazily (at most ``max_pending`` items ahead of the rows it has yielded), starts
+attempts under the concurrency, per-host and rate limits, times retries without
+holding a slot, and yields a :class:`~batchfetch.engines.base.RowEvent` per input as
+each completes. Attempt greenlets (at most ``concurrency``, started as needed and
+reused, since spawning one per attempt cost a twentieth of a request's CPU) run the
+attempts, and also book each outcome and take the next attempt themselves (see
+:meth:`_Batch._run_attempts` for why); rows and hooks belong to the caller.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ import os
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterator
 from typing import Any
 
 import gevent
@@ -26,20 +28,21 @@ import gevent.lock
 import gevent.pool
 import gevent.queue
 
-from ._politeness import Politeness
-from .attempt import Outcome, run_attempt
-from .config import FetchOptions
-from .errors import HTTPStatusError, InvalidItemError
-from .hosts import HostQueues, StartRate
-from .inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
-from .redaction import mask_line, mask_passwords, mask_url
-from .results import FetchResult, ResultTable
-from .retry import THROTTLED_STATUS, decide
-from .robots import fetch_policy
-from .session import RequestSettings, build_session
-from .waits import ZERO_READING, WaitClock
+from .._politeness import Politeness
+from ..attempt import Outcome, run_attempt
+from ..config import FetchOptions
+from ..errors import BatchFetchError, HTTPStatusError, InvalidItemError
+from ..hosts import HostQueues, StartRate
+from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
+from ..redaction import mask_line, mask_passwords, mask_url
+from ..results import FetchResult
+from ..retry import THROTTLED_STATUS, decide
+from ..robots import fetch_policy
+from ..session import RequestSettings, build_session
+from ..waits import ZERO_READING, WaitClock
+from .base import RowEvent
 
-__all__ = ["iter_fetch", "fetch_all"]
+__all__ = ["LocalEngine"]
 
 log = logging.getLogger("batchfetch")
 
@@ -47,8 +50,53 @@ log = logging.getLogger("batchfetch")
 #: rate-limited host does not starve the others (bench W10) and memory stays bounded.
 LEND_FACTOR = 8
 
-OnResult = Callable[[FetchResult], Any]
-ExceptionHandler = Callable[[Any, BaseException], Any]
+
+class LocalEngine:
+    """Runs batches in this process: one session (and its pools) for all of them.
+
+    Runs go one at a time; the session keeps its connections (and cookies) from one
+    run to the next until :meth:`close`.
+
+    Example::
+
+        >>> from batchfetch import FetchOptions
+        >>> engine = LocalEngine(FetchOptions(concurrency=4))
+        >>> [event.row.status for event in engine.run(iter([(0, "http://127.0.0.1:8000/ok")]))]
+        [200]
+        >>> engine.close()
+    """
+
+    def __init__(self, options: FetchOptions) -> None:
+        self.options = options
+        self._session: Any = None  # built when the first run starts
+        self._running = False
+
+    @property
+    def session(self) -> Any:
+        """The requests session every run uses, built on first use."""
+        if self._session is None:
+            self._session = build_session(self.options)
+        return self._session
+
+    def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
+        """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
+        return self._run(pairs)
+
+    def _run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
+        if self._running:
+            raise BatchFetchError("this engine is running a batch already: one run at a "
+                                  "time (use a second Fetcher for a second run at once)")
+        self._running = True
+        try:
+            yield from _Batch(self.options, self.session).row_events(pairs)
+        finally:
+            self._running = False
+
+    def close(self) -> None:
+        """Close the session and its idle connections; a later run opens a new one."""
+        if self._session is not None:
+            self._session.close()
+            self._session = None
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -70,102 +118,12 @@ class _Job:
     wait_reason: str = ""
 
 
-def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> FetchOptions:
-    if options is None:
-        return FetchOptions(**overrides)
-    if not isinstance(options, FetchOptions):
-        raise TypeError(f"options must be a FetchOptions, got {type(options).__name__}")
-    return options.replace(**overrides) if overrides else options
-
-
-def _check_items(items: Any, called: str) -> None:
-    """Refuse one URL or one spec where a batch of them belongs: a str is iterable, and
-    fetched character by character it gave one failed row per character."""
-    if isinstance(items, (str, bytes, bytearray)):
-        raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
-                        f"{type(items).__name__}: pass a list, e.g. {called}([url])")
-    if isinstance(items, (Mapping, RequestSpec)):
-        raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
-                        f"{type(items).__name__}: pass a list, e.g. {called}([spec])")
-    if not isinstance(items, Iterable):
-        raise TypeError(f"items must be an iterable of URLs or request specs, got "
-                        f"{type(items).__name__}")
-
-
-def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
-               on_result: OnResult | None = None,
-               exception_handler: ExceptionHandler | None = None,
-               indexed: bool = False,
-               **option_values: Any) -> Iterator[FetchResult]:
-    """Fetch ``items`` and yield one row per item as each completes (completion order).
-
-    ``items`` is any iterable of URL strings, request-spec dicts or
-    :class:`RequestSpec` (a single str, bytes, dict or RequestSpec raises TypeError);
-    it is pulled lazily, at most ``max_pending`` items ahead of the rows yielded.
-    Options come as a :class:`FetchOptions`, as keywords (``concurrency=50``), or
-    both (keywords win); they are validated here, before the first ``next()``.
-    Closing the iterator (a ``break``) cancels in-flight requests and closes the
-    session.
-
-    ``on_result(row)`` runs for every row and ``exception_handler(item, exc)``
-    once per failed row, in the caller's greenlet, before the row is yielded;
-    an exception raised by either stops the run and propagates.
-
-    With ``indexed=True`` the items are ``(index, item)`` pairs and each row carries
-    the given index instead of the item's position: for resuming a numbered input
-    where some items are skipped (saved bodies keep their names too).
-
-    Example::
-
-        >>> for row in iter_fetch(["http://127.0.0.1:8000/ok"], concurrency=4):
-        ...     print(row.index, row.status)
-        0 200
-    """
-    _check_items(items, "iter_fetch")
-    resolved = _build_options(options, option_values)
-    run = _Run(resolved, on_result, exception_handler)
-    pairs = iter(items) if indexed else enumerate(items)
-    if resolved.workers > 1:
-        from .workers import sharded_rows
-
-        return sharded_rows(pairs, resolved, run._run_hooks)
-    return run.rows(pairs)
-
-
-def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
-              on_result: OnResult | None = None,
-              exception_handler: ExceptionHandler | None = None,
-              indexed: bool = False,
-              **option_values: Any) -> ResultTable:
-    """Fetch every item and return a :class:`ResultTable` in input order.
-
-    Takes the same arguments as :func:`iter_fetch`. Failures are rows with an
-    ``error`` kind, not exceptions; call ``table.raise_for_errors()`` to raise.
-
-    Example::
-
-        >>> table = fetch_all(["http://127.0.0.1:8000/ok", "not a url"], timeout=10)
-        >>> table
-        <ResultTable 1 ok, 1 failed>
-        >>> table[1].error
-        'invalid_url'
-    """
-    _check_items(items, "fetch_all")
-    started = time.monotonic()
-    rows = list(iter_fetch(items, options, on_result=on_result,
-                           exception_handler=exception_handler, indexed=indexed,
-                           **option_values))
-    return ResultTable(rows, wall_time=time.monotonic() - started)
-
-
-class _Run:
+class _Batch:
     """The state of one run: the scheduler's queues, timers and in-flight attempts."""
 
-    def __init__(self, options: FetchOptions, on_result: OnResult | None,
-                 exception_handler: ExceptionHandler | None) -> None:
+    def __init__(self, options: FetchOptions, session: Any) -> None:
         self.options = options
-        self.on_result = on_result
-        self.exception_handler = exception_handler
+        self.session = session
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
                                                   connections=options.concurrency,
                                                   clock=WaitClock(),
@@ -173,13 +131,13 @@ class _Run:
         self.rate = StartRate(options.rate)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
-        self.events: gevent.queue.Queue = gevent.queue.Queue()  # items; wake-ups from workers
-        self.ready_rows: deque[tuple[FetchResult, Any, BaseException | None]] = deque()
+        # Items, robots.txt policies and wake-ups, for the scheduler's greenlet.
+        self.messages: gevent.queue.Queue = gevent.queue.Queue()
+        self.ready_rows: deque[RowEvent] = deque()
         self.in_flight = 0
         self.attempt_inbox: gevent.queue.Queue = gevent.queue.Queue()  # (job, kwargs) to send
-        self.workers = gevent.pool.Group()  # the greenlets running attempts
-        self.idle_workers = 0  # workers that will take an attempt without being spawned
-        self.session: Any = None  # built when the rows are first asked for
+        self.attempt_greenlets = gevent.pool.Group()
+        self.idle_attempt_greenlets = 0  # waiting in _attempt_loop for the next attempt
         self.settings: RequestSettings | None = None
         self.pending = 0  # items pulled whose row has not been yielded yet
         self.rng = random.Random()
@@ -191,15 +149,15 @@ class _Run:
 
     # -- the scheduler loop ------------------------------------------------
 
-    def rows(self, source: Iterator[tuple[int, Any]]) -> Iterator[FetchResult]:
-        """Yield a row per ``(index, item)`` pair of ``source``, as each completes."""
+    def row_events(self, source: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
+        """Yield a RowEvent per ``(index, item)`` pair of ``source``, as each completes."""
         if self.options.save_dir:
             os.makedirs(self.options.save_dir, exist_ok=True)
-        self.session = build_session(self.options)
         self.settings = RequestSettings(self.options, self.session.environment)
         self.polite = Politeness(self.options, self.queues, fetch_robots=self._fetch_robots,
-                                 spawn=self.workers.spawn, post=self.events.put,
-                                 reject=lambda *row: self.ready_rows.append(row))
+                                 spawn=self.attempt_greenlets.spawn, post=self.messages.put,
+                                 reject=lambda row, item, exception: self.ready_rows.append(
+                                     RowEvent(row, exception)))
         room = self.room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
@@ -207,34 +165,32 @@ class _Run:
         exhausted = False
         try:
             while True:
-                for event in self._events():
-                    if event[0] == "item":
-                        self._accept(*event[1])
+                for message in self._messages():
+                    if message[0] == "item":
+                        self._accept(*message[1])
                         self._start_attempts()  # the first requests go out while items arrive
-                    elif event[0] == "end":
+                    elif message[0] == "end":
                         exhausted = True
-                    elif event[0] == "failed":
-                        raise event[1]
-                    elif event[0] == "robots":
-                        self.polite.robots_known(*event[1:])
+                    elif message[0] == "failed":
+                        raise message[1]
+                    elif message[0] == "robots":
+                        self.polite.robots_known(*message[1:])
                         self._start_attempts()
                 self._release_due_timers()
                 self._start_attempts()
                 while self.ready_rows:
-                    row, item, exception = self.ready_rows.popleft()
+                    event = self.ready_rows.popleft()
                     self.pending -= 1
-                    if row.index in self.lent:
-                        self.lent.discard(row.index)  # its place was given back when queued
+                    if event.row.index in self.lent:  # its place was given back when queued
+                        self.lent.discard(event.row.index)
                     else:
                         room.release()
-                    self._run_hooks(row, item, exception)
-                    yield row
+                    yield event
                 if exhausted and not self.pending:
                     return
         finally:
             feeder.kill(block=True, timeout=1.0)
-            self.workers.kill(block=True, timeout=1.0)
-            self.session.close()
+            self.attempt_greenlets.kill(block=True, timeout=1.0)
             self.polite.log_throttled_hosts()
             # It calls back into the run: without this cycle the run, its session and their
             # idle connections go as soon as the caller drops the rows (urllib3 2's
@@ -250,13 +206,13 @@ class _Run:
                     item = next(source)
                 except StopIteration:
                     break
-                self.events.put(("item", item))
+                self.messages.put(("item", item))
         except gevent.GreenletExit:
             raise
         except BaseException as exc:  # noqa: BLE001 - the caller's input failed: raise it there
-            self.events.put(("failed", exc))
+            self.messages.put(("failed", exc))
             return
-        self.events.put(("end",))
+        self.messages.put(("end",))
 
     def _accept(self, index: int, item: Any) -> None:
         self.pending += 1
@@ -266,7 +222,7 @@ class _Run:
             row = FetchResult(index=index, url=mask_line(describe_item(item)),
                               id=item_id(item), method=item_method(item, self.options.method),
                               error=exc.kind, message=mask_passwords(exc.message))
-            self.ready_rows.append((row, item, exc))
+            self.ready_rows.append(RowEvent(row, exc))
             return
         host = self.host_keys(spec.url)
         self.polite.admit(_Job(index, item, spec, host))
@@ -312,36 +268,36 @@ class _Run:
 
     def _start_attempts(self) -> None:
         while (attempt := self._take_attempt()) is not None:
-            if self.idle_workers:
-                self.idle_workers -= 1  # one waiting in _work will take it
+            if self.idle_attempt_greenlets:
+                self.idle_attempt_greenlets -= 1  # one waiting in _attempt_loop takes it
             else:
-                self.workers.spawn(self._work)
+                self.attempt_greenlets.spawn(self._attempt_loop)
             self.attempt_inbox.put(attempt)
 
-    def _work(self) -> None:
-        """A worker greenlet: run attempts from the inbox until killed."""
+    def _attempt_loop(self) -> None:
+        """An attempt greenlet: run attempts from the inbox until killed."""
         inbox = self.attempt_inbox
         while True:
             self._run_attempts(inbox.get())
-            self.idle_workers += 1
+            self.idle_attempt_greenlets += 1
 
     def _run_attempts(self, attempt: tuple[_Job, dict[str, Any]] | None) -> None:
         """Run ``attempt``, book its outcome, and go on with the next attempt that may start.
 
-        Booking and taking the next attempt here, in the worker, keeps a slot busy
+        Booking and taking the next attempt here, in the attempt greenlet, keeps a slot busy
         without a round trip through the scheduler's greenlet (which under load waits
         behind every other greenlet the hub has ready); the scheduler is woken to yield
-        the rows and to feed idle workers.
+        the rows and to feed idle attempt greenlets.
         """
         try:
             while attempt is not None:
                 job, kwargs = attempt
                 outcome, reused = self._attempt(job, kwargs)
                 self._complete(job, outcome, reused)
-                self.events.put(("wake",))
+                self.messages.put(("wake",))
                 attempt = self._take_attempt()
         except Exception as exc:  # noqa: BLE001 - a bug: stop the run and raise it to the caller
-            self.events.put(("failed", exc))
+            self.messages.put(("failed", exc))
             raise gevent.GreenletExit from exc
 
     def _attempt(self, job: _Job, kwargs: dict[str, Any]) -> tuple[Outcome, bool]:
@@ -356,11 +312,11 @@ class _Run:
                               exception=exc)
         return outcome, getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
 
-    def _events(self) -> list[tuple]:
+    def _messages(self) -> list[tuple]:
         """Wait until an item arrives, an attempt completes, or a timer, rate slot, or the
         end of a host's cool-down or wait for its connections is due; return every event
         that is ready (none when a wakeup is due)."""
-        if self.ready_rows or self.events.qsize():
+        if self.ready_rows or self.messages.qsize():
             return self._drain([])
         now = time.monotonic()
         wakeups = [self.timers[0][0]] if self.timers else []
@@ -373,14 +329,14 @@ class _Run:
                 wakeups.append(now + wait)
         timeout = max(0.0, min(wakeups) - now) if wakeups else None
         try:
-            return self._drain([self.events.get(timeout=timeout)])
+            return self._drain([self.messages.get(timeout=timeout)])
         except gevent.queue.Empty:
             return []
 
-    def _drain(self, events: list[tuple]) -> list[tuple]:
-        while not self.events.empty():
-            events.append(self.events.get_nowait())
-        return events
+    def _drain(self, messages: list[tuple]) -> list[tuple]:
+        while not self.messages.empty():
+            messages.append(self.messages.get_nowait())
+        return messages
 
     def _complete(self, job: _Job, outcome: Outcome, reused: bool) -> None:
         self.in_flight -= 1
@@ -407,7 +363,7 @@ class _Run:
         exception = outcome.exception
         if not row.ok and exception is None:
             exception = HTTPStatusError(row.url, row.status, row.message)
-        self.ready_rows.append((row, job.item, exception))
+        self.ready_rows.append(RowEvent(row, exception))
 
     def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:
         error, message = outcome.error, outcome.message
@@ -427,10 +383,3 @@ class _Run:
             error=error, message=mask_passwords(message), path=outcome.path,
             waited=job.waited, wait_reason=job.wait_reason, throttled=job.throttled
             + (outcome.status == THROTTLED_STATUS), body=outcome.body)
-
-    def _run_hooks(self, row: FetchResult, item: Any, exception: BaseException | None) -> None:
-        if self.on_result is not None:
-            self.on_result(row)
-        if self.exception_handler is not None and not row.ok and exception is not None:
-            self.exception_handler(item, exception)
-

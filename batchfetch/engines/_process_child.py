@@ -1,10 +1,10 @@
-"""A worker process: ``python -m batchfetch._worker``, started by a run with ``workers > 1``.
+"""A worker process of the process engine: ``python -m batchfetch.engines._process_child``.
 
 It reads frames from stdin (the options, then ``("item", index, item)`` until
-stdin closes), fetches them with its own hub, pool and session through
-:func:`iter_fetch`, and writes ``("row", row, exception)`` frames to stdout with
-each row's index put back to the parent's input index. Ctrl-C belongs to the
-parent, which stops its workers itself.
+stdin closes), fetches them with one :class:`~batchfetch.engines.local.LocalEngine`
+(its own hub, pool and session), and writes ``("row", row, exception)`` frames to
+stdout; rows carry the parent's input index. Hooks run in the parent. Ctrl-C belongs
+to the parent, which stops its workers itself.
 """
 import batchfetch  # noqa: F401  (first: patches this process)
 
@@ -14,8 +14,8 @@ from typing import Any, Iterator
 
 from gevent.fileobject import FileObjectPosix
 
-from ._frames import FrameWriter, read_frame
-from .dispatch import iter_fetch
+from .._frames import FrameWriter, read_frame
+from .local import LocalEngine
 
 
 def serve(stdin, stdout) -> None:
@@ -24,8 +24,6 @@ def serve(stdin, stdout) -> None:
     options = read_frame(stdin)
     if options is None:
         return
-    failure: list[BaseException] = []  # exception_handler runs just before its row is yielded
-
     def pairs() -> Iterator[tuple[int, Any]]:
         while True:
             frame = read_frame(stdin)
@@ -34,11 +32,13 @@ def serve(stdin, stdout) -> None:
             _, index, item = frame
             yield index, item
 
-    # indexed: rows carry the parent's input index, and saved bodies are named by it.
-    for row in iter_fetch(pairs(), options, indexed=True,
-                          exception_handler=lambda item, exc: failure.append(exc)):
-        exception = failure.pop() if failure else None
-        frames.write(("row", row, _picklable(exception)))
+    engine = LocalEngine(options)
+    try:
+        # The parent's input indexes: rows carry them, and saved bodies are named by them.
+        for row, exception in engine.run(pairs()):
+            frames.write(("row", row, _picklable(exception)))
+    finally:
+        engine.close()
     frames.write(("done",))
     frames.flush()
 
@@ -47,7 +47,7 @@ def _picklable(exception: BaseException | None) -> BaseException | None:
     """The exception itself, or a BatchFetchError with its text when it cannot travel."""
     import pickle
 
-    from .errors import BatchFetchError
+    from ..errors import BatchFetchError
 
     if exception is None:
         return None

@@ -1,11 +1,10 @@
-"""Running a batch across worker processes (``workers > 1``), one stream of rows out.
+"""The process engine: a batch shared between ``workers`` processes (``workers > 1``).
 
-Each worker is ``python -m batchfetch._worker`` with its own gevent hub, pool and
-session; the parent reads the input lazily, hands each item to the worker with
-the least work outstanding, and yields rows as workers report them, with the
-same guarantees as one process: one row per input (a worker that dies has its
-unfinished items handed to the others), the input's indexes, hooks run here in
-the caller's greenlet, and closing the iterator stops every worker.
+Each worker is ``python -m batchfetch.engines._process_child``, running a
+:class:`~batchfetch.engines.local.LocalEngine` with its own gevent hub, pool and
+session; the parent reads the input lazily, hands each item to the worker with the
+least work outstanding, and yields rows as workers report them: a worker that dies has
+its unfinished items handed to the others, and closing the iterator stops every worker.
 Concurrency, ``per_host``, ``rate`` and ``max_pending`` are divided between the
 workers (per_host and concurrency rounded up, so each worker may run at least one).
 """
@@ -17,18 +16,18 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator
-from typing import Any, Callable
+from typing import Any
 
 import gevent
 import gevent.lock
 import gevent.queue
 
-from ._frames import FrameWriter, read_frame
-from .config import FetchOptions
-from .errors import BatchFetchError
-from .results import FetchResult
+from .._frames import FrameWriter, read_frame
+from ..config import FetchOptions
+from ..errors import BatchFetchError
+from .base import RowEvent
 
-__all__ = ["options_per_worker", "sharded_rows"]
+__all__ = ["ProcessEngine", "options_per_worker"]
 
 
 def options_per_worker(options: FetchOptions) -> FetchOptions:
@@ -52,12 +51,13 @@ class _Worker:
     """One worker process and the items it has not answered yet."""
 
     def __init__(self) -> None:
-        package_parent = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))))
         env = dict(os.environ)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
                                                           env.get("PYTHONPATH")]))
         # gevent patches subprocess: these pipes are cooperative in this process.
-        self.process = subprocess.Popen([sys.executable, "-m", "batchfetch._worker"],
+        self.process = subprocess.Popen([sys.executable, "-m", "batchfetch.engines._process_child"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         env=env)
         self.outstanding: dict[int, Any] = {}  # input index -> item
@@ -89,10 +89,31 @@ class _Worker:
             self.process.wait()
 
 
-def sharded_rows(pairs: Iterator[tuple[int, Any]], options: FetchOptions,
-                 run_hooks: Callable[[FetchResult, Any, BaseException | None], None]
-                 ) -> Iterator[FetchResult]:
-    """Yield one row per ``(index, item)`` pair, fetched by ``options.workers`` processes."""
+class ProcessEngine:
+    """Runs each batch on ``options.workers`` new worker processes, the limits divided.
+
+    Example::
+
+        >>> from batchfetch import FetchOptions
+        >>> engine = ProcessEngine(FetchOptions(workers=2))
+        >>> [event.row.status for event in engine.run(iter([(0, "http://127.0.0.1:8000/ok")]))]
+        [200]
+        >>> engine.close()
+    """
+
+    def __init__(self, options: FetchOptions) -> None:
+        self.options = options
+
+    def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
+        """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
+        return _sharded_events(pairs, self.options)
+
+    def close(self) -> None:
+        """Nothing to release: each run starts and stops its own worker processes."""
+
+
+def _sharded_events(pairs: Iterator[tuple[int, Any]],
+                    options: FetchOptions) -> Iterator[RowEvent]:
     worker_options = options_per_worker(options)
     workers = [_Worker() for _ in range(options.workers)]
     events: gevent.queue.Queue = gevent.queue.Queue()
@@ -116,11 +137,10 @@ def sharded_rows(pairs: Iterator[tuple[int, Any]], options: FetchOptions,
                 raise event[1]
             elif kind == "row":
                 _, worker, row, exception = event
-                item = worker.outstanding.pop(row.index)
+                worker.outstanding.pop(row.index)
                 owed -= 1
                 room.release()
-                run_hooks(row, item, exception)
-                yield row
+                yield RowEvent(row, exception)
             else:  # "exited": hand what the worker left unanswered to the others
                 worker = event[1]
                 worker.alive = False

@@ -1,0 +1,168 @@
+"""The public way in: :func:`fetch_all` and :func:`iter_fetch` open a :class:`Fetcher`
+for one run and delegate to it, as ``requests.get`` opens a Session.
+
+A Fetcher resolves the options once, picks the engine they call for (this process,
+or ``workers`` processes) and owns it, so its session and connections serve every
+run made through it.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+from .config import FetchOptions
+from .engines._runloop import run_rows
+from .engines.base import Engine, ExceptionHandler, OnResult
+from .engines.local import LocalEngine
+from .engines.processes import ProcessEngine
+from .inputs import RequestSpec
+from .results import FetchResult, ResultTable
+
+__all__ = ["Fetcher", "fetch_all", "iter_fetch"]
+
+
+def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> FetchOptions:
+    if options is None:
+        return FetchOptions(**overrides)
+    if not isinstance(options, FetchOptions):
+        raise TypeError(f"options must be a FetchOptions, got {type(options).__name__}")
+    return options.replace(**overrides) if overrides else options
+
+
+def _check_items(items: Any, called: str) -> None:
+    """Refuse one URL or one spec where a batch of them belongs: a str is iterable, and
+    fetched character by character it gave one failed row per character."""
+    if isinstance(items, (str, bytes, bytearray)):
+        raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
+                        f"{type(items).__name__}: pass a list, e.g. {called}([url])")
+    if isinstance(items, (Mapping, RequestSpec)):
+        raise TypeError(f"items must be an iterable of URLs or request specs, not a single "
+                        f"{type(items).__name__}: pass a list, e.g. {called}([spec])")
+    if not isinstance(items, Iterable):
+        raise TypeError(f"items must be an iterable of URLs or request specs, got "
+                        f"{type(items).__name__}")
+
+
+def engine_for(options: FetchOptions) -> Engine:
+    """The engine ``options`` call for: worker processes when ``workers > 1``."""
+    return ProcessEngine(options) if options.workers > 1 else LocalEngine(options)
+
+
+class Fetcher:
+    """Runs batches with one set of options over one engine and its session.
+
+    The options are fixed when the Fetcher is made (the session, its pools and the
+    limits derive from them): for other options, make another Fetcher. Runs go one at
+    a time and share the session's connections and cookies, as calls on one
+    ``requests.Session`` do. Close it (or use ``with``) to close its connections.
+
+    Example::
+
+        >>> with Fetcher(concurrency=4, timeout=10) as fetcher:
+        ...     first = fetcher.fetch_all(["http://127.0.0.1:8000/ok"])
+        ...     second = fetcher.fetch_all(["http://127.0.0.1:8000/ok?again"])
+        >>> first[0].status, second[0].status
+        (200, 200)
+    """
+
+    def __init__(self, options: FetchOptions | None = None, **option_values: Any) -> None:
+        self.options = _build_options(options, option_values)
+        self.engine = engine_for(self.options)
+
+    def iter_fetch(self, items: Iterable[Any], *, on_result: OnResult | None = None,
+                   exception_handler: ExceptionHandler | None = None,
+                   indexed: bool = False) -> Iterator[FetchResult]:
+        """Yield one row per item as each completes; see :func:`batchfetch.iter_fetch`."""
+        _check_items(items, "iter_fetch")
+        pairs = iter(items) if indexed else enumerate(items)
+        return run_rows(self.engine, pairs, self.options.method, on_result, exception_handler)
+
+    def fetch_all(self, items: Iterable[Any], *, on_result: OnResult | None = None,
+                  exception_handler: ExceptionHandler | None = None,
+                  indexed: bool = False) -> ResultTable:
+        """Every item's row in input order; see :func:`batchfetch.fetch_all`."""
+        _check_items(items, "fetch_all")
+        started = time.monotonic()
+        rows = list(self.iter_fetch(items, on_result=on_result,
+                                    exception_handler=exception_handler, indexed=indexed))
+        return ResultTable(rows, wall_time=time.monotonic() - started)
+
+    def close(self) -> None:
+        """Close the engine's session and connections."""
+        self.engine.close()
+
+    def __enter__(self) -> "Fetcher":
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+
+def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
+               on_result: OnResult | None = None,
+               exception_handler: ExceptionHandler | None = None,
+               indexed: bool = False,
+               **option_values: Any) -> Iterator[FetchResult]:
+    """Fetch ``items`` and yield one row per item as each completes (completion order).
+
+    ``items`` is any iterable of URL strings, request-spec dicts or
+    :class:`RequestSpec` (a single str, bytes, dict or RequestSpec raises TypeError);
+    it is pulled lazily, at most ``max_pending`` items ahead of the rows yielded.
+    Options come as a :class:`FetchOptions`, as keywords (``concurrency=50``), or
+    both (keywords win); they are validated here, before the first ``next()``.
+    Closing the iterator (a ``break``) cancels in-flight requests and closes the
+    session.
+
+    ``on_result(row)`` runs for every row and ``exception_handler(item, exc)``
+    once per failed row, in the caller's greenlet, before the row is yielded;
+    an exception raised by either stops the run and propagates.
+
+    With ``indexed=True`` the items are ``(index, item)`` pairs and each row carries
+    the given index instead of the item's position: for resuming a numbered input
+    where some items are skipped (saved bodies keep their names too).
+
+    Example::
+
+        >>> for row in iter_fetch(["http://127.0.0.1:8000/ok"], concurrency=4):
+        ...     print(row.index, row.status)
+        0 200
+    """
+    _check_items(items, "iter_fetch")
+    fetcher = Fetcher(options, **option_values)
+    return _closing(fetcher, fetcher.iter_fetch(items, on_result=on_result,
+                                                exception_handler=exception_handler,
+                                                indexed=indexed))
+
+
+def _closing(fetcher: Fetcher, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
+    """``rows``, then the fetcher closed (also when the caller stops early)."""
+    try:
+        yield from rows
+    finally:
+        rows.close()
+        fetcher.close()
+
+
+def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
+              on_result: OnResult | None = None,
+              exception_handler: ExceptionHandler | None = None,
+              indexed: bool = False,
+              **option_values: Any) -> ResultTable:
+    """Fetch every item and return a :class:`ResultTable` in input order.
+
+    Takes the same arguments as :func:`iter_fetch`. Failures are rows with an
+    ``error`` kind, not exceptions; call ``table.raise_for_errors()`` to raise.
+
+    Example::
+
+        >>> table = fetch_all(["http://127.0.0.1:8000/ok", "not a url"], timeout=10)
+        >>> table
+        <ResultTable 1 ok, 1 failed>
+        >>> table[1].error
+        'invalid_url'
+    """
+    _check_items(items, "fetch_all")
+    with Fetcher(options, **option_values) as fetcher:
+        return fetcher.fetch_all(items, on_result=on_result,
+                                 exception_handler=exception_handler, indexed=indexed)

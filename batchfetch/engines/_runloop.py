@@ -1,0 +1,104 @@
+"""The one loop above every engine: exactly one row per input index, hooks run in the
+caller's greenlet before each row is yielded, and a ``lost`` row for every input the
+engine never answered.
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from ..errors import HTTPStatusError, RowError
+from ..inputs import describe_item, item_id, item_method
+from ..redaction import mask_line
+from ..results import FetchResult
+from .base import Engine, ExceptionHandler, OnResult
+
+__all__ = ["run_rows"]
+
+log = logging.getLogger("batchfetch")
+
+LOST_MESSAGE = "the engine ended without a row for this input"
+
+
+class _Owed:
+    """The inputs an engine has pulled and not answered yet: index -> item.
+
+    An input may repeat an index (``indexed=True`` is the caller's numbering); each
+    pull of it is owed a row, so repeats wait in a list behind the first.
+    """
+
+    def __init__(self) -> None:
+        self.items: dict[int, Any] = {}
+        self.repeats: dict[int, list[Any]] = {}
+
+    def pulled(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+        """``pairs``, noting each as the engine pulls it (in the engine's feeder)."""
+        for index, item in pairs:
+            if index in self.items:
+                self.repeats.setdefault(index, []).append(item)
+            else:
+                self.items[index] = item
+            yield index, item
+
+    def answer(self, index: int) -> tuple[bool, Any]:
+        """Whether ``index`` was owed a row (and its item); a second row is not."""
+        if index not in self.items:
+            return False, None
+        item = self.items.pop(index)
+        repeats = self.repeats.get(index)
+        if repeats:
+            self.items[index] = repeats.pop(0)
+            if not repeats:
+                del self.repeats[index]
+        return True, item
+
+    def left(self) -> list[tuple[int, Any]]:
+        """Every pair still owed, in index order."""
+        owed = list(self.items.items())
+        owed += [(index, item) for index, items in self.repeats.items() for item in items]
+        return sorted(owed, key=lambda pair: pair[0])
+
+
+def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: str,
+             on_result: OnResult | None = None,
+             exception_handler: ExceptionHandler | None = None) -> Iterator[FetchResult]:
+    """Yield one row per pair of ``pairs``, fetched by ``engine``, as each completes.
+
+    ``on_result(row)`` and then (for a failed row) ``exception_handler(item, exc)`` run
+    here, in the caller's greenlet, before the row is yielded. Closing this iterator
+    closes the engine's run, which cancels what is in flight.
+    """
+    owed = _Owed()
+    events = engine.run(owed.pulled(pairs))
+    try:
+        for row, exception in events:
+            wanted, item = owed.answer(row.index)
+            if not wanted:
+                log.debug("dropped a second row for input %d", row.index)
+                continue
+            _run_hooks(row, item, exception, on_result, exception_handler)
+            yield row
+    finally:
+        events.close()
+    for index, item in owed.left():
+        row = FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
+                          method=item_method(item, default_method), error="lost",
+                          message=LOST_MESSAGE)
+        _run_hooks(row, item, None, on_result, exception_handler)
+        yield row
+
+
+def _run_hooks(row: FetchResult, item: Any, exception: BaseException | None,
+               on_result: OnResult | None, exception_handler: ExceptionHandler | None) -> None:
+    if on_result is not None:
+        on_result(row)
+    if exception_handler is not None and not row.ok:
+        exception_handler(item, exception or exception_for(row))
+
+
+def exception_for(row: FetchResult) -> BaseException:
+    """The exception a failed row stands for, when none came with it."""
+    if row.error == "http":
+        return HTTPStatusError(row.url, row.status, row.message)
+    return RowError(row.error or "http", row.url, row.message)
