@@ -21,7 +21,8 @@ def worker_pids() -> list[int]:
                 command = cmdline.read()
         except OSError:
             continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z" and b"batchfetch.engines._process_child" in command:
+        if (int(fields[1]) == os.getpid() and fields[0] != "Z"
+                and b"batchfetch.engines._process_child" in command):
             pids.append(int(entry))
     return pids
 
