@@ -13,8 +13,8 @@ import click
 from ._version import __version__
 from .config import FetchOptions
 
-__all__ = ["EPILOG", "SectionedCommand", "print_version", "timing", "retrying", "request",
-           "tls", "output", "general"]
+__all__ = ["EPILOG", "SectionedCommand", "print_version", "timing_option", "retrying_option",
+           "request_option", "tls_option", "output_option", "general_option"]
 
 SECTIONS = ("Concurrency and timing", "Retries", "Request", "TLS and proxies", "Input and output",
             "General")
@@ -72,7 +72,9 @@ def _section(title: str) -> Callable[..., Callable]:
     return option
 
 
-timing, retrying, request, tls, output, general = map(_section, SECTIONS)
+#: One option decorator per help section: @timing_option("--rate", ...).
+timing_option, retrying_option, request_option, tls_option, output_option, general_option = (
+    map(_section, SECTIONS))
 
 
 def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:

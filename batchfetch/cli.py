@@ -17,8 +17,8 @@ from typing import IO, Any
 import click
 import gevent
 
-from ._cli_help import (EPILOG, SectionedCommand, general, output, print_version, request,
-                        retrying, timing, tls)
+from ._cli_help import (EPILOG, SectionedCommand, general_option, output_option, print_version,
+                        request_option, retrying_option, timing_option, tls_option)
 from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
 from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
@@ -47,120 +47,125 @@ EXIT_OUTPUT_CLOSED = 141
                context_settings={"auto_envvar_prefix": "BATCHFETCH",
                                  "help_option_names": ["-h", "--help"]})
 @click.argument("file", type=click.File("rb"), default="-")
-@timing("-c", "--concurrency", type=int, metavar="N", default_of="concurrency",
-        help="Requests in flight at once, across all hosts.")
-@timing("--per-host", type=int, metavar="N", help="Requests in flight at once per host.")
-@timing("--rate", type=float, metavar="PER_SECOND",
-        help="Attempts started per second across the run, retries included.")
-@timing("-t", "--timeout", type=SecondsParam(), default_of="timeout",
-        help="Seconds to connect and between bytes read; 'none' waits forever.")
-@timing("--connect-timeout", type=float, metavar="SECONDS",
-        help="Seconds to connect (overrides --timeout for connecting).")
-@timing("--deadline", type=SecondsParam(), default_of="deadline",
-        help="Wall-clock seconds one attempt may take, body included; 'none': no limit.")
-@timing("--max-pending", type=int, metavar="N", show_default="max(256, 4 x concurrency)",
-        help="Input items read ahead of the rows written.")
-@timing("--workers", type=int, metavar="N", default_of="workers",
-        help="Worker processes sharing the batch; concurrency, --per-host, --rate and "
-             "--max-pending are divided between them.")
-@timing("--adaptive", is_flag=True, default=None,
-        help="Find each host's requests in flight from its latency (TCP Vegas).")
-@timing("--polite", is_flag=True, default=None,
-        help="A preset for sites that are not yours: --robots --adaptive, and --per-host 4 "
-             "unless given.")
-@timing("--robots", is_flag=True, default=None,
-        help="Fetch each origin's robots.txt first; skip what it disallows (error 'robots') "
-             "and space starts by its Crawl-delay.")
-@timing("--fast-path/--no-fast-path", "fast_path", default=None,
-        help="Send plain requests straight to urllib3 (default; less CPU); --no-fast-path "
-             "sends every request through requests' full Session path.")
-@retrying("-r", "--retries", type=int, metavar="N", default_of="retries",
-          help="Extra attempts after the first for retryable failures.")
-@retrying("--backoff", type=float, metavar="SECONDS", default_of="backoff",
-          help="Base of the exponential backoff between attempts (with jitter).")
-@retrying("--retry-on", metavar="STATUSES", default_of="retry_on",
-          help="Statuses that are retried, e.g. 429,500-504; 'none' retries none.")
-@retrying("--max-retry-wait", type=float, metavar="SECONDS", default_of="max_retry_wait",
-          help="Longest Retry-After honoured, the cap of the backoff, and the most a row "
-               "waits in all for its throttled retries.")
-@retrying("--throttled-retries", type=int, metavar="N", default_of="throttled_retries",
-          help="Extra attempts after 429 answers, not counted in --retries: the run slows "
-               "down for the host instead.")
-@retrying("--retry-non-idempotent", is_flag=True, default=None,
-          help="Also retry POST and PATCH after timeouts, resets and retryable statuses.")
-@request("-X", "--method", metavar="METHOD", default_of="method",
-         help="Method for items that name none (POST with -d or --json).")
-@request("-H", "--header", "headers", multiple=True, type=PairParam(":", "'NAME: VALUE'", "\n"),
-         help="A header for every request; repeatable (one per line in the variable).")
-@request("-d", "--data", multiple=True, metavar="BODY",
-         help="Form body for every request; repeats join with '&'; @FILE reads FILE, @- "
-              "standard input (without CR and LF, as curl does). Implies POST, like curl.")
-@request("--json", metavar="BODY",
-         help="JSON body for every request; sets Content-Type and Accept to "
-              "application/json. Implies POST, like curl.")
-@request("-u", "--user", "auth", type=UserParam(),
-         help="Basic auth credentials.")
-@request("-A", "--user-agent", metavar="TEXT", default_of="user_agent",
-         help="User-Agent header unless -H sets one.")
-@request("-b", "--cookie", "cookies", multiple=True, type=PairParam("=", "NAME=VALUE"),
-         help="A cookie for every request; repeatable.")
-@request("--param", "params", multiple=True, type=PairParam("=", "NAME=VALUE"),
-         help="A query parameter for every request; repeatable.")
-@request("--no-redirects", "allow_redirects", is_flag=True, flag_value=False, default=None,
-         help="Return 3xx responses instead of following them.")
-@request("--max-redirects", type=int, metavar="N", default_of="max_redirects",
-         help="Redirects followed before the row fails with too_many_redirects.")
-@request("--hosts", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-         help="Settings by host pattern from a TOML file: concurrency, rate, retries, "
-              "timeouts, headers, auth, proxy (README: Per-host settings).")
-@request("--ok-status", metavar="STATUSES", default_of="ok_status",
-         help="Statuses that make a row ok, e.g. 200-299,404.")
-@request("--max-bytes", type=SizeParam(), default_of="max_bytes",
-         help="Largest body (512K, 10M, 1G); larger: too_large. auto: 10M when --body "
-              "keeps bodies, no cap otherwise; none: no cap.")
-@tls("--cacert", type=click.Path(exists=True), metavar="FILE",
-     help="CA bundle (or directory) to verify TLS certificates with.")
-@tls("-k", "--insecure", is_flag=True, default=None,
-     help="Do not verify TLS certificates (and do not warn about it).")
-@tls("--cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-     help="Client certificate (PEM), with its key unless --key is given.")
-@tls("--key", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-     help="Private key of --cert.")
-@tls("--proxy", "proxies", metavar="URL",
-     help="Proxy for http and https URLs (default: the *_proxy variables).")
-@output("--input-format", type=click.Choice(INPUT_FORMATS), default="auto", show_default=True,
-        help="FILE holds URLs (text) or request specs (jsonl); auto: jsonl for a .jsonl "
-             "name or a first line starting with '{'.")
-@output("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
-        help="Write rows to FILE; its extension (.csv .jsonl .ndjson .json .txt) sets the "
-             "format (none: jsonl; any other needs -f).")
-@output("-f", "--format", type=click.Choice(FORMATS),
-        help="Rows as table, csv, jsonl or json. Default: by -o extension, else a table "
-             "on a terminal and jsonl on a pipe. csv and jsonl stream each row as it "
-             "completes (flat memory); table and json come at the end, in input order.")
-@output("--body", "keep_body", is_flag=True, default=None,
-        help="Keep each response body, in body and body_encoding (utf-8 or base64) "
-             "columns; each capped at 10M unless --max-bytes says otherwise.")
-@output("--save", "save_dir", type=click.Path(file_okay=False), metavar="DIR",
-        help="Stream each body to a file in DIR (created if missing); the path column "
-             "names it. A body cut short leaves no file.")
-@output("--resume", is_flag=True, allow_from_autoenv=False,
-        help="Keep the rows already in -o FILE (csv or jsonl; failed ones too), fetch only "
-             "the inputs without one and append their rows. Rows keep their input's "
-             "index; a row whose url is not its input's exits 2. A missing FILE starts "
-             "afresh.")
-@output("--retry-failed", is_flag=True, allow_from_autoenv=False,
-        help="With --resume: fetch the inputs whose rows failed again, replacing those rows.")
-@general("--progress/--no-progress", default=None,
-         help="A progress bar on stderr (done/total, rate, ok, failed, retries, ETA). "
-              "Default: on when stderr is a terminal, unless -q or rows stream to it.")
-@general("-q", "--quiet", is_flag=True, help="No summary on stderr.")
-@general("-v", "--verbose", count=True, help="Log retries and cool-downs to stderr; -vv: debug.")
-@general("--demo", is_flag=True, allow_from_autoenv=False,
-         help="Fetch a realistic batch from a bundled loopback server (offline) and "
-              "check every row.")
-@general("--version", is_flag=True, expose_value=False, is_eager=True, callback=print_version,
-         allow_from_autoenv=False, help="Show versions and exit.")
+@timing_option("-c", "--concurrency", type=int, metavar="N", default_of="concurrency",
+               help="Requests in flight at once, across all hosts.")
+@timing_option("--per-host", type=int, metavar="N", help="Requests in flight at once per host.")
+@timing_option("--rate", type=float, metavar="PER_SECOND",
+               help="Attempts started per second across the run, retries included.")
+@timing_option("-t", "--timeout", type=SecondsParam(), default_of="timeout",
+               help="Seconds to connect and between bytes read; 'none' waits forever.")
+@timing_option("--connect-timeout", type=float, metavar="SECONDS",
+               help="Seconds to connect (overrides --timeout for connecting).")
+@timing_option("--deadline", type=SecondsParam(), default_of="deadline",
+               help="Wall-clock seconds one attempt may take, body included; 'none': no limit.")
+@timing_option("--max-pending", type=int, metavar="N", show_default="max(256, 4 x concurrency)",
+               help="Input items read ahead of the rows written.")
+@timing_option("--workers", type=int, metavar="N", default_of="workers",
+               help="Worker processes sharing the batch; concurrency, --per-host, --rate and "
+                    "--max-pending are divided between them.")
+@timing_option("--adaptive", is_flag=True, default=None,
+               help="Find each host's requests in flight from its latency (TCP Vegas).")
+@timing_option("--polite", is_flag=True, default=None,
+               help="A preset for sites that are not yours: --robots --adaptive, and --per-host 4 "
+                    "unless given.")
+@timing_option("--robots", is_flag=True, default=None,
+               help="Fetch each origin's robots.txt first; skip what it disallows (error 'robots') "
+                    "and space starts by its Crawl-delay.")
+@timing_option("--fast-path/--no-fast-path", "fast_path", default=None,
+               help="Send plain requests straight to urllib3 (default; less CPU); --no-fast-path "
+                    "sends every request through requests' full Session path.")
+@retrying_option("-r", "--retries", type=int, metavar="N", default_of="retries",
+                 help="Extra attempts after the first for retryable failures.")
+@retrying_option("--backoff", type=float, metavar="SECONDS", default_of="backoff",
+                 help="Base of the exponential backoff between attempts (with jitter).")
+@retrying_option("--retry-on", metavar="STATUSES", default_of="retry_on",
+                 help="Statuses that are retried, e.g. 429,500-504; 'none' retries none.")
+@retrying_option("--max-retry-wait", type=float, metavar="SECONDS", default_of="max_retry_wait",
+                 help="Longest Retry-After honoured, the cap of the backoff, and the most a row "
+                      "waits in all for its throttled retries.")
+@retrying_option("--throttled-retries", type=int, metavar="N", default_of="throttled_retries",
+                 help="Extra attempts after 429 answers, not counted in --retries: the run slows "
+                      "down for the host instead.")
+@retrying_option("--retry-non-idempotent", is_flag=True, default=None,
+                 help="Also retry POST and PATCH after timeouts, resets and retryable statuses.")
+@request_option("-X", "--method", metavar="METHOD", default_of="method",
+                help="Method for items that name none (POST with -d or --json).")
+@request_option("-H", "--header", "headers", multiple=True,
+                type=PairParam(":", "'NAME: VALUE'", "\n"),
+                help="A header for every request; repeatable (one per line in the variable).")
+@request_option("-d", "--data", multiple=True, metavar="BODY",
+                help="Form body for every request; repeats join with '&'; @FILE reads FILE, @- "
+                     "standard input (without CR and LF, as curl does). Implies POST, like curl.")
+@request_option("--json", metavar="BODY",
+                help="JSON body for every request; sets Content-Type and Accept to "
+                     "application/json. Implies POST, like curl.")
+@request_option("-u", "--user", "auth", type=UserParam(),
+                help="Basic auth credentials.")
+@request_option("-A", "--user-agent", metavar="TEXT", default_of="user_agent",
+                help="User-Agent header unless -H sets one.")
+@request_option("-b", "--cookie", "cookies", multiple=True, type=PairParam("=", "NAME=VALUE"),
+                help="A cookie for every request; repeatable.")
+@request_option("--param", "params", multiple=True, type=PairParam("=", "NAME=VALUE"),
+                help="A query parameter for every request; repeatable.")
+@request_option("--no-redirects", "allow_redirects", is_flag=True, flag_value=False, default=None,
+                help="Return 3xx responses instead of following them.")
+@request_option("--max-redirects", type=int, metavar="N", default_of="max_redirects",
+                help="Redirects followed before the row fails with too_many_redirects.")
+@request_option("--hosts", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+                help="Settings by host pattern from a TOML file: concurrency, rate, retries, "
+                     "timeouts, headers, auth, proxy (README: Per-host settings).")
+@request_option("--ok-status", metavar="STATUSES", default_of="ok_status",
+                help="Statuses that make a row ok, e.g. 200-299,404.")
+@request_option("--max-bytes", type=SizeParam(), default_of="max_bytes",
+                help="Largest body (512K, 10M, 1G); larger: too_large. auto: 10M when --body "
+                     "keeps bodies, no cap otherwise; none: no cap.")
+@tls_option("--cacert", type=click.Path(exists=True), metavar="FILE",
+            help="CA bundle (or directory) to verify TLS certificates with.")
+@tls_option("-k", "--insecure", is_flag=True, default=None,
+            help="Do not verify TLS certificates (and do not warn about it).")
+@tls_option("--cert", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+            help="Client certificate (PEM), with its key unless --key is given.")
+@tls_option("--key", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
+            help="Private key of --cert.")
+@tls_option("--proxy", "proxies", metavar="URL",
+            help="Proxy for http and https URLs (default: the *_proxy variables).")
+@output_option("--input-format", type=click.Choice(INPUT_FORMATS), default="auto",
+               show_default=True,
+               help="FILE holds URLs (text) or request specs (jsonl); auto: jsonl for a .jsonl "
+                    "name or a first line starting with '{'.")
+@output_option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
+               help="Write rows to FILE; its extension (.csv .jsonl .ndjson .json .txt) sets the "
+                    "format (none: jsonl; any other needs -f).")
+@output_option("-f", "--format", type=click.Choice(FORMATS),
+               help="Rows as table, csv, jsonl or json. Default: by -o extension, else a table "
+                    "on a terminal and jsonl on a pipe. csv and jsonl stream each row as it "
+                    "completes (flat memory); table and json come at the end, in input order.")
+@output_option("--body", "keep_body", is_flag=True, default=None,
+               help="Keep each response body, in body and body_encoding (utf-8 or base64) "
+                    "columns; each capped at 10M unless --max-bytes says otherwise.")
+@output_option("--save", "save_dir", type=click.Path(file_okay=False), metavar="DIR",
+               help="Stream each body to a file in DIR (created if missing); the path column "
+                    "names it. A body cut short leaves no file.")
+@output_option("--resume", is_flag=True, allow_from_autoenv=False,
+               help="Keep the rows already in -o FILE (csv or jsonl; failed ones too), fetch only "
+                    "the inputs without one and append their rows. Rows keep their input's "
+                    "index; a row whose url is not its input's exits 2. A missing FILE starts "
+                    "afresh.")
+@output_option("--retry-failed", is_flag=True, allow_from_autoenv=False,
+               help="With --resume: fetch the inputs whose rows failed again, replacing those "
+                    "rows.")
+@general_option("--progress/--no-progress", default=None,
+                help="A progress bar on stderr (done/total, rate, ok, failed, retries, ETA). "
+                     "Default: on when stderr is a terminal, unless -q or rows stream to it.")
+@general_option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@general_option("-v", "--verbose", count=True,
+                help="Log retries and cool-downs to stderr; -vv: debug.")
+@general_option("--demo", is_flag=True, allow_from_autoenv=False,
+                help="Fetch a realistic batch from a bundled loopback server (offline) and "
+                     "check every row.")
+@general_option("--version", is_flag=True, expose_value=False, is_eager=True,
+                callback=print_version, allow_from_autoenv=False,
+                help="Show versions and exit.")
 @click.pass_context
 def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: bool,
          **flags: Any) -> None:
@@ -210,7 +215,7 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
                             recorded.columns if recorded else None)
         if fmt == "json":  # the library's json writer streams in completion order
             writer = _InInputOrder(writer)
-        run = _Run(options, writer, say, bar, recorded)
+        run = _RowsToOutput(options, writer, say, bar, recorded)
         run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
         if isinstance(target, PipeText):
             reader_watch = target.watch_reader(gevent.getcurrent())
@@ -305,7 +310,7 @@ class _InInputOrder(RowWriter):
         self.writer.close()
 
 
-class _Run:
+class _RowsToOutput:
     """The consumer loop: fetch items with the public API, write each row as it completes,
     draw the progress bar, summarise; called with the items (the demo calls it too)."""
 
