@@ -26,7 +26,7 @@ class FetchResult:
     ``path`` names the saved body file with ``save_dir`` (empty otherwise);
     ``waited`` is how long the item was held for politeness before its first attempt
     (a Retry-After, the host's lowered pace, a rate, a Crawl-delay, a new host's opening)
-    and ``wait_reason`` the one that held it longest (:data:`batchfetch.waits.REASONS`);
+    and ``wait_reason`` the one that held it longest (:data:`batchfetch.scheduling.waits.REASONS`);
     ``throttled`` counts the 429 answers its attempts drew.
 
     Example::

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from batchfetch import ERROR_KINDS
 from batchfetch.cli import main
-from batchfetch.demo import DEMO_OPTIONS, demo_cases
+from batchfetch.cli.demo import DEMO_OPTIONS, demo_cases
 from batchfetch.testing import LoopbackServer
 
 

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from batchfetch import FetchOptions
-from batchfetch._cli_input import NumberedItems
+from batchfetch.cli.lines import NumberedItems
 from batchfetch.cli import main
 from batchfetch.inputs import to_spec
 

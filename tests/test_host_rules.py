@@ -12,10 +12,10 @@ from head_server import HeadServer
 
 from batchfetch import FetchOptions, HostRules, HostRulesError, OptionError, fetch_all
 from batchfetch.cli import main
-from batchfetch.hops import HostEnvironment
+from batchfetch.transport.hops import HostEnvironment
 from batchfetch.host_rules import HostRule, MatchedPatterns
 from batchfetch.inputs import to_spec
-from batchfetch.session import RequestSettings
+from batchfetch.transport.session import RequestSettings
 from batchfetch.testing import LoopbackServer
 
 QUICK = {"retries": 0}

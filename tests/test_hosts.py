@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from batchfetch.hosts import HostQueues, StartRate
+from batchfetch.scheduling.hosts import HostQueues, StartRate
 
 
 def drain(queues, now=0.0):

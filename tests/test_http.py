@@ -1,4 +1,4 @@
-"""batchfetch._http: cheaper header parsing and sends, checked against http.client itself."""
+"""batchfetch.transport.wire: cheaper header parsing and sends, checked against http.client itself."""
 import http.client
 import io
 import json
@@ -6,7 +6,7 @@ import json
 import pytest
 
 from batchfetch import fetch_all
-from batchfetch._http import parse_header_lines
+from batchfetch.transport.wire import parse_header_lines
 
 pytestmark = pytest.mark.usefixtures("both_paths")
 
@@ -72,7 +72,7 @@ def test_a_connection_sends_what_urllib3_sends_request_after_request():
     import urllib3
     from urllib3.util import SKIP_HEADER
 
-    from batchfetch._http import LeanSends
+    from batchfetch.transport.wire import LeanSends
 
     class Lean(LeanSends, urllib3.connection.HTTPConnection):
         pass

@@ -8,7 +8,7 @@ import sys
 import pytest
 from click.testing import CliRunner
 
-from batchfetch._input_text import InputTextError, text_lines
+from batchfetch.cli.input_text import InputTextError, text_lines
 from batchfetch.cli import main
 
 URLS = "http://127.0.0.1/a\nhttp://127.0.0.1/caf\u00e9\r\n\nhttp://127.0.0.1/c"

@@ -6,7 +6,7 @@ import pickle
 import pytest
 import requests
 
-from batchfetch._lean import LeanSession
+from batchfetch.transport.fastpath import LeanSession
 
 CASES = [
     {"method": "GET", "url": "/echo?a=1&b=%20x"},

@@ -7,8 +7,8 @@ import time
 import pytest
 
 from batchfetch import fetch_all, iter_fetch
-from batchfetch.hosts import OPENING_STEP, OPENING_WINDOW, HostQueues
-from batchfetch.pace import (RATE_DECREASE, RATE_STEP, SHARED_MINIMUM, UNTRUSTED_DECREASE, Pacer,
+from batchfetch.scheduling.hosts import OPENING_STEP, OPENING_WINDOW, HostQueues
+from batchfetch.scheduling.pace import (RATE_DECREASE, RATE_STEP, SHARED_MINIMUM, UNTRUSTED_DECREASE, Pacer,
                              overload_signal)
 from batchfetch.testing import LoopbackServer
 

@@ -1,8 +1,8 @@
 """RequestSettings: what is resolved once per run or per host, and stays bounded."""
 from batchfetch import FetchOptions
 from batchfetch.inputs import host_key, to_spec
-from batchfetch.hops import HOST_CACHE_SIZE, HostEnvironment
-from batchfetch.session import RequestSettings
+from batchfetch.transport.hops import HOST_CACHE_SIZE, HostEnvironment
+from batchfetch.transport.session import RequestSettings
 
 
 def settings_for(options):

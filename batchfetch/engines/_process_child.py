@@ -14,7 +14,7 @@ from typing import Any, Iterator
 
 from gevent.fileobject import FileObjectPosix
 
-from .._frames import FrameWriter, read_frame
+from ._frames import FrameWriter, read_frame
 from .local import LocalEngine
 
 

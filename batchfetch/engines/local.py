@@ -28,18 +28,18 @@ import gevent.lock
 import gevent.pool
 import gevent.queue
 
-from .._politeness import Politeness
-from ..attempt import Outcome, run_attempt
+from ..scheduling.politeness import Politeness
+from ..transport.attempt import Outcome, run_attempt
 from ..config import FetchOptions
 from ..errors import BatchFetchError, HTTPStatusError, InvalidItemError
-from ..hosts import HostQueues, StartRate
+from ..scheduling.hosts import HostQueues, StartRate
 from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from ..redaction import mask_line, mask_passwords, mask_url
 from ..results import FetchResult
-from ..retry import THROTTLED_STATUS, decide
-from ..robots import fetch_policy
-from ..session import RequestSettings, build_session
-from ..waits import ZERO_READING, WaitClock
+from ..scheduling.retry import THROTTLED_STATUS, decide
+from ..scheduling.robots import fetch_policy
+from ..transport.session import RequestSettings, build_session
+from ..scheduling.waits import ZERO_READING, WaitClock
 from .base import RowEvent
 
 __all__ = ["LocalEngine"]

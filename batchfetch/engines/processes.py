@@ -22,7 +22,7 @@ import gevent
 import gevent.lock
 import gevent.queue
 
-from .._frames import FrameWriter, read_frame
+from ._frames import FrameWriter, read_frame
 from ..config import FetchOptions
 from ..errors import BatchFetchError
 from .base import RowEvent

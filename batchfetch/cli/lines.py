@@ -16,11 +16,11 @@ from typing import IO, Any
 
 import click
 
-from ._input_text import text_lines
-from .config import FetchOptions
-from .errors import OptionError
-from .results import FetchResult
-from .resume import RecordedRows
+from .input_text import text_lines
+from ..config import FetchOptions
+from ..errors import OptionError
+from ..results import FetchResult
+from ..resume import RecordedRows
 
 __all__ = ["INPUT_FORMATS", "NumberedItems", "PairParam", "SecondsParam", "SizeParam",
            "UserParam", "build_options", "detect_format", "keyword_of", "parse_pair",
@@ -388,7 +388,7 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
 
 def _content_lines(stream: IO[bytes], name: str) -> Iterator[tuple[int, str]]:
     """``(line number, stripped text)`` of each line that is neither blank nor a comment;
-    :class:`~batchfetch._input_text.InputTextError` at a line that is not text."""
+    :class:`~batchfetch.cli.input_text.InputTextError` at a line that is not text."""
     for number, line in text_lines(stream, name):
         text = line.strip()
         if text and not text.startswith("#"):

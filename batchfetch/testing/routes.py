@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import gevent
 
-if TYPE_CHECKING:
-    from batchfetch.testing import Connection, LoopbackServer, Request
+if TYPE_CHECKING:  # the server calls the routes: only their types come back
+    from .server import Connection, LoopbackServer, Request
 
 #: A route: ``handler(server, conn, req, *path_groups)``.
 Handler = Callable[..., None]
@@ -33,6 +33,31 @@ _PATTERN_BLOCK = PATTERN * (_CHUNK // len(PATTERN))  # a chunk boundary is a pat
 _ZEROS = bytes(_CHUNK)
 _OCTETS = "application/octet-stream"
 _TABLE: list[tuple[re.Pattern[str], Handler]] = []
+
+
+@dataclasses.dataclass
+class TokenBucket:
+    """The state of one ``/limited/<key>``: tokens, and what it answered so far."""
+
+    tokens: float
+    updated: float
+    allowed: int = 0
+    throttled: int = 0  # 429s answered
+    retry_afters: int = 0  # of them, with a Retry-After header
+    concurrent: int = 0  # allowed requests being served now
+    most_concurrent: int = 0
+
+    def take(self, rate: float, burst: float, now: float) -> bool:
+        """Take a token if one is there (refilled at ``rate`` per second up to ``burst``)."""
+        self.tokens = min(burst, self.tokens + (now - self.updated) * rate)
+        self.updated = now
+        if self.tokens >= 1.0:
+            self.tokens -= 1.0
+            self.allowed += 1
+            return True
+        self.throttled += 1
+        return False
+
 
 
 def _route(regex: str, doc: str, description: str) -> Callable[[Handler], Handler]:
@@ -145,8 +170,6 @@ def _flaky(server: LoopbackServer, conn: Connection, req: Request, key: str) -> 
         "immediate 429, every <every>-th with Retry-After: <retry_after>; within it 200 'ok' "
         "after <delay> s (a rate-limited API)")
 def _limited(server: LoopbackServer, conn: Connection, req: Request, key: str) -> None:
-    from batchfetch.testing import TokenBucket
-
     rate = float(req.query.get("rate", "100"))
     burst = float(req.query.get("burst", "10"))
     now = time.monotonic()

@@ -245,7 +245,7 @@ class HostQueues(Generic[Job]):
         self.cool_down(host, until, reason, now)
 
     def cooling(self, host: Hashable, now: float) -> str:
-        """Why ``host`` may not start a job now (one of :data:`batchfetch.waits.REASONS`),
+        """Why ``host`` may not start a job now (one of :data:`batchfetch.scheduling.waits.REASONS`),
         or ""."""
         if host in self._cooling and self._cool_until[host] > now:
             return self._cool_reason[host]
@@ -291,7 +291,7 @@ class HostQueues(Generic[Job]):
     def cool_down(self, host: Hashable, until: float, reason: str = "retry-after",
                   now: float | None = None) -> None:
         """Start no job of ``host`` before ``until`` (a Retry-After from the server; or
-        ``reason``: one of :data:`batchfetch.waits.REASONS`), counted on the clock from
+        ``reason``: one of :data:`batchfetch.scheduling.waits.REASONS`), counted on the clock from
         ``now`` when given."""
         if until > self._cool_until.get(host, 0.0):
             self._cool_until[host] = until

@@ -17,22 +17,22 @@ from typing import IO, Any
 import click
 import gevent
 
-from ._cli_help import (EPILOG, SectionedCommand, general_option, output_option, print_version,
+from .help import (EPILOG, SectionedCommand, general_option, output_option, print_version,
                         request_option, retrying_option, timing_option, tls_option)
-from ._cli_input import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
+from .lines import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
-from ._cli_output import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
+from .streams import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
                           check_output_file, format_for, interrupts_as_exceptions,
                           open_rows_output, silence_stdout, stdout_is_a_terminal)
-from ._input_text import InputTextError
-from .config import FetchOptions
-from .api import iter_fetch
-from .host_rules import MatchedPatterns
+from .input_text import InputTextError
+from ..config import FetchOptions
+from ..api import iter_fetch
+from ..host_rules import MatchedPatterns
 from .progress import Progress
-from .redaction import mask_passwords
-from .results import FetchResult, SummaryCounter
-from .resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
-from .writers import FORMATS, RowWriter, writer_for
+from ..redaction import mask_passwords
+from ..results import FetchResult, SummaryCounter
+from ..resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
+from ..writers import FORMATS, RowWriter, writer_for
 
 __all__ = ["main"]
 

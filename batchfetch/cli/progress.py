@@ -11,7 +11,7 @@ import os
 import threading
 from typing import IO, Any
 
-from .results import SummaryCounter
+from ..results import SummaryCounter
 
 __all__ = ["Progress"]
 

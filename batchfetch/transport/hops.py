@@ -21,8 +21,8 @@ import requests.exceptions as rex
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies, get_netrc_auth
 
-from .errors import RedirectLocationError
-from .inputs import host_key
+from ..errors import RedirectLocationError
+from ..inputs import host_key
 
 __all__ = ["HopSession", "HostEnvironment", "HOST_CACHE_SIZE"]
 

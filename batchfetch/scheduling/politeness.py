@@ -17,12 +17,12 @@ from typing import Any, Hashable
 import gevent
 import gevent.lock
 
-from .config import FetchOptions
-from .errors import RobotsDisallowedError
+from ..config import FetchOptions
+from ..errors import RobotsDisallowedError
 from .hosts import HostQueues
 from .pace import HostPace, Pacer, describe_pace
-from .redaction import mask_passwords, mask_url
-from .results import FetchResult
+from ..redaction import mask_passwords, mask_url
+from ..results import FetchResult
 from .retry import backoff_delay
 from .robots import RobotsPolicy, sent_user_agent
 from .waits import ZERO_READING, WaitClock

@@ -27,7 +27,7 @@ import click
 import gevent
 import gevent.socket
 
-from .errors import BatchFetchError
+from ..errors import BatchFetchError
 
 __all__ = ["OutputError", "PipeText", "GuardedText", "open_rows_output", "check_writable",
            "check_output_file", "format_for", "stdout_is_a_terminal",

@@ -16,7 +16,7 @@ from typing import IO, Any
 
 import gevent.socket
 
-from .errors import BatchFetchError
+from ..errors import BatchFetchError
 
 __all__ = ["InputTextError", "text_lines"]
 

@@ -12,8 +12,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from .results import FetchResult
-from .testing import LoopbackServer, refused_url
+from ..results import FetchResult
+from ..testing.server import LoopbackServer, refused_url
 
 __all__ = ["DEMO_OPTIONS", "DemoCase", "demo_cases", "run_demo"]
 
@@ -98,8 +98,8 @@ def run_demo(fetch: Callable[[Any, Callable[[FetchResult], None]], int],
     the CLI's own run; return 0 when every row came out as its case expects, else 1
     (130 when interrupted).
     """
-    from ._cli_input import NumberedItems
-    from .cli import EXIT_INTERRUPTED
+    from .lines import NumberedItems
+    from .command import EXIT_INTERRUPTED
 
     with LoopbackServer() as server:
         cases = demo_cases(server)

@@ -16,11 +16,11 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from ._http import LeanSends
-from ._lean import LeanSession
+from .wire import LeanSends
+from .fastpath import LeanSession
 from .hops import HopSession, HostEnvironment
-from .config import FetchOptions
-from .inputs import RequestSpec
+from ..config import FetchOptions
+from ..inputs import RequestSpec
 
 __all__ = ["build_session", "RequestSettings"]
 

@@ -2,7 +2,7 @@
 
 It is a small hand-written HTTP/1.1 parser on gevent's ``StreamServer`` (not pywsgi), so routes
 can misbehave at the socket level (resets, trickles, garbage) and connections can be counted.
-The routes are listed in ``ROUTES`` and live in ``batchfetch._testing_routes``.
+The routes are listed in ``ROUTES`` and live in ``batchfetch.testing.routes``.
 
 The server runs in greenlets of the calling thread's hub, so the client must be cooperative:
 use it from a gevent-patched process (importing ``batchfetch`` patches), as batchfetch does.
@@ -33,7 +33,7 @@ import gevent
 import gevent.pool
 import gevent.server
 
-from batchfetch._testing_routes import PATTERN, ROUTES, dispatch, pattern_chunks
+from .routes import PATTERN, ROUTES, TokenBucket, dispatch, pattern_chunks
 
 if TYPE_CHECKING:  # importing ssl here would import it before the package has patched it
     import ssl
@@ -79,30 +79,6 @@ class _BadRequest(ValueError):
 
 class _ClientGone(ConnectionError):
     """The client closed its end while we were reading (caught with every other socket error)."""
-
-
-@dataclass
-class TokenBucket:
-    """The state of one ``/limited/<key>``: tokens, and what it answered so far."""
-
-    tokens: float
-    updated: float
-    allowed: int = 0
-    throttled: int = 0  # 429s answered
-    retry_afters: int = 0  # of them, with a Retry-After header
-    concurrent: int = 0  # allowed requests being served now
-    most_concurrent: int = 0
-
-    def take(self, rate: float, burst: float, now: float) -> bool:
-        """Take a token if one is there (refilled at ``rate`` per second up to ``burst``)."""
-        self.tokens = min(burst, self.tokens + (now - self.updated) * rate)
-        self.updated = now
-        if self.tokens >= 1.0:
-            self.tokens -= 1.0
-            self.allowed += 1
-            return True
-        self.throttled += 1
-        return False
 
 
 @dataclass

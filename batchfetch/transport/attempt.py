@@ -13,10 +13,10 @@ import gevent
 import grequests
 import requests
 
-from .config import FetchOptions
-from .errors import BodyTooLargeError, DeadlineExceeded, classify
-from .redaction import mask_url
-from .saving import BodyFile
+from ..config import FetchOptions
+from ..errors import BodyTooLargeError, DeadlineExceeded, classify
+from ..redaction import mask_url
+from ..saving import BodyFile
 
 __all__ = ["Outcome", "run_attempt"]
 

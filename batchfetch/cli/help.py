@@ -10,8 +10,8 @@ from typing import Any
 
 import click
 
-from ._version import __version__
-from .config import FetchOptions
+from .._version import __version__
+from ..config import FetchOptions
 
 __all__ = ["EPILOG", "SectionedCommand", "print_version", "timing_option", "retrying_option",
            "request_option", "tls_option", "output_option", "general_option"]
