@@ -22,7 +22,8 @@ from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineEx
                      OptionError, RowError, SaveError)
 from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
-from .results import FetchResult, ResultTable, Summary
+from .results import FetchResult, Summary
+from .table import ResultTable
 
 logging.getLogger("batchfetch").addHandler(logging.NullHandler())
 

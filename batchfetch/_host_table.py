@@ -13,10 +13,10 @@ from typing import Any
 from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
-from .config import proxy_url_problem
 from .errors import HostRulesError
 from .headers import header_problem, is_latin1
 from .redaction import mask_passwords
+from .urls import proxy_url_problem
 
 __all__ = ["NOT_A_PATTERN", "RULE_KEYS", "pattern_key", "read_document"]
 

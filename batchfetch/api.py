@@ -17,7 +17,8 @@ from .engines.base import Engine, ExceptionHandler, OnResult
 from .engines.local import LocalEngine
 from .engines.processes import ProcessEngine
 from .inputs import RequestSpec
-from .results import FetchResult, ResultTable
+from .results import FetchResult
+from .table import ResultTable
 
 __all__ = ["Fetcher", "fetch_all", "iter_fetch"]
 

@@ -11,8 +11,6 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Union
 
 from requests.auth import AuthBase
-from urllib3.exceptions import LocationParseError
-from urllib3.util import parse_url
 
 from ._version import __version__
 from .errors import OptionError
@@ -20,6 +18,7 @@ from .headers import (first_cookie_problem, first_header_problem, form_problem, 
                       is_latin1)
 from .methods import normalize_method
 from .redaction import mask_passwords, shown_option
+from .urls import proxy_url_problem
 
 if TYPE_CHECKING:
     from .host_rules import HostsValue
@@ -121,26 +120,6 @@ def _string_mapping(option: str, value: Any) -> dict[str, str]:
     if problem:
         raise OptionError(option, value, "values every request can carry", problem)
     return dict(value)
-
-
-_PROXY_SCHEMES = ("http", "https", "socks4", "socks4a", "socks5", "socks5h")
-
-
-def proxy_url_problem(url: str) -> str | None:
-    """What is wrong with one proxy URL (the URL not repeated), or None.
-
-    Example::
-
-        >>> proxy_url_problem("http://127.0.0.1:3128") is None, proxy_url_problem("ftp://h")
-        (True, 'needs a host and one of the schemes http, https, socks4, socks4a, socks5, socks5h')
-    """
-    try:
-        parsed = parse_url(url if "://" in url else "http://" + url)
-    except LocationParseError as exc:
-        return mask_passwords(f"is not a URL ({exc})")
-    if parsed.scheme not in _PROXY_SCHEMES or not parsed.host:
-        return f"needs a host and one of the schemes {', '.join(_PROXY_SCHEMES)}"
-    return None
 
 
 def _proxy_problem(proxies: Mapping[str, str]) -> str | None:

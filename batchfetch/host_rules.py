@@ -54,8 +54,8 @@ from urllib3.util import parse_url
 
 from ._host_table import NOT_A_PATTERN, RULE_KEYS, pattern_key, read_document
 from .errors import HostRulesError, OptionError
-from .inputs import HostKeys
 from .redaction import MASK, mask_passwords, shown_option
+from .urls import HostKeys
 
 __all__ = ["HostRule", "HostRules", "MatchedPatterns", "RULE_KEYS"]
 

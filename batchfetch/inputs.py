@@ -16,17 +16,17 @@ from urllib3.util import parse_url
 from .config import FetchOptions
 from .errors import InvalidItemError
 from .headers import first_cookie_problem, first_header_problem, form_problem
-from .redaction import mask_line
 from .methods import normalize_method
+from .redaction import mask_line
+from .urls import DEFAULT_PORTS, HostKeys, host_key
 
-__all__ = ["RequestSpec", "to_spec", "host_key", "SPEC_KEYS"]
+__all__ = ["RequestSpec", "to_spec", "host_key", "HostKeys", "SPEC_KEYS"]
 
 #: The Content-Type of a str or bytes body that names none, as curl's -d sends it.
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: Keys a dict item may have.
 SPEC_KEYS = frozenset({"url", "method", "headers", "params", "json", "data", "cookies", "id"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 # A URL parse_url accepts without a doubt: http(s), an ASCII host name or IPv4 address, a
 # port of up to five digits (checked against 65535), then printable ASCII without spaces.
 _PLAIN_URL = re.compile(r"https?://[A-Za-z0-9.-]+(?::([0-9]{1,5}))?(?:[/?#][!-~]*)?",
@@ -58,54 +58,6 @@ class RequestSpec:
         return f"RequestSpec(url={self.url!r}, method={self.method!r}, ...)"
 
 
-def host_key(url: str) -> tuple[str, str, int]:
-    """``(scheme, host, port)`` of a valid http(s) URL: the unit of per-host limits.
-
-    Example::
-
-        >>> host_key("HTTPS://Example.com/x")
-        ('https', 'example.com', 443)
-    """
-    parsed = parse_url(url)
-    scheme = (parsed.scheme or "http").lower()
-    return scheme, (parsed.host or "").lower(), parsed.port or _DEFAULT_PORTS.get(scheme, 0)
-
-
-_ORIGIN = re.compile(r"^[^:/?#]+://[^/?#]*")
-
-
-class HostKeys:
-    """:func:`host_key` remembered per origin (``scheme://authority``) for one run.
-
-    Parsing every URL of a batch again costs more than the whole scheduler step;
-    a batch has few origins. Bounded: it starts again past ``limit`` origins.
-
-    Example::
-
-        >>> keys = HostKeys()
-        >>> keys("http://127.0.0.1:8000/a"), len(keys)
-        (('http', '127.0.0.1', 8000), 1)
-    """
-
-    def __init__(self, limit: int = 4096) -> None:
-        self.limit = limit
-        self._by_origin: dict[str, tuple[str, str, int]] = {}
-
-    def __len__(self) -> int:
-        return len(self._by_origin)
-
-    def __call__(self, url: str) -> tuple[str, str, int]:
-        origin = _ORIGIN.match(url)
-        if origin is None:
-            return host_key(url)
-        key = self._by_origin.get(origin.group())
-        if key is None:
-            if len(self._by_origin) >= self.limit:
-                self._by_origin.clear()
-            key = self._by_origin[origin.group()] = host_key(origin.group())
-        return key
-
-
 def check_url(url: Any) -> str:
     """Return ``url`` stripped if requests can send it, else raise ``invalid_url``.
 
@@ -123,7 +75,7 @@ def check_url(url: Any) -> str:
     if not scheme or not url[scheme.end():].startswith("//"):
         raise InvalidItemError("invalid_url", f"no scheme in {_short(url)} "
                                               "(expected http:// or https://)")
-    if scheme.group(1).lower() not in _DEFAULT_PORTS:
+    if scheme.group(1).lower() not in DEFAULT_PORTS:
         raise InvalidItemError("invalid_url", f"unsupported scheme {scheme.group(1)!r} in "
                                               f"{_short(url)} (expected http or https)")
     try:

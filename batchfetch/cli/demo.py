@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..results import FetchResult
-from ..testing.server import LoopbackServer, refused_url
+from ..testing import LoopbackServer, refused_url
 
 __all__ = ["DEMO_OPTIONS", "DemoCase", "demo_cases", "run_demo"]
 
@@ -99,7 +99,7 @@ def run_demo(fetch: Callable[[Any, Callable[[FetchResult], None]], int],
     (130 when interrupted).
     """
     from .lines import NumberedItems
-    from .command import EXIT_INTERRUPTED
+    from .streams import EXIT_INTERRUPTED
 
     with LoopbackServer() as server:
         cases = demo_cases(server)

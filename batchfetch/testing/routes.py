@@ -13,13 +13,16 @@ import re
 import time
 import zlib
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING
+from typing import Any
 
 import gevent
 
-if TYPE_CHECKING:  # the server calls the routes: only their types come back
-    from .server import Connection, LoopbackServer, Request
+from .wire import Connection, Request
 
+
+#: The LoopbackServer a route answers for (its state: hits, flaky counts, buckets); named
+#: loosely, since the server module imports the routes.
+Server = Any
 #: A route: ``handler(server, conn, req, *path_groups)``.
 Handler = Callable[..., None]
 
@@ -71,7 +74,7 @@ def _route(regex: str, doc: str, description: str) -> Callable[[Handler], Handle
     return register
 
 
-def dispatch(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def dispatch(server: Server, conn: Connection, req: Request) -> None:
     """Answer ``req`` with the first route whose pattern matches the whole path, else 404."""
     for regex, handler in _TABLE:
         match = regex.fullmatch(req.path)
@@ -111,13 +114,13 @@ def _json(conn: Connection, document: object, status: int = 200) -> None:
 
 
 @_route(r"/(?:ok)?", "/ok", "200 text/plain 'ok' (also '/')")
-def _ok(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _ok(server: Server, conn: Connection, req: Request) -> None:
     conn.respond(200, b"ok\n")
 
 
 @_route(r"/status/(\d{3})", "/status/<code>[?retry_after=VALUE]",
         "that status and reason, body 'status <code>', optional Retry-After header")
-def _status(server: LoopbackServer, conn: Connection, req: Request, code: str) -> None:
+def _status(server: Server, conn: Connection, req: Request, code: str) -> None:
     status = int(code)
     if not 200 <= status <= 599:  # a 1xx is not a final answer: the client would wait forever
         raise ValueError(f"status must be 200-599, got {status}")
@@ -125,13 +128,13 @@ def _status(server: LoopbackServer, conn: Connection, req: Request, code: str) -
 
 
 @_route(r"/delay/(\d+(?:\.\d*)?)", "/delay/<seconds>", "sleep, then 200 'ok'")
-def _delay(server: LoopbackServer, conn: Connection, req: Request, seconds: str) -> None:
+def _delay(server: Server, conn: Connection, req: Request, seconds: str) -> None:
     gevent.sleep(float(seconds))
     conn.respond(200, b"ok\n")
 
 
 @_route(r"/redirect/(\d+)", "/redirect/<n>", "302 to /redirect/<n-1>; /redirect/0 is 200 'ok'")
-def _redirect(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+def _redirect(server: Server, conn: Connection, req: Request, n: str) -> None:
     if int(n) == 0:
         conn.respond(200, b"ok\n")
     else:
@@ -139,12 +142,12 @@ def _redirect(server: LoopbackServer, conn: Connection, req: Request, n: str) ->
 
 
 @_route(r"/redirect-loop", "/redirect-loop", "302 to itself, forever")
-def _redirect_loop(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _redirect_loop(server: Server, conn: Connection, req: Request) -> None:
     conn.respond(302, b"", headers=[("Location", "/redirect-loop")])
 
 
 @_route(r"/redirect-to", "/redirect-to[?url=/ok&status=302]", "redirect to any URL")
-def _redirect_to(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _redirect_to(server: Server, conn: Connection, req: Request) -> None:
     status = int(req.query.get("status", "302"))
     if not 300 <= status <= 399:
         raise ValueError(f"status must be 3xx, got {status}")
@@ -153,7 +156,7 @@ def _redirect_to(server: LoopbackServer, conn: Connection, req: Request) -> None
 
 @_route(r"/flaky/([^/]+)", "/flaky/<key>[?fail=2&status=503&retry_after=VALUE]",
         "the first <fail> requests for <key> get <status>, later ones 200 'ok'")
-def _flaky(server: LoopbackServer, conn: Connection, req: Request, key: str) -> None:
+def _flaky(server: Server, conn: Connection, req: Request, key: str) -> None:
     fail = int(req.query.get("fail", "2"))
     status = int(req.query.get("status", "503"))
     server.flaky_counts[key] += 1
@@ -169,7 +172,7 @@ def _flaky(server: LoopbackServer, conn: Connection, req: Request, key: str) -> 
         "a token bucket per <key>: <rate> requests/s, bursts of <burst>; beyond it an "
         "immediate 429, every <every>-th with Retry-After: <retry_after>; within it 200 'ok' "
         "after <delay> s (a rate-limited API)")
-def _limited(server: LoopbackServer, conn: Connection, req: Request, key: str) -> None:
+def _limited(server: Server, conn: Connection, req: Request, key: str) -> None:
     rate = float(req.query.get("rate", "100"))
     burst = float(req.query.get("burst", "10"))
     now = time.monotonic()
@@ -196,7 +199,7 @@ def _limited(server: LoopbackServer, conn: Connection, req: Request, key: str) -
 @_route(r"/busy/([^/]+)", "/busy/<key>[?workers=2&service=0.02]",
         "a backend of <workers> per <key>, each <service> s per request; the rest queue "
         "(an overloaded server: latency grows with the requests in flight)")
-def _busy(server: LoopbackServer, conn: Connection, req: Request, key: str) -> None:
+def _busy(server: Server, conn: Connection, req: Request, key: str) -> None:
     from gevent.lock import Semaphore
 
     backend = server.backends.get(key)
@@ -216,7 +219,7 @@ def _busy(server: LoopbackServer, conn: Connection, req: Request, key: str) -> N
 
 @_route(r"/bytes/(\d+)", "/bytes/<n>[?chunked=1]",
         "n bytes of the repeated PATTERN, streamed in 64 KiB chunks (n may be huge)")
-def _bytes(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+def _bytes(server: Server, conn: Connection, req: Request, n: str) -> None:
     chunked = req.query.get("chunked") == "1"
     conn.respond(200, pattern_chunks(int(n)), content_type=_OCTETS, length=int(n),
                  chunked=chunked)
@@ -224,13 +227,13 @@ def _bytes(server: LoopbackServer, conn: Connection, req: Request, n: str) -> No
 
 @_route(r"/gzip/(\d+)", "/gzip/<n>",
         "chunked, Content-Encoding: gzip, decodes to n zero bytes (a gzip bomb when n is huge)")
-def _gzip(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+def _gzip(server: Server, conn: Connection, req: Request, n: str) -> None:
     conn.respond(200, _gzip_zeros(int(n)), content_type=_OCTETS, chunked=True,
                  headers=[("Content-Encoding", "gzip")])
 
 
 @_route(r"/echo", "/echo", "any method: JSON of method, path, query, headers, body, json, cookies")
-def _echo(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _echo(server: Server, conn: Connection, req: Request) -> None:
     try:
         text = req.body.decode("utf-8")
     except UnicodeDecodeError:
@@ -247,45 +250,45 @@ def _echo(server: LoopbackServer, conn: Connection, req: Request) -> None:
 
 
 @_route(r"/cookies/set", "/cookies/set?name=value&...", "one Set-Cookie (Path=/) per query pair")
-def _cookies_set(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _cookies_set(server: Server, conn: Connection, req: Request) -> None:
     cookies = [("Set-Cookie", f"{name}={value}; Path=/") for name, value in req.query_pairs]
     conn.respond(200, b"ok\n", headers=cookies)
 
 
 @_route(r"/cookies", "/cookies", "JSON {'cookies': {...}} of the cookies received")
-def _cookies(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _cookies(server: Server, conn: Connection, req: Request) -> None:
     _json(conn, {"cookies": req.cookies})
 
 
 @_route(r"/json", "/json", "a small JSON document")
-def _json_document(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _json_document(server: Server, conn: Connection, req: Request) -> None:
     _json(conn, {"name": "batchfetch", "ok": True, "items": [1, 2, 3]})
 
 
 @_route(r"/html", "/html", "a small HTML page")
-def _html(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _html(server: Server, conn: Connection, req: Request) -> None:
     page = b"<!doctype html>\n<title>batchfetch</title>\n<h1>ok</h1>\n"
     conn.respond(200, page, content_type="text/html; charset=utf-8")
 
 
 @_route(r"/fault/hang", "/fault/hang", "never answers; holds the connection until it closes")
-def _hang(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _hang(server: Server, conn: Connection, req: Request) -> None:
     conn.wait_for_close()
 
 
 @_route(r"/fault/reset", "/fault/reset", "TCP RST before any response byte")
-def _reset(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _reset(server: Server, conn: Connection, req: Request) -> None:
     conn.reset()
 
 
 @_route(r"/fault/close", "/fault/close", "clean close without any response")
-def _close(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _close(server: Server, conn: Connection, req: Request) -> None:
     conn.close()
 
 
 @_route(r"/fault/truncated", "/fault/truncated[?length=1000&send=10]",
         "headers promise <length> bytes, <send> are sent, then a clean close")
-def _truncated(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _truncated(server: Server, conn: Connection, req: Request) -> None:
     length = int(req.query.get("length", "1000"))
     send = int(req.query.get("send", "10"))
     conn.respond(200, pattern_chunks(send), content_type=_OCTETS, length=length)
@@ -294,21 +297,21 @@ def _truncated(server: LoopbackServer, conn: Connection, req: Request) -> None:
 
 @_route(r"/fault/reset-body", "/fault/reset-body",
         "headers promise 100000 bytes, 1000 are sent, then a TCP RST")
-def _reset_body(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _reset_body(server: Server, conn: Connection, req: Request) -> None:
     conn.respond(200, pattern_chunks(1000), content_type=_OCTETS, length=100_000)
     gevent.sleep(0.05)  # let the client read first: some systems drop unread data on RST
     conn.reset()
 
 
 @_route(r"/fault/garbage", "/fault/garbage", "a non-HTTP reply, then a close")
-def _garbage(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _garbage(server: Server, conn: Connection, req: Request) -> None:
     conn.send_raw(b"this is not http\r\n\r\n")
     conn.close()
 
 
 @_route(r"/fault/trickle", "/fault/trickle[?interval=0.5&bytes=20]",
         "200 with Content-Length <bytes>, then one byte every <interval> seconds")
-def _trickle(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _trickle(server: Server, conn: Connection, req: Request) -> None:
     interval = float(req.query.get("interval", "0.5"))
     count = int(req.query.get("bytes", "20"))
 
@@ -322,7 +325,7 @@ def _trickle(server: LoopbackServer, conn: Connection, req: Request) -> None:
 
 @_route(r"/fault/slow-headers", "/fault/slow-headers[?delay=1]",
         "sleeps <delay> seconds before the status line, then 200 'ok'")
-def _slow_headers(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _slow_headers(server: Server, conn: Connection, req: Request) -> None:
     gevent.sleep(float(req.query.get("delay", "1")))
     conn.respond(200, b"ok\n")
 
@@ -330,7 +333,7 @@ def _slow_headers(server: LoopbackServer, conn: Connection, req: Request) -> Non
 @_route(r"/robots\.txt", "/robots.txt",
         "the server's robots_txt, set by the test: bytes are served as 200 text/plain, a path "
         "of this server ('/status/503') is answered as that path would be; unset: 404")
-def _robots_txt(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _robots_txt(server: Server, conn: Connection, req: Request) -> None:
     answer = getattr(server, "robots_txt", None)  # per instance: each test its own robots.txt
     if answer is None:
         conn.respond(404, b"not found\n")
@@ -348,7 +351,7 @@ ROBOTS_PRIVATE = b"User-agent: *\nDisallow: /private\n"
 
 @_route(r"/robots/hops/(\d+)", "/robots/hops/<n>",
         "302 to /robots/hops/<n-1>; /robots/hops/0 is a robots.txt disallowing /private")
-def _robots_hops(server: LoopbackServer, conn: Connection, req: Request, n: str) -> None:
+def _robots_hops(server: Server, conn: Connection, req: Request, n: str) -> None:
     if int(n) == 0:
         conn.respond(200, ROBOTS_PRIVATE)
     else:
@@ -357,7 +360,7 @@ def _robots_hops(server: LoopbackServer, conn: Connection, req: Request, n: str)
 
 @_route(r"/robots/endless", "/robots/endless",
         "a chunked robots.txt that never ends: it disallows /private, then comments forever")
-def _robots_endless(server: LoopbackServer, conn: Connection, req: Request) -> None:
+def _robots_endless(server: Server, conn: Connection, req: Request) -> None:
     def lines() -> Iterator[bytes]:
         yield ROBOTS_PRIVATE
         filler = b"# more to come\n" * 4096
