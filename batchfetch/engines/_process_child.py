@@ -6,8 +6,8 @@ stdin closes), fetches them with one :class:`~batchfetch.engines.local.LocalEngi
 stdout; rows carry the parent's input index. Hooks run in the parent. Ctrl-C belongs
 to the parent, which stops its workers itself.
 """
-import batchfetch  # noqa: F401  (first: patches this process)
-
+# Run as ``python -m``, this module is imported after its package, whose __init__ has
+# patched the process with gevent already.
 import signal
 import sys
 from typing import Any, Iterator
