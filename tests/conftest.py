@@ -149,10 +149,10 @@ def both_paths(request, monkeypatch):
     Every documented option must behave the same on each (the performance issue's rule).
     """
     if request.param == "requests_path":
-        from batchfetch.engines import local
+        from batchfetch.transport import requests_transport
 
-        build = local.build_session
-        monkeypatch.setattr(local, "build_session",
+        build = requests_transport.build_session
+        monkeypatch.setattr(requests_transport, "build_session",
                             lambda options: build(options.replace(fast_path=False)))
         monkeypatch.setenv("BATCHFETCH_FAST_PATH", "false")  # for CLI subprocesses
     return request.param

@@ -1,13 +1,13 @@
 """The wire contract: every transport sends an item as requests' own path sends it, byte for byte.
 
-batchfetch has two request paths (LeanSession's fast path and requests' Session path), and a
-later change replaces the fast path's transport. Whatever carries a request, this module is the
+Every way an attempt can go on the wire is listed in ``batchfetch.transport.TRANSPORTS``
+(today the fast path and requests' own path). Whatever carries a request, this module is the
 contract it must pass (issue 13, item 8): for every item of a corpus of tricky URLs and request
 headers, a raw-socket server on 127.0.0.1 captures the exact bytes of each request it receives,
-and ``fetch_all(..., fast_path=True)``, ``fetch_all(..., fast_path=False)`` and a plain
-``requests.Session().request(..., stream=True)`` must send the same bytes and report the same
-row (status, reason, final URL after any redirect). requests is the reference: where a transport
-cannot send a URL exactly as requests would, it hands the item to requests' path.
+and ``fetch_all`` on every transport and a plain ``requests.Session().request(..., stream=True)``
+must send the same bytes and report the same row (status, reason, final URL after any
+redirect). requests' own path is the reference: where a transport cannot send a URL exactly as
+requests would, it hands the item to requests' path.
 """
 import dataclasses
 import random
@@ -20,6 +20,10 @@ import requests
 
 from batchfetch import FetchOptions, fetch_all
 from batchfetch.inputs import to_spec
+from batchfetch.transport import TRANSPORTS
+
+#: The transport every other one is held against: requests' own path.
+REFERENCE = "requests"
 
 #: ``{port}`` in a URL, a Location or a header becomes the capturing server's port.
 ORIGIN = "http://127.0.0.1:{port}"
@@ -255,14 +259,16 @@ def row_facts(row) -> dict:
 
 
 def fetch_both_paths(case: Case, host: str = "127.0.0.1") -> list[tuple[str, list, dict]]:
-    """(path, bytes received, row facts) for the fast path, requests' path and plain requests."""
+    """(transport, bytes received, row facts) for requests' path (first), every other
+    transport, and plain requests (last)."""
     seen = []
+    choices = sorted(TRANSPORTS, key=lambda choice: choice.name != REFERENCE)
     with CapturingServer(host, case.low_port) as server:
         item, options, server.location = case.bound(server.port)
-        for fast_path in (True, False):
+        for choice in choices:
             server.received.clear()
-            table = fetch_all([item], retries=0, fast_path=fast_path, **options)
-            seen.append((f"fast_path={fast_path}", list(server.received), row_facts(table[0])))
+            table = fetch_all([item], retries=0, **{**options, **choice.chosen_by})
+            seen.append((choice.name, list(server.received), row_facts(table[0])))
         server.received.clear()
         row = plain_requests_row(to_spec(item, FetchOptions(**options)), FetchOptions(**options))
         seen.append(("plain requests", list(server.received), row))
@@ -284,13 +290,13 @@ def plain_requests_row(spec, options: FetchOptions) -> dict:
 
 
 def assert_same(seen: list[tuple[str, list, dict]]) -> None:
-    (_, fast_bytes, fast_row), (_, full_bytes, full_row) = seen[:2]
-    assert fast_bytes == full_bytes
-    assert fast_row == full_row
+    (_, full_bytes, full_row), *others, (_, plain_bytes, plain_row) = seen
     assert full_bytes, "the server received nothing"
-    for name, plain_bytes, plain_row in seen[2:]:
-        assert plain_bytes == full_bytes, name
-        assert plain_row == {key: full_row[key] for key in plain_row}, name
+    for name, sent, row in others:
+        assert sent == full_bytes, name
+        assert row == full_row, name
+    assert plain_bytes == full_bytes, "plain requests"
+    assert plain_row == {key: full_row[key] for key in plain_row}, "plain requests"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[case.id for case in CASES])
@@ -337,11 +343,11 @@ def test_a_batch_of_the_corpus_sends_the_same_bytes_in_the_same_order():
     seen = []
     with CapturingServer() as server:
         items = [case.bound(server.port)[0] for case in cases]
-        for fast_path in (True, False):
+        for choice in TRANSPORTS:
             server.received.clear()
-            table = fetch_all(items, retries=0, fast_path=fast_path, concurrency=1)
+            table = fetch_all(items, retries=0, concurrency=1, **choice.chosen_by)
             seen.append((list(server.received), [row_facts(row) for row in table]))
-    assert seen[0] == seen[1]
+    assert all(each == seen[0] for each in seen[1:]) and len(seen) == len(TRANSPORTS)
     assert len(seen[0][0]) == len([row for row in seen[0][1] if row["status"]])
 
 

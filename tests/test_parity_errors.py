@@ -1,7 +1,7 @@
 """exception_handler sees the same exception whichever path sent the request (issue 13, item 9).
 
-For each failure that reaches ``exception_handler``, a one-item batch runs on the fast path
-and on requests' path; the handler must get the same exception class and message (memory
+For each failure that reaches ``exception_handler``, a one-item batch runs on every transport
+(``batchfetch.transport.TRANSPORTS``); the handler must get the same exception class and message (memory
 addresses aside), the same ``exc.request`` (method, URL, headers in order, body; or None on
 both) and a response on both or on neither.
 """
@@ -11,6 +11,10 @@ import pytest
 
 from batchfetch import fetch_all
 from batchfetch.testing import refused_url
+from batchfetch.transport import TRANSPORTS
+
+#: Every transport, requests' own path (the reference) first.
+CHOICES = sorted(TRANSPORTS, key=lambda choice: choice.name != "requests")
 
 BODY_ITEM = {"method": "POST", "json": {"n": 1}, "cookies": {"c": "1"},
              "headers": {"X-Item": "i", "Accept": None}}
@@ -51,10 +55,10 @@ def describe(exc: BaseException) -> dict:
     }
 
 
-def handled(item, fast_path: bool, **options) -> dict:
+def handled(item, choice, **options) -> dict:
     seen = []
-    table = fetch_all([item], fast_path=fast_path, retries=0,
-                      exception_handler=lambda _item, exc: seen.append(exc), **options)
+    table = fetch_all([item], retries=0, exception_handler=lambda _item, exc: seen.append(exc),
+                      **{**options, **choice.chosen_by})
     assert len(seen) == 1 and not table[0].ok
     return {"error": table[0].error, **describe(seen[0])}
 
@@ -69,14 +73,13 @@ def test_exception_handler_sees_the_same_exception_on_both_paths(server, name):
         url = server.url(where.replace("{refused}", refused))
     else:
         url = where
-    on_fast, on_full = (handled({"url": url, **item}, fast_path, **options)
-                        for fast_path in (True, False))
-    assert on_fast == on_full
+    reference, *others = (handled({"url": url, **item}, choice, **options) for choice in CHOICES)
+    assert all(other == reference for other in others)
 
 
 def test_a_refused_request_carries_what_was_sent(server):
     """Not only the same on both paths: the request is the one that went out."""
-    seen = handled({"url": refused_url("/x"), **BODY_ITEM}, True, auth=("ann", "pw"))
+    seen = handled({"url": refused_url("/x"), **BODY_ITEM}, CHOICES[-1], auth=("ann", "pw"))
     request = seen["request"]
     assert seen["error"] == "connect"
     assert (request["method"], request["body"]) == ("POST", b'{"n": 1}')
@@ -87,7 +90,7 @@ def test_a_refused_request_carries_what_was_sent(server):
 
 def test_a_tls_failure_is_the_same_on_both_paths(tls_server):
     server, _ca_path = tls_server  # not trusted: verification fails
-    on_fast, on_full = (handled({"url": server.url("/ok"), "headers": {"X-A": "1"}}, fast_path)
-                        for fast_path in (True, False))
-    assert on_fast["error"] == "tls"
-    assert on_fast == on_full
+    reference, *others = (handled({"url": server.url("/ok"), "headers": {"X-A": "1"}}, choice)
+                          for choice in CHOICES)
+    assert reference["error"] == "tls"
+    assert all(other == reference for other in others)

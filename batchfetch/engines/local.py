@@ -1,6 +1,6 @@
-"""The local engine: a batch run in this process, on gevent, over one requests session.
+"""The local engine: a batch run in this process, on gevent, over one transport.
 
-:class:`LocalEngine` owns the session (its connection pools) for every run it serves.
+:class:`LocalEngine` owns the transport (its session and pools) for every run it serves.
 Each run is a :class:`_Batch`: the caller's greenlet runs its scheduler, which pulls
 input lazily (at most ``max_pending`` items ahead of the rows it has yielded), starts
 attempts under the concurrency, per-host and rate limits, times retries without
@@ -29,7 +29,6 @@ import gevent.pool
 import gevent.queue
 
 from ..scheduling.politeness import Politeness
-from ..transport.attempt import Outcome, run_attempt
 from ..config import FetchOptions
 from ..errors import BatchFetchError, HTTPStatusError, InvalidItemError
 from ..scheduling.hosts import HostQueues, StartRate
@@ -37,8 +36,7 @@ from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method,
 from ..redaction import mask_line, mask_passwords, mask_url
 from ..results import FetchResult
 from ..scheduling.retry import THROTTLED_STATUS, decide
-from ..scheduling.robots import fetch_policy
-from ..transport.session import RequestSettings, build_session
+from ..transport import Outcome, Transport, transport_for
 from ..scheduling.waits import ZERO_READING, WaitClock
 from .base import RowEvent
 
@@ -52,10 +50,10 @@ LEND_FACTOR = 8
 
 
 class LocalEngine:
-    """Runs batches in this process: one session (and its pools) for all of them.
+    """Runs batches in this process: one transport (its session and pools) for all of them.
 
-    Runs go one at a time; the session keeps its connections (and cookies) from one
-    run to the next until :meth:`close`.
+    Runs go one at a time; the transport keeps its connections from one run to the next
+    until :meth:`close`.
 
     Example::
 
@@ -68,15 +66,8 @@ class LocalEngine:
 
     def __init__(self, options: FetchOptions) -> None:
         self.options = options
-        self._session: Any = None  # built when the first run starts
+        self.transport: Transport = transport_for(options)  # connects on first use
         self._running = False
-
-    @property
-    def session(self) -> Any:
-        """The requests session every run uses, built on first use."""
-        if self._session is None:
-            self._session = build_session(self.options)
-        return self._session
 
     def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
@@ -88,15 +79,13 @@ class LocalEngine:
                                   "time (use a second Fetcher for a second run at once)")
         self._running = True
         try:
-            yield from _Batch(self.options, self.session).row_events(pairs)
+            yield from _Batch(self.options, self.transport).row_events(pairs)
         finally:
             self._running = False
 
     def close(self) -> None:
-        """Close the session and its idle connections; a later run opens a new one."""
-        if self._session is not None:
-            self._session.close()
-            self._session = None
+        """Close the transport's idle connections; a later run opens new ones."""
+        self.transport.close()
 
 
 @dataclasses.dataclass(eq=False, slots=True)
@@ -121,9 +110,9 @@ class _Job:
 class _Batch:
     """The state of one run: the scheduler's queues, timers and in-flight attempts."""
 
-    def __init__(self, options: FetchOptions, session: Any) -> None:
+    def __init__(self, options: FetchOptions, transport: Transport) -> None:
         self.options = options
-        self.session = session
+        self.transport = transport
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
                                                   connections=options.concurrency,
                                                   clock=WaitClock(),
@@ -135,14 +124,13 @@ class _Batch:
         self.messages: gevent.queue.Queue = gevent.queue.Queue()
         self.ready_rows: deque[RowEvent] = deque()
         self.in_flight = 0
-        self.attempt_inbox: gevent.queue.Queue = gevent.queue.Queue()  # (job, kwargs) to send
+        self.attempt_inbox: gevent.queue.Queue = gevent.queue.Queue()  # jobs to send
         self.attempt_greenlets = gevent.pool.Group()
         self.idle_attempt_greenlets = 0  # waiting in _attempt_loop for the next attempt
-        self.settings: RequestSettings | None = None
         self.pending = 0  # items pulled whose row has not been yielded yet
         self.rng = random.Random()
         self.host_keys = HostKeys()
-        self.polite: Politeness  # built with the session, when the rows are first asked for
+        self.polite: Politeness  # built when the rows are first asked for
         self.room: gevent.lock.Semaphore  # places in the look-ahead (max_pending)
         self.lent: set[int] = set()  # indexes of items of held hosts, outside the look-ahead
         self.lend_limit = LEND_FACTOR * options.pending_limit
@@ -153,8 +141,7 @@ class _Batch:
         """Yield a RowEvent per ``(index, item)`` pair of ``source``, as each completes."""
         if self.options.save_dir:
             os.makedirs(self.options.save_dir, exist_ok=True)
-        self.settings = RequestSettings(self.options, self.session.environment)
-        self.polite = Politeness(self.options, self.queues, fetch_robots=self._fetch_robots,
+        self.polite = Politeness(self.options, self.queues, fetch_robots=self.transport.fetch_robots,
                                  spawn=self.attempt_greenlets.spawn, post=self.messages.put,
                                  reject=lambda row, item, exception: self.ready_rows.append(
                                      RowEvent(row, exception)))
@@ -192,7 +179,7 @@ class _Batch:
             feeder.kill(block=True, timeout=1.0)
             self.attempt_greenlets.kill(block=True, timeout=1.0)
             self.polite.log_throttled_hosts()
-            # It calls back into the run: without this cycle the run, its session and their
+            # It calls back into the run: without this cycle the run and its rows
             # idle connections go as soon as the caller drops the rows (urllib3 2's
             # PoolManager.clear() leaves closing them to the garbage collector).
             del self.polite
@@ -233,18 +220,13 @@ class _Batch:
             self.lent.add(index)
             self.room.release()
 
-    def _fetch_robots(self, spec: RequestSpec, host: tuple[str, str, int]) -> Any:
-        """An origin's robots.txt policy, fetched with the run's session and settings."""
-        return fetch_policy(self.session, spec.url, self.settings.kwargs(spec, host),
-                            self.options.user_agent, deadline=self.options.deadline)
-
     def _release_due_timers(self) -> None:
         now = time.monotonic()
         while self.timers and self.timers[0][0] <= now:
             _, _, job = heapq.heappop(self.timers)
             self.queues.add(job.host, job)
 
-    def _take_attempt(self) -> tuple[_Job, dict[str, Any]] | None:
+    def _take_attempt(self) -> _Job | None:
         """The next attempt the limits allow now, counted as started; None if none."""
         if self.in_flight >= self.options.concurrency:
             return None
@@ -264,15 +246,15 @@ class _Batch:
             job.first_start = now
         job.attempts += 1
         self.in_flight += 1
-        return job, self.settings.kwargs(job.spec, job.host)
+        return job
 
     def _start_attempts(self) -> None:
-        while (attempt := self._take_attempt()) is not None:
+        while (job := self._take_attempt()) is not None:
             if self.idle_attempt_greenlets:
                 self.idle_attempt_greenlets -= 1  # one waiting in _attempt_loop takes it
             else:
                 self.attempt_greenlets.spawn(self._attempt_loop)
-            self.attempt_inbox.put(attempt)
+            self.attempt_inbox.put(job)
 
     def _attempt_loop(self) -> None:
         """An attempt greenlet: run attempts from the inbox until killed."""
@@ -281,8 +263,8 @@ class _Batch:
             self._run_attempts(inbox.get())
             self.idle_attempt_greenlets += 1
 
-    def _run_attempts(self, attempt: tuple[_Job, dict[str, Any]] | None) -> None:
-        """Run ``attempt``, book its outcome, and go on with the next attempt that may start.
+    def _run_attempts(self, job: _Job | None) -> None:
+        """Run ``job``'s attempt, book its outcome, and go on with the next that may start.
 
         Booking and taking the next attempt here, in the attempt greenlet, keeps a slot busy
         without a round trip through the scheduler's greenlet (which under load waits
@@ -290,27 +272,20 @@ class _Batch:
         the rows and to feed idle attempt greenlets.
         """
         try:
-            while attempt is not None:
-                job, kwargs = attempt
-                outcome, reused = self._attempt(job, kwargs)
-                self._complete(job, outcome, reused)
+            while job is not None:
+                self._complete(job, self._attempt(job))
                 self.messages.put(("wake",))
-                attempt = self._take_attempt()
+                job = self._take_attempt()
         except Exception as exc:  # noqa: BLE001 - a bug: stop the run and raise it to the caller
             self.messages.put(("failed", exc))
             raise gevent.GreenletExit from exc
 
-    def _attempt(self, job: _Job, kwargs: dict[str, Any]) -> tuple[Outcome, bool]:
-        """One attempt's outcome, and whether it went out on a reused connection."""
-        gevent.getcurrent().batchfetch_reused_connection = False
+    def _attempt(self, job: _Job) -> Outcome:
         try:
-            outcome = run_attempt(self.session, job.spec.method, job.spec.url, kwargs,
-                                  self.options, job.index)
+            return self.transport.attempt(job.spec, job.host, job.index)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
             log.exception("batchfetch failed internally fetching %s", mask_url(job.spec.url))
-            outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",
-                              exception=exc)
-        return outcome, getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
+            return Outcome(error="protocol", message=f"internal error: {exc!r}", exception=exc)
 
     def _messages(self) -> list[tuple]:
         """Wait until an item arrives, an attempt completes, or a timer, rate slot, or the
@@ -338,11 +313,11 @@ class _Batch:
             messages.append(self.messages.get_nowait())
         return messages
 
-    def _complete(self, job: _Job, outcome: Outcome, reused: bool) -> None:
+    def _complete(self, job: _Job, outcome: Outcome) -> None:
         self.in_flight -= 1
         pace = self.polite.answered(job.host, job.started, outcome.status, outcome.error)
         self.queues.finished(job.host)
-        decision = decide(self.options, job.spec.method, outcome, job.attempts, reused,
+        decision = decide(self.options, job.spec.method, outcome, job.attempts, outcome.reused,
                           time.time(), self.rng, job.throttled, job.throttled_wait,
                           pace.retries)
         if decision.retry:

@@ -1,11 +1,12 @@
-"""One attempt at one request: send it with grequests, read the body under the deadline.
+"""One attempt at one request through a requests Session: send it with grequests, read
+the body under the deadline.
 
-Runs in a worker greenlet and never raises: whatever happens comes back as an
-:class:`Outcome` for the dispatcher, which alone decides on retries and rows.
+Runs in an attempt greenlet and never raises: whatever happens comes back as an
+:class:`~batchfetch.transport.base.Outcome` for the scheduler, which alone decides on
+retries and rows.
 """
 from __future__ import annotations
 
-import dataclasses
 import logging
 from typing import Any
 
@@ -17,6 +18,7 @@ from ..config import FetchOptions
 from ..errors import BodyTooLargeError, DeadlineExceeded, classify
 from ..redaction import mask_url
 from ..saving import BodyFile
+from .base import Outcome
 
 __all__ = ["Outcome", "run_attempt"]
 
@@ -24,23 +26,6 @@ log = logging.getLogger("batchfetch")
 
 #: Bytes read per chunk; large enough to keep per-chunk overhead low.
 CHUNK_SIZE = 64 * 1024
-
-
-@dataclasses.dataclass(slots=True)
-class Outcome:
-    """What one attempt produced: a response's facts, an error kind, or both."""
-
-    status: int | None = None
-    reason: str = ""
-    final_url: str = ""
-    content_type: str = ""
-    retry_after: str | None = None
-    size: int = 0
-    body: bytes | None = None
-    path: str = ""
-    error: str = ""
-    message: str = ""
-    exception: BaseException | None = None
 
 
 def _read_body(response: requests.Response, outcome: Outcome, options: FetchOptions,

@@ -1,4 +1,4 @@
-"""The run's one requests.Session, and the request settings resolved once per run.
+"""The requests.Session a transport sends through, and the request settings resolved once.
 
 requests re-reads the environment (proxies, no_proxy, netrc, CA bundle) on every
 request when ``trust_env`` is on; batchfetch turns that off and resolves the
@@ -6,23 +6,25 @@ same settings itself, once per run and once per host.
 """
 from __future__ import annotations
 
+import contextvars
 import os
+from collections.abc import Callable
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
-import gevent
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .wire import LeanSends
-from .fastpath import LeanSession
-from .hops import HopSession, HostEnvironment
 from ..config import FetchOptions
 from ..inputs import RequestSpec
+from .base import Outcome
+from .fastpath import LeanSession
+from .hops import HopSession, HostEnvironment
+from .wire import LeanSends
 
-__all__ = ["build_session", "RequestSettings"]
+__all__ = ["build_session", "RequestSettings", "sent_reused"]
 
 
 class _StoreNothing(DefaultCookiePolicy):
@@ -36,8 +38,17 @@ class _StoreNothing(DefaultCookiePolicy):
         return False
 
 
+#: The attempt being sent in this greenlet, as a one-item list the connection that sends
+#: it fills in: did that connection carry a request before? Set by :func:`sent_reused`
+#: around each attempt; gevent gives every greenlet its own context, so concurrent
+#: attempts never see each other's.
+_REUSED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+    "batchfetch_reused_connection", default=None)
+
+
 class _ReuseTracking:
-    """Tells the greenlet sending a request whether its connection carried one before.
+    """Tells the attempt being sent (see :func:`sent_reused`) whether its connection
+    carried a request before.
 
     A POST that meets a reset before any response byte on a reused keep-alive
     connection was not processed (the server closed an idle connection), so it
@@ -47,13 +58,27 @@ class _ReuseTracking:
     _requests_sent = 0
 
     def request(self, *args, **kwargs):  # noqa: D102 - urllib3 API
-        gevent.getcurrent().batchfetch_reused_connection = self._requests_sent > 0
+        attempt = _REUSED.get()
+        if attempt is not None:
+            attempt[0] = self._requests_sent > 0
         self._requests_sent += 1
         return super().request(*args, **kwargs)
 
     def close(self) -> None:  # noqa: D102 - urllib3 API
         self._requests_sent = 0
         super().close()
+
+
+def sent_reused(send: Callable[[], Outcome]) -> Outcome:
+    """``send()``'s outcome, with ``reused`` set by the last connection it went out on."""
+    attempt = [False]
+    token = _REUSED.set(attempt)
+    try:
+        outcome = send()
+    finally:
+        _REUSED.reset(token)
+    outcome.reused = attempt[0]
+    return outcome
 
 
 class _TrackedHTTPConnection(_ReuseTracking, LeanSends, HTTPConnection):
