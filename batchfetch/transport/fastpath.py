@@ -25,7 +25,7 @@ from typing import Any
 import requests
 import requests.exceptions as rex
 import urllib3.exceptions as u3
-from requests.auth import _basic_auth_str
+import requests.auth
 from requests.cookies import cookiejar_from_dict
 from requests.structures import CaseInsensitiveDict
 from requests.utils import UNRESERVED_SET, get_encoding_from_headers
@@ -279,7 +279,9 @@ class LeanSession(HopSession):
         elif method not in ("GET", "HEAD") and merged.get("Content-Length") is None:
             merged["Content-Length"] = "0"
         if auth is not None:
-            merged["Authorization"] = _basic_auth_str(*auth)
+            # Private to requests: checked at import (_internals.py), looked up here so a
+            # requests without it still imports this module.
+            merged["Authorization"] = requests.auth._basic_auth_str(*auth)
         wire = dict(merged.items())
         if key is not None:
             if len(self._plain_headers) >= _HEADER_CACHE_SIZE:

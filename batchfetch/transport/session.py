@@ -19,6 +19,7 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..config import FetchOptions
 from ..inputs import RequestSpec
+from ._internals import PROBLEMS
 from .base import Outcome
 from .fastpath import LeanSession
 from .hops import HopSession, HostEnvironment
@@ -81,11 +82,15 @@ def sent_reused(send: Callable[[], Outcome]) -> Outcome:
     return outcome
 
 
-class _TrackedHTTPConnection(_ReuseTracking, LeanSends, HTTPConnection):
+# wire.py's cheaper sends and header parsing only where http.client has what they override.
+_CHEAPER = () if PROBLEMS else (LeanSends,)
+
+
+class _TrackedHTTPConnection(_ReuseTracking, *_CHEAPER, HTTPConnection):
     pass
 
 
-class _TrackedHTTPSConnection(_ReuseTracking, LeanSends, HTTPSConnection):
+class _TrackedHTTPSConnection(_ReuseTracking, *_CHEAPER, HTTPSConnection):
     pass
 
 
@@ -110,7 +115,7 @@ def build_session(options: FetchOptions) -> requests.Session:
         >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
         8
     """
-    session_class = LeanSession if options.fast_path else HopSession
+    session_class = LeanSession if options.fast_path and not PROBLEMS else HopSession
     session = session_class(proxies=options.proxies, auth=options.auth, rules=options.hosts,
                             headers=options.headers)
     session.trust_env = False
