@@ -9,9 +9,9 @@ import email.utils
 import random
 from datetime import timezone
 
-from ..transport.attempt import Outcome
 from ..config import FetchOptions
 from ..methods import IDEMPOTENT_METHODS
+from ..transport.base import Outcome
 
 __all__ = ["RetryDecision", "decide", "parse_retry_after", "backoff_delay"]
 
