@@ -313,6 +313,7 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
     Example::
 
+        >>> import requests
         >>> classify(requests.exceptions.ConnectTimeout("timed out"))
         ('connect_timeout', 'timed out')
     """
