@@ -41,7 +41,17 @@ ERROR_KINDS: dict[str, str] = {
 
 
 class BatchFetchError(Exception):
-    """Base class of every exception batchfetch raises."""
+    """Base class of every exception batchfetch raises.
+
+    Example::
+
+        >>> from batchfetch import FetchOptions
+        >>> try:
+        ...     FetchOptions(retries=-1)
+        ... except BatchFetchError as exc:
+        ...     print(type(exc).__name__)
+        OptionError
+    """
 
 
 class OptionError(BatchFetchError, ValueError):
@@ -143,6 +153,13 @@ class DeadlineExceeded(BatchFetchError):
 
     Raised through :class:`gevent.Timeout`, whose own class is a BaseException
     that would escape ``except Exception`` handlers (grequests' among them).
+
+    Example::
+
+        >>> from batchfetch import fetch_all
+        >>> row = fetch_all(["http://127.0.0.1:8000/delay/5"], deadline=0.2, retries=0)[0]
+        >>> row.error, row.message
+        ('deadline', 'attempt exceeded the 0.2 s deadline')
     """
 
     def __init__(self, seconds: float) -> None:
@@ -194,6 +211,15 @@ class HTTPStatusError(BatchFetchError):
 
     What ``exception_handler`` receives for an ``http`` row (no exception was raised
     while fetching it, but the handler is always given one).
+
+    Example::
+
+        >>> from batchfetch import fetch_all
+        >>> handled = []
+        >>> table = fetch_all(["http://127.0.0.1:8000/status/404"],
+        ...                   exception_handler=lambda item, exc: handled.append(exc))
+        >>> handled[0].status, str(handled[0])
+        (404, 'http://127.0.0.1:8000/status/404: 404 Not Found')
     """
 
     def __init__(self, url: str, status: int | None, message: str) -> None:
@@ -256,6 +282,16 @@ class FetchFailedError(BatchFetchError):
     """Raised by :meth:`ResultTable.raise_for_errors` when some rows failed.
 
     ``failed`` holds the failed rows, in input order.
+
+    Example::
+
+        >>> from batchfetch import fetch_all
+        >>> table = fetch_all(["http://127.0.0.1:8000/ok", "http://127.0.0.1:8000/status/404"])
+        >>> try:
+        ...     table.raise_for_errors()
+        ... except FetchFailedError as exc:
+        ...     print(exc, [row.index for row in exc.failed])
+        1 of the fetches failed; first: http://127.0.0.1:8000/status/404: http: 404 Not Found [1]
     """
 
     def __init__(self, failed: list) -> None:
@@ -313,6 +349,7 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
     Example::
 
+        >>> import requests
         >>> classify(requests.exceptions.ConnectTimeout("timed out"))
         ('connect_timeout', 'timed out')
     """

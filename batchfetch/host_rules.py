@@ -202,6 +202,9 @@ class HostRules:
 
         Example::
 
+            >>> with open("hosts.toml", "w") as toml:
+            ...     _ = toml.write('["api.example.com"]\\nrate = 10\\n'
+            ...                    '["*.cdn.example"]\\nproxy = false\\n')
             >>> HostRules.load("hosts.toml")
             <HostRules from 'hosts.toml': "api.example.com", "*.cdn.example">
         """

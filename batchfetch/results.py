@@ -128,7 +128,19 @@ def _host_of(url: str) -> str:
 
 @dataclasses.dataclass(frozen=True)
 class Summary:
-    """Counts and latencies of a run; ``str()`` gives a few readable lines."""
+    """Counts and latencies of a run; ``str()`` gives a few readable lines.
+
+    Example::
+
+        >>> rows = [FetchResult(0, "http://127.0.0.1/", ok=True, status=200, attempts=1,
+        ...                     elapsed=0.25)]
+        >>> print(Summary.of(rows, wall_time=0.5))   # or table.summary()
+        1 fetched: 1 ok, 0 failed, 0 retries
+        status: 200: 1
+        errors: -
+        latency: p50 250 ms, p90 250 ms, p99 250 ms
+        time: 0.50 s, 2.0 req/s
+    """
 
     total: int
     ok: int

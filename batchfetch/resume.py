@@ -79,9 +79,13 @@ class RecordedRows:
 
     Example::
 
+        >>> with open("rows.jsonl", "w") as written:
+        ...     _ = written.write('{"index": 0, "url": "http://127.0.0.1/a", "ok": true}\\n'
+        ...                       '{"index": 1, "url": "http://127.0.0.1/b", "ok": false}\\n'
+        ...                       '{"index": 2, "url": "http://127.0')   # cut by kill -9
         >>> rows = RecordedRows("rows.jsonl", "jsonl")
         >>> rows.count, rows.failed, rows.partial
-        (25, 2, False)
+        (2, 1, True)
     """
 
     def __init__(self, path: str, fmt: str, include_body: bool = False,

@@ -75,9 +75,10 @@ class BodyFile:
 
     Example::
 
-        >>> sink = BodyFile("/tmp/out", 3, "http://127.0.0.1/a.json")
+        >>> os.makedirs("out", exist_ok=True)   # BodyFile creates the file, not its folder
+        >>> sink = BodyFile("out", 3, "http://127.0.0.1/a.json")
         >>> sink.write(b"{}"); sink.commit()
-        '/tmp/out/00000003_127.0.0.1_a.json'
+        'out/00000003_127.0.0.1_a.json'
     """
 
     def __init__(self, directory: str, index: int, url: str) -> None:

@@ -41,8 +41,8 @@ class HostKeys:
     Example::
 
         >>> keys = HostKeys()
-        >>> keys("http://127.0.0.1:8000/a"), len(keys)
-        (('http', '127.0.0.1', 8000), 1)
+        >>> keys("https://example.com/a"), len(keys)   # the default port filled in
+        (('https', 'example.com', 443), 1)
     """
 
     def __init__(self, limit: int = 4096) -> None:

@@ -41,6 +41,7 @@ def text_lines(stream: IO[bytes], name: str = "-") -> Iterator[tuple[int, str]]:
 
     Example::
 
+        >>> import io
         >>> list(text_lines(io.BytesIO("http://a/\\nhttp://b/".encode("utf-16"))))
         [(1, 'http://a/'), (2, 'http://b/')]
     """

@@ -287,9 +287,10 @@ class NumberedItems:
 
     Example::
 
+        >>> import io
         >>> items = NumberedItems(io.BytesIO(b"# urls\\nhttp://127.0.0.1/a\\nnot a url\\n"))
         >>> list(items)
-        ['http://127.0.0.1/a', 'not a url']
+        [(0, 'http://127.0.0.1/a'), (1, 'not a url')]
         >>> items.annotate(FetchResult(1, "not a url", error="invalid_url", message="no scheme")
         ...                ).message
         'line 3: no scheme'

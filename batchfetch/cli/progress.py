@@ -37,10 +37,16 @@ class Progress:
 
     Example::
 
-        >>> progress = Progress(enabled=True, stream=sys.stderr)
+        >>> import io
+        >>> from batchfetch.results import FetchResult
+        >>> stream, tally = io.StringIO(), SummaryCounter()
+        >>> progress = Progress(enabled=True, stream=stream)
         >>> progress.start(total=40, initial=0)
+        >>> tally.add(FetchResult(0, "http://127.0.0.1/", ok=True, status=200, attempts=1))
         >>> progress.update(tally)   # after each row: the SummaryCounter of the run
         >>> progress.close()
+        >>> print(stream.getvalue().split("\\r")[-1])   # the bar as close() left it
+          2%|...| 1/40 [...ok 1, failed 0, retries 0]
     """
 
     def __init__(self, enabled: bool, stream: IO[str]) -> None:

@@ -74,6 +74,7 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
 
     Example::
 
+        >>> session = requests.Session()
         >>> outcome = run_attempt(session, "GET", "http://127.0.0.1:8000/ok",
         ...                       {"timeout": 5, "stream": True}, FetchOptions())
         >>> outcome.status, outcome.error
