@@ -31,7 +31,7 @@ import gevent.queue
 from ..scheduling.politeness import Politeness
 from ..transport.attempt import Outcome, run_attempt
 from ..config import FetchOptions
-from ..errors import BatchFetchError, HTTPStatusError, InvalidItemError
+from ..errors import BatchFetchError, ErrorKind, HTTPStatusError, InvalidItemError
 from ..scheduling.hosts import HostQueues, StartRate
 from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from ..redaction import mask_line, mask_passwords, mask_url
@@ -308,7 +308,7 @@ class _Batch:
                                   self.options, job.index)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
             log.exception("batchfetch failed internally fetching %s", mask_url(job.spec.url))
-            outcome = Outcome(error="protocol", message=f"internal error: {exc!r}",
+            outcome = Outcome(error=ErrorKind.PROTOCOL, message=f"internal error: {exc!r}",
                               exception=exc)
         return outcome, getattr(gevent.getcurrent(), "batchfetch_reused_connection", False)
 
@@ -369,7 +369,7 @@ class _Batch:
         error, message = outcome.error, outcome.message
         ok = not error and outcome.status in self.options.ok_status
         if not error and not ok:
-            error = "http"
+            error = ErrorKind.HTTP
             message = f"{outcome.status} {outcome.reason}".strip()
             if refusal:
                 message = f"{message}; {refusal}"
