@@ -18,8 +18,8 @@ from ._version import __version__
 from .config import FetchOptions
 from .api import Fetcher, fetch_all, iter_fetch
 from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineExceeded,
-                     FetchFailedError, HostRulesError, HTTPStatusError, InvalidItemError,
-                     OptionError, RowError, SaveError)
+                     ErrorKind, FetchFailedError, HostRulesError, HTTPStatusError,
+                     InvalidItemError, OptionError, RowError, SaveError)
 from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
 from .results import FetchResult, Summary
@@ -32,6 +32,7 @@ __all__ = [
     "BodyTooLargeError",
     "DeadlineExceeded",
     "ERROR_KINDS",
+    "ErrorKind",
     "FetchFailedError",
     "FetchOptions",
     "Fetcher",

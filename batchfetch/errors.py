@@ -3,6 +3,7 @@ function that maps a requests/urllib3/gevent exception to an error kind.
 """
 from __future__ import annotations
 
+import enum
 import http.client
 import json
 import socket
@@ -14,30 +15,98 @@ import urllib3.exceptions as u3
 
 from .redaction import shown_option
 
-#: Every error kind a :class:`~batchfetch.FetchResult` can carry, with its meaning.
-#: The README's table is generated from the same words; nothing else invents kinds.
-ERROR_KINDS: dict[str, str] = {
-    "invalid_url": "the URL cannot be requested (no scheme, not http/https, no host, bad syntax)",
-    "invalid_request": ("the request spec is unusable (unknown method, no url, unknown key, "
-                        "bad type, a header or cookie value with a line break)"),
-    "dns": "the host name did not resolve",
-    "connect": "the TCP connection failed (refused, unreachable)",
-    "connect_timeout": "the TCP (or TLS) connection was not established within connect_timeout",
-    "tls": "the TLS handshake or certificate verification failed",
-    "timeout": "no data arrived for read_timeout seconds",
-    "deadline": "the attempt ran past its wall-clock deadline",
-    "reset": "the peer reset or closed the connection",
-    "truncated": "the body ended before its declared length",
-    "protocol": "the peer did not speak valid HTTP (garbage, bad chunking, bad encoding)",
-    "too_many_redirects": "more than max_redirects redirects",
-    "too_large": "the decoded body grew past max_bytes",
-    "save": "the body could not be written to save_dir (a full disk, no permission)",
-    "http": "a response arrived, but its status is not in ok_status",
-    "robots": ("not requested: the origin's robots.txt disallows the URL for the User-Agent "
-               "sent, or answered 5xx or 429, or could not be fetched (RFC 9309: disallow all)"),
-    "lost": ("the engine running the batch ended without a row for this input (a worker "
-             "process that went away): it may have been sent"),
-}
+# ErrorKind.retried's words for the kinds retried always, never, or for some methods.
+_ALWAYS, _NEVER, _IDEMPOTENT = "yes", "no", "idempotent methods only"
+
+
+class ErrorKind(enum.StrEnum):
+    """Every error kind a :class:`~batchfetch.FetchResult` can carry.
+
+    A kind is a ``str``: ``row.error == "timeout"``, and rows, CSV and JSON hold the
+    bare value. Each member carries
+
+    - ``meaning``: what happened (:data:`ERROR_KINDS` maps each value to it);
+    - ``retried``: whether batchfetch tries the request again, within ``retries``, as
+      :func:`batchfetch.scheduling.retry.decide` does: ``"yes"`` (any method), ``"no"``,
+      ``"idempotent methods only"`` (every method with ``retry_non_idempotent=True``),
+      or the condition;
+    - ``maybe_sent``: whether the request may have reached the server; when False, sending
+      a POST again cannot do its work twice.
+
+    The README's table lists the kinds in this order, with the same ``retried`` and
+    ``maybe_sent`` (a test checks).
+
+    Example::
+
+        >>> ErrorKind("timeout") is ErrorKind.TIMEOUT, ErrorKind.TIMEOUT == "timeout"
+        (True, True)
+        >>> f"{ErrorKind.CONNECT}", ErrorKind.CONNECT.retried, ErrorKind.CONNECT.maybe_sent
+        ('connect', 'yes', False)
+    """
+
+    meaning: str
+    retried: str
+    maybe_sent: bool
+
+    def __new__(cls, value: str, meaning: str, retried: str, maybe_sent: bool) -> "ErrorKind":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.meaning = meaning
+        member.retried = retried
+        member.maybe_sent = maybe_sent
+        return member
+
+    INVALID_URL = (
+        "invalid_url",
+        "the URL cannot be requested (no scheme, not http/https, no host, bad syntax)",
+        _NEVER, False)
+    INVALID_REQUEST = (
+        "invalid_request",
+        "the request spec is unusable (unknown method, no url, unknown key, bad type, "
+        "a header or cookie value with a line break)",
+        _NEVER, False)
+    DNS = "dns", "the host name did not resolve", _NEVER, False
+    CONNECT = "connect", "the TCP connection failed (refused, unreachable)", _ALWAYS, False
+    CONNECT_TIMEOUT = (
+        "connect_timeout",
+        "the TCP (or TLS) connection was not established within connect_timeout",
+        _ALWAYS, False)
+    # Also an SSL error after the handshake (a TLS record error while the answer is read).
+    TLS = "tls", "the TLS handshake or certificate verification failed", _NEVER, True
+    TIMEOUT = "timeout", "no data arrived for read_timeout seconds", _IDEMPOTENT, True
+    DEADLINE = "deadline", "the attempt ran past its wall-clock deadline", _IDEMPOTENT, True
+    RESET = (
+        "reset", "the peer reset or closed the connection",
+        "idempotent methods; any before an answer on a reused connection", True)
+    TRUNCATED = "truncated", "the body ended before its declared length", _IDEMPOTENT, True
+    PROTOCOL = (
+        "protocol",
+        "the peer did not speak valid HTTP (garbage, bad chunking, bad encoding)",
+        _NEVER, True)
+    TOO_MANY_REDIRECTS = (
+        "too_many_redirects", "more than max_redirects redirects", _NEVER, True)
+    TOO_LARGE = "too_large", "the decoded body grew past max_bytes", _NEVER, True
+    SAVE = (
+        "save", "the body could not be written to save_dir (a full disk, no permission)",
+        _NEVER, True)
+    HTTP = (
+        "http", "a response arrived, but its status is not in ok_status",
+        "retry_on statuses; non-idempotent: 429/503 with Retry-After", True)
+    ROBOTS = (
+        "robots",
+        "not requested: the origin's robots.txt disallows the URL for the User-Agent sent, "
+        "or answered 5xx or 429, or could not be fetched (RFC 9309: disallow all)",
+        _NEVER, False)
+    LOST = (
+        "lost",
+        "the engine running the batch ended without a row for this input (a worker process "
+        "that went away): it may have been sent",
+        _NEVER, True)
+
+
+#: Every error kind's value with its meaning, in :class:`ErrorKind`'s order; nothing else
+#: invents kinds.
+ERROR_KINDS: dict[str, str] = {kind.value: kind.meaning for kind in ErrorKind}
 
 
 class BatchFetchError(Exception):
@@ -123,12 +192,13 @@ class InvalidItemError(BatchFetchError, ValueError):
     """An input item cannot become a request; carries the error ``kind``.
 
     The dispatcher turns it into an error row; it reaches users only through
-    :func:`batchfetch.inputs.to_spec` when they call it directly.
+    :func:`batchfetch.inputs.to_spec` when they call it directly. ``kind`` is an
+    :class:`ErrorKind` (a string that names none raises ValueError).
     """
 
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: ErrorKind | str, message: str) -> None:
         super().__init__(kind, message)
-        self.kind = kind
+        self.kind = ErrorKind(kind)
         self.message = message
 
     def __str__(self) -> str:
@@ -342,7 +412,7 @@ def _describe(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def classify(exc: BaseException) -> tuple[str, str]:
+def classify(exc: BaseException) -> tuple[ErrorKind, str]:
     """Map an exception raised while fetching to ``(error kind, message)``.
 
     The only place that knows how requests, urllib3 and gevent report failures.
@@ -351,52 +421,52 @@ def classify(exc: BaseException) -> tuple[str, str]:
 
         >>> import requests
         >>> classify(requests.exceptions.ConnectTimeout("timed out"))
-        ('connect_timeout', 'timed out')
+        (<ErrorKind.CONNECT_TIMEOUT: 'connect_timeout'>, 'timed out')
     """
     kind = _kind(exc)
     return kind, _describe(exc)
 
 
-def _kind(exc: BaseException) -> str:
+def _kind(exc: BaseException) -> ErrorKind:
     # Order matters: wrappers (requests.ConnectionError) carry the real cause inside.
     if isinstance(exc, InvalidItemError):
         return exc.kind
     if isinstance(exc, RobotsDisallowedError):
-        return "robots"
+        return ErrorKind.ROBOTS
     if _has(exc, DeadlineExceeded):
-        return "deadline"
+        return ErrorKind.DEADLINE
     if _has(exc, BodyTooLargeError):
-        return "too_large"
+        return ErrorKind.TOO_LARGE
     if _has(exc, SaveError):
-        return "save"
+        return ErrorKind.SAVE
     if isinstance(exc, (rex.MissingSchema, rex.InvalidSchema, rex.InvalidURL,
                         u3.LocationParseError, u3.LocationValueError, RedirectLocationError)):
-        return "invalid_url"
+        return ErrorKind.INVALID_URL
     if isinstance(exc, rex.TooManyRedirects):
-        return "too_many_redirects"
+        return ErrorKind.TOO_MANY_REDIRECTS
     if isinstance(exc, rex.ConnectTimeout):
-        return "connect_timeout"
+        return ErrorKind.CONNECT_TIMEOUT
     if _has(exc, u3.NameResolutionError, socket.gaierror):
-        return "dns"
+        return ErrorKind.DNS
     # urllib3's NewConnectionError subclasses ConnectTimeoutError: test it first.
     if _has(exc, u3.NewConnectionError, ConnectionRefusedError):
-        return "connect"
+        return ErrorKind.CONNECT
     if _has(exc, u3.ConnectTimeoutError):
-        return "connect_timeout"
+        return ErrorKind.CONNECT_TIMEOUT
     if isinstance(exc, rex.SSLError) or _has(exc, ssl.SSLError, u3.SSLError):
-        return "tls"
+        return ErrorKind.TLS
     if isinstance(exc, rex.ReadTimeout) or _has(exc, u3.ReadTimeoutError, socket.timeout):
-        return "timeout"
+        return ErrorKind.TIMEOUT
     if _has(exc, ConnectionResetError, BrokenPipeError, ConnectionAbortedError):
         # RemoteDisconnected (closed without a response) is a ConnectionResetError.
-        return "reset"
+        return ErrorKind.RESET
     if _has(exc, u3.IncompleteRead, http.client.IncompleteRead):
-        return "truncated"
+        return ErrorKind.TRUNCATED
     if isinstance(exc, (rex.ContentDecodingError, rex.ChunkedEncodingError,
                         rex.RequestException, u3.HTTPError, http.client.HTTPException)):
-        return "protocol"
+        return ErrorKind.PROTOCOL
     if isinstance(exc, OSError):
-        return "connect"
+        return ErrorKind.CONNECT
     # Anything else is unexpected; the dispatcher logs its traceback, and the
     # row still says what happened rather than the batch aborting.
-    return "protocol"
+    return ErrorKind.PROTOCOL

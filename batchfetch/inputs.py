@@ -14,7 +14,7 @@ from urllib3.exceptions import LocationParseError
 from urllib3.util import parse_url
 
 from .config import FetchOptions
-from .errors import InvalidItemError
+from .errors import ErrorKind, InvalidItemError
 from .headers import first_cookie_problem, first_header_problem, form_problem
 from .methods import normalize_method
 from .redaction import mask_line
@@ -64,27 +64,29 @@ def check_url(url: Any) -> str:
     Spaces in a path are fine (requests quotes them); long URLs are sent as they are.
     """
     if not isinstance(url, str):
-        raise InvalidItemError("invalid_url", f"URL must be a string, got {type(url).__name__}")
+        raise InvalidItemError(ErrorKind.INVALID_URL,
+                               f"URL must be a string, got {type(url).__name__}")
     url = url.strip()
     plain = _PLAIN_URL.fullmatch(url)
     if plain and int(plain.group(1) or 0) <= 65535:
         return url  # the common case, without parse_url's cost (a twentieth of a request's)
     if not url:
-        raise InvalidItemError("invalid_url", "empty URL")
+        raise InvalidItemError(ErrorKind.INVALID_URL, "empty URL")
     scheme = _SCHEME.match(url)
     if not scheme or not url[scheme.end():].startswith("//"):
-        raise InvalidItemError("invalid_url", f"no scheme in {_short(url)} "
-                                              "(expected http:// or https://)")
+        raise InvalidItemError(ErrorKind.INVALID_URL, f"no scheme in {_short(url)} "
+                                                      "(expected http:// or https://)")
     if scheme.group(1).lower() not in DEFAULT_PORTS:
-        raise InvalidItemError("invalid_url", f"unsupported scheme {scheme.group(1)!r} in "
-                                              f"{_short(url)} (expected http or https)")
+        raise InvalidItemError(ErrorKind.INVALID_URL,
+                               f"unsupported scheme {scheme.group(1)!r} in {_short(url)} "
+                               "(expected http or https)")
     try:
         parsed = parse_url(url)
     except LocationParseError as exc:
         reason = mask_line(str(exc).replace("Failed to parse: ", ""))
-        raise InvalidItemError("invalid_url", f"cannot parse {_short(url)}: {reason}")
+        raise InvalidItemError(ErrorKind.INVALID_URL, f"cannot parse {_short(url)}: {reason}")
     if not parsed.host:
-        raise InvalidItemError("invalid_url", f"no host in {_short(url)}")
+        raise InvalidItemError(ErrorKind.INVALID_URL, f"no host in {_short(url)}")
     return url
 
 
@@ -128,7 +130,7 @@ def _mapping(item: Mapping[str, Any], key: str) -> Mapping[str, Any]:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise InvalidItemError("invalid_request",
+        raise InvalidItemError(ErrorKind.INVALID_REQUEST,
                                f"{key!r} must be an object of names to values, got {value!r}")
     return value
 
@@ -187,33 +189,37 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
     elif isinstance(item, Mapping):
         unknown = sorted(str(key) for key in item if key not in SPEC_KEYS)
         if unknown:
-            raise InvalidItemError("invalid_request", f"unknown key(s) {', '.join(unknown)}; "
-                                                      f"allowed: {', '.join(sorted(SPEC_KEYS))}")
+            raise InvalidItemError(ErrorKind.INVALID_REQUEST,
+                                   f"unknown key(s) {', '.join(unknown)}; "
+                                   f"allowed: {', '.join(sorted(SPEC_KEYS))}")
         if item.get("url") is None:
-            raise InvalidItemError("invalid_request", "request spec has no 'url'")
+            raise InvalidItemError(ErrorKind.INVALID_REQUEST, "request spec has no 'url'")
         fields = item
     else:
-        raise InvalidItemError("invalid_request", f"an item must be a URL string, a dict or a "
-                                                  f"RequestSpec, got {type(item).__name__}")
+        raise InvalidItemError(ErrorKind.INVALID_REQUEST,
+                               f"an item must be a URL string, a dict or a "
+                               f"RequestSpec, got {type(item).__name__}")
     url = check_url(fields["url"])
     method = fields.get("method") or options.method
     try:
         method = normalize_method(method)
     except ValueError as exc:
-        raise InvalidItemError("invalid_request", f"unknown method {method!r}: expected {exc}")
+        raise InvalidItemError(ErrorKind.INVALID_REQUEST,
+                               f"unknown method {method!r}: expected {exc}")
     if fields.get("json") is not None and fields.get("data") is not None:
-        raise InvalidItemError("invalid_request", "an item may have 'json' or 'data', not both")
+        raise InvalidItemError(ErrorKind.INVALID_REQUEST,
+                               "an item may have 'json' or 'data', not both")
     params = fields.get("params")
     if params is not None and not isinstance(params, (Mapping, list, tuple)):
-        raise InvalidItemError("invalid_request", f"'params' must be an object or a list of "
-                                                  f"pairs, got {params!r}")
+        raise InvalidItemError(ErrorKind.INVALID_REQUEST,
+                               f"'params' must be an object or a list of pairs, got {params!r}")
     has_body = fields.get("json") is not None or fields.get("data") is not None
     own_headers, own_cookies = _mapping(fields, "headers"), _mapping(fields, "cookies")
     if own_headers or own_cookies or fields.get("data") is not None:  # a plain URL has none
         problem = (first_header_problem(own_headers, allow_none=True)
                    or first_cookie_problem(own_cookies) or form_problem(fields.get("data")))
         if problem:
-            raise InvalidItemError("invalid_request", problem)
+            raise InvalidItemError(ErrorKind.INVALID_REQUEST, problem)
     json = fields.get("json") if has_body else options.json
     data = fields.get("data") if has_body else options.data
     headers = options.headers

@@ -9,6 +9,8 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 from typing import Any
 
+from .errors import ErrorKind
+
 __all__ = ["FetchResult", "Summary", "SummaryCounter", "COLUMNS", "ADDED_COLUMNS"]
 
 
@@ -16,8 +18,8 @@ __all__ = ["FetchResult", "Summary", "SummaryCounter", "COLUMNS", "ADDED_COLUMNS
 class FetchResult:
     """The outcome of one input item. A failure is a row too, never ``None``.
 
-    ``status`` is None when no response arrived (never 0); ``error`` is one of
-    :data:`batchfetch.ERROR_KINDS` or ``""`` when ok; ``elapsed`` counts from the
+    ``status`` is None when no response arrived (never 0); ``error`` is the plain string
+    value of an :class:`~batchfetch.ErrorKind` or ``""`` when ok; ``elapsed`` counts from the
     first attempt's start to the end, retry waits included; ``size`` is the number
     of decoded body bytes read; ``body`` is set only with ``keep_body=True``;
     ``path`` names the saved body file with ``save_dir`` (empty otherwise);
@@ -52,6 +54,12 @@ class FetchResult:
     wait_reason: str = ""
     throttled: int = 0
     body: bytes | None = None
+
+    def __post_init__(self) -> None:
+        # An ErrorKind is a str already; a row keeps the plain value, so its repr, pickles
+        # and tables are the same whichever engine or user built it.
+        if isinstance(self.error, ErrorKind):
+            object.__setattr__(self, "error", self.error.value)
 
     def to_record(self, include_body: bool = False) -> dict[str, Any]:
         """The row as a JSON-ready dict in :data:`COLUMNS` order.

@@ -2,7 +2,7 @@
 import pathlib
 import re
 
-from batchfetch import ERROR_KINDS, FetchOptions
+from batchfetch import ERROR_KINDS, ErrorKind, FetchOptions
 
 README = (pathlib.Path(__file__).parent.parent / "README.rst").read_text()
 
@@ -25,10 +25,29 @@ def test_readme_python_examples_run(capsys):
     assert "7 fetched: 5 ok, 2 failed, 1 retries" in printed
 
 
-def test_error_kinds_table_lists_exactly_the_kinds():
+def error_kinds_table() -> list[list[str]]:
+    """The rows of the table after ``.. ERROR-KINDS``, header first, as docutils reads them."""
+    import docutils.core
+    import docutils.nodes
+
     section = README.split(".. ERROR-KINDS", 1)[1].split("Retries, deadlines", 1)[0]
-    documented = re.findall(r"^``(\w+)``", section, re.M)
+    tree = docutils.core.publish_doctree(section, settings_overrides={"report_level": 5})
+    table = next(iter(tree.findall(docutils.nodes.table)))
+    return [[entry.astext() for entry in row.findall(docutils.nodes.entry)]
+            for row in table.findall(docutils.nodes.row)]
+
+
+def test_error_kinds_table_lists_exactly_the_kinds():
+    documented = [row[0] for row in error_kinds_table()[1:]]
     assert documented == list(ERROR_KINDS)
+
+
+def test_error_kinds_table_says_what_the_enum_says():
+    """Issue 15: the retried and may-have-been-sent columns come from ErrorKind."""
+    header, *rows = error_kinds_table()
+    assert header == ["error", "retried?", "may have been sent?", "meaning"]
+    assert [row[:3] for row in rows] == [
+        [kind.value, kind.retried, "yes" if kind.maybe_sent else "no"] for kind in ErrorKind]
 
 
 def test_every_option_is_in_the_options_table():

@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from ..errors import ErrorKind
 from ..results import FetchResult
 from ..testing import LoopbackServer, refused_url
 
@@ -60,11 +61,11 @@ def demo_cases(server: LoopbackServer) -> list[DemoCase]:
         DemoCase("429-retry-after-1s", "ok", url("/flaky/busy?fail=1&status=429&retry_after=1")),
         DemoCase("redirect-chain", "ok", url("/redirect/3")),
         DemoCase("api-call", "ok", url("/echo"), "POST", {"op": "add", "args": [1, 2]}),
-        DemoCase("not-found", "http", url("/status/404")),
-        DemoCase("missing-page", "http", url("/no/such/page")),
-        DemoCase("trickle-past-deadline", "deadline", url("/fault/trickle?interval=0.2")),
-        DemoCase("refused-port", "connect", refused_url("/refused")),
-        DemoCase("invalid-url", "invalid_url", "htp:/typo.example/"),
+        DemoCase("not-found", ErrorKind.HTTP, url("/status/404")),
+        DemoCase("missing-page", ErrorKind.HTTP, url("/no/such/page")),
+        DemoCase("trickle-past-deadline", ErrorKind.DEADLINE, url("/fault/trickle?interval=0.2")),
+        DemoCase("refused-port", ErrorKind.CONNECT, refused_url("/refused")),
+        DemoCase("invalid-url", ErrorKind.INVALID_URL, "htp:/typo.example/"),
     ]
 
 

@@ -18,7 +18,7 @@ import click
 
 from .input_text import text_lines
 from ..config import FetchOptions
-from ..errors import OptionError
+from ..errors import ErrorKind, OptionError
 from ..results import FetchResult
 from ..resume import RecordedRows
 
@@ -29,7 +29,7 @@ __all__ = ["INPUT_FORMATS", "NumberedItems", "PairParam", "SecondsParam", "SizeP
 INPUT_FORMATS = ("auto", "text", "jsonl")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 #: Error kinds that come from the input line itself rather than from fetching it.
-_INPUT_ERRORS = frozenset({"invalid_url", "invalid_request"})
+_INPUT_ERRORS = frozenset({ErrorKind.INVALID_URL, ErrorKind.INVALID_REQUEST})
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from ..errors import HTTPStatusError, RowError
+from ..errors import ErrorKind, HTTPStatusError, RowError
 from ..inputs import describe_item, item_id, item_method
 from ..redaction import mask_line
 from ..results import FetchResult
@@ -83,7 +83,7 @@ def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: s
         events.close()
     for index, item in owed.left():
         row = FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
-                          method=item_method(item, default_method), error="lost",
+                          method=item_method(item, default_method), error=ErrorKind.LOST,
                           message=LOST_MESSAGE)
         _run_hooks(row, item, None, on_result, exception_handler)
         yield row
@@ -99,6 +99,6 @@ def _run_hooks(row: FetchResult, item: Any, exception: BaseException | None,
 
 def exception_for(row: FetchResult) -> BaseException:
     """The exception a failed row stands for, when none came with it."""
-    if row.error == "http":
+    if row.error == ErrorKind.HTTP:
         return HTTPStatusError(row.url, row.status, row.message)
-    return RowError(row.error or "http", row.url, row.message)
+    return RowError(row.error or ErrorKind.HTTP, row.url, row.message)

@@ -30,7 +30,7 @@ import gevent.queue
 
 from ..scheduling.politeness import Politeness
 from ..config import FetchOptions
-from ..errors import BatchFetchError, HTTPStatusError, InvalidItemError
+from ..errors import BatchFetchError, ErrorKind, HTTPStatusError, InvalidItemError
 from ..scheduling.hosts import HostQueues, StartRate
 from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from ..redaction import mask_line, mask_passwords, mask_url
@@ -285,7 +285,8 @@ class _Batch:
             return self.transport.attempt(job.spec, job.host, job.index)
         except Exception as exc:  # noqa: BLE001 - a bug must not leave the scheduler waiting
             log.exception("batchfetch failed internally fetching %s", mask_url(job.spec.url))
-            return Outcome(error="protocol", message=f"internal error: {exc!r}", exception=exc)
+            return Outcome(error=ErrorKind.PROTOCOL, message=f"internal error: {exc!r}",
+                           exception=exc)
 
     def _messages(self) -> list[tuple]:
         """Wait until an item arrives, an attempt completes, or a timer, rate slot, or the
@@ -344,7 +345,7 @@ class _Batch:
         error, message = outcome.error, outcome.message
         ok = not error and outcome.status in self.options.ok_status
         if not error and not ok:
-            error = "http"
+            error = ErrorKind.HTTP
             message = f"{outcome.status} {outcome.reason}".strip()
             if refusal:
                 message = f"{message}; {refusal}"

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Hashable
 
 from ._meter import AcceptedRate
+from ..errors import ErrorKind
 
 __all__ = ["Pacer", "HostPace", "overload_signal", "describe_pace"]
 
@@ -20,7 +21,7 @@ THROTTLED_STATUS = 429
 #: A 503 or a timeout means overload only when it is common: a flaky 503 in twenty answers
 #: is not one (bench W5), a quarter of the answers since the host's last decrease is.
 SHARED_STATUSES = frozenset({503})
-SHARED_ERRORS = frozenset({"timeout", "connect_timeout", "deadline"})
+SHARED_ERRORS = frozenset({ErrorKind.TIMEOUT, ErrorKind.CONNECT_TIMEOUT, ErrorKind.DEADLINE})
 SHARED_SHARE = 0.25
 SHARED_MINIMUM = 8
 SHARED_SPAN = 200

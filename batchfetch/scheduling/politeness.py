@@ -18,7 +18,7 @@ import gevent
 import gevent.lock
 
 from ..config import FetchOptions
-from ..errors import RobotsDisallowedError
+from ..errors import ErrorKind, RobotsDisallowedError
 from .hosts import HostQueues
 from .pace import HostPace, Pacer, describe_pace
 from ..redaction import mask_passwords, mask_url
@@ -92,7 +92,7 @@ class Politeness:
             self._queue(job)
             return
         row = FetchResult(index=job.index, id=job.spec.id, url=mask_url(job.spec.url),
-                          method=job.spec.method, error="robots",
+                          method=job.spec.method, error=ErrorKind.ROBOTS,
                           message=mask_passwords(message))
         self._reject(row, job.item, RobotsDisallowedError(row.url, policy.url, row.message))
 

@@ -10,16 +10,18 @@ import random
 from datetime import timezone
 
 from ..config import FetchOptions
+from ..errors import ErrorKind
 from ..methods import IDEMPOTENT_METHODS
 from ..transport.base import Outcome
 
 __all__ = ["RetryDecision", "decide", "parse_retry_after", "backoff_delay"]
 
 #: Error kinds worth another attempt: the network may do better next time.
-TRANSIENT_ERRORS = frozenset({"connect", "connect_timeout", "timeout", "deadline", "reset",
-                              "truncated"})
+#: (ErrorKind.retried says the same for each kind; a test holds them together.)
+TRANSIENT_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT, ErrorKind.TIMEOUT,
+                              ErrorKind.DEADLINE, ErrorKind.RESET, ErrorKind.TRUNCATED})
 #: Kinds after which a non-idempotent request was certainly not processed.
-NEVER_SENT_ERRORS = frozenset({"connect", "connect_timeout"})
+NEVER_SENT_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT})
 #: Statuses whose Retry-After pauses the whole host.
 COOL_DOWN_STATUSES = frozenset({429, 503})
 #: The status whose retries do not count against ``retries`` (the run slows down instead).
@@ -96,15 +98,15 @@ def decide(options: FetchOptions, method: str, outcome: Outcome, attempts: int,
     given, replaces ``options.retries`` (a ``hosts`` rule's).
     """
     idempotent = method in IDEMPOTENT_METHODS or options.retry_non_idempotent
-    if outcome.status == THROTTLED_STATUS and outcome.error in ("", "http") and (
+    if outcome.status == THROTTLED_STATUS and outcome.error in ("", ErrorKind.HTTP) and (
             outcome.status in options.retry_on and outcome.status not in options.ok_status):
         return _throttled(options, outcome, idempotent, throttled, throttled_wait, now_epoch,
                           rng)
     if attempts - throttled > (options.retries if retries is None else retries):
         return NO_RETRY
-    if outcome.status is None or outcome.error not in ("", "http"):
+    if outcome.status is None or outcome.error not in ("", ErrorKind.HTTP):
         if outcome.error in NEVER_SENT_ERRORS or (
-                outcome.error == "reset" and outcome.status is None and reused_connection):
+                outcome.error == ErrorKind.RESET and outcome.status is None and reused_connection):
             return RetryDecision(True, backoff_delay(options, attempts, rng))
         if idempotent and outcome.error in TRANSIENT_ERRORS:
             return RetryDecision(True, backoff_delay(options, attempts, rng))

@@ -19,9 +19,10 @@ from protego import Protego
 from requests.utils import default_headers, requote_uri
 from urllib3.util import SKIP_HEADER
 
-from ..errors import DeadlineExceeded, classify
+from ..errors import DeadlineExceeded, ErrorKind, classify
 from ..inputs import host_key
 from ..redaction import mask_url
+from .retry import TRANSIENT_ERRORS
 
 __all__ = ["RobotsPolicy", "fetch_policy", "product_token", "robots_url", "sent_user_agent",
            "ROBOTS_BYTE_LIMIT", "ROBOTS_REDIRECT_LIMIT"]
@@ -38,9 +39,9 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 _PRODUCT_TOKEN = re.compile(r"[A-Za-z_-]+")  # RFC 9309 2.2.1: letters, "_" and "-"
 _ALLOWED = "every URL of this origin is allowed"
 _DISALLOWED = "every URL of this origin is disallowed"
-#: Failures another attempt may not meet (retry.TRANSIENT_ERRORS, less the deadline's
-#: own: a robots.txt that trickles past the deadline will do so again).
-_TRANSIENT = frozenset({"connect", "connect_timeout", "timeout", "reset", "truncated"})
+#: Failures another attempt may not meet: the requests' own, less the deadline's (a
+#: robots.txt that trickles past the deadline will do so again).
+_TRANSIENT = TRANSIENT_ERRORS - {ErrorKind.DEADLINE}
 
 
 def product_token(user_agent: str) -> str:

@@ -15,7 +15,7 @@ import grequests
 import requests
 
 from ..config import FetchOptions
-from ..errors import BodyTooLargeError, DeadlineExceeded, classify
+from ..errors import BodyTooLargeError, DeadlineExceeded, ErrorKind, classify
 from ..redaction import mask_url
 from ..saving import BodyFile
 from .base import Outcome
@@ -102,7 +102,7 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error kind
         outcome.exception = exc
         outcome.error, outcome.message = classify(exc)
-        if outcome.error == "protocol" and not isinstance(exc, requests.RequestException):
+        if outcome.error == ErrorKind.PROTOCOL and not isinstance(exc, requests.RequestException):
             log.warning("unexpected exception fetching %s", mask_url(url), exc_info=exc)
     finally:
         if timer is not None:
