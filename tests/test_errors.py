@@ -6,7 +6,6 @@ world (a DNS lookup of a name that does not exist); end-to-end faults are in tes
 No sockets here.
 """
 import csv
-import doctest
 import http.client
 import io
 import json
@@ -20,7 +19,7 @@ import requests.exceptions as rex
 import urllib3.exceptions as u3
 from urllib3.connection import HTTPConnection
 
-from batchfetch import ERROR_KINDS, ErrorKind, FetchOptions, FetchResult, errors
+from batchfetch import ERROR_KINDS, ErrorKind, FetchOptions, FetchResult
 from batchfetch.errors import (BodyTooLargeError, DeadlineExceeded, InvalidItemError,
                                RedirectLocationError, RobotsDisallowedError, SaveError, classify)
 from batchfetch.scheduling.retry import NEVER_SENT_ERRORS, decide
@@ -189,10 +188,6 @@ def test_kinds_retried_for_any_method_were_never_sent():
     assert not any(kind.maybe_sent for kind in NEVER_SENT_ERRORS)
     assert [kind.value for kind in ErrorKind if not kind.maybe_sent] == [
         "invalid_url", "invalid_request", "dns", "connect", "connect_timeout", "robots"]
-
-
-def test_the_examples_in_the_errors_module_run():
-    assert doctest.testmod(errors).failed == 0
 
 
 def test_timeout_messages_leave_out_pool_reprs():

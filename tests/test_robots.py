@@ -16,7 +16,7 @@ from batchfetch.cli import main
 from batchfetch.errors import ERROR_KINDS, RobotsDisallowedError, classify
 from batchfetch.transport.hops import HostEnvironment
 from batchfetch.inputs import host_key, to_spec
-from batchfetch.scheduling.robots import (ROBOTS_BYTE_LIMIT, RobotsPolicy, fetch_policy, product_token,
+from batchfetch.robots import (ROBOTS_BYTE_LIMIT, RobotsPolicy, fetch_policy, product_token,
                                robots_url, sent_user_agent)
 from batchfetch.transport.session import RequestSettings, build_session
 from batchfetch.testing import LoopbackServer, refused_url

@@ -24,7 +24,7 @@ from .pace import HostPace, Pacer, describe_pace
 from ..redaction import mask_passwords, mask_url
 from ..results import FetchResult
 from .retry import backoff_delay
-from .robots import RobotsPolicy, sent_user_agent
+from ..robots import RobotsPolicy, sent_user_agent
 from .waits import ZERO_READING, WaitClock
 
 __all__ = ["Politeness"]

@@ -10,18 +10,12 @@ import random
 from datetime import timezone
 
 from ..config import FetchOptions
-from ..errors import ErrorKind
+from ..kinds import NEVER_SENT_ERRORS, TRANSIENT_ERRORS, ErrorKind
 from ..methods import IDEMPOTENT_METHODS
 from ..transport.base import Outcome
 
 __all__ = ["RetryDecision", "decide", "parse_retry_after", "backoff_delay"]
 
-#: Error kinds worth another attempt: the network may do better next time.
-#: (ErrorKind.retried says the same for each kind; a test holds them together.)
-TRANSIENT_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT, ErrorKind.TIMEOUT,
-                              ErrorKind.DEADLINE, ErrorKind.RESET, ErrorKind.TRUNCATED})
-#: Kinds after which a non-idempotent request was certainly not processed.
-NEVER_SENT_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT})
 #: Statuses whose Retry-After pauses the whole host.
 COOL_DOWN_STATUSES = frozenset({429, 503})
 #: The status whose retries do not count against ``retries`` (the run slows down instead).

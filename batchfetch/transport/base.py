@@ -52,7 +52,7 @@ class Transport(Protocol):
         ...
 
     def fetch_robots(self, spec: RequestSpec, host: HostKey) -> Any:
-        """The robots.txt policy of ``spec``'s origin (``scheduling.robots.RobotsPolicy``),
+        """The robots.txt policy of ``spec``'s origin (``batchfetch.robots.RobotsPolicy``),
         fetched with the run's timeouts, TLS settings and proxies."""
         ...
 

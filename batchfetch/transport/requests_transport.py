@@ -8,7 +8,7 @@ from typing import Any
 
 from ..config import FetchOptions
 from ..inputs import RequestSpec
-from ..scheduling.robots import fetch_policy
+from ..robots import fetch_policy
 from .attempt import run_attempt
 from .base import HostKey, Outcome
 from .session import RequestSettings, build_session, sent_reused

@@ -19,10 +19,10 @@ from protego import Protego
 from requests.utils import default_headers, requote_uri
 from urllib3.util import SKIP_HEADER
 
-from ..errors import DeadlineExceeded, ErrorKind, classify
-from ..inputs import host_key
-from ..redaction import mask_url
-from .retry import TRANSIENT_ERRORS
+from .errors import DeadlineExceeded, classify
+from .kinds import TRANSIENT_ERRORS, ErrorKind
+from .inputs import host_key
+from .redaction import mask_url
 
 __all__ = ["RobotsPolicy", "fetch_policy", "product_token", "robots_url", "sent_user_agent",
            "ROBOTS_BYTE_LIMIT", "ROBOTS_REDIRECT_LIMIT"]
