@@ -15,6 +15,7 @@ from requests.auth import AuthBase
 
 from ._checks import (existing_path, integer, number, parse_status_set, proxy_problem,
                       string_mapping)
+from ._options_json import keywords_from_dict, options_to_dict
 from ._version import __version__
 from .errors import OptionError
 from .headers import form_problem, header_problem, is_latin1
@@ -54,6 +55,7 @@ class FetchOptions:
     ``options.retry_policy`` (:class:`RetryPolicy`) and ``options.limits``
     (:class:`Limits`) are built from the fields, and the same names are keywords here and
     in :meth:`replace` standing for their fields (give a family or its fields, not both).
+    :meth:`to_dict` and :meth:`from_dict` carry the options as JSON.
 
     Example::
 
@@ -345,6 +347,51 @@ class FetchOptions:
         """The keywords :func:`batchfetch.fetch_all` accepts as options, one per field
         (the families, ``timeouts``, ``retry_policy`` and ``limits``, are not fields)."""
         return [field.name for field in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option as JSON can carry it, for :meth:`from_dict` in another process or
+        on another machine: ``json.dumps(options.to_dict())`` works.
+
+        Bytes become ``{"$base64": "..."}``; ``timeout``, ``cert`` and ``auth`` pairs
+        become lists; a tuple inside ``params``, ``data``, ``json``, ``headers``,
+        ``cookies`` or ``proxies`` becomes ``{"$tuple": [...]}``; ``ok_status`` and
+        ``retry_on`` become lists of ranges (``["429", "500-504"]``); ``hosts`` becomes
+        its patterns' tables as the TOML file writes them, with ``source`` and the headers
+        read from the environment (``hidden_headers``). Secrets (auth, credential headers,
+        cookies, those read from the environment) are written out: guard the dict as you
+        would the options.
+
+        Raises :class:`~batchfetch.errors.OptionError` naming an option that cannot travel:
+        an ``auth`` that is not a ``(user, password)`` pair, a value JSON has no form for
+        (an object, a set, a key that is not a string, nan), a mapping whose one key is
+        ``"$base64"`` or ``"$tuple"``, HostRules made by hand that do not read back.
+
+        Example::
+
+            >>> data = FetchOptions(retries=1, data=b"\\x00hi", timeout=5).to_dict()
+            >>> data["retries"], data["data"], data["timeout"], data["retry_on"]
+            (1, {'$base64': 'AGhp'}, [5.0, 5.0], ['429', '500', '502-504'])
+        """
+        return options_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FetchOptions":
+        """Options from what :meth:`to_dict` gave (or any part of it: the rest default),
+        validated as the keywords are; ``FetchOptions.from_dict(o.to_dict()) == o``.
+
+        Raises OptionError for a key that is not an option, or a value (or mark) that is
+        not valid.
+
+        Example::
+
+            >>> import json
+            >>> options = FetchOptions(data=b"\\x00hi", params=[("q", "x")], retry_on="503")
+            >>> FetchOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
+            True
+            >>> FetchOptions.from_dict({"concurrency": 4}) == FetchOptions(concurrency=4)
+            True
+        """
+        return cls(**keywords_from_dict(data, cls.field_names()))
 
 
 def _taking_families(flat_init: Any) -> Any:
