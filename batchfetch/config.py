@@ -9,7 +9,7 @@ import dataclasses
 import functools
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Union
+from typing import Any, Union
 
 from requests.auth import AuthBase
 
@@ -19,12 +19,10 @@ from ._options_json import keywords_from_dict, options_to_dict
 from ._version import __version__
 from .errors import OptionError
 from .headers import form_problem, header_problem, is_latin1
+from .host_rules import HostRules, HostsValue
 from .methods import normalize_method
 from .policies import DEFAULT_RETRY_ON, Limits, RetryPolicy, Timeouts, flat_keywords
 from .redaction import shown_option
-
-if TYPE_CHECKING:
-    from .host_rules import HostsValue
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -233,8 +231,6 @@ class FetchOptions:
             raise OptionError("max_bytes", self.max_bytes, "an integer >= 0, 'auto' or None")
         set_(self, "workers", integer("workers", self.workers, minimum=1))
         if self.hosts is not None:
-            from .host_rules import HostRules  # here: it builds on this module's checks
-
             set_(self, "hosts", HostRules.coerce(self.hosts))
 
     def __repr__(self) -> str:
