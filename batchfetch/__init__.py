@@ -22,6 +22,7 @@ from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineEx
                      InvalidItemError, OptionError, RowError, SaveError)
 from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
+from .policies import Limits, RetryPolicy, Timeouts
 from .results import FetchResult, Summary
 from .table import ResultTable
 
@@ -43,12 +44,15 @@ __all__ = [
     "HostRulesError",
     "ImportOrderWarning",
     "InvalidItemError",
+    "Limits",
     "OptionError",
     "RequestSpec",
     "ResultTable",
+    "RetryPolicy",
     "RowError",
     "SaveError",
     "Summary",
+    "Timeouts",
     "__version__",
     "fetch_all",
     "iter_fetch",

@@ -1,35 +1,34 @@
 """FetchOptions: the one frozen, validated value object behind every fetch.
 
-Every default lives here, once. The CLI and the Python API build the same object.
+The CLI and the Python API build the same object; every default lives here, or in the
+option families of :mod:`batchfetch.policies` that FetchOptions groups its fields into.
 """
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
-import re
-from collections.abc import Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Union
+from collections.abc import Mapping
+from typing import Any, Union
 
 from requests.auth import AuthBase
 
+from ._checks import (existing_path, integer, number, parse_status_set, proxy_problem,
+                      string_mapping)
+from ._options_json import keywords_from_dict, options_to_dict
 from ._version import __version__
 from .errors import OptionError
-from .headers import (first_cookie_problem, first_header_problem, form_problem, header_problem,
-                      is_latin1)
+from .headers import form_problem, header_problem, is_latin1
+from .host_rules import HostRules, HostsValue
 from .methods import normalize_method
-from .redaction import mask_passwords, shown_option
-from .urls import proxy_url_problem
-
-if TYPE_CHECKING:
-    from .host_rules import HostsValue
+from .policies import DEFAULT_RETRY_ON, Limits, RetryPolicy, Timeouts, flat_keywords
+from .redaction import shown_option
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
 
 #: Statuses that count as ok unless ``ok_status`` says otherwise: 1xx to 3xx.
 DEFAULT_OK_STATUS = frozenset(range(100, 400))
-#: Statuses retried unless ``retry_on`` says otherwise.
-DEFAULT_RETRY_ON = frozenset({429, 500, 502, 503, 504})
 #: The cap on a kept body while ``max_bytes`` is ``"auto"`` (the default): larger than nearly
 #: every API response or web page, small enough that the default 16 requests in flight hold
 #: at most 160 MiB of bodies being read, whatever a server (or a gzip bomb) sends.
@@ -39,105 +38,6 @@ KEPT_BODY_LIMIT = 10 * 1024 * 1024
 POLITE_PER_HOST = 4
 
 Timeout = Union[float, int, None, tuple]
-_STATUS_RANGE = re.compile(r"^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$")
-
-
-def parse_status_set(value: Any, option: str = "ok_status") -> frozenset[int]:
-    """Turn ``"200-299,404"``, ``404``, ``range(200, 300)`` or ``[200, 201]`` into a set.
-
-    Example::
-
-        >>> sorted(parse_status_set("200-202,404"))
-        [200, 201, 202, 404]
-    """
-    expected = 'statuses such as "200-299,404", a status, or an iterable of statuses'
-    if isinstance(value, bool):
-        raise OptionError(option, value, expected)
-    if isinstance(value, int):
-        parts: Iterable[Any] = [value]
-    elif isinstance(value, str):
-        parts = [part for part in value.split(",") if part.strip()]
-        if not parts:
-            raise OptionError(option, value, expected)
-    elif isinstance(value, Iterable):
-        parts = list(value)
-    else:
-        raise OptionError(option, value, expected)
-    statuses: set[int] = set()
-    for part in parts:
-        if isinstance(part, range):
-            statuses.update(part)
-            continue
-        if isinstance(part, int) and not isinstance(part, bool):
-            low = high = part
-        elif isinstance(part, str) and _STATUS_RANGE.match(part):
-            found = _STATUS_RANGE.match(part)
-            low = int(found.group(1))
-            high = int(found.group(2) or low)
-        else:
-            raise OptionError(option, value, expected)
-        if not 100 <= low <= high <= 599:
-            raise OptionError(option, value, "statuses between 100 and 599, low-high ranges")
-        statuses.update(range(low, high + 1))
-    return frozenset(statuses)
-
-
-def _number(option: str, value: Any, *, minimum: float = 0.0, allow_none: bool = False,
-            strictly_positive: bool = True) -> float | None:
-    if value is None and allow_none:
-        return None
-    bound = f"> {minimum:g}" if strictly_positive else f">= {minimum:g}"
-    expected = f"a number {bound}" + (" or None" if allow_none else "")
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise OptionError(option, value, expected)
-    if value != value or value == float("inf"):
-        raise OptionError(option, value, expected)
-    if value < minimum or (strictly_positive and value == minimum):
-        raise OptionError(option, value, expected)
-    return float(value)
-
-
-def _integer(option: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        expected = f"an integer >= {minimum}" + (" or None" if allow_none else "")
-        raise OptionError(option, value, expected)
-    return value
-
-
-def _string_mapping(option: str, value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping) or not all(
-            isinstance(key, str) and isinstance(item, (str, bytes)) for key, item in value.items()):
-        raise OptionError(option, value, "a mapping of str to str")
-    problem = None
-    if option == "headers":
-        problem = first_header_problem(value)
-    elif option == "cookies":
-        problem = first_cookie_problem(value)
-    if problem:
-        raise OptionError(option, value, "values every request can carry", problem)
-    return dict(value)
-
-
-def _proxy_problem(proxies: Mapping[str, str]) -> str | None:
-    """What is wrong with a proxy URL, named: else every row fails as invalid_url, each
-    message blaming its own URL."""
-    for scheme, url in proxies.items():
-        if scheme == "no_proxy" or not url:
-            continue
-        problem = proxy_url_problem(url)
-        if problem:
-            return f"proxy {mask_passwords(url)!r} for {scheme} {problem}"
-    return None
-
-
-def _existing_path(option: str, value: Any) -> str:
-    if not isinstance(value, (str, os.PathLike)) or not os.path.exists(value):
-        raise OptionError(option, value, "the path of an existing file or directory")
-    return os.fspath(value)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -148,18 +48,33 @@ class FetchOptions:
     naming the option and the value. The same fields are keywords of
     :func:`batchfetch.fetch_all` and ``--flags`` of the CLI.
 
+    The fields fall into families, each also a small value object of
+    :mod:`batchfetch.policies`: ``options.timeouts`` (:class:`Timeouts`),
+    ``options.retry_policy`` (:class:`RetryPolicy`) and ``options.limits``
+    (:class:`Limits`) are built from the fields, and the same names are keywords here and
+    in :meth:`replace` standing for their fields (give a family or its fields, not both).
+    :meth:`to_dict` and :meth:`from_dict` carry the options as JSON.
+
     Example::
 
         >>> options = FetchOptions(concurrency=50, timeout=(3, 20), retries=2)
         >>> options.timeout
         (3.0, 20.0)
+        >>> options.limits
+        Limits(concurrency=50, per_host=None, rate=None, max_pending=None)
+        >>> FetchOptions(limits=Limits(concurrency=8, rate=2)).concurrency
+        8
     """
 
+    # Flat fields, not one field per family: every keyword, ``--flag`` and
+    # ``BATCHFETCH_<NAME>`` maps to one field, and the CLI reads its defaults from them.
+    # A family field's default is the family's own (one place).
+
     #: Requests in flight at once, across all hosts.
-    concurrency: int = 16
+    concurrency: int = Limits.concurrency
     #: Seconds: a number for both connect and read, or a ``(connect, read)`` pair.
     #: ``None`` in either place waits forever (the deadline still applies).
-    timeout: Timeout = (10.0, 30.0)
+    timeout: Timeout = (Timeouts.connect, Timeouts.read)
     #: Overrides the connect part of ``timeout`` when set.
     connect_timeout: float | None = None
     #: Method for items that do not name one.
@@ -196,29 +111,29 @@ class FetchOptions:
     #: the file. None: bodies are not saved.
     save_dir: str | None = None
     #: Extra attempts after the first for retryable failures.
-    retries: int = 3
+    retries: int = RetryPolicy.retries
     #: Base of the exponential backoff in seconds (with jitter, capped at max_retry_wait).
-    backoff: float = 0.5
+    backoff: float = RetryPolicy.backoff
     #: Statuses that are retried.
     retry_on: Any = DEFAULT_RETRY_ON
     #: Longest wait honoured for Retry-After (and the cap of the backoff), in seconds; also
     #: the most one row waits in all for its throttled retries.
-    max_retry_wait: float = 60.0
+    max_retry_wait: float = RetryPolicy.max_retry_wait
     #: Extra attempts after 429 answers, which do not count against ``retries``: the run
     #: slows down for the host instead (see "Being polite" in the README).
-    throttled_retries: int = 10
+    throttled_retries: int = RetryPolicy.throttled_retries
     #: Retry POST/PATCH on timeouts, resets after sending and retryable statuses too.
-    retry_non_idempotent: bool = False
+    retry_non_idempotent: bool = RetryPolicy.retry_non_idempotent
     #: Wall-clock seconds one attempt may take, from its start to the end of the body.
-    deadline: float | None = 120.0
+    deadline: float | None = Timeouts.deadline
     #: Largest decoded body in bytes; larger ones fail with ``too_large``. ``"auto"``:
     #: KEPT_BODY_LIMIT (10 MiB) when bodies are kept, no cap when they are only counted or
     #: saved (memory stays flat). None: no cap, kept bodies included.
     max_bytes: int | str | None = "auto"
     #: Requests in flight at once per host (scheme, name, port). None: only concurrency.
-    per_host: int | None = None
+    per_host: int | None = Limits.per_host
     #: Attempts started per second across the run, retries included. None: no limit.
-    rate: float | None = None
+    rate: float | None = Limits.rate
     #: Send plain requests straight to urllib3 (the same pools, headers, body and errors,
     #: less CPU); False sends every request through requests' full Session path.
     fast_path: bool = True
@@ -239,7 +154,7 @@ class FetchOptions:
     workers: int = 1
     #: Items pulled from the input but not yet yielded (the look-ahead window in which
     #: per-host fairness holds). None: 4 x concurrency, at least 256.
-    max_pending: int | None = None
+    max_pending: int | None = Limits.max_pending
     #: Settings by host pattern (concurrency, rate, retries, timeouts, headers, auth, proxy):
     #: the path of a TOML file, a mapping of the same shape, or HostRules; read and checked
     #: here, once (see :mod:`batchfetch.host_rules`). None: the run's settings everywhere.
@@ -247,19 +162,27 @@ class FetchOptions:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are set once, here
-        set_(self, "concurrency", _integer("concurrency", self.concurrency, minimum=1))
-        set_(self, "connect_timeout", _number("connect_timeout", self.connect_timeout,
-                                               allow_none=True))
+        # The families check (and normalise) their own fields.
+        limits = Limits(self.concurrency, self.per_host, self.rate, self.max_pending)
+        retry_policy = RetryPolicy(self.retries, self.backoff, self.retry_on,
+                                   self.max_retry_wait, self.throttled_retries,
+                                   self.retry_non_idempotent)
+        for family in (limits, retry_policy):
+            for field in dataclasses.fields(family):
+                set_(self, field.name, getattr(family, field.name))
+        set_(self, "connect_timeout", number("connect_timeout", self.connect_timeout,
+                                             allow_none=True))
         set_(self, "timeout", self._normalized_timeout())
+        set_(self, "deadline", number("deadline", self.deadline, allow_none=True))
         try:
             set_(self, "method", normalize_method(self.method))
         except ValueError as exc:
             raise OptionError("method", self.method, str(exc)) from None
         for name in ("headers", "cookies"):
-            set_(self, name, _string_mapping(name, getattr(self, name)))
+            set_(self, name, string_mapping(name, getattr(self, name)))
         if self.proxies is not None:  # None: the environment's; {}: no proxy at all
-            set_(self, "proxies", _string_mapping("proxies", self.proxies))
-            problem = _proxy_problem(self.proxies)
+            set_(self, "proxies", string_mapping("proxies", self.proxies))
+            problem = proxy_problem(self.proxies)
             if problem:
                 raise OptionError("proxies", self.proxies, "proxy URLs", problem)
         if self.params is not None and not isinstance(self.params, (Mapping, list, tuple)):
@@ -277,52 +200,37 @@ class FetchOptions:
             raise OptionError("auth", self.auth, "Latin-1 text", "the user or the password has "
                               "a character outside Latin-1, which basic auth cannot send")
         if not isinstance(self.verify, bool):
-            set_(self, "verify", _existing_path("verify", self.verify))
+            set_(self, "verify", existing_path("verify", self.verify))
         if self.cert is not None:
             paths = self.cert if isinstance(self.cert, tuple) else (self.cert,)
             if len(paths) not in (1, 2):
                 raise OptionError("cert", self.cert, "a path or a (cert, key) pair of paths")
-            set_(self, "cert", tuple(_existing_path("cert", p) for p in paths)
-                 if len(paths) == 2 else _existing_path("cert", paths[0]))
+            set_(self, "cert", tuple(existing_path("cert", p) for p in paths)
+                 if len(paths) == 2 else existing_path("cert", paths[0]))
         if self.save_dir is not None:
             if not isinstance(self.save_dir, (str, os.PathLike)) or not os.fspath(
                     self.save_dir) or (os.path.exists(self.save_dir)
                                        and not os.path.isdir(self.save_dir)):
                 raise OptionError("save_dir", self.save_dir, "the path of a directory")
             set_(self, "save_dir", os.fspath(self.save_dir))
-        for name in ("allow_redirects", "keep_body", "retry_non_idempotent", "fast_path",
-                     "robots", "adaptive", "polite"):
+        for name in ("allow_redirects", "keep_body", "fast_path", "robots", "adaptive",
+                     "polite"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")
 
-        set_(self, "max_redirects", _integer("max_redirects", self.max_redirects, minimum=0))
+        set_(self, "max_redirects", integer("max_redirects", self.max_redirects, minimum=0))
         if not isinstance(self.user_agent, str):
             raise OptionError("user_agent", self.user_agent, "a string")
         problem = header_problem("User-Agent", self.user_agent)
         if problem:
             raise OptionError("user_agent", self.user_agent, "a valid header value", problem)
         set_(self, "ok_status", parse_status_set(self.ok_status, "ok_status"))
-        set_(self, "retry_on", parse_status_set(self.retry_on, "retry_on")
-             if self.retry_on not in ((), "", None) else frozenset())
-        set_(self, "retries", _integer("retries", self.retries, minimum=0))
-        set_(self, "throttled_retries", _integer("throttled_retries", self.throttled_retries,
-                                                 minimum=0))
-        set_(self, "backoff", _number("backoff", self.backoff, strictly_positive=False))
-        set_(self, "max_retry_wait", _number("max_retry_wait", self.max_retry_wait,
-                                             strictly_positive=False))
-        set_(self, "deadline", _number("deadline", self.deadline, allow_none=True))
         if self.max_bytes not in ("auto", None) and (
                 isinstance(self.max_bytes, bool) or not isinstance(self.max_bytes, int)
                 or self.max_bytes < 0):
             raise OptionError("max_bytes", self.max_bytes, "an integer >= 0, 'auto' or None")
-        set_(self, "per_host", _integer("per_host", self.per_host, minimum=1, allow_none=True))
-        set_(self, "rate", _number("rate", self.rate, allow_none=True))
-        set_(self, "max_pending", _integer("max_pending", self.max_pending, minimum=1,
-                                           allow_none=True))
-        set_(self, "workers", _integer("workers", self.workers, minimum=1))
+        set_(self, "workers", integer("workers", self.workers, minimum=1))
         if self.hosts is not None:
-            from .host_rules import HostRules  # here: it builds on this module's checks
-
             set_(self, "hosts", HostRules.coerce(self.hosts))
 
     def __repr__(self) -> str:
@@ -337,15 +245,50 @@ class FetchOptions:
         pair = value if isinstance(value, (tuple, list)) else (value, value)
         if len(pair) != 2:
             raise OptionError("timeout", value, "a number or a (connect, read) pair")
-        connect, read = (_number("timeout", part, allow_none=True) for part in pair)
+        connect, read = (number("timeout", part, allow_none=True) for part in pair)
         if self.connect_timeout is not None:
             connect = self.connect_timeout
         return (connect, read)
 
     @property
+    def timeouts(self) -> Timeouts:
+        """``timeout`` (with ``connect_timeout`` applied) and ``deadline`` as one value.
+
+        Example::
+
+            >>> FetchOptions(timeout=(3, 20), deadline=60).timeouts
+            Timeouts(connect=3.0, read=20.0, deadline=60.0)
+        """
+        connect, read = self.timeout
+        return Timeouts(connect, read, self.deadline)
+
+    @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry fields as one value (see :class:`~batchfetch.policies.RetryPolicy`).
+
+        Example::
+
+            >>> FetchOptions(retries=1, backoff=2).retry_policy.backoff
+            2.0
+        """
+        return RetryPolicy(self.retries, self.backoff, self.retry_on, self.max_retry_wait,
+                           self.throttled_retries, self.retry_non_idempotent)
+
+    @property
+    def limits(self) -> Limits:
+        """``concurrency``, ``per_host``, ``rate`` and ``max_pending`` as one value.
+
+        Example::
+
+            >>> FetchOptions(concurrency=64, workers=2).limits.divided(2).concurrency
+            32
+        """
+        return Limits(self.concurrency, self.per_host, self.rate, self.max_pending)
+
+    @property
     def pending_limit(self) -> int:
         """Items pulled from the input but not yet yielded, at most."""
-        return self.max_pending or max(256, 4 * self.concurrency)
+        return self.limits.pending_limit
 
     @property
     def body_limit(self) -> int | None:
@@ -383,16 +326,77 @@ class FetchOptions:
         return self.adaptive or self.polite
 
     def replace(self, **changes: Any) -> "FetchOptions":
-        """A copy with ``changes`` applied and validated.
+        """A copy with ``changes`` applied and validated; a family (``limits=Limits(...)``)
+        replaces all of its fields.
 
         Example::
 
             >>> FetchOptions().replace(retries=0).retries
             0
+            >>> FetchOptions(per_host=2).replace(limits=Limits(concurrency=4)).per_host is None
+            True
         """
-        return dataclasses.replace(self, **changes)
+        return dataclasses.replace(self, **flat_keywords(changes))
 
     @classmethod
     def field_names(cls) -> list[str]:
-        """The keywords :func:`batchfetch.fetch_all` accepts as options."""
+        """The keywords :func:`batchfetch.fetch_all` accepts as options, one per field
+        (the families, ``timeouts``, ``retry_policy`` and ``limits``, are not fields)."""
         return [field.name for field in dataclasses.fields(cls)]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every option as JSON can carry it, for :meth:`from_dict` in another process or
+        on another machine: ``json.dumps(options.to_dict())`` works.
+
+        Bytes become ``{"$base64": "..."}``; ``timeout``, ``cert`` and ``auth`` pairs
+        become lists; a tuple inside ``params``, ``data``, ``json``, ``headers``,
+        ``cookies`` or ``proxies`` becomes ``{"$tuple": [...]}``; ``ok_status`` and
+        ``retry_on`` become lists of ranges (``["429", "500-504"]``); ``hosts`` becomes
+        its patterns' tables as the TOML file writes them, with ``source`` and the headers
+        read from the environment (``hidden_headers``). Secrets (auth, credential headers,
+        cookies, those read from the environment) are written out: guard the dict as you
+        would the options.
+
+        Raises :class:`~batchfetch.errors.OptionError` naming an option that cannot travel:
+        an ``auth`` that is not a ``(user, password)`` pair, a value JSON has no form for
+        (an object, a set, a key that is not a string, nan), a mapping whose one key is
+        ``"$base64"`` or ``"$tuple"``, HostRules made by hand that do not read back.
+
+        Example::
+
+            >>> data = FetchOptions(retries=1, data=b"\\x00hi", timeout=5).to_dict()
+            >>> data["retries"], data["data"], data["timeout"], data["retry_on"]
+            (1, {'$base64': 'AGhp'}, [5.0, 5.0], ['429', '500', '502-504'])
+        """
+        return options_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FetchOptions":
+        """Options from what :meth:`to_dict` gave (or any part of it: the rest default),
+        validated as the keywords are; ``FetchOptions.from_dict(o.to_dict()) == o``.
+
+        Raises OptionError for a key that is not an option, or a value (or mark) that is
+        not valid.
+
+        Example::
+
+            >>> import json
+            >>> options = FetchOptions(data=b"\\x00hi", params=[("q", "x")], retry_on="503")
+            >>> FetchOptions.from_dict(json.loads(json.dumps(options.to_dict()))) == options
+            True
+            >>> FetchOptions.from_dict({"concurrency": 4}) == FetchOptions(concurrency=4)
+            True
+        """
+        return cls(**keywords_from_dict(data, cls.field_names()))
+
+
+def _taking_families(flat_init: Any) -> Any:
+    @functools.wraps(flat_init)
+    def __init__(self: FetchOptions, *args: Any, **keywords: Any) -> None:
+        flat_init(self, *args, **flat_keywords(keywords))
+    return __init__
+
+
+# The dataclass's own __init__ takes the fields; this one takes the families too. Wrapped,
+# not written out, so that the fields stay the one list of keywords and defaults.
+FetchOptions.__init__ = _taking_families(FetchOptions.__init__)  # type: ignore[method-assign]

@@ -5,7 +5,7 @@ import signal
 import pytest
 
 from batchfetch import FetchOptions, HTTPStatusError, fetch_all, iter_fetch
-from batchfetch.engines.processes import options_per_worker
+from batchfetch.engines.processes import _worker_options as options_per_worker
 
 
 def worker_pids() -> list[int]:

@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from .._checks import status_ranges
 from .._version import __version__
 from ..config import FetchOptions
 
@@ -25,13 +26,7 @@ def _shown_default(name: str) -> str:
     """A FetchOptions default as the help shows it, read from the dataclass (one source)."""
     value = _DEFAULTS[name]
     if isinstance(value, frozenset):
-        ranges, ordered = [], sorted(value)
-        for status in ordered:
-            if ranges and status == ranges[-1][1] + 1:
-                ranges[-1][1] = status
-            else:
-                ranges.append([status, status])
-        return ",".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+        return ",".join(status_ranges(value))
     if isinstance(value, tuple):
         return f"{value[0]:g} connect, {value[1]:g} read"
     return f"{value:g}" if isinstance(value, float) else str(value)

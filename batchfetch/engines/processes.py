@@ -6,12 +6,12 @@ session; the parent reads the input lazily, hands each item to the worker with t
 least work outstanding, and yields rows as workers report them: a worker that dies has
 its unfinished items handed to the others, and closing the iterator stops every worker.
 Concurrency, ``per_host``, ``rate`` and ``max_pending`` are divided between the
-workers (per_host and concurrency rounded up, so each worker may run at least one).
+workers by :meth:`Limits.divided <batchfetch.policies.Limits.divided>` (per_host and
+concurrency rounded up, so each worker may run at least one).
 """
 from __future__ import annotations
 
 import contextlib
-import math
 import os
 import subprocess
 import sys
@@ -27,24 +27,12 @@ from ..config import FetchOptions
 from ..errors import BatchFetchError
 from .base import RowEvent
 
-__all__ = ["ProcessEngine", "options_per_worker"]
+__all__ = ["ProcessEngine"]
 
 
-def options_per_worker(options: FetchOptions) -> FetchOptions:
-    """The options one of ``options.workers`` workers runs with: the limits divided.
-
-    Example::
-
-        >>> options_per_worker(FetchOptions(workers=2, concurrency=64, rate=10)).concurrency
-        32
-    """
-    count = options.workers
-    return options.replace(
-        workers=1,
-        concurrency=math.ceil(options.concurrency / count),
-        per_host=None if options.per_host is None else math.ceil(options.per_host / count),
-        rate=None if options.rate is None else options.rate / count,
-        max_pending=math.ceil(options.pending_limit / count))
+def _worker_options(options: FetchOptions) -> FetchOptions:
+    """The options each of ``options.workers`` workers runs with: the limits divided."""
+    return options.replace(workers=1, limits=options.limits.divided(options.workers))
 
 
 class _Worker:
@@ -114,7 +102,7 @@ class ProcessEngine:
 
 def _sharded_events(pairs: Iterator[tuple[int, Any]],
                     options: FetchOptions) -> Iterator[RowEvent]:
-    worker_options = options_per_worker(options)
+    worker_options = _worker_options(options)
     workers = [_Worker() for _ in range(options.workers)]
     events: gevent.queue.Queue = gevent.queue.Queue()
     room = gevent.lock.Semaphore(options.pending_limit)
