@@ -17,13 +17,13 @@ from typing import Any
 from .errors import BatchFetchError
 from .inputs import describe_item
 from .redaction import mask_line, mask_url
-from .results import ADDED_COLUMNS, COLUMNS
-from .writers import restore_cell
+from .results import ADDED_COLUMNS, COLUMNS, record_columns
+from .writers import OUTPUT_FORMATS, restore_cell
 
 __all__ = ["RESUMABLE_FORMATS", "AppendingOutput", "RecordedRows", "ResumeError",
            "recorded_urls"]
 
-RESUMABLE_FORMATS = ("csv", "jsonl")
+RESUMABLE_FORMATS = tuple(name for name, spec in OUTPUT_FORMATS.items() if spec.resumable)
 _NONE, _OK, _FAILED = 0, 1, 2
 #: Input indices a file may skip past its row count (interrupted rows leave such holes);
 #: a larger index means the file was not written by batchfetch.
@@ -87,9 +87,10 @@ class RecordedRows:
     def __init__(self, path: str, fmt: str, include_body: bool = False,
                  retry_failed: bool = False) -> None:
         if fmt not in RESUMABLE_FORMATS:
-            raise ValueError(f"cannot resume a {fmt} file; expected csv or jsonl")
+            raise ValueError(f"cannot resume a {fmt} file; expected "
+                             f"{' or '.join(RESUMABLE_FORMATS)}")
         self.path, self.format, self.retry_failed = path, fmt, retry_failed
-        self.columns = COLUMNS + (("body", "body_encoding") if include_body else ())
+        self.columns = record_columns(include_body)
         self.count = self.failed = 0
         self.last_index = -1
         self.header = False  # a CSV header line is there

@@ -17,8 +17,9 @@ from typing import IO, Any
 import click
 import gevent
 
-from .help import (EPILOG, SectionedCommand, general_option, output_option, print_version,
-                        request_option, retrying_option, timing_option, tls_option)
+from .help import (EPILOG, SectionedCommand, general_option, listed, output_option,
+                   output_suffixes, print_version, request_option, retrying_option,
+                   timing_option, tls_option)
 from .lines import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
 from .streams import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
@@ -32,7 +33,7 @@ from .progress import Progress
 from ..redaction import mask_passwords
 from ..results import FetchResult, SummaryCounter
 from ..resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
-from ..writers import FORMATS, RowWriter, writer_for
+from ..writers import FORMATS, OUTPUT_FORMATS, RowWriter, writer_for
 
 __all__ = ["main"]
 
@@ -42,6 +43,10 @@ EXIT_IO_ERROR = 74
 #: A closed stdout (``batchfetch urls.txt | head``): what a shell reports for a program
 #: killed by SIGPIPE, so ``set -o pipefail`` scripts see what they see from ``cat``.
 EXIT_OUTPUT_CLOSED = 141
+#: How the help and the usage errors name the formats, from the one registry.
+_STREAMING, _AT_THE_END = ([name for name, spec in OUTPUT_FORMATS.items()
+                            if spec.streams == streams] for streams in (True, False))
+_RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FORMATS]
 
 @click.command(cls=SectionedCommand, epilog=EPILOG,
                context_settings={"auto_envvar_prefix": "BATCHFETCH",
@@ -134,12 +139,13 @@ EXIT_OUTPUT_CLOSED = 141
                help="FILE holds URLs (text) or request specs (jsonl); auto: jsonl for a .jsonl "
                     "name or a first line starting with '{'.")
 @output_option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
-               help="Write rows to FILE; its extension (.csv .jsonl .ndjson .json .txt) sets the "
-                    "format (none: jsonl; any other needs -f).")
+               help=f"Write rows to FILE; its extension ({' '.join(output_suffixes())}) sets "
+                    f"the format (none: jsonl; any other needs -f).")
 @output_option("-f", "--format", type=click.Choice(FORMATS),
-               help="Rows as table, csv, jsonl or json. Default: by -o extension, else a table "
-                    "on a terminal and jsonl on a pipe. csv and jsonl stream each row as it "
-                    "completes (flat memory); table and json come at the end, in input order.")
+               help=f"Rows as {listed(FORMATS)}. Default: by -o extension, else a table on a "
+                    f"terminal and jsonl on a pipe. {listed(_STREAMING, 'and')} stream each row "
+                    f"as it completes (flat memory); {listed(_AT_THE_END, 'and')} come at the "
+                    f"end, in input order.")
 @output_option("--body", "keep_body", is_flag=True, default=None,
                help="Keep each response body, in body and body_encoding (utf-8 or base64) "
                     "columns; each capped at 10M unless --max-bytes says otherwise.")
@@ -147,10 +153,10 @@ EXIT_OUTPUT_CLOSED = 141
                help="Stream each body to a file in DIR (created if missing); the path column "
                     "names it. A body cut short leaves no file.")
 @output_option("--resume", is_flag=True, allow_from_autoenv=False,
-               help="Keep the rows already in -o FILE (csv or jsonl; failed ones too), fetch only "
-                    "the inputs without one and append their rows. Rows keep their input's "
-                    "index; a row whose url is not its input's exits 2. A missing FILE starts "
-                    "afresh.")
+               help=f"Keep the rows already in -o FILE ({listed(RESUMABLE_FORMATS)}; failed ones "
+                    "too), fetch only the inputs without one and append their rows. Rows keep "
+                    "their input's index; a row whose url is not its input's exits 2. A missing "
+                    "FILE starts afresh.")
 @output_option("--retry-failed", is_flag=True, allow_from_autoenv=False,
                help="With --resume: fetch the inputs whose rows failed again, replacing those "
                     "rows.")
@@ -204,7 +210,7 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         lambda text: click.echo(text, err=True))
     if progress is None:  # not over rows streaming to the same terminal
         progress = sys.stderr.isatty() and not quiet and not (
-            output in (None, "-") and fmt in ("csv", "jsonl") and stdout_is_a_terminal())
+            output in (None, "-") and OUTPUT_FORMATS[fmt].streams and stdout_is_a_terminal())
     bar = Progress(progress, sys.stderr)
     target: Any = None
     reader_watch = None
@@ -213,10 +219,10 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
                   else open_rows_output(output))
         writer = writer_for(fmt, target, options.keep_body,
                             recorded.columns if recorded else None)
-        if fmt == "json":  # the library's json writer streams in completion order
+        if not OUTPUT_FORMATS[fmt].streams:  # the library's json writer does, unordered
             writer = _InInputOrder(writer)
         run = _RowsToOutput(options, writer, say, bar, recorded)
-        run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
+        run.resumable = OUTPUT_FORMATS[fmt].resumable and output not in (None, "-")
         if isinstance(target, PipeText):
             reader_watch = target.watch_reader(gevent.getcurrent())
         # A resumed file's rows are flushed one by one; flushing it before the first row
@@ -271,11 +277,13 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
         raise click.UsageError("--resume does not go with --demo: the demo's server is new "
                                "each run")
     if output in (None, "-"):
-        raise click.UsageError("--resume needs -o FILE (a .csv or .jsonl file): it reads the "
-                               "rows already there and appends the rest")
-    if fmt not in RESUMABLE_FORMATS:
-        raise click.UsageError(f"--resume appends rows to a csv or jsonl file, not {fmt}: "
-                               f"use -o FILE.csv, -o FILE.jsonl or -f csv/jsonl")
+        raise click.UsageError(f"--resume needs -o FILE (a {listed(_RESUMABLE_SUFFIXES)} "
+                               f"file): it reads the rows already there and appends the rest")
+    if not OUTPUT_FORMATS[fmt].resumable:
+        uses = [f"-o FILE{suffix}" for suffix in _RESUMABLE_SUFFIXES]
+        uses.append(f"-f {'/'.join(RESUMABLE_FORMATS)}")
+        raise click.UsageError(f"--resume appends rows to a {listed(RESUMABLE_FORMATS)} file, "
+                               f"not {fmt}: use {listed(uses)}")
     if not os.path.exists(output):
         return None
     if not os.path.isfile(output):  # /dev/full reads as an endless line of zeros
