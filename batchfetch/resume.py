@@ -1,12 +1,11 @@
 """Resuming a run into the csv or jsonl file an earlier run wrote: which inputs already have
-rows, whether they are the same inputs, and appending the rest without touching the file
-until the input is known to match.
+rows (read back by the format's reader and :meth:`FetchResult.from_record`), whether they
+are the same inputs, and appending the rest without touching the file until the input is
+known to match.
 """
 from __future__ import annotations
 
-import csv
 import io
-import json
 import os
 import shutil
 import tempfile
@@ -17,8 +16,8 @@ from typing import Any
 from .errors import BatchFetchError
 from .inputs import describe_item
 from .redaction import mask_line, mask_url
-from .results import ADDED_COLUMNS, COLUMNS, record_columns
-from .writers import OUTPUT_FORMATS, restore_cell
+from .results import ADDED_COLUMNS, COLUMNS, FetchResult, record_columns
+from .writers import OUTPUT_FORMATS, format_for_path, output_format
 
 __all__ = ["RESUMABLE_FORMATS", "AppendingOutput", "RecordedRows", "ResumeError",
            "recorded_urls"]
@@ -48,34 +47,17 @@ def recorded_urls(item: Any) -> tuple[str, ...]:
     return mask_line(url), mask_url(url.strip())
 
 
-def _records(path: str, fmt: str) -> Iterator[tuple[int, int, int, bytes]]:
-    """``(line number, start, end, raw bytes)`` of each complete record, the header included.
-
-    A record is complete when it ends with a newline, and, in CSV, has an even number of
-    quotes (a newline inside a quoted field leaves the count odd). What follows the last
-    complete record (a row cut by kill -9) is not yielded.
-    """
-    with open(path, "rb") as stream:
-        start = position = 0
-        number, first_line, pending, quotes = 0, 1, b"", 0
-        for raw in stream:
-            number += 1
-            position += len(raw)
-            pending += raw
-            if fmt == "csv":
-                quotes += raw.count(b'"')
-            if not raw.endswith(b"\n") or quotes % 2:
-                continue
-            yield first_line, start, position, pending
-            start, first_line, pending, quotes = position, number + 1, b"", 0
-
-
 class RecordedRows:
     """The rows an earlier run wrote to ``path``, read once: per input index, whether it
-    has a row (ok or failed) and a hash of its url, in 9 bytes.
+    has a row (ok or failed) and a hash of its url, in 9 bytes. A missing file has none.
+
+    ``fmt`` is the file's format (csv or jsonl; by default, the one its suffix names).
+    ``include_body`` says whether the rows have the body columns; ``retry_failed``,
+    whether the inputs of failed rows are fetched again (their rows then leave the file).
 
     Raises :class:`ResumeError` when a complete line is not a row (or a CSV header differs
-    from ``columns``). A partial last line is noted and dropped when the file is opened.
+    from the columns), or ``path`` is not a regular file; ``ValueError`` for a format
+    that cannot be resumed. A partial last line is noted and dropped when the file is opened.
 
     Example::
 
@@ -84,12 +66,15 @@ class RecordedRows:
         (25, 2, False)
     """
 
-    def __init__(self, path: str, fmt: str, include_body: bool = False,
-                 retry_failed: bool = False) -> None:
-        if fmt not in RESUMABLE_FORMATS:
-            raise ValueError(f"cannot resume a {fmt} file; expected "
+    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None,
+                 include_body: bool = False, retry_failed: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.format = format_for_path(self.path) if fmt is None else output_format(fmt)
+        if not self.format.resumable:
+            raise ValueError(f"cannot resume a {self.format.name} file; expected "
                              f"{' or '.join(RESUMABLE_FORMATS)}")
-        self.path, self.format, self.retry_failed = path, fmt, retry_failed
+        self.reader = self.format.reader
+        self.include_body, self.retry_failed = include_body, retry_failed
         self.columns = record_columns(include_body)
         self.count = self.failed = 0
         self.last_index = -1
@@ -97,10 +82,18 @@ class RecordedRows:
         self._state = bytearray()
         self._url_hash = array("q")
         self._end = 0  # the end of the last complete record
-        for number, _, end, raw in _records(path, fmt):
-            self._end = end
-            self._read(number, raw)
-        self.partial = os.path.getsize(path) > self._end
+        #: The file was there to read.
+        self.existed = os.path.exists(self.path)
+        if self.existed and not os.path.isfile(self.path):  # /dev/full reads as endless zeros
+            raise ResumeError(f"{self.path} is not a regular file: it holds no rows to resume")
+        if self.existed:
+            for number, end, raw in self._records():
+                self._end = end
+                if self.reader.header and number == 1:
+                    self._read_header(raw)
+                elif raw.strip():
+                    self._add(number, self._row(number, raw))
+        self.partial = self.existed and os.path.getsize(self.path) > self._end
 
     def describe(self) -> str:
         """What resuming keeps, for the user: counts, failed rows, a dropped cut line."""
@@ -122,20 +115,41 @@ class RecordedRows:
         """Failed rows that stay in the file."""
         return 0 if self.retry_failed else self.failed
 
-    def _read(self, number: int, raw: bytes) -> None:
-        if self.format == "csv" and number == 1:
-            header = tuple(next(csv.reader(io.StringIO(raw.decode("utf-8"), newline=""))))
-            if header in self._older_columns():
-                self.columns = header  # its rows, and the rows added to it, lack the new ones
-            elif header != self.columns:
-                raise ResumeError(
-                    f"{self.path} has the columns {', '.join(header)}; this run writes "
-                    f"{', '.join(self.columns)} (use the same --body as the run that wrote it)")
-            self.header = True
-            return
-        if not raw.strip():
-            return
-        index, url, ok = self._parse(number, raw)
+    # -- reading the file ------------------------------------------------------------------
+
+    def _records(self) -> Iterator[tuple[int, int, bytes]]:
+        with open(self.path, "rb") as stream:
+            yield from self.reader.records(stream)
+
+    def _read_header(self, raw: bytes) -> None:
+        try:
+            header = self.reader.columns(raw)
+        except ValueError as exc:
+            raise ResumeError(f"line 1 of {self.path} is not a header: {exc}") from None
+        if header in self._older_columns():
+            self.columns = header  # its rows, and the rows added to it, lack the new ones
+        elif header != self.columns:
+            raise ResumeError(
+                f"{self.path} has the columns {', '.join(header)}; this run writes "
+                f"{', '.join(self.columns)} (use the same --body as the run that wrote it)")
+        self.header = True
+
+    def _older_columns(self) -> list[tuple[str, ...]]:
+        """The columns of files written before the latest columns were added."""
+        body = self.columns[len(COLUMNS):]
+        return [tuple(name for name in COLUMNS if name not in ADDED_COLUMNS) + body]
+
+    def _row(self, number: int, raw: bytes) -> FetchResult:
+        try:
+            row = FetchResult.from_record(self.reader.record(raw, self.columns))
+            if row.index < 0:
+                raise ValueError(f"index {row.index} is negative")
+        except ValueError as exc:
+            raise ResumeError(f"line {number} of {self.path} is not a row: {exc}") from None
+        return row
+
+    def _add(self, number: int, row: FetchResult) -> None:
+        index = row.index
         if index > self.count + _MAX_GAP:
             raise ResumeError(f"line {number} of {self.path} has index {index}, far past its "
                               f"{self.count} rows: not rows batchfetch wrote")
@@ -144,41 +158,28 @@ class RecordedRows:
             self._state.extend(bytes(grow))
             self._url_hash.extend([0] * grow)
         elif self._state[index]:  # a second row for the same input: the ok one counts
-            if ok and self._state[index] == _FAILED:
+            if row.ok and self._state[index] == _FAILED:
                 self._state[index] = _OK
                 self.failed -= 1
             return
-        self._state[index] = _OK if ok else _FAILED
-        self._url_hash[index] = hash(url)
+        self._state[index] = _OK if row.ok else _FAILED
+        self._url_hash[index] = hash(row.url)
         self.count += 1
-        self.failed += not ok
+        self.failed += not row.ok
         self.last_index = max(self.last_index, index)
 
-    def _older_columns(self) -> list[tuple[str, ...]]:
-        """The columns of files written before the latest columns were added."""
-        body = self.columns[len(COLUMNS):]
-        return [tuple(name for name in COLUMNS if name not in ADDED_COLUMNS) + body]
+    def _lines(self) -> Iterator[tuple[bytes, FetchResult | None]]:
+        """Each complete record read when the file was opened, with its row (None for the
+        header and blank lines)."""
+        if not self.existed:
+            return
+        for number, end, raw in self._records():
+            if end > self._end:
+                return
+            is_row = raw.strip() and not (self.header and number == 1)
+            yield raw, (self._row(number, raw) if is_row else None)
 
-    def _parse(self, number: int, raw: bytes) -> tuple[int, str, bool]:
-        try:
-            text = raw.decode("utf-8")
-            if self.format == "jsonl":
-                record = json.loads(text)
-            else:
-                cells = [restore_cell(cell)
-                         for cell in next(csv.reader(io.StringIO(text, newline="")))]
-                if len(cells) != len(self.columns):
-                    raise ValueError(f"{len(cells)} cells, expected {len(self.columns)}")
-                record = dict(zip(self.columns, cells))
-                record["index"] = int(record["index"])
-                record["ok"] = {"true": True, "false": False}[record["ok"]]
-            index, url, ok = record["index"], record["url"], record["ok"]
-            if not (isinstance(index, int) and index >= 0 and isinstance(url, str)
-                    and isinstance(ok, bool)):
-                raise ValueError("index, url or ok has the wrong type")
-        except (ValueError, KeyError, TypeError, StopIteration) as exc:
-            raise ResumeError(f"line {number} of {self.path} is not a row: {exc}") from None
-        return index, url, ok
+    # -- checking the input ------------------------------------------------------------------
 
     def skips(self, index: int, item: Any, where: str) -> bool:
         """Whether input ``index`` (``item``, read at ``where``) keeps its row and is skipped.
@@ -206,11 +207,9 @@ class RecordedRows:
                 f"or drop --resume to start the file afresh")
 
     def _url_of(self, index: int) -> str:
-        for number, _, _, raw in _records(self.path, self.format):
-            if not (self.format == "csv" and number == 1) and raw.strip():
-                found, url, _ = self._parse(number, raw)
-                if found == index:
-                    return url
+        for _, row in self._lines():
+            if row is not None and row.index == index:
+                return row.url
         return "?"
 
     def open(self) -> io.TextIOBase:
@@ -227,10 +226,9 @@ class RecordedRows:
         fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as copy:
-                for number, _, _, raw in _records(self.path, self.format):
-                    header = self.format == "csv" and number == 1
-                    if header or (raw.strip() and self._parse(number, raw)[2]):
-                        copy.write(raw)
+                for raw, row in self._lines():
+                    if (row is None and raw.strip()) or (row is not None and row.ok):
+                        copy.write(raw)  # the header, and the ok rows
                 copy.flush()
                 os.fsync(copy.fileno())
             shutil.copymode(self.path, temporary)
