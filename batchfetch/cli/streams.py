@@ -27,7 +27,7 @@ import click
 import gevent
 import gevent.socket
 
-from ..errors import BatchFetchError
+from ..errors import OutputError
 from ..writers import format_for_path
 from .help import listed, output_suffixes
 
@@ -39,19 +39,6 @@ EXIT_INTERRUPTED = 130
 #: Bytes a pipe takes in one write whole or not at all (POSIX's minimum for PIPE_BUF; 4096
 #: on Linux): a row up to this size never reaches the reader cut in two.
 _ATOMIC = getattr(select, "PIPE_BUF", 512)
-
-
-class OutputError(BatchFetchError):
-    """Rows could not be written (a full disk, an I/O error); ``name`` is the output and
-    ``error`` the OSError."""
-
-    def __init__(self, name: str, error: OSError) -> None:
-        super().__init__(name, error)
-        self.name = name
-        self.error = error
-
-    def __str__(self) -> str:
-        return f"cannot write rows to {self.name}: {self.error.strerror or self.error}"
 
 
 # The streams below are plain classes, not io.TextIOBase: its __del__ would close, and so
