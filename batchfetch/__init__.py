@@ -23,6 +23,7 @@ from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineEx
 from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
 from .results import FetchResult, Summary
+from .resume import ResumeError
 from .table import ResultTable
 
 logging.getLogger("batchfetch").addHandler(logging.NullHandler())
@@ -45,6 +46,7 @@ __all__ = [
     "OptionError",
     "RequestSpec",
     "ResultTable",
+    "ResumeError",
     "RowError",
     "SaveError",
     "Summary",

@@ -5,22 +5,21 @@ known to match.
 """
 from __future__ import annotations
 
-import io
+import contextlib
 import os
 import shutil
 import tempfile
 from array import array
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
-from .errors import BatchFetchError
+from .errors import BatchFetchError, OutputError
 from .inputs import describe_item
 from .redaction import mask_line, mask_url
 from .results import ADDED_COLUMNS, COLUMNS, FetchResult, record_columns
-from .writers import OUTPUT_FORMATS, format_for_path, output_format
+from .writers import OUTPUT_FORMATS, RowWriter, format_for_path, output_format, writer_for
 
-__all__ = ["RESUMABLE_FORMATS", "AppendingOutput", "RecordedRows", "ResumeError",
-           "recorded_urls"]
+__all__ = ["RESUMABLE_FORMATS", "RecordedRows", "ResumeError", "recorded_urls"]
 
 RESUMABLE_FORMATS = tuple(name for name, spec in OUTPUT_FORMATS.items() if spec.resumable)
 _NONE, _OK, _FAILED = 0, 1, 2
@@ -49,7 +48,8 @@ def recorded_urls(item: Any) -> tuple[str, ...]:
 
 class RecordedRows:
     """The rows an earlier run wrote to ``path``, read once: per input index, whether it
-    has a row (ok or failed) and a hash of its url, in 9 bytes. A missing file has none.
+    has a row (ok or failed) and a hash of its url, in 9 bytes. A missing file has none,
+    and is started when rows are appended.
 
     ``fmt`` is the file's format (csv or jsonl; by default, the one its suffix names).
     ``include_body`` says whether the rows have the body columns; ``retry_failed``,
@@ -57,7 +57,7 @@ class RecordedRows:
 
     Raises :class:`ResumeError` when a complete line is not a row (or a CSV header differs
     from the columns), or ``path`` is not a regular file; ``ValueError`` for a format
-    that cannot be resumed. A partial last line is noted and dropped when the file is opened.
+    that cannot be resumed. A partial last line is noted and dropped when rows are appended.
 
     Example::
 
@@ -82,7 +82,8 @@ class RecordedRows:
         self._state = bytearray()
         self._url_hash = array("q")
         self._end = 0  # the end of the last complete record
-        #: The file was there to read.
+        self._appended = False
+        #: The file was there to read (a missing one is started by the rows appended).
         self.existed = os.path.exists(self.path)
         if self.existed and not os.path.isfile(self.path):  # /dev/full reads as endless zeros
             raise ResumeError(f"{self.path} is not a regular file: it holds no rows to resume")
@@ -179,9 +180,21 @@ class RecordedRows:
             is_row = raw.strip() and not (self.header and number == 1)
             yield raw, (self._row(number, raw) if is_row else None)
 
+    def kept_rows(self) -> Iterator[FetchResult]:
+        """The rows that stay in the file, read back from it, one per input: all, or the
+        ok ones with retry_failed. Read them before rows are appended."""
+        taken = bytearray(len(self._state))
+        for _, row in self._lines():
+            if row is None or taken[row.index]:
+                continue
+            state = self._state[row.index]
+            if (state == _OK) == row.ok and (state == _OK or not self.retry_failed):
+                taken[row.index] = 1
+                yield row
+
     # -- checking the input ------------------------------------------------------------------
 
-    def skips(self, index: int, item: Any, where: str) -> bool:
+    def skips(self, index: int, item: Any, where: str = "") -> bool:
         """Whether input ``index`` (``item``, read at ``where``) keeps its row and is skipped.
 
         Raises :class:`ResumeError` when the row recorded for ``index`` has another URL:
@@ -192,13 +205,14 @@ class RecordedRows:
             return False
         urls = recorded_urls(item)
         if self._url_hash[index] not in map(hash, urls):
+            shown = f"input {index} ({where})" if where else f"input {index}"
             raise ResumeError(
                 f"{self.path} was written for another input: its row for input {index} has "
-                f"the url {self._url_of(index)!r}, but input {index} ({where}) is {urls[0]!r}. "
+                f"the url {self._url_of(index)!r}, but {shown} is {urls[0]!r}. "
                 f"Give the same input, or drop --resume to start the file afresh")
         return state == _OK or not self.retry_failed
 
-    def check_count(self, count: int, name: str) -> None:
+    def check_count(self, count: int, name: str = "the input") -> None:
         """Raise :class:`ResumeError` if the file has rows past the input's ``count`` items."""
         if self.last_index >= count:
             raise ResumeError(
@@ -206,13 +220,74 @@ class RecordedRows:
                 f"{self.last_index}, but {name} has only {count} inputs. Give the same input, "
                 f"or drop --resume to start the file afresh")
 
+    def unrecorded(self, pairs: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+        """The ``(index, item)`` pairs to fetch: those whose input has no row to keep.
+
+        Each recorded row is checked against its input on the way (:meth:`skips`), and an
+        input to fetch that comes before the last recorded index is held back until every
+        recorded row has been checked: another input's file raises :class:`ResumeError`
+        before anything is fetched. So does an input with fewer items than the file has rows.
+        """
+        held: list[tuple[int, Any]] = []
+        count = 0
+        for index, item in pairs:
+            count = max(count, index + 1)
+            if self.skips(index, item):
+                continue
+            if index < self.last_index:
+                held.append((index, item))
+                continue
+            yield from held
+            held = []
+            yield index, item
+        self.check_count(count)
+        yield from held
+
     def _url_of(self, index: int) -> str:
         for _, row in self._lines():
             if row is not None and row.index == index:
                 return row.url
         return "?"
 
-    def open(self) -> io.TextIOBase:
+    # -- appending ---------------------------------------------------------------------------
+
+    def appending(self, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
+        """``rows``, each appended to the file (and flushed) before it is yielded.
+
+        The file is not touched until the first row, or until ``rows`` end or are closed:
+        then a cut last line is dropped, or with retry_failed the file is rewritten
+        atomically without its failed rows; a missing file is started (a CSV gets its
+        header). When ``rows`` raise an exception, what was not written yet is dropped
+        and the file is left as it is. A write that fails raises
+        :class:`~batchfetch.errors.OutputError`.
+        """
+        if self._appended:
+            raise ValueError(f"rows were appended to {self.path} already: read it again "
+                             f"for another run")
+        self._appended = True
+        stream = _AppendingOutput(self)
+        writer = writer_for(self.format.name, stream, self.include_body, self.columns)
+        return self._append(rows, writer, stream)
+
+    def _append(self, rows: Iterator[FetchResult], writer: RowWriter,
+                stream: _AppendingOutput) -> Iterator[FetchResult]:
+        keep = True
+        try:
+            for row in rows:
+                writer.write(row)
+                yield row
+        except Exception:
+            keep = False  # another input's file, input that is not text: left as it was
+            raise
+        finally:
+            rows.close()  # first: it cancels what is in flight
+            if keep:  # done, or stopped early (closed, interrupted): the rows written stay
+                writer.close()
+                stream.close()
+            else:
+                stream.discard()
+
+    def _open(self) -> IO[str]:
         """Drop a partial last line (or, with retry_failed, rewrite the file atomically
         without the failed rows), then open it for appending."""
         if self.retry_failed and self.failed:
@@ -238,36 +313,52 @@ class RecordedRows:
             raise
 
 
-class AppendingOutput:
+class _AppendingOutput:
     """The text stream a writer appends to: nothing touches the file until the first
     flush (the first row), so a mismatched input leaves it as it was; a CSV header is
-    dropped when the file has one.
+    dropped when the file has one. OS errors become :class:`OutputError`.
     """
 
     def __init__(self, rows: RecordedRows) -> None:
         self._rows = rows
         self._held: list[str] = []
-        self._file: io.TextIOBase | None = None
+        self._file: IO[str] | None = None
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise OutputError(self._rows.path, exc) from exc
 
     def write(self, text: str) -> int:
         if self._file is None:
             self._held.append(text)
         else:
-            self._file.write(text)
+            with self._guard():
+                self._file.write(text)
         return len(text)
 
     def flush(self) -> None:
-        if self._file is None:
-            self._file = self._rows.open()
-            text = "".join(self._held)
-            if self._rows.header:  # the writer's header is the first line it wrote
-                text = text.partition("\n")[2]
-            self._file.write(text)
-        self._file.flush()
+        with self._guard():
+            if self._file is None:
+                self._file = self._rows._open()
+                text = "".join(self._held)
+                if self._rows.header:  # the writer's header is the first line it wrote
+                    text = text.partition("\n")[2]
+                self._file.write(text)
+            self._file.flush()
 
     def isatty(self) -> bool:
         return False
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with self._guard():
+                self._file.close()
+
+    def discard(self) -> None:
+        """Close without writing what is buffered (an error stopped the run)."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()

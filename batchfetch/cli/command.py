@@ -32,7 +32,7 @@ from ..host_rules import MatchedPatterns
 from .progress import Progress
 from ..redaction import mask_passwords
 from ..results import FetchResult, SummaryCounter
-from ..resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
+from ..resume import RESUMABLE_FORMATS, RecordedRows, ResumeError
 from ..writers import FORMATS, OUTPUT_FORMATS, RowWriter, writer_for
 
 __all__ = ["main"]
@@ -215,20 +215,19 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
     target: Any = None
     reader_watch = None
     try:
-        target = (GuardedText(AppendingOutput(recorded), output) if recorded
-                  else open_rows_output(output))
-        writer = writer_for(fmt, target, options.keep_body,
-                            recorded.columns if recorded else None)
-        if not OUTPUT_FORMATS[fmt].streams:  # the library's json writer does, unordered
-            writer = _InInputOrder(writer)
+        if recorded is None:
+            target = open_rows_output(output)
+            writer = writer_for(fmt, target, options.keep_body)
+            if not OUTPUT_FORMATS[fmt].streams:  # the library's json writer does, unordered
+                writer = _InInputOrder(writer)
+        else:
+            writer = _AppendedByTheLibrary()
         run = _RowsToOutput(options, writer, say, bar, recorded)
         run.resumable = OUTPUT_FORMATS[fmt].resumable and output not in (None, "-")
         if isinstance(target, PipeText):
             reader_watch = target.watch_reader(gevent.getcurrent())
-        # A resumed file's rows are flushed one by one; flushing it before the first row
-        # would open (and trim) it before the input is known to match.
         with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \
-                interrupts_as_exceptions(None if recorded else target):
+                interrupts_as_exceptions(target):
             if demo:
                 code = demo_module.run_demo(run, say)
             else:
@@ -236,7 +235,8 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
                     say("batchfetch: reading URLs from the terminal; end with Ctrl-D")
                 name = getattr(file, "name", "-")
                 code = run(NumberedItems(file, input_format, name, recorded))
-            target.close()
+            if target is not None:
+                target.close()
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
         silence_stdout()
         code = EXIT_OUTPUT_CLOSED
@@ -268,7 +268,8 @@ class _InputRefused(click.ClickException):
 
 def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, resume: bool,
                    retry_failed: bool, demo: bool) -> RecordedRows | None:
-    """With --resume, the rows already in the output file (None when it does not exist)."""
+    """With --resume, the rows already in the output file (none when it does not exist
+    yet); usage errors in the flags' words."""
     if retry_failed and not resume:
         raise click.UsageError("--retry-failed works with --resume: add --resume")
     if not resume:
@@ -284,9 +285,7 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
         uses.append(f"-f {'/'.join(RESUMABLE_FORMATS)}")
         raise click.UsageError(f"--resume appends rows to a {listed(RESUMABLE_FORMATS)} file, "
                                f"not {fmt}: use {listed(uses)}")
-    if not os.path.exists(output):
-        return None
-    if not os.path.isfile(output):  # /dev/full reads as an endless line of zeros
+    if os.path.exists(output) and not os.path.isfile(output):  # in the words of -o
         raise click.BadParameter(f"--resume reads the rows already in {output!r}, which is "
                                  f"not a regular file", param_hint="'-o' / '--output'")
     try:
@@ -318,6 +317,19 @@ class _InInputOrder(RowWriter):
         self.writer.close()
 
 
+class _AppendedByTheLibrary(RowWriter):
+    """--resume: iter_fetch appends each row to -o FILE itself; nothing is left to write."""
+
+    def __init__(self) -> None:
+        super().__init__(stream=None)
+
+    def write(self, row: FetchResult) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _RowsToOutput:
     """The consumer loop: fetch items with the public API, write each row as it completes,
     draw the progress bar, summarise; called with the items (the demo calls it too)."""
@@ -341,14 +353,12 @@ class _RowsToOutput:
         # A file is read through once first (0.4 s per million lines): a line that is not
         # text, or another input's --resume file, stops the run before anything is fetched.
         total = items.scan()
-        if self.recorded:
+        if self.recorded is not None and self.recorded.existed:
             self.say(self.recorded.describe())
         self.bar.start(total, initial=self.recorded.kept if self.recorded else 0)
-        # indexed: rows (and saved bodies' names) keep the input's index when --resume skips
-        rows = iter_fetch(items, self.options, indexed=True)
+        rows = self._rows(items)
         try:
             for row in rows:
-                row = items.annotate(row)
                 tally.add(row)  # before: a Ctrl-C while a pipe takes it leaves it to close()
                 if matched is not None:
                     matched.add(row.url)
@@ -389,6 +399,20 @@ class _RowsToOutput:
             self.say(matched.note())  # a pattern that matched nothing is likely a typo
         kept_failed = self.recorded.kept_failed if self.recorded else 0
         return EXIT_OK if tally.ok == tally.total and not kept_failed else EXIT_FAILED_ROWS
+
+    def _rows(self, items: NumberedItems) -> Iterator[FetchResult]:
+        """The rows of ``items``, each message naming its line; with --resume, the rows of
+        the inputs without one, appended to the file as iter_fetch(resume=) does, but
+        after the line is named (the library cannot know it)."""
+        recorded = self.recorded
+        # indexed: rows (and saved bodies' names) keep the input's index when --resume skips
+        rows = iter_fetch(items if recorded is None else recorded.unrecorded(items),
+                          self.options, indexed=True)
+        try:
+            named = (items.annotate(row) for row in rows)
+            yield from named if recorded is None else recorded.appending(named)
+        finally:
+            rows.close()
 
 
 class _PasswordMaskingFormatter(logging.Formatter):
