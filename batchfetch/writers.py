@@ -254,7 +254,17 @@ class CsvReader(RowReader):
 
     @staticmethod
     def _cells(raw: bytes) -> list[str]:
-        return next(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+        # The csv module refuses a field over 128 KiB, which a kept body often is. Its
+        # limit is the process's: raised for this one record only, and put back (no
+        # greenlet runs in between).
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, len(raw)))
+        try:
+            return next(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+        except csv.Error as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            csv.field_size_limit(limit)
 
 
 @dataclasses.dataclass(frozen=True)

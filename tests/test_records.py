@@ -104,6 +104,17 @@ def test_csv_reads_back_formula_like_text_and_empty_cells():
     assert read_back("csv", [dataclasses.replace(row, id="7")])[0].id == 7  # CSV cannot tell
 
 
+def test_csv_reads_back_a_body_over_the_csv_modules_field_limit():
+    """Bug: --resume of a CSV written with --body crashed (csv.Error, a traceback) on a body
+    over 128 KiB; the reader raises the limit for the record, and puts it back."""
+    import csv
+
+    row = dataclasses.replace(TEXT_BODY, body=b"x" * 200_000)
+    limit = csv.field_size_limit()
+    assert read_back("csv", [row], include_body=True) == [row]
+    assert csv.field_size_limit() == limit
+
+
 def test_a_csv_record_of_the_wrong_width_is_not_a_row():
     reader = OUTPUT_FORMATS["csv"].reader
     with pytest.raises(ValueError, match="2 cells, expected 3"):
