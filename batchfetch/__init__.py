@@ -24,6 +24,7 @@ from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
 from .policies import Limits, RetryPolicy, Timeouts
 from .results import FetchResult, Summary
+from .resume import ResumeError
 from .table import ResultTable
 
 logging.getLogger("batchfetch").addHandler(logging.NullHandler())
@@ -48,6 +49,7 @@ __all__ = [
     "OptionError",
     "RequestSpec",
     "ResultTable",
+    "ResumeError",
     "RetryPolicy",
     "RowError",
     "SaveError",

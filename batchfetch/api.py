@@ -7,6 +7,7 @@ run made through it.
 """
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
@@ -18,9 +19,13 @@ from .engines.local import LocalEngine
 from .engines.processes import ProcessEngine
 from .inputs import RequestSpec
 from .results import FetchResult
+from .resume import RecordedRows
 from .table import ResultTable
 
 __all__ = ["Fetcher", "fetch_all", "iter_fetch"]
+
+#: What ``resume=`` takes: the rows file's path, or its rows read already (None: no file).
+Resume = str | os.PathLike[str] | RecordedRows | None
 
 
 def _build_options(options: FetchOptions | None, overrides: dict[str, Any]) -> FetchOptions:
@@ -73,21 +78,49 @@ class Fetcher:
 
     def iter_fetch(self, items: Iterable[Any], *, on_result: OnResult | None = None,
                    exception_handler: ExceptionHandler | None = None,
-                   indexed: bool = False) -> Iterator[FetchResult]:
+                   indexed: bool = False, resume: Resume = None,
+                   retry_failed: bool = False) -> Iterator[FetchResult]:
         """Yield one row per item as each completes; see :func:`batchfetch.iter_fetch`."""
         _check_items(items, "iter_fetch")
+        recorded = self._recorded_rows(resume, retry_failed)
         pairs = iter(items) if indexed else enumerate(items)
-        return run_rows(self.engine, pairs, self.options.method, on_result, exception_handler)
+        if recorded is None:
+            return run_rows(self.engine, pairs, self.options.method, on_result,
+                            exception_handler)
+        return recorded.appending(run_rows(self.engine, recorded.unrecorded(pairs),
+                                           self.options.method, on_result, exception_handler))
 
     def fetch_all(self, items: Iterable[Any], *, on_result: OnResult | None = None,
                   exception_handler: ExceptionHandler | None = None,
-                  indexed: bool = False) -> ResultTable:
+                  indexed: bool = False, resume: Resume = None,
+                  retry_failed: bool = False) -> ResultTable:
         """Every item's row in input order; see :func:`batchfetch.fetch_all`."""
         _check_items(items, "fetch_all")
+        recorded = self._recorded_rows(resume, retry_failed)
+        kept = list(recorded.kept_rows()) if recorded is not None else []
         started = time.monotonic()
         rows = list(self.iter_fetch(items, on_result=on_result,
-                                    exception_handler=exception_handler, indexed=indexed))
-        return ResultTable(rows, wall_time=time.monotonic() - started)
+                                    exception_handler=exception_handler, indexed=indexed,
+                                    resume=recorded))
+        return ResultTable(kept + rows, wall_time=time.monotonic() - started)
+
+    def _recorded_rows(self, resume: Resume, retry_failed: bool) -> RecordedRows | None:
+        """The rows file ``resume`` names, read; None without one."""
+        if resume is None:
+            if retry_failed:
+                raise ValueError("retry_failed=True goes with resume=FILE, the rows file "
+                                 "whose failed rows it fetches again")
+            return None
+        if not isinstance(resume, RecordedRows):
+            return RecordedRows(resume, include_body=self.options.keep_body,
+                                retry_failed=retry_failed)
+        if retry_failed and not resume.retry_failed:
+            raise ValueError("resume= is a RecordedRows made without retry_failed: give "
+                             "retry_failed=True to RecordedRows instead")
+        if resume.include_body != self.options.keep_body:
+            raise ValueError(f"resume= is a RecordedRows with include_body="
+                             f"{resume.include_body}, but keep_body={self.options.keep_body}")
+        return resume
 
     def close(self) -> None:
         """Close the engine's session and connections."""
@@ -103,7 +136,7 @@ class Fetcher:
 def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
                on_result: OnResult | None = None,
                exception_handler: ExceptionHandler | None = None,
-               indexed: bool = False,
+               indexed: bool = False, resume: Resume = None, retry_failed: bool = False,
                **option_values: Any) -> Iterator[FetchResult]:
     """Fetch ``items`` and yield one row per item as each completes (completion order).
 
@@ -123,6 +156,20 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
     the given index instead of the item's position: for resuming a numbered input
     where some items are skipped (saved bodies keep their names too).
 
+    ``resume`` (``--resume -o FILE``) names a csv or jsonl rows file (format by its
+    suffix) that this run completes: the inputs that have a row there are not fetched
+    again (failed ones included, unless ``retry_failed``, ``--retry-failed``); the others
+    are fetched, and each row is appended to the file before it is yielded (only those
+    rows are yielded). A missing file is started, so running the same call again after
+    an interruption fetches just what is left. The file is read here, before the first
+    ``next()`` (:class:`~batchfetch.resume.ResumeError` if it is not rows batchfetch
+    wrote). ``items`` must be the input that wrote it: a row whose url is not its
+    input's, or rows past the input's end, raise ResumeError before anything is
+    fetched and leave the file as it was. ``retry_failed`` rewrites the file without
+    its failed rows, atomically, once the input is known to match. A write that fails
+    raises :class:`~batchfetch.errors.OutputError`. ``resume`` may also be a
+    :class:`~batchfetch.resume.RecordedRows` (a file of another suffix, read already).
+
     Example::
 
         >>> for row in iter_fetch(["http://127.0.0.1:8000/ok"], concurrency=4):
@@ -131,9 +178,14 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
     """
     _check_items(items, "iter_fetch")
     fetcher = Fetcher(options, **option_values)
-    return _closing(fetcher, fetcher.iter_fetch(items, on_result=on_result,
-                                                exception_handler=exception_handler,
-                                                indexed=indexed))
+    try:
+        rows = fetcher.iter_fetch(items, on_result=on_result,
+                                  exception_handler=exception_handler, indexed=indexed,
+                                  resume=resume, retry_failed=retry_failed)
+    except BaseException:
+        fetcher.close()
+        raise
+    return _closing(fetcher, rows)
 
 
 def _closing(fetcher: Fetcher, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
@@ -148,12 +200,17 @@ def _closing(fetcher: Fetcher, rows: Iterator[FetchResult]) -> Iterator[FetchRes
 def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
               on_result: OnResult | None = None,
               exception_handler: ExceptionHandler | None = None,
-              indexed: bool = False,
+              indexed: bool = False, resume: Resume = None, retry_failed: bool = False,
               **option_values: Any) -> ResultTable:
     """Fetch every item and return a :class:`ResultTable` in input order.
 
     Takes the same arguments as :func:`iter_fetch`. Failures are rows with an
     ``error`` kind, not exceptions; call ``table.raise_for_errors()`` to raise.
+
+    With ``resume``, the table holds one row per input all the same: the rows kept
+    from the file (read back with :meth:`FetchResult.from_record`) and the rows fetched
+    now, which are also appended to the file; so it is the table a run without
+    interruption would have returned, and its summary counts the kept rows too.
 
     Example::
 
@@ -166,4 +223,5 @@ def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
     _check_items(items, "fetch_all")
     with Fetcher(options, **option_values) as fetcher:
         return fetcher.fetch_all(items, on_result=on_result,
-                                 exception_handler=exception_handler, indexed=indexed)
+                                 exception_handler=exception_handler, indexed=indexed,
+                                 resume=resume, retry_failed=retry_failed)

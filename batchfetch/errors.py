@@ -286,6 +286,19 @@ class FetchFailedError(BatchFetchError):
                f"{first.message}{more}"
 
 
+class OutputError(BatchFetchError):
+    """Rows could not be written (a full disk, an I/O error); ``name`` is the output and
+    ``error`` the OSError."""
+
+    def __init__(self, name: str, error: OSError) -> None:
+        super().__init__(name, error)
+        self.name = name
+        self.error = error
+
+    def __str__(self) -> str:
+        return f"cannot write rows to {self.name}: {self.error.strerror or self.error}"
+
+
 def _causes(exc: BaseException):
     """``exc`` and everything it wraps (args, __cause__, __context__, reason)."""
     seen: set[int] = set()

@@ -4,14 +4,16 @@ from __future__ import annotations
 import base64
 import dataclasses
 import math
+import typing
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from .errors import ErrorKind
+from .kinds import ErrorKind
 
-__all__ = ["FetchResult", "Summary", "SummaryCounter", "COLUMNS", "ADDED_COLUMNS"]
+__all__ = ["FetchResult", "Summary", "SummaryCounter", "COLUMNS", "ADDED_COLUMNS",
+           "BODY_COLUMNS", "RECORD_TYPES", "record_columns"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -74,6 +76,40 @@ class FetchResult:
             record["body"], record["body_encoding"] = _encode_body(self.body)
         return record
 
+    @classmethod
+    def from_record(cls, record: Mapping[str, Any]) -> "FetchResult":
+        """The row :meth:`to_record` gave ``record``: the body decoded by its
+        ``body_encoding`` (``utf-8`` text or ``base64``), and ``None`` without one.
+
+        ``index``, ``url`` and ``ok`` must be there; a column that is not (the
+        :data:`ADDED_COLUMNS` of a file written before them, an empty CSV cell) takes its
+        default, and a key that is no column is ignored.
+
+        Raises ``ValueError`` naming the column: one of those three missing, a value of
+        the wrong type (:data:`RECORD_TYPES`), a body that does not decode.
+
+        Example::
+
+            >>> row = FetchResult(3, "http://127.0.0.1/", ok=True, status=200, body=b"\\xff")
+            >>> FetchResult.from_record(row.to_record(include_body=True)) == row
+            True
+            >>> older = FetchResult.from_record({"index": 0, "url": "http://127.0.0.1/",
+            ...                                  "ok": False, "status": 503})
+            >>> older.status, older.waited, older.body
+            (503, 0.0, None)
+        """
+        missing = [name for name in _REQUIRED if name not in record]
+        if missing:
+            raise ValueError(f"no {' or '.join(missing)} column")
+        values = {name: record[name] for name in COLUMNS if name in record}
+        for name, value in values.items():
+            exact = _EXACT_TYPES[name]  # a set lookup first: resume reads millions of rows
+            if exact and type(value) not in exact and not _is_a(value, RECORD_TYPES[name]):
+                raise ValueError(f"{name} is {value!r}, not {_type_names(name)}")
+        if "body_encoding" in record or "body" in record:
+            values["body"] = _decode_body(record.get("body"), record.get("body_encoding"))
+        return cls(**values)
+
 
 #: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).
 COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", "size",
@@ -82,6 +118,39 @@ COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", 
 #: The columns added since the first release, last: a CSV file written before them (the
 #: columns without these) can still be resumed, in its own columns.
 ADDED_COLUMNS = ("waited", "wait_reason", "throttled")
+#: The columns after :data:`COLUMNS` when bodies are kept.
+BODY_COLUMNS = ("body", "body_encoding")
+
+
+def _record_types() -> dict[str, tuple[type, ...]]:
+    hints = typing.get_type_hints(FetchResult)
+    types = {name: {Any: (object,), float: (float, int)}.get(hints[name])
+             or typing.get_args(hints[name]) or (hints[name],) for name in COLUMNS}
+    return types | dict.fromkeys(BODY_COLUMNS, (str, type(None)))
+
+
+#: What a record may hold in each column (``type(None)``: may be empty), read from the
+#: types of FetchResult's fields, so a column is declared once; a record's body is text.
+RECORD_TYPES: dict[str, tuple[type, ...]] = _record_types()
+#: The same as sets of exact types (empty for a column that takes anything).
+_EXACT_TYPES = {name: frozenset(types) - {object} for name, types in RECORD_TYPES.items()}
+#: The columns a record cannot do without: which input, its URL, and whether it was ok.
+_REQUIRED = ("index", "url", "ok")
+
+
+def record_columns(include_body: bool = False) -> tuple[str, ...]:
+    """A record's columns: :data:`COLUMNS`, then :data:`BODY_COLUMNS` with ``include_body``."""
+    return COLUMNS + (BODY_COLUMNS if include_body else ())
+
+
+def _is_a(value: Any, types: tuple[type, ...]) -> bool:
+    # bool is an int to isinstance, but a status of True is not a row's
+    return isinstance(value, types) and (bool in types or not isinstance(value, bool))
+
+
+def _type_names(name: str) -> str:
+    return " or ".join("None" if kind is type(None) else kind.__name__
+                       for kind in RECORD_TYPES[name])
 
 
 def _encode_body(body: bytes | None) -> tuple[str | None, str | None]:
@@ -91,6 +160,21 @@ def _encode_body(body: bytes | None) -> tuple[str | None, str | None]:
         return body.decode("utf-8"), "utf-8"
     except UnicodeDecodeError:
         return base64.b64encode(body).decode("ascii"), "base64"
+
+
+def _decode_body(text: Any, encoding: Any) -> bytes | None:
+    """The bytes :func:`_encode_body` gave ``(text, encoding)``; an empty cell is no text."""
+    if text is not None and not isinstance(text, str):
+        raise ValueError(f"body is {type(text).__name__}, not str")
+    if encoding is None:
+        if text:
+            raise ValueError("a body without a body_encoding")
+        return None
+    if encoding == "utf-8":
+        return (text or "").encode("utf-8")
+    if encoding == "base64":
+        return base64.b64decode(text or "", validate=True)
+    raise ValueError(f"body_encoding is {encoding!r}, not utf-8 or base64")
 
 
 def _percentile(sorted_values: Sequence[float], fraction: float) -> float:

@@ -1,29 +1,27 @@
 """Resuming a run into the csv or jsonl file an earlier run wrote: which inputs already have
-rows, whether they are the same inputs, and appending the rest without touching the file
-until the input is known to match.
+rows (read back by the format's reader and :meth:`FetchResult.from_record`), whether they
+are the same inputs, and appending the rest without touching the file until the input is
+known to match.
 """
 from __future__ import annotations
 
-import csv
-import io
-import json
+import contextlib
 import os
 import shutil
 import tempfile
 from array import array
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator
+from typing import IO, Any
 
-from .errors import BatchFetchError
+from .errors import BatchFetchError, OutputError
 from .inputs import describe_item
 from .redaction import mask_line, mask_url
-from .results import ADDED_COLUMNS, COLUMNS
-from .writers import restore_cell
+from .results import ADDED_COLUMNS, COLUMNS, FetchResult, record_columns
+from .writers import OUTPUT_FORMATS, RowWriter, format_for_path, output_format, writer_for
 
-__all__ = ["RESUMABLE_FORMATS", "AppendingOutput", "RecordedRows", "ResumeError",
-           "recorded_urls"]
+__all__ = ["RESUMABLE_FORMATS", "RecordedRows", "ResumeError", "recorded_urls"]
 
-RESUMABLE_FORMATS = ("csv", "jsonl")
+RESUMABLE_FORMATS = tuple(name for name, spec in OUTPUT_FORMATS.items() if spec.resumable)
 _NONE, _OK, _FAILED = 0, 1, 2
 #: Input indices a file may skip past its row count (interrupted rows leave such holes);
 #: a larger index means the file was not written by batchfetch.
@@ -48,34 +46,18 @@ def recorded_urls(item: Any) -> tuple[str, ...]:
     return mask_line(url), mask_url(url.strip())
 
 
-def _records(path: str, fmt: str) -> Iterator[tuple[int, int, int, bytes]]:
-    """``(line number, start, end, raw bytes)`` of each complete record, the header included.
-
-    A record is complete when it ends with a newline, and, in CSV, has an even number of
-    quotes (a newline inside a quoted field leaves the count odd). What follows the last
-    complete record (a row cut by kill -9) is not yielded.
-    """
-    with open(path, "rb") as stream:
-        start = position = 0
-        number, first_line, pending, quotes = 0, 1, b"", 0
-        for raw in stream:
-            number += 1
-            position += len(raw)
-            pending += raw
-            if fmt == "csv":
-                quotes += raw.count(b'"')
-            if not raw.endswith(b"\n") or quotes % 2:
-                continue
-            yield first_line, start, position, pending
-            start, first_line, pending, quotes = position, number + 1, b"", 0
-
-
 class RecordedRows:
     """The rows an earlier run wrote to ``path``, read once: per input index, whether it
-    has a row (ok or failed) and a hash of its url, in 9 bytes.
+    has a row (ok or failed) and a hash of its url, in 9 bytes. A missing file has none,
+    and is started when rows are appended.
+
+    ``fmt`` is the file's format (csv or jsonl; by default, the one its suffix names).
+    ``include_body`` says whether the rows have the body columns; ``retry_failed``,
+    whether the inputs of failed rows are fetched again (their rows then leave the file).
 
     Raises :class:`ResumeError` when a complete line is not a row (or a CSV header differs
-    from ``columns``). A partial last line is noted and dropped when the file is opened.
+    from the columns), or ``path`` is not a regular file; ``ValueError`` for a format
+    that cannot be resumed. A partial last line is noted and dropped when rows are appended.
 
     Example::
 
@@ -88,22 +70,35 @@ class RecordedRows:
         (2, 1, True)
     """
 
-    def __init__(self, path: str, fmt: str, include_body: bool = False,
-                 retry_failed: bool = False) -> None:
-        if fmt not in RESUMABLE_FORMATS:
-            raise ValueError(f"cannot resume a {fmt} file; expected csv or jsonl")
-        self.path, self.format, self.retry_failed = path, fmt, retry_failed
-        self.columns = COLUMNS + (("body", "body_encoding") if include_body else ())
+    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None,
+                 include_body: bool = False, retry_failed: bool = False) -> None:
+        self.path = os.fspath(path)
+        self.format = format_for_path(self.path) if fmt is None else output_format(fmt)
+        if not self.format.resumable:
+            raise ValueError(f"cannot resume a {self.format.name} file; expected "
+                             f"{' or '.join(RESUMABLE_FORMATS)}")
+        self.reader = self.format.reader
+        self.include_body, self.retry_failed = include_body, retry_failed
+        self.columns = record_columns(include_body)
         self.count = self.failed = 0
         self.last_index = -1
         self.header = False  # a CSV header line is there
         self._state = bytearray()
         self._url_hash = array("q")
         self._end = 0  # the end of the last complete record
-        for number, _, end, raw in _records(path, fmt):
-            self._end = end
-            self._read(number, raw)
-        self.partial = os.path.getsize(path) > self._end
+        self._appended = False
+        #: The file was there to read (a missing one is started by the rows appended).
+        self.existed = os.path.exists(self.path)
+        if self.existed and not os.path.isfile(self.path):  # /dev/full reads as endless zeros
+            raise ResumeError(f"{self.path} is not a regular file: it holds no rows to resume")
+        if self.existed:
+            for number, end, raw in self._records():
+                self._end = end
+                if self.reader.header and number == 1:
+                    self._read_header(raw)
+                elif raw.strip():
+                    self._add(number, self._row(number, raw))
+        self.partial = self.existed and os.path.getsize(self.path) > self._end
 
     def describe(self) -> str:
         """What resuming keeps, for the user: counts, failed rows, a dropped cut line."""
@@ -125,20 +120,41 @@ class RecordedRows:
         """Failed rows that stay in the file."""
         return 0 if self.retry_failed else self.failed
 
-    def _read(self, number: int, raw: bytes) -> None:
-        if self.format == "csv" and number == 1:
-            header = tuple(next(csv.reader(io.StringIO(raw.decode("utf-8"), newline=""))))
-            if header in self._older_columns():
-                self.columns = header  # its rows, and the rows added to it, lack the new ones
-            elif header != self.columns:
-                raise ResumeError(
-                    f"{self.path} has the columns {', '.join(header)}; this run writes "
-                    f"{', '.join(self.columns)} (use the same --body as the run that wrote it)")
-            self.header = True
-            return
-        if not raw.strip():
-            return
-        index, url, ok = self._parse(number, raw)
+    # -- reading the file ------------------------------------------------------------------
+
+    def _records(self) -> Iterator[tuple[int, int, bytes]]:
+        with open(self.path, "rb") as stream:
+            yield from self.reader.records(stream)
+
+    def _read_header(self, raw: bytes) -> None:
+        try:
+            header = self.reader.columns(raw)
+        except ValueError as exc:
+            raise ResumeError(f"line 1 of {self.path} is not a header: {exc}") from None
+        if header in self._older_columns():
+            self.columns = header  # its rows, and the rows added to it, lack the new ones
+        elif header != self.columns:
+            raise ResumeError(
+                f"{self.path} has the columns {', '.join(header)}; this run writes "
+                f"{', '.join(self.columns)} (use the same --body as the run that wrote it)")
+        self.header = True
+
+    def _older_columns(self) -> list[tuple[str, ...]]:
+        """The columns of files written before the latest columns were added."""
+        body = self.columns[len(COLUMNS):]
+        return [tuple(name for name in COLUMNS if name not in ADDED_COLUMNS) + body]
+
+    def _row(self, number: int, raw: bytes) -> FetchResult:
+        try:
+            row = FetchResult.from_record(self.reader.record(raw, self.columns))
+            if row.index < 0:
+                raise ValueError(f"index {row.index} is negative")
+        except ValueError as exc:
+            raise ResumeError(f"line {number} of {self.path} is not a row: {exc}") from None
+        return row
+
+    def _add(self, number: int, row: FetchResult) -> None:
+        index = row.index
         if index > self.count + _MAX_GAP:
             raise ResumeError(f"line {number} of {self.path} has index {index}, far past its "
                               f"{self.count} rows: not rows batchfetch wrote")
@@ -147,43 +163,42 @@ class RecordedRows:
             self._state.extend(bytes(grow))
             self._url_hash.extend([0] * grow)
         elif self._state[index]:  # a second row for the same input: the ok one counts
-            if ok and self._state[index] == _FAILED:
+            if row.ok and self._state[index] == _FAILED:
                 self._state[index] = _OK
                 self.failed -= 1
             return
-        self._state[index] = _OK if ok else _FAILED
-        self._url_hash[index] = hash(url)
+        self._state[index] = _OK if row.ok else _FAILED
+        self._url_hash[index] = hash(row.url)
         self.count += 1
-        self.failed += not ok
+        self.failed += not row.ok
         self.last_index = max(self.last_index, index)
 
-    def _older_columns(self) -> list[tuple[str, ...]]:
-        """The columns of files written before the latest columns were added."""
-        body = self.columns[len(COLUMNS):]
-        return [tuple(name for name in COLUMNS if name not in ADDED_COLUMNS) + body]
+    def _lines(self) -> Iterator[tuple[bytes, FetchResult | None]]:
+        """Each complete record read when the file was opened, with its row (None for the
+        header and blank lines)."""
+        if not self.existed:
+            return
+        for number, end, raw in self._records():
+            if end > self._end:
+                return
+            is_row = raw.strip() and not (self.header and number == 1)
+            yield raw, (self._row(number, raw) if is_row else None)
 
-    def _parse(self, number: int, raw: bytes) -> tuple[int, str, bool]:
-        try:
-            text = raw.decode("utf-8")
-            if self.format == "jsonl":
-                record = json.loads(text)
-            else:
-                cells = [restore_cell(cell)
-                         for cell in next(csv.reader(io.StringIO(text, newline="")))]
-                if len(cells) != len(self.columns):
-                    raise ValueError(f"{len(cells)} cells, expected {len(self.columns)}")
-                record = dict(zip(self.columns, cells))
-                record["index"] = int(record["index"])
-                record["ok"] = {"true": True, "false": False}[record["ok"]]
-            index, url, ok = record["index"], record["url"], record["ok"]
-            if not (isinstance(index, int) and index >= 0 and isinstance(url, str)
-                    and isinstance(ok, bool)):
-                raise ValueError("index, url or ok has the wrong type")
-        except (ValueError, KeyError, TypeError, StopIteration) as exc:
-            raise ResumeError(f"line {number} of {self.path} is not a row: {exc}") from None
-        return index, url, ok
+    def kept_rows(self) -> Iterator[FetchResult]:
+        """The rows that stay in the file, read back from it, one per input: all, or the
+        ok ones with retry_failed. Read them before rows are appended."""
+        taken = bytearray(len(self._state))
+        for _, row in self._lines():
+            if row is None or taken[row.index]:
+                continue
+            state = self._state[row.index]
+            if (state == _OK) == row.ok and (state == _OK or not self.retry_failed):
+                taken[row.index] = 1
+                yield row
 
-    def skips(self, index: int, item: Any, where: str) -> bool:
+    # -- checking the input ------------------------------------------------------------------
+
+    def skips(self, index: int, item: Any, where: str = "") -> bool:
         """Whether input ``index`` (``item``, read at ``where``) keeps its row and is skipped.
 
         Raises :class:`ResumeError` when the row recorded for ``index`` has another URL:
@@ -194,13 +209,14 @@ class RecordedRows:
             return False
         urls = recorded_urls(item)
         if self._url_hash[index] not in map(hash, urls):
+            shown = f"input {index} ({where})" if where else f"input {index}"
             raise ResumeError(
                 f"{self.path} was written for another input: its row for input {index} has "
-                f"the url {self._url_of(index)!r}, but input {index} ({where}) is {urls[0]!r}. "
+                f"the url {self._url_of(index)!r}, but {shown} is {urls[0]!r}. "
                 f"Give the same input, or drop --resume to start the file afresh")
         return state == _OK or not self.retry_failed
 
-    def check_count(self, count: int, name: str) -> None:
+    def check_count(self, count: int, name: str = "the input") -> None:
         """Raise :class:`ResumeError` if the file has rows past the input's ``count`` items."""
         if self.last_index >= count:
             raise ResumeError(
@@ -208,15 +224,74 @@ class RecordedRows:
                 f"{self.last_index}, but {name} has only {count} inputs. Give the same input, "
                 f"or drop --resume to start the file afresh")
 
+    def unrecorded(self, pairs: Iterable[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
+        """The ``(index, item)`` pairs to fetch: those whose input has no row to keep.
+
+        Each recorded row is checked against its input on the way (:meth:`skips`), and an
+        input to fetch that comes before the last recorded index is held back until every
+        recorded row has been checked: another input's file raises :class:`ResumeError`
+        before anything is fetched. So does an input with fewer items than the file has rows.
+        """
+        held: list[tuple[int, Any]] = []
+        count = 0
+        for index, item in pairs:
+            count = max(count, index + 1)
+            if self.skips(index, item):
+                continue
+            if index < self.last_index:
+                held.append((index, item))
+                continue
+            yield from held
+            held = []
+            yield index, item
+        self.check_count(count)
+        yield from held
+
     def _url_of(self, index: int) -> str:
-        for number, _, _, raw in _records(self.path, self.format):
-            if not (self.format == "csv" and number == 1) and raw.strip():
-                found, url, _ = self._parse(number, raw)
-                if found == index:
-                    return url
+        for _, row in self._lines():
+            if row is not None and row.index == index:
+                return row.url
         return "?"
 
-    def open(self) -> io.TextIOBase:
+    # -- appending ---------------------------------------------------------------------------
+
+    def appending(self, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
+        """``rows``, each appended to the file (and flushed) before it is yielded.
+
+        The file is not touched until the first row, or until ``rows`` end or are closed:
+        then a cut last line is dropped, or with retry_failed the file is rewritten
+        atomically without its failed rows; a missing file is started (a CSV gets its
+        header). When ``rows`` raise an exception, what was not written yet is dropped
+        and the file is left as it is. A write that fails raises
+        :class:`~batchfetch.errors.OutputError`.
+        """
+        if self._appended:
+            raise ValueError(f"rows were appended to {self.path} already: read it again "
+                             f"for another run")
+        self._appended = True
+        stream = _AppendingOutput(self)
+        writer = writer_for(self.format.name, stream, self.include_body, self.columns)
+        return self._append(rows, writer, stream)
+
+    def _append(self, rows: Iterator[FetchResult], writer: RowWriter,
+                stream: _AppendingOutput) -> Iterator[FetchResult]:
+        keep = True
+        try:
+            for row in rows:
+                writer.write(row)
+                yield row
+        except Exception:
+            keep = False  # another input's file, input that is not text: left as it was
+            raise
+        finally:
+            rows.close()  # first: it cancels what is in flight
+            if keep:  # done, or stopped early (closed, interrupted): the rows written stay
+                writer.close()
+                stream.close()
+            else:
+                stream.discard()
+
+    def _open(self) -> IO[str]:
         """Drop a partial last line (or, with retry_failed, rewrite the file atomically
         without the failed rows), then open it for appending."""
         if self.retry_failed and self.failed:
@@ -230,10 +305,9 @@ class RecordedRows:
         fd, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
         try:
             with os.fdopen(fd, "wb") as copy:
-                for number, _, _, raw in _records(self.path, self.format):
-                    header = self.format == "csv" and number == 1
-                    if header or (raw.strip() and self._parse(number, raw)[2]):
-                        copy.write(raw)
+                for raw, row in self._lines():
+                    if (row is None and raw.strip()) or (row is not None and row.ok):
+                        copy.write(raw)  # the header, and the ok rows
                 copy.flush()
                 os.fsync(copy.fileno())
             shutil.copymode(self.path, temporary)
@@ -243,36 +317,52 @@ class RecordedRows:
             raise
 
 
-class AppendingOutput:
+class _AppendingOutput:
     """The text stream a writer appends to: nothing touches the file until the first
     flush (the first row), so a mismatched input leaves it as it was; a CSV header is
-    dropped when the file has one.
+    dropped when the file has one. OS errors become :class:`OutputError`.
     """
 
     def __init__(self, rows: RecordedRows) -> None:
         self._rows = rows
         self._held: list[str] = []
-        self._file: io.TextIOBase | None = None
+        self._file: IO[str] | None = None
+
+    @contextlib.contextmanager
+    def _guard(self) -> Iterator[None]:
+        try:
+            yield
+        except OSError as exc:
+            raise OutputError(self._rows.path, exc) from exc
 
     def write(self, text: str) -> int:
         if self._file is None:
             self._held.append(text)
         else:
-            self._file.write(text)
+            with self._guard():
+                self._file.write(text)
         return len(text)
 
     def flush(self) -> None:
-        if self._file is None:
-            self._file = self._rows.open()
-            text = "".join(self._held)
-            if self._rows.header:  # the writer's header is the first line it wrote
-                text = text.partition("\n")[2]
-            self._file.write(text)
-        self._file.flush()
+        with self._guard():
+            if self._file is None:
+                self._file = self._rows._open()
+                text = "".join(self._held)
+                if self._rows.header:  # the writer's header is the first line it wrote
+                    text = text.partition("\n")[2]
+                self._file.write(text)
+            self._file.flush()
 
     def isatty(self) -> bool:
         return False
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with self._guard():
+                self._file.close()
+
+    def discard(self) -> None:
+        """Close without writing what is buffered (an error stopped the run)."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                self._file.close()

@@ -1,12 +1,13 @@
 """The result table: a run's rows in input order, with its summary and ways to save it."""
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, overload
 
 from .errors import FetchFailedError
 from .results import FetchResult, Summary
-from .writers import open_target, render_table, writer_for
+from .writers import format_for_path, open_target, render_table, writer_for
 
 __all__ = ["ResultTable"]
 
@@ -71,7 +72,27 @@ class ResultTable(Sequence[FetchResult]):
         include = self._has_bodies() if include_body is None else include_body
         return [row.to_record(include) for row in self._rows]
 
-    def _write(self, fmt: str, target: Any, include_body: bool | None) -> None:
+    def write(self, target: Any, fmt: str | None = None,
+              include_body: bool | None = None) -> None:
+        """Write the rows to a path or a text file object, in format ``fmt`` (one of
+        :data:`batchfetch.writers.FORMATS`; by default, the one a path's suffix names).
+        Bodies are included when any row kept one, unless ``include_body`` says otherwise.
+
+        Raises ``ValueError`` for an unknown format, or a file object without ``fmt``.
+
+        Example::
+
+            >>> import io
+            >>> table = ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, status=200)])
+            >>> out = io.StringIO()
+            >>> table.write(out, "csv")            # a path picks the format by its suffix
+            >>> out.getvalue().splitlines()[1][:30]
+            '0,,http://127.0.0.1/,GET,true,'
+        """
+        if fmt is None:
+            if not isinstance(target, (str, os.PathLike)):
+                raise ValueError("give the format of a file object: write(stream, 'csv')")
+            fmt = format_for_path(target).name
         include = self._has_bodies() if include_body is None else include_body
         with open_target(target) as stream:
             writer = writer_for(fmt, stream, include_body=include)
@@ -81,15 +102,15 @@ class ResultTable(Sequence[FetchResult]):
 
     def to_csv(self, target: Any, include_body: bool | None = None) -> None:
         """Write the rows as CSV (header first) to a path or a text file object."""
-        self._write("csv", target, include_body)
+        self.write(target, "csv", include_body)
 
     def to_jsonl(self, target: Any, include_body: bool | None = None) -> None:
         """Write one JSON object per row per line to a path or a text file object."""
-        self._write("jsonl", target, include_body)
+        self.write(target, "jsonl", include_body)
 
     def to_json(self, target: Any, include_body: bool | None = None) -> None:
         """Write a JSON array of row objects to a path or a text file object."""
-        self._write("json", target, include_body)
+        self.write(target, "json", include_body)
 
     def to_pandas(self):
         """A pandas DataFrame of the rows (needs pandas installed)."""

@@ -1,4 +1,6 @@
-"""Renderers for rows: csv, jsonl and json writers that stream, and the text table.
+"""The output formats, each declared once in :data:`OUTPUT_FORMATS` (its name, the file
+suffixes that pick it, whether its rows stream, whether a file of it can be resumed), with
+the writer of each and the reader that gives a resumable format's rows back.
 
 csv and jsonl writers write and flush each row as it arrives, so memory stays
 flat on huge inputs; json writes an array incrementally too, but is only valid
@@ -8,17 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
+import io
 import json
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO, Any
 
-from .results import COLUMNS, FetchResult
+from .results import RECORD_TYPES, FetchResult, record_columns
 
-__all__ = ["FORMATS", "writer_for", "open_target", "render_table", "RowWriter",
+__all__ = ["FORMATS", "OUTPUT_FORMATS", "OutputFormat", "output_format", "format_for_path",
+           "writer_for", "open_target", "render_table", "RowWriter", "RowReader",
            "neutralize_cell", "restore_cell"]
-
-FORMATS = ("table", "csv", "jsonl", "json")
 
 #: What makes a spreadsheet read a CSV cell as a formula (OWASP, "CSV Injection").
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
@@ -60,10 +63,6 @@ def open_target(target: Any) -> Iterator[IO[str]]:
         yield target
 
 
-def _columns(include_body: bool) -> tuple[str, ...]:
-    return COLUMNS + (("body", "body_encoding") if include_body else ())
-
-
 class RowWriter:
     """Writes rows to a stream in one format; ``close()`` finishes the document."""
 
@@ -71,7 +70,7 @@ class RowWriter:
                  columns: tuple[str, ...] | None = None) -> None:
         self.stream = stream
         self.include_body = include_body
-        self.columns = columns or _columns(include_body)
+        self.columns = columns or record_columns(include_body)
         self.rows_written = 0
 
     def write(self, row: FetchResult) -> None:
@@ -137,8 +136,9 @@ class JsonWriter(RowWriter):
 class TableWriter(RowWriter):
     """Collects rows and prints the fixed-width table when closed."""
 
-    def __init__(self, stream: IO[str], include_body: bool = False) -> None:
-        super().__init__(stream, include_body)
+    def __init__(self, stream: IO[str], include_body: bool = False,
+                 columns: tuple[str, ...] | None = None) -> None:
+        super().__init__(stream, include_body, columns)
         self._rows: list[FetchResult] = []
 
     def write(self, row: FetchResult) -> None:
@@ -151,8 +151,190 @@ class TableWriter(RowWriter):
         super().close()
 
 
-_WRITERS = {"csv": CsvWriter, "jsonl": JsonLinesWriter, "json": JsonWriter,
-            "table": TableWriter}
+class RowReader:
+    """Gives back, one record at a time, the rows a writer of its format wrote to a file."""
+
+    #: The file's first line names its columns.
+    header = False
+    #: A record may go on over several lines inside double quotes.
+    quoted_lines = False
+
+    def records(self, stream: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:
+        """``(its first line's number, its end offset, its bytes)`` of each complete
+        record of ``stream``, the header included.
+
+        A record is complete when it ends with a newline (and, with ``quoted_lines``, has
+        an even number of quotes: a newline inside a quoted field leaves the count odd).
+        What follows the last complete record (a row cut by kill -9) is not yielded.
+        """
+        position = number = quotes = 0
+        first_line, pending = 1, b""
+        for raw in stream:
+            number += 1
+            position += len(raw)
+            pending += raw
+            if self.quoted_lines:
+                quotes += raw.count(b'"')
+            if not raw.endswith(b"\n") or quotes % 2:
+                continue
+            yield first_line, position, pending
+            first_line, pending, quotes = number + 1, b"", 0
+
+    def columns(self, raw: bytes) -> tuple[str, ...]:
+        """The column names a header record holds."""
+        raise NotImplementedError
+
+    def record(self, raw: bytes, columns: tuple[str, ...]) -> dict[str, Any]:
+        """What :meth:`FetchResult.to_record` gave the writer, from one record of a file
+        with ``columns``, for :meth:`FetchResult.from_record`; ``ValueError`` if it is none."""
+        raise NotImplementedError
+
+
+class JsonLinesReader(RowReader):
+    """JSON Lines: each line is the record itself."""
+
+    def record(self, raw: bytes, columns: tuple[str, ...]) -> dict[str, Any]:
+        record = json.loads(raw.decode("utf-8"))
+        if not isinstance(record, dict):
+            raise ValueError(f"a JSON {type(record).__name__}, not an object")
+        return record
+
+
+def _true_or_false(cell: str) -> bool:
+    if cell not in ("true", "false"):
+        raise ValueError(f"{cell!r} is not true or false")
+    return cell == "true"
+
+
+def _any_cell(cell: str) -> Any:
+    """An id: a number, list or object CsvWriter wrote as JSON, or text. (A CSV file cannot
+    tell the id 7 from the id "7"; JSON Lines can.)"""
+    text = restore_cell(cell)
+    if text != cell:
+        return text  # neutralised: it was text
+    try:
+        value = json.loads(cell)
+    except ValueError:
+        return cell
+    return cell if isinstance(value, str) else value
+
+
+def _cell_reader(types: tuple[type, ...]) -> Callable[[str], Any]:
+    if str in types:
+        return restore_cell
+    if bool in types:
+        return _true_or_false
+    if float in types:
+        return float
+    return int if int in types else _any_cell
+
+
+#: How CsvReader reads each column's cells back (text columns: restore_cell).
+_CELL_READERS = {name: _cell_reader(types) for name, types in RECORD_TYPES.items()}
+#: Columns whose empty cell is an empty text; any other empty cell is the column's default.
+_TEXT_COLUMNS = frozenset(name for name, types in RECORD_TYPES.items() if types == (str,))
+
+
+class CsvReader(RowReader):
+    """CSV with a header: cells back to the values :class:`CsvWriter` was given (an empty
+    cell is the column's default: None for status, id and an absent body)."""
+
+    header = True
+    quoted_lines = True
+
+    def columns(self, raw: bytes) -> tuple[str, ...]:
+        return tuple(self._cells(raw))
+
+    def record(self, raw: bytes, columns: tuple[str, ...]) -> dict[str, Any]:
+        cells = self._cells(raw)
+        if len(cells) != len(columns):
+            raise ValueError(f"{len(cells)} cells, expected {len(columns)}")
+        return {name: _CELL_READERS.get(name, restore_cell)(cell)
+                for name, cell in zip(columns, cells) if cell or name in _TEXT_COLUMNS}
+
+    @staticmethod
+    def _cells(raw: bytes) -> list[str]:
+        # The csv module refuses a field over 128 KiB, which a kept body often is. Its
+        # limit is the process's: raised for this one record only, and put back (no
+        # greenlet runs in between).
+        limit = csv.field_size_limit()
+        csv.field_size_limit(max(limit, len(raw)))
+        try:
+            return next(csv.reader(io.StringIO(raw.decode("utf-8"), newline="")))
+        except csv.Error as exc:
+            raise ValueError(str(exc)) from None
+        finally:
+            csv.field_size_limit(limit)
+
+
+@dataclasses.dataclass(frozen=True)
+class OutputFormat:
+    """One output format: everything the writers, the command line, :mod:`batchfetch.resume`
+    and :class:`~batchfetch.ResultTable` need to know of it.
+
+    ``suffixes`` pick it for an output file (the first is the one to suggest); ``streams``:
+    each row is written as it completes, in flat memory (the command writes the others at
+    the end, in input order); ``resumable``: ``resume`` can append the rest of the rows to
+    a file of it, which takes rows that stream and a ``reader``.
+    """
+
+    name: str
+    suffixes: tuple[str, ...]
+    streams: bool
+    resumable: bool
+    writer: Callable[..., RowWriter]
+    reader: RowReader | None = None
+
+    def __post_init__(self) -> None:
+        if self.resumable and not (self.streams and self.reader):
+            raise ValueError(f"format {self.name}: a resumable format streams and has a reader")
+
+
+#: Every output format by name, in the order the command line lists them.
+OUTPUT_FORMATS: dict[str, OutputFormat] = {spec.name: spec for spec in (
+    OutputFormat("table", (".txt",), streams=False, resumable=False, writer=TableWriter),
+    OutputFormat("csv", (".csv",), streams=True, resumable=True, writer=CsvWriter,
+                 reader=CsvReader()),
+    OutputFormat("jsonl", (".jsonl", ".ndjson"), streams=True, resumable=True,
+                 writer=JsonLinesWriter, reader=JsonLinesReader()),
+    OutputFormat("json", (".json",), streams=False, resumable=False, writer=JsonWriter),
+)}
+FORMATS = tuple(OUTPUT_FORMATS)
+_BY_SUFFIX = {suffix: spec for spec in OUTPUT_FORMATS.values() for suffix in spec.suffixes}
+
+
+def output_format(name: str) -> OutputFormat:
+    """The format called ``name``; ``ValueError`` naming the formats if none is.
+
+    Example::
+
+        >>> output_format("jsonl").suffixes, output_format("json").resumable
+        (('.jsonl', '.ndjson'), False)
+    """
+    try:
+        return OUTPUT_FORMATS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown format {name!r}; expected one of {', '.join(FORMATS)}"
+                         ) from None
+
+
+def format_for_path(path: str | os.PathLike[str]) -> OutputFormat:
+    """The format a file's suffix picks, whatever its case; JSON Lines for a name without
+    one. Raises ``ValueError`` for a suffix no format has (out.xlsx is not JSON Lines).
+
+    Example::
+
+        >>> format_for_path("rows.CSV").name, format_for_path("rows").name
+        ('csv', 'jsonl')
+    """
+    suffix = os.path.splitext(os.fspath(path))[1].lower()
+    if not suffix:
+        return OUTPUT_FORMATS["jsonl"]
+    try:
+        return _BY_SUFFIX[suffix]
+    except KeyError:
+        raise ValueError(f"cannot tell a format from {suffix!r}; expected one of "
+                         f"{', '.join(_BY_SUFFIX)}") from None
 
 
 def writer_for(fmt: str, stream: IO[str], include_body: bool = False,
@@ -169,13 +351,7 @@ def writer_for(fmt: str, stream: IO[str], include_body: bool = False,
         >>> out.getvalue()[:24]
         '{"index": 0, "id": null,'
     """
-    try:
-        writer_class = _WRITERS[fmt]
-    except KeyError:
-        raise ValueError(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}") from None
-    if columns is not None and writer_class is CsvWriter:
-        return CsvWriter(stream, include_body, columns)
-    return writer_class(stream, include_body)
+    return output_format(fmt).writer(stream, include_body, columns)
 
 
 def _clip(text: str, width: int) -> str:

@@ -25,6 +25,15 @@ def test_readme_python_examples_run(capsys):
     assert "7 fetched: 5 ok, 2 failed, 1 retries" in printed
 
 
+def test_readme_resume_example_prints_what_its_comments_say(capsys):
+    """The "Resuming from Python" example: an interrupted run finished, then its failed
+    row fetched again."""
+    block = next(block for block in python_blocks() if "resume=" in block)
+    exec(compile(block, "README.rst", "exec"), {})
+    assert capsys.readouterr().out.splitlines() == ["<ResultTable 6 ok, 1 failed>",
+                                                    "<ResultTable 7 ok, 0 failed>"]
+
+
 def error_kinds_table() -> list[list[str]]:
     """The rows of the table after ``.. ERROR-KINDS``, header first, as docutils reads them."""
     import docutils.core

@@ -17,8 +17,9 @@ from typing import IO, Any
 import click
 import gevent
 
-from .help import (EPILOG, SectionedCommand, general_option, output_option, print_version,
-                        request_option, retrying_option, timing_option, tls_option)
+from .help import (EPILOG, SectionedCommand, general_option, listed, output_option,
+                   output_suffixes, print_version, request_option, retrying_option,
+                   timing_option, tls_option)
 from .lines import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
                          UserParam, build_options)
 from .streams import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText,
@@ -31,8 +32,8 @@ from ..host_rules import MatchedPatterns
 from .progress import Progress
 from ..redaction import mask_passwords
 from ..results import FetchResult, SummaryCounter
-from ..resume import RESUMABLE_FORMATS, AppendingOutput, RecordedRows, ResumeError
-from ..writers import FORMATS, RowWriter, writer_for
+from ..resume import RESUMABLE_FORMATS, RecordedRows, ResumeError
+from ..writers import FORMATS, OUTPUT_FORMATS, RowWriter, writer_for
 
 __all__ = ["main"]
 
@@ -42,6 +43,10 @@ EXIT_IO_ERROR = 74
 #: A closed stdout (``batchfetch urls.txt | head``): what a shell reports for a program
 #: killed by SIGPIPE, so ``set -o pipefail`` scripts see what they see from ``cat``.
 EXIT_OUTPUT_CLOSED = 141
+#: How the help and the usage errors name the formats, from the one registry.
+_STREAMING, _AT_THE_END = ([name for name, spec in OUTPUT_FORMATS.items()
+                            if spec.streams == streams] for streams in (True, False))
+_RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FORMATS]
 
 @click.command(cls=SectionedCommand, epilog=EPILOG,
                context_settings={"auto_envvar_prefix": "BATCHFETCH",
@@ -134,12 +139,13 @@ EXIT_OUTPUT_CLOSED = 141
                help="FILE holds URLs (text) or request specs (jsonl); auto: jsonl for a .jsonl "
                     "name or a first line starting with '{'.")
 @output_option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
-               help="Write rows to FILE; its extension (.csv .jsonl .ndjson .json .txt) sets the "
-                    "format (none: jsonl; any other needs -f).")
+               help=f"Write rows to FILE; its extension ({' '.join(output_suffixes())}) sets "
+                    f"the format (none: jsonl; any other needs -f).")
 @output_option("-f", "--format", type=click.Choice(FORMATS),
-               help="Rows as table, csv, jsonl or json. Default: by -o extension, else a table "
-                    "on a terminal and jsonl on a pipe. csv and jsonl stream each row as it "
-                    "completes (flat memory); table and json come at the end, in input order.")
+               help=f"Rows as {listed(FORMATS)}. Default: by -o extension, else a table on a "
+                    f"terminal and jsonl on a pipe. {listed(_STREAMING, 'and')} stream each row "
+                    f"as it completes (flat memory); {listed(_AT_THE_END, 'and')} come at the "
+                    f"end, in input order.")
 @output_option("--body", "keep_body", is_flag=True, default=None,
                help="Keep each response body, in body and body_encoding (utf-8 or base64) "
                     "columns; each capped at 10M unless --max-bytes says otherwise.")
@@ -147,10 +153,10 @@ EXIT_OUTPUT_CLOSED = 141
                help="Stream each body to a file in DIR (created if missing); the path column "
                     "names it. A body cut short leaves no file.")
 @output_option("--resume", is_flag=True, allow_from_autoenv=False,
-               help="Keep the rows already in -o FILE (csv or jsonl; failed ones too), fetch only "
-                    "the inputs without one and append their rows. Rows keep their input's "
-                    "index; a row whose url is not its input's exits 2. A missing FILE starts "
-                    "afresh.")
+               help=f"Keep the rows already in -o FILE ({listed(RESUMABLE_FORMATS)}; failed ones "
+                    "too), fetch only the inputs without one and append their rows. Rows keep "
+                    "their input's index; a row whose url is not its input's exits 2. A missing "
+                    "FILE starts afresh.")
 @output_option("--retry-failed", is_flag=True, allow_from_autoenv=False,
                help="With --resume: fetch the inputs whose rows failed again, replacing those "
                     "rows.")
@@ -204,25 +210,24 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         lambda text: click.echo(text, err=True))
     if progress is None:  # not over rows streaming to the same terminal
         progress = sys.stderr.isatty() and not quiet and not (
-            output in (None, "-") and fmt in ("csv", "jsonl") and stdout_is_a_terminal())
+            output in (None, "-") and OUTPUT_FORMATS[fmt].streams and stdout_is_a_terminal())
     bar = Progress(progress, sys.stderr)
     target: Any = None
     reader_watch = None
     try:
-        target = (GuardedText(AppendingOutput(recorded), output) if recorded
-                  else open_rows_output(output))
-        writer = writer_for(fmt, target, options.keep_body,
-                            recorded.columns if recorded else None)
-        if fmt == "json":  # the library's json writer streams in completion order
-            writer = _InInputOrder(writer)
+        if recorded is None:
+            target = open_rows_output(output)
+            writer = writer_for(fmt, target, options.keep_body)
+            if not OUTPUT_FORMATS[fmt].streams:  # the library's json writer does, unordered
+                writer = _InInputOrder(writer)
+        else:
+            writer = _AppendedByTheLibrary()
         run = _RowsToOutput(options, writer, say, bar, recorded)
-        run.resumable = fmt in RESUMABLE_FORMATS and output not in (None, "-")
+        run.resumable = OUTPUT_FORMATS[fmt].resumable and output not in (None, "-")
         if isinstance(target, PipeText):
             reader_watch = target.watch_reader(gevent.getcurrent())
-        # A resumed file's rows are flushed one by one; flushing it before the first row
-        # would open (and trim) it before the input is known to match.
         with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \
-                interrupts_as_exceptions(None if recorded else target):
+                interrupts_as_exceptions(target):
             if demo:
                 code = demo_module.run_demo(run, say)
             else:
@@ -230,7 +235,8 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
                     say("batchfetch: reading URLs from the terminal; end with Ctrl-D")
                 name = getattr(file, "name", "-")
                 code = run(NumberedItems(file, input_format, name, recorded))
-            target.close()
+            if target is not None:
+                target.close()
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
         silence_stdout()
         code = EXIT_OUTPUT_CLOSED
@@ -262,7 +268,8 @@ class _InputRefused(click.ClickException):
 
 def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, resume: bool,
                    retry_failed: bool, demo: bool) -> RecordedRows | None:
-    """With --resume, the rows already in the output file (None when it does not exist)."""
+    """With --resume, the rows already in the output file (none when it does not exist
+    yet); usage errors in the flags' words."""
     if retry_failed and not resume:
         raise click.UsageError("--retry-failed works with --resume: add --resume")
     if not resume:
@@ -271,14 +278,14 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
         raise click.UsageError("--resume does not go with --demo: the demo's server is new "
                                "each run")
     if output in (None, "-"):
-        raise click.UsageError("--resume needs -o FILE (a .csv or .jsonl file): it reads the "
-                               "rows already there and appends the rest")
-    if fmt not in RESUMABLE_FORMATS:
-        raise click.UsageError(f"--resume appends rows to a csv or jsonl file, not {fmt}: "
-                               f"use -o FILE.csv, -o FILE.jsonl or -f csv/jsonl")
-    if not os.path.exists(output):
-        return None
-    if not os.path.isfile(output):  # /dev/full reads as an endless line of zeros
+        raise click.UsageError(f"--resume needs -o FILE (a {listed(_RESUMABLE_SUFFIXES)} "
+                               f"file): it reads the rows already there and appends the rest")
+    if not OUTPUT_FORMATS[fmt].resumable:
+        uses = [f"-o FILE{suffix}" for suffix in _RESUMABLE_SUFFIXES]
+        uses.append(f"-f {'/'.join(RESUMABLE_FORMATS)}")
+        raise click.UsageError(f"--resume appends rows to a {listed(RESUMABLE_FORMATS)} file, "
+                               f"not {fmt}: use {listed(uses)}")
+    if os.path.exists(output) and not os.path.isfile(output):  # in the words of -o
         raise click.BadParameter(f"--resume reads the rows already in {output!r}, which is "
                                  f"not a regular file", param_hint="'-o' / '--output'")
     try:
@@ -310,6 +317,19 @@ class _InInputOrder(RowWriter):
         self.writer.close()
 
 
+class _AppendedByTheLibrary(RowWriter):
+    """--resume: iter_fetch appends each row to -o FILE itself; nothing is left to write."""
+
+    def __init__(self) -> None:
+        super().__init__(stream=None)
+
+    def write(self, row: FetchResult) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
 class _RowsToOutput:
     """The consumer loop: fetch items with the public API, write each row as it completes,
     draw the progress bar, summarise; called with the items (the demo calls it too)."""
@@ -333,14 +353,12 @@ class _RowsToOutput:
         # A file is read through once first (0.4 s per million lines): a line that is not
         # text, or another input's --resume file, stops the run before anything is fetched.
         total = items.scan()
-        if self.recorded:
+        if self.recorded is not None and self.recorded.existed:
             self.say(self.recorded.describe())
         self.bar.start(total, initial=self.recorded.kept if self.recorded else 0)
-        # indexed: rows (and saved bodies' names) keep the input's index when --resume skips
-        rows = iter_fetch(items, self.options, indexed=True)
+        rows = self._rows(items)
         try:
             for row in rows:
-                row = items.annotate(row)
                 tally.add(row)  # before: a Ctrl-C while a pipe takes it leaves it to close()
                 if matched is not None:
                     matched.add(row.url)
@@ -381,6 +399,20 @@ class _RowsToOutput:
             self.say(matched.note())  # a pattern that matched nothing is likely a typo
         kept_failed = self.recorded.kept_failed if self.recorded else 0
         return EXIT_OK if tally.ok == tally.total and not kept_failed else EXIT_FAILED_ROWS
+
+    def _rows(self, items: NumberedItems) -> Iterator[FetchResult]:
+        """The rows of ``items``, each message naming its line; with --resume, the rows of
+        the inputs without one, appended to the file as iter_fetch(resume=) does, but
+        after the line is named (the library cannot know it)."""
+        recorded = self.recorded
+        # indexed: rows (and saved bodies' names) keep the input's index when --resume skips
+        rows = iter_fetch(items if recorded is None else recorded.unrecorded(items),
+                          self.options, indexed=True)
+        try:
+            named = (items.annotate(row) for row in rows)
+            yield from named if recorded is None else recorded.appending(named)
+        finally:
+            rows.close()
 
 
 class _PasswordMaskingFormatter(logging.Formatter):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import click
@@ -13,9 +13,11 @@ import click
 from .._checks import status_ranges
 from .._version import __version__
 from ..config import FetchOptions
+from ..writers import OUTPUT_FORMATS
 
 __all__ = ["EPILOG", "SectionedCommand", "print_version", "timing_option", "retrying_option",
-           "request_option", "tls_option", "output_option", "general_option"]
+           "request_option", "tls_option", "output_option", "general_option", "listed",
+           "output_suffixes"]
 
 SECTIONS = ("Concurrency and timing", "Retries", "Request", "TLS and proxies", "Input and output",
             "General")
@@ -70,6 +72,35 @@ def _section(title: str) -> Callable[..., Callable]:
 #: One option decorator per help section: @timing_option("--rate", ...).
 timing_option, retrying_option, request_option, tls_option, output_option, general_option = (
     map(_section, SECTIONS))
+
+
+def listed(words: Iterable[str], conjunction: str = "or") -> str:
+    """Words as a sentence lists them.
+
+    Example::
+
+        >>> listed(["table", "csv", "json"]), listed(["csv", "jsonl"], "and")
+        ('table, csv or json', 'csv and jsonl')
+    """
+    *first, last = words
+    return f"{', '.join(first)} {conjunction} {last}" if first else last
+
+
+def output_suffixes(with_names: bool = False) -> list[str]:
+    """The extensions ``-o`` knows, format by format, those that name their format first;
+    ``with_names`` adds the format's name to one that does not (``.txt (table)``).
+
+    Example::
+
+        >>> output_suffixes()
+        ['.csv', '.jsonl', '.ndjson', '.json', '.txt']
+    """
+    def unnamed(spec: Any) -> bool:
+        return spec.suffixes[0] != "." + spec.name
+
+    specs = sorted(OUTPUT_FORMATS.values(), key=unnamed)
+    return [suffix + (f" ({spec.name})" if with_names and unnamed(spec) else "")
+            for spec in specs for suffix in spec.suffixes]
 
 
 def print_version(ctx: click.Context, param: click.Parameter, value: bool) -> None:

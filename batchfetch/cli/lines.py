@@ -281,9 +281,10 @@ class NumberedItems:
     Blank lines and lines starting with ``#`` are skipped in both formats. Only the lines of
     items whose rows have not come back are kept, so memory stays flat on endless input.
 
-    With ``recorded`` (``--resume``), inputs that already have a row are checked against it
-    and skipped; the rest are held back until every recorded row has been checked, so a
-    different input file fails (:class:`~batchfetch.resume.ResumeError`) before any fetch.
+    With ``recorded`` (``--resume``), which :func:`batchfetch.iter_fetch` resumes, each input
+    is checked against its row here too, so that another input's file fails
+    (:class:`~batchfetch.resume.ResumeError`) naming the line, and the lines of the inputs
+    it skips are not kept.
 
     Example::
 
@@ -307,18 +308,12 @@ class NumberedItems:
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         """``(input index, item)`` pairs, for ``iter_fetch(..., indexed=True)``."""
-        recorded, held = self._recorded, []
+        recorded = self._recorded
         for index, number, item, problem in self._parsed():
-            if recorded is not None:
-                if recorded.skips(index, item, f"line {number} of {self._name}"):
-                    continue
-                if index < recorded.last_index:  # hold it until every recorded row is checked
-                    held.append((index, number, item, problem))
-                    continue
-                yield from self._hand_over(held)
-                held = []
-            yield from self._hand_over([(index, number, item, problem)])
-        yield from self._hand_over(held)
+            if recorded is None or not recorded.skips(index, item,
+                                                      f"line {number} of {self._name}"):
+                self._pending[index] = (number, problem)
+            yield index, item
 
     def _parsed(self) -> Iterator[tuple[int, int, Any, str | None]]:
         """``(index, line number, item, the line's problem)`` of each item; at the end, with
@@ -334,12 +329,6 @@ class NumberedItems:
                 yield (count - 1, number, *parse(text))
         if self._recorded is not None:
             self._recorded.check_count(count, self._name)
-
-    def _hand_over(self, entries: list[tuple[int, int, Any, str | None]]
-                   ) -> Iterator[tuple[int, Any]]:
-        for index, number, item, problem in entries:
-            self._pending[index] = (number, problem)
-            yield index, item
 
     def scan(self) -> int | None:
         """Count the items of a seekable stream (a file) ahead and rewind, so a line that is

@@ -27,7 +27,9 @@ import click
 import gevent
 import gevent.socket
 
-from ..errors import BatchFetchError
+from ..errors import OutputError
+from ..writers import format_for_path
+from .help import listed, output_suffixes
 
 __all__ = ["OutputError", "PipeText", "GuardedText", "open_rows_output", "check_writable",
            "check_output_file", "format_for", "stdout_is_a_terminal",
@@ -37,19 +39,6 @@ EXIT_INTERRUPTED = 130
 #: Bytes a pipe takes in one write whole or not at all (POSIX's minimum for PIPE_BUF; 4096
 #: on Linux): a row up to this size never reaches the reader cut in two.
 _ATOMIC = getattr(select, "PIPE_BUF", 512)
-
-
-class OutputError(BatchFetchError):
-    """Rows could not be written (a full disk, an I/O error); ``name`` is the output and
-    ``error`` the OSError."""
-
-    def __init__(self, name: str, error: OSError) -> None:
-        super().__init__(name, error)
-        self.name = name
-        self.error = error
-
-    def __str__(self) -> str:
-        return f"cannot write rows to {self.name}: {self.error.strerror or self.error}"
 
 
 # The streams below are plain classes, not io.TextIOBase: its __del__ would close, and so
@@ -327,9 +316,6 @@ def silence_stdout() -> None:
 
 # -- choosing and checking the output, before anything is written -----------------------
 
-_FORMAT_BY_SUFFIX = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
-                     ".txt": "table"}
-
 
 def stdout_is_a_terminal() -> bool:
     return sys.stdout is not None and sys.stdout.isatty()
@@ -346,13 +332,14 @@ def format_for(path: str | None, demo: bool) -> str:
         ('csv', 'jsonl')
     """
     if path not in (None, "-"):
-        suffix = os.path.splitext(path)[1].lower()
-        if suffix and suffix not in _FORMAT_BY_SUFFIX:
+        try:
+            return format_for_path(path).name
+        except ValueError:
+            suffix = os.path.splitext(path)[1].lower()
             raise click.BadParameter(
-                f"cannot tell a format from {suffix!r}: name the file .csv, .jsonl, "
-                f".ndjson, .json or .txt (table), or give -f FORMAT",
-                param_hint="'-o' / '--output'")
-        return _FORMAT_BY_SUFFIX.get(suffix, "jsonl")
+                f"cannot tell a format from {suffix!r}: name the file "
+                f"{listed(output_suffixes(with_names=True))}, or give -f FORMAT",
+                param_hint="'-o' / '--output'") from None
     return "table" if demo or stdout_is_a_terminal() else "jsonl"
 
 
