@@ -262,12 +262,17 @@ def interrupts_as_exceptions(output: IO[str] | None) -> Iterator[None]:
     where it next waits, which stops the run and writes its summary; a second one exits at
     once (130), whatever the process is doing.
 
-    Both are Python-level handlers, which gevent's loop runs within a moment even while
-    it waits, and which a blocked system call (a write to a full pipe) gives way to. The
-    first does not raise where it runs (often in gevent's hub, which would print it as a
-    crash; or in the middle of the scheduler's bookkeeping): it hands the interrupt to the
-    main greenlet. The second flushes ``output`` when it is a file (None: nothing to flush;
-    a pipe is never waited for) and exits.
+    Both are Python-level handlers, which run at once in busy Python code (reading a
+    large input through first) and which a blocked system call (a write to a full pipe)
+    gives way to. gevent's loop checks for such signals after each wait, so a signal that
+    lands between that check and the next wait stays unhandled until something else wakes
+    the loop: never, when the run's only work left is a write to a full pipe. So every
+    signal also wakes the loop, through :func:`signal.set_wakeup_fd` and a watcher on its
+    pipe, as asyncio does.
+    The first handler does not raise where it runs (often in gevent's hub, which would
+    print it as a crash; or in the middle of the scheduler's bookkeeping): it hands the
+    interrupt to the main greenlet. The second flushes ``output`` when it is a file (None:
+    nothing to flush; a pipe is never waited for) and exits.
     """
     if threading.current_thread() is not threading.main_thread():
         yield  # signals reach only the main thread; nothing to route
@@ -297,10 +302,36 @@ def interrupts_as_exceptions(output: IO[str] | None) -> Iterator[None]:
     for signum in signals:
         signal.signal(signum, first)
     try:
-        yield
+        with _signals_wake_the_loop():
+            yield
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+@contextlib.contextmanager
+def _signals_wake_the_loop() -> Iterator[None]:
+    """Make every signal wake gevent's loop, so a Python-level handler runs at once."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    os.set_blocking(write_end, False)
+    watcher = gevent.get_hub().loop.io(read_end, 1)  # 1: readable
+
+    def drained() -> None:  # Python code in the hub: the pending handlers run first
+        with contextlib.suppress(OSError):
+            while os.read(read_end, 512):
+                pass
+
+    watcher.start(drained)
+    previous = signal.set_wakeup_fd(write_end, warn_on_full_buffer=False)
+    try:
+        yield
+    finally:
+        signal.set_wakeup_fd(previous)
+        watcher.stop()
+        watcher.close()
+        os.close(read_end)
+        os.close(write_end)
 
 
 def silence_stdout() -> None:
