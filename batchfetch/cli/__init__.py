@@ -1,5 +1,5 @@
 """The ``batchfetch`` command, a thin face over the public API: ``command.py`` (flags to
-options, the run, exit codes), ``lines.py`` (flag types and input lines), ``input_text.py``
+options, input and output opened, exit codes), ``run.py`` (the consumer loop), ``lines.py`` (flag types and input lines), ``input_text.py``
 (input decoded as text), ``streams.py`` (where rows go: pipes, full disks, signals),
 ``progress.py``, ``help.py`` and ``demo.py`` (``batchfetch --demo``).
 """
