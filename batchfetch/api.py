@@ -2,7 +2,7 @@
 for one run and delegate to it, as ``requests.get`` opens a Session.
 
 A Fetcher resolves the options once, picks the engine they call for (this process,
-or ``workers`` processes) and owns it, so its session and connections serve every
+or ``workers`` processes) and owns it; in this process, its connections serve every
 run made through it.
 """
 from __future__ import annotations
@@ -60,8 +60,11 @@ class Fetcher:
 
     The options are fixed when the Fetcher is made (the session, its pools and the
     limits derive from them): for other options, make another Fetcher. Runs go one at
-    a time and share the session's connections and cookies, as calls on one
-    ``requests.Session`` do. Close it (or use ``with``) to close its connections.
+    a time and, in this process (``workers=1``), reuse the session's keep-alive
+    connections, as calls on one ``requests.Session`` do (no cookie is kept from one
+    response for another request, within a run or across runs). With ``workers > 1``
+    each run starts its own worker processes. Close it (or use ``with``) to close its
+    connections; closing it during a run cancels that run.
 
     Example::
 

@@ -20,11 +20,10 @@ class ForgetfulEngine:
         self.drop, self.repeat, self.strip = set(drop), set(repeat), strip
 
     def run(self, pairs):
-        for row, exception in self.local.run(pairs):
+        for row, exception, _item in self.local.run(pairs):  # the item does not travel
             if row.index in self.drop:
                 continue
-            event = RowEvent(row, None if self.strip else exception)
-            yield event
+            yield RowEvent(row, None if self.strip else exception)
             if row.index in self.repeat:
                 yield RowEvent(dataclasses.replace(row, status=299), exception)
 
@@ -113,3 +112,33 @@ def test_the_public_surface_is_all():
     public = {name for name in dir(batchfetch) if not name.startswith("_")}
     modules = {name for name in public if type(getattr(batchfetch, name)).__name__ == "module"}
     assert public - modules == set(batchfetch.__all__) - {"__version__"}
+
+
+def test_closing_a_fetcher_cancels_a_run_in_progress(server):
+    """Review of issue 15: a Fetcher closed while its iterator was paused kept fetching in
+    the background, on a session nobody would close."""
+    fetcher = Fetcher(concurrency=2)
+    rows = fetcher.iter_fetch([server.url("/ok")] + [server.url("/delay/0.05")] * 40)
+    assert next(rows).status == 200
+    fetcher.close()
+    gevent.sleep(0.1)  # requests already on their way when it closed still arrive
+    sent = server.hits.get("/delay/0.05", 0)
+    gevent.sleep(0.3)  # long enough for several more requests, had the run gone on
+    assert server.hits.get("/delay/0.05", 0) == sent < 40
+    rows.close()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_inputs_that_repeat_an_index_each_get_their_own_row_and_item(server, workers):
+    """Review of issue 15: with a repeated index, hooks got the first item still owed for
+    it, not the one the row answers; with workers=2 the run raised KeyError."""
+    slow, fast = server.url("/delay/0.3"), server.url("/status/404")
+    pairs = [(7, slow), (8, server.url("/ok")), (7, fast), (7, ""), (9, ""), (7, "")]
+    handled = []
+    rows = list(batchfetch.iter_fetch(pairs, indexed=True, retries=0, workers=workers,
+                                      exception_handler=lambda item, exc: handled.append(
+                                          (item, type(exc).__name__))))
+    assert sorted((row.index, row.status or 0, row.error) for row in rows) == [
+        (7, 0, "invalid_url"), (7, 0, "invalid_url"), (7, 200, ""), (7, 404, "http"),
+        (8, 200, ""), (9, 0, "invalid_url")]
+    assert sorted(handled) == [("", "InvalidItemError")] * 3 + [(fast, "HTTPStatusError")]

@@ -315,7 +315,8 @@ def _signals_wake_the_loop() -> Iterator[None]:
     read_end, write_end = os.pipe()
     os.set_blocking(read_end, False)
     os.set_blocking(write_end, False)
-    watcher = gevent.get_hub().loop.io(read_end, 1)  # 1: readable
+    # ref=False: this watcher alone must not keep the loop from seeing it would block forever.
+    watcher = gevent.get_hub().loop.io(read_end, 1, ref=False)  # 1: readable
 
     def drained() -> None:  # Python code in the hub: the pending handlers run first
         with contextlib.suppress(OSError):

@@ -1,10 +1,11 @@
 """A worker process of the process engine: ``python -m batchfetch.engines._process_child``.
 
-It reads frames from stdin (the options, then ``("item", index, item)`` until
+It reads frames from stdin (the options, then ``("item", serial, index, item)`` until
 stdin closes), fetches them with one :class:`~batchfetch.engines.local.LocalEngine`
-(its own hub, pool and session), and writes ``("row", row, exception)`` frames to
-stdout; rows carry the parent's input index. Hooks run in the parent. Ctrl-C belongs
-to the parent, which stops its workers itself.
+(its own hub, pool and session), and writes ``("row", serial, row, exception)`` frames
+to stdout; rows carry the parent's input index, the serial tells apart inputs that
+repeat an index. Hooks run in the parent. Ctrl-C belongs to the parent, which stops
+its workers itself.
 """
 # Run as ``python -m``, this module is imported after its package, whose __init__ has
 # patched the process with gevent already.
@@ -24,19 +25,28 @@ def serve(stdin, stdout) -> None:
     options = read_frame(stdin)
     if options is None:
         return
+    # id(item) -> the parent's serials for it, while it is fetched (a list: equal short
+    # strings can be one object).
+    serials: dict[int, list[int]] = {}
+
     def pairs() -> Iterator[tuple[int, Any]]:
         while True:
             frame = read_frame(stdin)
             if frame is None:  # the parent closed our stdin: no more items
                 return
-            _, index, item = frame
+            _, serial, index, item = frame
+            serials.setdefault(id(item), []).append(serial)
             yield index, item
 
     engine = LocalEngine(options)
     try:
         # The parent's input indexes: rows carry them, and saved bodies are named by them.
-        for row, exception in engine.run(pairs()):
-            frames.write(("row", row, _picklable(exception)))
+        for row, exception, item in engine.run(pairs()):
+            waiting = serials[id(item)]
+            serial = waiting.pop(0)
+            if not waiting:
+                del serials[id(item)]
+            frames.write(("row", serial, row, _picklable(exception)))
     finally:
         engine.close()
     frames.write(("done",))

@@ -12,7 +12,7 @@ from ..errors import ErrorKind, HTTPStatusError, RowError
 from ..inputs import describe_item, item_id, item_method
 from ..redaction import mask_line
 from ..results import FetchResult
-from .base import Engine, ExceptionHandler, OnResult
+from .base import UNKNOWN_ITEM, Engine, ExceptionHandler, OnResult
 
 __all__ = ["run_rows"]
 
@@ -41,17 +41,27 @@ class _Owed:
                 self.items[index] = item
             yield index, item
 
-    def answer(self, index: int) -> tuple[bool, Any]:
-        """Whether ``index`` was owed a row (and its item); a second row is not."""
+    def answer(self, index: int, item: Any = UNKNOWN_ITEM) -> tuple[bool, Any]:
+        """Whether ``index`` was owed a row (and its item); a second row is not.
+
+        ``item``, when the engine knows it, says which of an index's repeats this is.
+        """
         if index not in self.items:
             return False, None
-        item = self.items.pop(index)
         repeats = self.repeats.get(index)
+        if repeats and item is not UNKNOWN_ITEM and self.items[index] is not item:
+            for position, owed in enumerate(repeats):
+                if owed is item:
+                    del repeats[position]
+                    if not repeats:
+                        del self.repeats[index]
+                    return True, item
+        first = self.items.pop(index)
         if repeats:
             self.items[index] = repeats.pop(0)
             if not repeats:
                 del self.repeats[index]
-        return True, item
+        return True, first
 
     def left(self) -> list[tuple[int, Any]]:
         """Every pair still owed, in index order."""
@@ -69,15 +79,17 @@ def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: s
     here, in the caller's greenlet, before the row is yielded. Closing this iterator
     closes the engine's run, which cancels what is in flight.
     """
+    hooked = on_result is not None or exception_handler is not None
     owed = _Owed()
     events = engine.run(owed.pulled(pairs))
     try:
-        for row, exception in events:
-            wanted, item = owed.answer(row.index)
+        for row, exception, pulled in events:
+            wanted, item = owed.answer(row.index, pulled)
             if not wanted:
                 log.debug("dropped a second row for input %d", row.index)
                 continue
-            _run_hooks(row, item, exception, on_result, exception_handler)
+            if hooked:
+                _run_hooks(row, item, exception, on_result, exception_handler)
             yield row
     finally:
         events.close()

@@ -8,7 +8,7 @@ from typing import Any, NamedTuple, Protocol
 
 from ..results import FetchResult
 
-__all__ = ["Engine", "ExceptionHandler", "OnResult", "RowEvent"]
+__all__ = ["Engine", "ExceptionHandler", "OnResult", "RowEvent", "UNKNOWN_ITEM"]
 
 #: ``on_result(row)``: called for every row, in the caller's greenlet, before it is yielded.
 OnResult = Callable[[FetchResult], Any]
@@ -16,8 +16,13 @@ OnResult = Callable[[FetchResult], Any]
 ExceptionHandler = Callable[[Any, BaseException], Any]
 
 
+#: A RowEvent's ``item`` when the engine cannot hand it back (rows shipped as JSON).
+UNKNOWN_ITEM: Any = object()
+
+
 class RowEvent(NamedTuple):
-    """One finished row and the exception that explains it (None for an ok row).
+    """One finished row, the exception that explains it (None for an ok row), and the input
+    item it answers (the very object pulled, so inputs that repeat an index are told apart).
 
     A NamedTuple, not a frozen dataclass: one is made per row, and building a tuple
     costs a fraction of a frozen dataclass's ``__init__``. An engine that cannot ship
@@ -27,6 +32,7 @@ class RowEvent(NamedTuple):
 
     row: FetchResult           # row.index is the caller's input index
     exception: BaseException | None
+    item: Any = UNKNOWN_ITEM
 
 
 class Engine(Protocol):

@@ -12,6 +12,7 @@ attempts, and also book each outcome and take the next attempt themselves (see
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import heapq
 import itertools
@@ -19,6 +20,7 @@ import logging
 import os
 import random
 import time
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from typing import Any
@@ -68,10 +70,13 @@ class LocalEngine:
         self.options = options
         self.transport: Transport = transport_for(options)  # connects on first use
         self._running = False
+        self._runs: weakref.WeakSet = weakref.WeakSet()  # to cancel on close()
 
     def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
-        return self._run(pairs)
+        events = self._run(pairs)
+        self._runs.add(events)
+        return events
 
     def _run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         if self._running:
@@ -84,7 +89,11 @@ class LocalEngine:
             self._running = False
 
     def close(self) -> None:
-        """Close the transport's idle connections; a later run opens new ones."""
+        """Cancel a run in progress and close the transport's connections; a later run
+        opens new ones."""
+        for events in list(self._runs):
+            with contextlib.suppress(ValueError):  # closed from inside that run: it ends itself
+                events.close()
         self.transport.close()
 
 
@@ -144,7 +153,7 @@ class _Batch:
         self.polite = Politeness(self.options, self.queues, fetch_robots=self.transport.fetch_robots,
                                  spawn=self.attempt_greenlets.spawn, post=self.messages.put,
                                  reject=lambda row, item, exception: self.ready_rows.append(
-                                     RowEvent(row, exception)))
+                                     RowEvent(row, exception, item)))
         room = self.room = gevent.lock.Semaphore(self.options.pending_limit)
         # The input is pulled in its own greenlet, so an input that waits for its next
         # item (a pipe, a queue) holds up neither new attempts nor finished rows.
@@ -209,7 +218,7 @@ class _Batch:
             row = FetchResult(index=index, url=mask_line(describe_item(item)),
                               id=item_id(item), method=item_method(item, self.options.method),
                               error=exc.kind, message=mask_passwords(exc.message))
-            self.ready_rows.append(RowEvent(row, exc))
+            self.ready_rows.append(RowEvent(row, exc, item))
             return
         host = self.host_keys(spec.url)
         self.polite.admit(_Job(index, item, spec, host))
@@ -339,7 +348,7 @@ class _Batch:
         exception = outcome.exception
         if not row.ok and exception is None:
             exception = HTTPStatusError(row.url, row.status, row.message)
-        self.ready_rows.append(RowEvent(row, exception))
+        self.ready_rows.append(RowEvent(row, exception, job.item))
 
     def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:
         error, message = outcome.error, outcome.message

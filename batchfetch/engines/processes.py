@@ -12,6 +12,7 @@ concurrency rounded up, so each worker may run at least one).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import subprocess
 import sys
@@ -48,7 +49,7 @@ class _Worker:
         self.process = subprocess.Popen([sys.executable, "-m", "batchfetch.engines._process_child"],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                         env=env)
-        self.outstanding: dict[int, Any] = {}  # input index -> item
+        self.outstanding: dict[int, tuple[int, Any]] = {}  # serial -> (input index, item)
         self.alive = True
         self._frames = FrameWriter(self.process.stdin)
 
@@ -124,17 +125,17 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
             elif kind == "input failed":
                 raise event[1]
             elif kind == "row":
-                _, worker, row, exception = event
-                worker.outstanding.pop(row.index)
+                _, worker, serial, row, exception = event
+                _, item = worker.outstanding.pop(serial)
                 owed -= 1
                 room.release()
-                yield RowEvent(row, exception)
+                yield RowEvent(row, exception, item)
             else:  # "exited": hand what the worker left unanswered to the others
                 worker = event[1]
                 worker.alive = False
                 left, worker.outstanding = worker.outstanding, {}
-                for index, item in sorted(left.items()):
-                    _hand(workers, index, item)
+                for serial, (index, item) in sorted(left.items()):
+                    _hand(workers, serial, index, item)
     finally:
         gevent.killall(greenlets, block=True, timeout=1.0)
         for worker in workers:
@@ -150,21 +151,21 @@ def _read_rows(worker: _Worker, events: gevent.queue.Queue) -> None:
             return
         if frame[0] == "done":
             return
-        _, row, exception = frame
-        events.put(("row", worker, row, exception))
+        _, serial, row, exception = frame
+        events.put(("row", worker, serial, row, exception))
 
 
-def _hand(workers: list[_Worker], index: int, item: Any) -> None:
-    """Give an item to the live worker with the least outstanding."""
+def _hand(workers: list[_Worker], serial: int, index: int, item: Any) -> None:
+    """Give an item (the ``serial``-th pulled) to the live worker with the least outstanding."""
     while True:
         live = [worker for worker in workers if worker.alive]
         if not live:
             raise BatchFetchError("every worker process exited before the run ended")
         worker = min(live, key=lambda w: len(w.outstanding))
-        worker.outstanding[index] = item
-        if worker.send(("item", index, item)):
+        worker.outstanding[serial] = index, item
+        if worker.send(("item", serial, index, item)):
             return
-        del worker.outstanding[index]
+        del worker.outstanding[serial]
         worker.alive = False
 
 
@@ -176,13 +177,13 @@ def _feed(pairs: Iterator[tuple[int, Any]], workers: list[_Worker],
     closes), so a worker that dies late can still have its items handed on.
     """
     try:
-        while True:
+        for serial in itertools.count():
             room.acquire()  # before pulling: at most max_pending items out at once
             try:
                 index, item = next(pairs)
             except StopIteration:
                 break
-            _hand(workers, index, item)
+            _hand(workers, serial, index, item)
             events.put(("fed",))
     except gevent.GreenletExit:
         raise

@@ -11,7 +11,7 @@ from ..inputs import RequestSpec
 from ..robots import fetch_policy
 from .attempt import run_attempt
 from .base import HostKey, Outcome
-from .session import RequestSettings, build_session, sent_reused
+from .session import REUSED, RequestSettings, build_session
 
 __all__ = ["RequestsTransport"]
 
@@ -46,8 +46,14 @@ class RequestsTransport:
         """One attempt's outcome (see :class:`~batchfetch.transport.base.Transport`)."""
         session = self.session
         kwargs = self._settings.kwargs(spec, host)
-        return sent_reused(lambda: run_attempt(session, spec.method, spec.url, kwargs,
-                                               self.options, index))
+        reused = [False]  # the connection that sends it says (session.REUSED)
+        token = REUSED.set(reused)
+        try:
+            outcome = run_attempt(session, spec.method, spec.url, kwargs, self.options, index)
+        finally:
+            REUSED.reset(token)
+        outcome.reused = reused[0]
+        return outcome
 
     def fetch_robots(self, spec: RequestSpec, host: HostKey) -> Any:
         """The origin's robots.txt policy, fetched through this session's pools."""

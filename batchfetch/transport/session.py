@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-from collections.abc import Callable
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
 
@@ -20,12 +19,11 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from ..config import FetchOptions
 from ..inputs import RequestSpec
 from ._internals import PROBLEMS
-from .base import Outcome
 from .fastpath import LeanSession
 from .hops import HopSession, HostEnvironment
 from .wire import LeanSends
 
-__all__ = ["build_session", "RequestSettings", "sent_reused"]
+__all__ = ["REUSED", "build_session", "RequestSettings"]
 
 
 class _StoreNothing(DefaultCookiePolicy):
@@ -40,16 +38,16 @@ class _StoreNothing(DefaultCookiePolicy):
 
 
 #: The attempt being sent in this greenlet, as a one-item list the connection that sends
-#: it fills in: did that connection carry a request before? Set by :func:`sent_reused`
-#: around each attempt; gevent gives every greenlet its own context, so concurrent
-#: attempts never see each other's.
-_REUSED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
+#: it fills in: did that connection carry a request before? Set by the transport around
+#: each attempt (``RequestsTransport.attempt``); gevent gives every greenlet its own
+#: context, so concurrent attempts never see each other's.
+REUSED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
     "batchfetch_reused_connection", default=None)
 
 
 class _ReuseTracking:
-    """Tells the attempt being sent (see :func:`sent_reused`) whether its connection
-    carried a request before.
+    """Tells the attempt being sent (see :data:`REUSED`) whether its connection carried
+    a request before.
 
     A POST that meets a reset before any response byte on a reused keep-alive
     connection was not processed (the server closed an idle connection), so it
@@ -59,7 +57,7 @@ class _ReuseTracking:
     _requests_sent = 0
 
     def request(self, *args, **kwargs):  # noqa: D102 - urllib3 API
-        attempt = _REUSED.get()
+        attempt = REUSED.get()
         if attempt is not None:
             attempt[0] = self._requests_sent > 0
         self._requests_sent += 1
@@ -68,18 +66,6 @@ class _ReuseTracking:
     def close(self) -> None:  # noqa: D102 - urllib3 API
         self._requests_sent = 0
         super().close()
-
-
-def sent_reused(send: Callable[[], Outcome]) -> Outcome:
-    """``send()``'s outcome, with ``reused`` set by the last connection it went out on."""
-    attempt = [False]
-    token = _REUSED.set(attempt)
-    try:
-        outcome = send()
-    finally:
-        _REUSED.reset(token)
-    outcome.reused = attempt[0]
-    return outcome
 
 
 # wire.py's cheaper sends and header parsing only where http.client has what they override.
