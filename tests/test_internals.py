@@ -33,8 +33,10 @@ def test_a_requests_whose_responses_grew_an_attribute_turns_the_fast_path_off(se
         print(len([w for w in caught if "fast path is off" in str(w.message)]))
         print(session.build_session(batchfetch.FetchOptions()).__class__.__name__)
         print(table[0].status)
+        from batchfetch.transport import TRANSPORTS
+        print(",".join(choice.name for choice in TRANSPORTS if choice.available))
     """)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           env=child_env, timeout=60)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["1", "HopSession", "200"]
+    assert done.stdout.split() == ["1", "HopSession", "200", "requests"]

@@ -14,7 +14,8 @@ from batchfetch.testing import refused_url
 from batchfetch.transport import TRANSPORTS
 
 #: Every transport, requests' own path (the reference) first.
-CHOICES = sorted(TRANSPORTS, key=lambda choice: choice.name != "requests")
+CHOICES = sorted((choice for choice in TRANSPORTS if choice.available),
+                 key=lambda choice: choice.name != "requests")
 
 BODY_ITEM = {"method": "POST", "json": {"n": 1}, "cookies": {"c": "1"},
              "headers": {"X-Item": "i", "Accept": None}}
