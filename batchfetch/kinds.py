@@ -61,11 +61,11 @@ class ErrorKind(enum.StrEnum):
     CONNECT = "connect", "the TCP connection failed (refused, unreachable)", _ALWAYS, False
     CONNECT_TIMEOUT = (
         "connect_timeout",
-        "the TCP (or TLS) connection was not established within connect_timeout",
+        "the TCP (or TLS) connection was not established within the connect timeout",
         _ALWAYS, False)
     # Also an SSL error after the handshake (a TLS record error while the answer is read).
     TLS = "tls", "the TLS handshake or certificate verification failed", _NEVER, True
-    TIMEOUT = "timeout", "no data arrived for read_timeout seconds", _IDEMPOTENT, True
+    TIMEOUT = "timeout", "no data arrived for the read timeout", _IDEMPOTENT, True
     DEADLINE = "deadline", "the attempt ran past its wall-clock deadline", _IDEMPOTENT, True
     RESET = (
         "reset", "the peer reset or closed the connection",
@@ -101,9 +101,11 @@ class ErrorKind(enum.StrEnum):
 ERROR_KINDS: dict[str, str] = {kind.value: kind.meaning for kind in ErrorKind}
 
 
-#: Error kinds worth another attempt: the network may do better next time.
-#: (ErrorKind.retried says the same for each kind; a test holds them together.)
-TRANSIENT_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT, ErrorKind.TIMEOUT,
-                              ErrorKind.DEADLINE, ErrorKind.RESET, ErrorKind.TRUNCATED})
-#: Kinds after which a non-idempotent request was certainly not processed.
-NEVER_SENT_ERRORS = frozenset({ErrorKind.CONNECT, ErrorKind.CONNECT_TIMEOUT})
+#: Error kinds worth another attempt: the network may do better next time (an ``http``
+#: row's retry depends on its status instead). Read off ``ErrorKind.retried``, so the
+#: table and the retry decisions cannot disagree.
+TRANSIENT_ERRORS = frozenset(kind for kind in ErrorKind
+                             if kind.retried != _NEVER and kind != "http")
+#: Kinds after which a non-idempotent request was certainly not processed: those retried
+#: for any method.
+NEVER_SENT_ERRORS = frozenset(kind for kind in ErrorKind if kind.retried == _ALWAYS)
