@@ -309,7 +309,8 @@ class FetchOptions:
 
         Example::
 
-            >>> FetchOptions(polite=True).host_limit, FetchOptions(polite=True, per_host=8).host_limit
+            >>> polite = FetchOptions(polite=True)
+            >>> polite.host_limit, polite.replace(per_host=8).host_limit
             (4, 8)
         """
         default = POLITE_PER_HOST if self.polite else self.concurrency

@@ -1,7 +1,8 @@
 """The ``batchfetch`` command, a thin face over the public API: ``command.py`` (flags to
-options, input and output opened, exit codes), ``run.py`` (the consumer loop), ``lines.py`` (flag types and input lines), ``input_text.py``
-(input decoded as text), ``streams.py`` (where rows go: pipes, full disks, signals),
-``progress.py``, ``help.py`` and ``demo.py`` (``batchfetch --demo``).
+options, input and output opened, exit codes), ``run.py`` (the consumer loop),
+``lines.py`` (flag types and input lines), ``input_text.py`` (input decoded as text),
+``streams.py`` (where rows go: pipes, full disks, signals), ``progress.py``, ``help.py``
+and ``demo.py`` (``batchfetch --demo``).
 """
 from .command import main
 

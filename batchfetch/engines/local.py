@@ -74,19 +74,19 @@ class LocalEngine:
 
     def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
-        events = self._run(pairs)
+        events = _Batch(self.options, self.transport).row_events(pairs, self)
         self._runs.add(events)
         return events
 
-    def _run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
+    def _start(self) -> None:
+        """Count a run as started (when its first event is asked for): one at a time."""
         if self._running:
             raise BatchFetchError("this engine is running a batch already: one run at a "
                                   "time (use a second Fetcher for a second run at once)")
         self._running = True
-        try:
-            yield from _Batch(self.options, self.transport).row_events(pairs)
-        finally:
-            self._running = False
+
+    def _finished(self) -> None:
+        self._running = False
 
     def close(self) -> None:
         """Cancel a run in progress and close the transport's connections; a later run
@@ -146,20 +146,24 @@ class _Batch:
 
     # -- the scheduler loop ------------------------------------------------
 
-    def row_events(self, source: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
+    def row_events(self, source: Iterator[tuple[int, Any]],
+                   engine: LocalEngine) -> Iterator[RowEvent]:
         """Yield a RowEvent per ``(index, item)`` pair of ``source``, as each completes."""
-        if self.options.save_dir:
-            os.makedirs(self.options.save_dir, exist_ok=True)
-        self.polite = Politeness(self.options, self.queues, fetch_robots=self.transport.fetch_robots,
-                                 spawn=self.attempt_greenlets.spawn, post=self.messages.put,
-                                 reject=lambda row, item, exception: self.ready_rows.append(
-                                     RowEvent(row, exception, item)))
-        room = self.room = gevent.lock.Semaphore(self.options.pending_limit)
-        # The input is pulled in its own greenlet, so an input that waits for its next
-        # item (a pipe, a queue) holds up neither new attempts nor finished rows.
-        feeder = gevent.spawn(self._feed, source, room)
-        exhausted = False
+        engine._start()  # here, not in a wrapping generator: one layer less per row
+        feeder = None
         try:
+            if self.options.save_dir:
+                os.makedirs(self.options.save_dir, exist_ok=True)
+            self.polite = Politeness(self.options, self.queues,
+                                     fetch_robots=self.transport.fetch_robots,
+                                     spawn=self.attempt_greenlets.spawn, post=self.messages.put,
+                                     reject=lambda row, item, exception: self.ready_rows.append(
+                                         RowEvent(row, exception, item)))
+            room = self.room = gevent.lock.Semaphore(self.options.pending_limit)
+            # The input is pulled in its own greenlet, so an input that waits for its next
+            # item (a pipe, a queue) holds up neither new attempts nor finished rows.
+            feeder = gevent.spawn(self._feed, source, room)
+            exhausted = False
             while True:
                 for message in self._messages():
                     if message[0] == "item":
@@ -185,13 +189,15 @@ class _Batch:
                 if exhausted and not self.pending:
                     return
         finally:
-            feeder.kill(block=True, timeout=1.0)
+            engine._finished()
+            if feeder is not None:
+                feeder.kill(block=True, timeout=1.0)
             self.attempt_greenlets.kill(block=True, timeout=1.0)
-            self.polite.log_throttled_hosts()
-            # It calls back into the run: without this cycle the run and its rows
-            # idle connections go as soon as the caller drops the rows (urllib3 2's
-            # PoolManager.clear() leaves closing them to the garbage collector).
-            del self.polite
+            if hasattr(self, "polite"):
+                self.polite.log_throttled_hosts()
+                # It calls back into the run: breaking the cycle lets the run and its rows
+                # go as soon as the caller drops them, not when the cycle collector runs.
+                del self.polite
 
     def _feed(self, source: Iterator[Any], room: gevent.lock.Semaphore) -> None:
         """Pull items (in the feeder greenlet) while fewer than max_pending rows are owed."""

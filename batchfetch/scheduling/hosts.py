@@ -245,8 +245,8 @@ class HostQueues(Generic[Job]):
         self.cool_down(host, until, reason, now)
 
     def cooling(self, host: Hashable, now: float) -> str:
-        """Why ``host`` may not start a job now (one of :data:`batchfetch.scheduling.waits.REASONS`),
-        or ""."""
+        """Why ``host`` may not start a job now (one of
+        :data:`batchfetch.scheduling.waits.REASONS`), or ""."""
         if host in self._cooling and self._cool_until[host] > now:
             return self._cool_reason[host]
         return ""
