@@ -17,7 +17,8 @@ from .servers import ECHO_MODULE
 
 APT_PACKAGES = ("nginx", "libnginx-mod-http-echo", "curl")
 #: Module to look for -> what pip installs when it is missing (as setup.cfg's bench extra).
-PIP_PACKAGES = {"aiohttp": "aiohttp >= 3.9", "reqstorm": "reqstorm >= 2.5"}
+PIP_PACKAGES = {"aiohttp": "aiohttp >= 3.9", "reqstorm": "reqstorm >= 2.5",
+                "geventhttpclient": "geventhttpclient >= 2.6"}
 
 
 def missing() -> tuple[list[str], list[str]]:
@@ -116,6 +117,7 @@ def describe(env: dict[str, str], repo: str) -> dict[str, str]:
         "urllib3": _version("urllib3"),
         "aiohttp": _version("aiohttp"),
         "reqstorm": _version("reqstorm"),
+        "geventhttpclient": _version("geventhttpclient"),
         "nginx": f"{nginx} (echo module {_version_deb('libnginx-mod-http-echo')})",
         "curl": _first_line(["curl", "--version"]).split(" (")[0].replace("curl ", ""),
     }

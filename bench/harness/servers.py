@@ -23,6 +23,8 @@ from . import procstat
 ECHO_MODULE = "/usr/lib/nginx/modules/ngx_http_echo_module.so"
 #: W4 spreads its URLs over 127.0.0.1 .. 127.0.0.HOSTS (all of 127/8 is loopback on Linux).
 HOSTS = 50
+#: W6 over 127.0.0.1 .. 127.0.0.MANY_HOSTS: more hosts than its concurrency.
+MANY_HOSTS = 250
 BENCH_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 NGINX_CONF = """\
@@ -56,8 +58,13 @@ http {{
 {listens}
         root {dir}/www;
         location = /1k {{ }}
+        location = /1m {{ }}
         location = /delay {{
             echo_sleep 0.1;
+            echo ok;
+        }}
+        location = /delay50 {{
+            echo_sleep 0.05;
             echo ok;
         }}
         location = /nginx_status {{
@@ -99,9 +106,10 @@ def _wait_until_up(port: int, path: str, process: subprocess.Popen, log: str) ->
 
 
 class Nginx:
-    """nginx on 127.0.0.1:PORT and 127.0.0.2..127.0.0.50:PORT, config in a temp dir.
+    """nginx on 127.0.0.1:PORT and 127.0.0.2..127.0.0.250:PORT, config in a temp dir.
 
-    Locations: ``/1k`` (1 KiB static file), ``/delay`` (100 ms, then "ok"),
+    Locations: ``/1k`` (1 KiB static file), ``/1m`` (1 MiB static file), ``/delay`` (100 ms,
+    then "ok"), ``/delay50`` (50 ms, then "ok"),
     ``/nginx_status`` (stub_status, for the accepted-connections counter).
     """
 
@@ -122,11 +130,12 @@ class Nginx:
         # Workers run as nobody: they need to reach and read the static file.
         for path in (self.dir, os.path.join(self.dir, "www")):
             os.chmod(path, 0o755)
-        with open(os.path.join(self.dir, "www", "1k"), "wb") as body:
-            body.write(b"x" * 1023 + b"\n")
-        os.chmod(os.path.join(self.dir, "www", "1k"), 0o644)
+        for name, size in (("1k", 1 << 10), ("1m", 1 << 20)):
+            with open(os.path.join(self.dir, "www", name), "wb") as body:
+                body.write(b"x" * (size - 1) + b"\n")
+            os.chmod(os.path.join(self.dir, "www", name), 0o644)
         listens = "\n".join(f"        listen 127.0.0.{host}:{self.port} backlog=4096;"
-                            for host in range(1, HOSTS + 1))
+                            for host in range(1, MANY_HOSTS + 1))
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w", encoding="utf-8") as handle:
             handle.write(NGINX_CONF.format(echo_module=ECHO_MODULE, dir=self.dir,
@@ -140,7 +149,7 @@ class Nginx:
         return self
 
     def describe(self) -> str:
-        return f"nginx master {self.master_pid()} on 127.0.0.1-127.0.0.{HOSTS}:{self.port}"
+        return f"nginx master {self.master_pid()} on 127.0.0.1-127.0.0.{MANY_HOSTS}:{self.port}"
 
     def master_pid(self) -> int:
         with open(os.path.join(self.dir, "nginx.pid"), encoding="ascii") as handle:

@@ -9,10 +9,11 @@ from __future__ import annotations
 import dataclasses
 import os
 
-from .servers import HOSTS
+from .servers import HOSTS, MANY_HOSTS
 
 #: The tools batchfetch is compared with.
-PEERS = ("grequests_plain", "grequests_session", "requests_threads", "aiohttp", "curl")
+PEERS = ("grequests_plain", "grequests_session", "requests_threads", "aiohttp", "curl",
+         "geventhttpclient_plain")
 #: reqstorm 2.5 with ``concurrency="auto", rate_limit="auto"``: a peer that paces itself
 #: from the server's answers, for the workloads where pace is the point (W8-W10).
 AUTO_PEERS = ("reqstorm_auto",)
@@ -28,6 +29,8 @@ WORKERS = os.cpu_count() or 1
 STREAMING_CLIENTS = ("batchfetch", "aiohttp", "curl")
 #: The server's delay on /delay and the fault server's routes, in seconds.
 DELAY = 0.1
+#: W6's delay (nginx's /delay50), in seconds.
+SHORT_DELAY = 0.05
 #: W5: every FLAKY_EVERY-th URL answers 503 once; every TRICKLE_EVERY-th trickles once.
 FLAKY_EVERY = 20     # 5 %
 TRICKLE_EVERY = 100  # 1 %
@@ -181,6 +184,15 @@ def define(quick: bool = False) -> dict[str, Workload]:
                  f"W2 spread round-robin over {HOSTS} hosts (127.0.0.1-127.0.0.{HOSTS})",
                  n(10_000, 1_000), 200, "nginx", "/delay", hosts=HOSTS, delay=DELAY,
                  repeats=repeats, body_size=3),
+        Workload("W6", "very many hosts",
+                 f"GETs the server answers after {SHORT_DELAY * 1000:.0f} ms, round-robin "
+                 f"over {MANY_HOSTS} hosts (127.0.0.1-127.0.0.{MANY_HOSTS}): more hosts than "
+                 "requests in flight, so a client must close idle connections to stay "
+                 "within C",
+                 n(20_000, 2_000), 200, "nginx", "/delay50", hosts=MANY_HOSTS,
+                 delay=SHORT_DELAY, repeats=repeats, body_size=3),
+        Workload("W7", "large bodies", "GETs of a 1 MiB static file: body streaming and memory",
+                 n(1_000, 100), 16, "nginx", "/1m", repeats=repeats, body_size=1 << 20),
         Workload("W5", "faults", f"W2 where {fault_mix}; per-attempt deadline "
                  f"{FAULT_DEADLINE:g} s and {FAULT_RETRIES} retries where the client has them",
                  n(10_000, 1_000), 200, "faults", "faults", delay=DELAY, repeats=repeats,
@@ -229,4 +241,4 @@ def define(quick: bool = False) -> dict[str, Workload]:
 #: What a plain ``python bench/run.py`` runs (about 15 minutes). W3 (about 18 minutes),
 #: W3M (about 10 minutes, streaming clients only) and W8-W10C (issue 14's pace workloads,
 #: about 15 minutes, W8's 30 s ideal the most of it) are opt-in: ``--workloads all``.
-DEFAULT_WORKLOADS = ("W1", "W2", "W4", "W5", "W5C")
+DEFAULT_WORKLOADS = ("W1", "W2", "W4", "W5", "W5C", "W6", "W7")
