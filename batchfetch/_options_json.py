@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 from typing import Any
 
 from ._checks import status_ranges
+from ._host_table import RULE_KEYS
 from .errors import OptionError
 from .host_rules import HostRules
 
@@ -119,9 +120,9 @@ def _rules_to_dict(rules: HostRules) -> dict[str, Any]:
     patterns: dict[str, Any] = {}
     hidden: dict[str, list[str]] = {}
     for rule in rules.rules:
-        table: dict[str, Any] = {key: getattr(rule, key) for key in (
-            "concurrency", "rate", "retries", "timeout", "connect_timeout", "proxy")
-            if getattr(rule, key) is not None}
+        table: dict[str, Any] = {key: getattr(rule, key) for key in RULE_KEYS
+                                 if key not in ("headers", "auth")
+                                 and getattr(rule, key) is not None}
         if rule.headers:
             table["headers"] = rule.headers
         if rule.auth is not None:

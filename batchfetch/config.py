@@ -163,11 +163,7 @@ class FetchOptions:
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalised values are set once, here
         # The families check (and normalise) their own fields.
-        limits = Limits(self.concurrency, self.per_host, self.rate, self.max_pending)
-        retry_policy = RetryPolicy(self.retries, self.backoff, self.retry_on,
-                                   self.max_retry_wait, self.throttled_retries,
-                                   self.retry_non_idempotent)
-        for family in (limits, retry_policy):
+        for family in (self.limits, self.retry_policy):
             for field in dataclasses.fields(family):
                 set_(self, field.name, getattr(family, field.name))
         set_(self, "connect_timeout", number("connect_timeout", self.connect_timeout,

@@ -7,6 +7,7 @@ a status, a redirect chain or a failure means (RFC 9309 2.3.1), so a fetch never
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -21,8 +22,8 @@ from urllib3.util import SKIP_HEADER
 
 from .errors import DeadlineExceeded, classify
 from .kinds import TRANSIENT_ERRORS, ErrorKind
-from .inputs import host_key
 from .redaction import mask_url
+from .urls import DEFAULT_PORTS, host_key
 
 __all__ = ["RobotsPolicy", "fetch_policy", "product_token", "robots_url", "sent_user_agent",
            "ROBOTS_BYTE_LIMIT", "ROBOTS_REDIRECT_LIMIT"]
@@ -35,7 +36,6 @@ ROBOTS_BYTE_LIMIT = 500 * 1024
 ROBOTS_REDIRECT_LIMIT = 5
 
 _CHUNK_SIZE = 64 * 1024
-_DEFAULT_PORTS = {"http": 80, "https": 443}
 _PRODUCT_TOKEN = re.compile(r"[A-Za-z_-]+")  # RFC 9309 2.2.1: letters, "_" and "-"
 _ALLOWED = "every URL of this origin is allowed"
 _DISALLOWED = "every URL of this origin is disallowed"
@@ -88,9 +88,9 @@ def robots_url(url: str) -> str:
         'https://example.com/robots.txt'
     """
     scheme, host, port = host_key(url)
-    if scheme not in _DEFAULT_PORTS or not host:
+    if scheme not in DEFAULT_PORTS or not host:
         raise ValueError(f"no http(s) origin in {mask_url(url)!r}")
-    authority = host if port == _DEFAULT_PORTS[scheme] else f"{host}:{port}"
+    authority = host if port == DEFAULT_PORTS[scheme] else f"{host}:{port}"
     return f"{scheme}://{authority}/robots.txt"
 
 
@@ -149,18 +149,23 @@ class RobotsPolicy:
         """Whether ``url`` (of this origin) may be requested with :attr:`user_agent`."""
         if self.rules is None:
             return not self.disallows_all
-        return self.rules.can_fetch(url, product_token(self.user_agent))
+        return self.rules.can_fetch(url, self._token)
 
-    @property
+    @functools.cached_property
+    def _token(self) -> str:
+        # Asked for every URL admitted to the origin; the User-Agent never changes (another
+        # one is another policy, see for_user_agent).
+        return product_token(self.user_agent)
+
+    @functools.cached_property
     def delay(self) -> float | None:
         """Seconds to leave between two requests to the host: the larger of Crawl-delay and
         the interval a Request-rate gives (``1/10s``: 10.0); None when neither is set.
         A Request-rate's time-of-day window is ignored: the floor holds all day."""
         if self.rules is None:
             return None
-        token = product_token(self.user_agent)
-        delays = [self.rules.crawl_delay(token)]
-        rate = self.rules.request_rate(token)
+        delays = [self.rules.crawl_delay(self._token)]
+        rate = self.rules.request_rate(self._token)
         if rate is not None:
             delays.append(rate.seconds / rate.requests)
         return max((delay for delay in delays if delay is not None), default=None)

@@ -37,7 +37,8 @@ from ..scheduling.hosts import HostQueues, StartRate
 from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from ..redaction import mask_line, mask_passwords, mask_url
 from ..results import FetchResult
-from ..scheduling.retry import THROTTLED_STATUS, decide
+from ..scheduling.pace import THROTTLED_STATUS
+from ..scheduling.retry import decide
 from ..transport import Outcome, Transport, transport_for
 from ..scheduling.waits import ZERO_READING, WaitClock
 from .base import RowEvent

@@ -53,9 +53,7 @@ class AcceptedRate:
             return None
         self._roll(now)
         count = sum(self.buckets)
-        since = max(self.bucket_start - (METER_BUCKETS - 1) * METER_STEP, self.first_start)
-        paused = sum(max(0.0, min(end, now) - max(start, since)) for start, end in self.pauses)
-        span = now - since - paused
+        span = self.active_span(now)
         if count < RATE_SAMPLES or span < RATE_SPAN:
             return None
         return count / span

@@ -16,7 +16,8 @@ from ..errors import ErrorKind
 
 __all__ = ["Pacer", "HostPace", "overload_signal", "describe_pace"]
 
-#: A 429 always means "too many requests": every one is a signal.
+#: A 429 always means "too many requests": every one is a signal, and its retries do not
+#: count against ``retries`` (retry.py: the run slows down instead).
 THROTTLED_STATUS = 429
 #: A 503 or a timeout means overload only when it is common: a flaky 503 in twenty answers
 #: is not one (bench W5), a quarter of the answers since the host's last decrease is.

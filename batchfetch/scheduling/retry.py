@@ -13,13 +13,12 @@ from ..config import FetchOptions
 from ..kinds import NEVER_SENT_ERRORS, TRANSIENT_ERRORS, ErrorKind
 from ..methods import IDEMPOTENT_METHODS
 from ..transport.base import Outcome
+from .pace import THROTTLED_STATUS
 
 __all__ = ["RetryDecision", "decide", "parse_retry_after", "backoff_delay"]
 
 #: Statuses whose Retry-After pauses the whole host.
 COOL_DOWN_STATUSES = frozenset({429, 503})
-#: The status whose retries do not count against ``retries`` (the run slows down instead).
-THROTTLED_STATUS = 429
 
 
 @dataclasses.dataclass(frozen=True)
