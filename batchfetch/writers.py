@@ -66,6 +66,9 @@ def open_target(target: Any) -> Iterator[IO[str]]:
 class RowWriter:
     """Writes rows to a stream in one format; ``close()`` finishes the document."""
 
+    #: The writer puts the rows in input order itself (it holds them until ``close()``).
+    orders_rows = False
+
     def __init__(self, stream: IO[str], include_body: bool = False,
                  columns: tuple[str, ...] | None = None) -> None:
         self.stream = stream
@@ -135,6 +138,8 @@ class JsonWriter(RowWriter):
 
 class TableWriter(RowWriter):
     """Collects rows and prints the fixed-width table when closed."""
+
+    orders_rows = True
 
     def __init__(self, stream: IO[str], include_body: bool = False,
                  columns: tuple[str, ...] | None = None) -> None:

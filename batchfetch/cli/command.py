@@ -215,7 +215,9 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
         if recorded is None:
             target = open_rows_output(output)
             writer = writer_for(fmt, target, options.keep_body)
-            if not OUTPUT_FORMATS[fmt].streams:  # the library's json writer does, unordered
+            # A format written at the end is written in input order: the table writer
+            # orders its rows itself, the library's json writer streams them unordered.
+            if not OUTPUT_FORMATS[fmt].streams and not writer.orders_rows:
                 writer = InInputOrder(writer)
         else:
             writer = AppendedByTheLibrary()
