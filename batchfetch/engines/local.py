@@ -32,7 +32,7 @@ import gevent.queue
 
 from ..scheduling.politeness import Politeness
 from ..config import FetchOptions
-from ..errors import BatchFetchError, ErrorKind, HTTPStatusError, InvalidItemError
+from ..errors import BatchFetchError, ErrorKind, InvalidItemError
 from ..scheduling.hosts import HostQueues, StartRate
 from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
 from ..redaction import mask_line, mask_passwords, mask_url
@@ -351,11 +351,10 @@ class _Batch:
                      decision.wait, job.attempts, outcome.error or outcome.status)
             heapq.heappush(self.timers, (when, next(self.sequence), job))
             return
-        row = self._row(job, outcome, decision.message)
-        exception = outcome.exception
-        if not row.ok and exception is None:
-            exception = HTTPStatusError(row.url, row.status, row.message)
-        self.ready_rows.append(RowEvent(row, exception, job.item))
+        # An http row has no exception: the run loop makes its HTTPStatusError if a
+        # handler asks (exception_for), the one place that builds it.
+        self.ready_rows.append(RowEvent(self._row(job, outcome, decision.message),
+                                        outcome.exception, job.item))
 
     def _row(self, job: _Job, outcome: Outcome, refusal: str) -> FetchResult:
         error, message = outcome.error, outcome.message
