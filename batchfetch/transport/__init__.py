@@ -27,8 +27,8 @@ __all__ = ["TRANSPORTS", "Outcome", "Transport", "TransportChoice", "transport_f
 class TransportChoice:
     """A transport, and the option values that make a run use it.
 
-    ``available`` is False when the installed libraries lack what it relies on: a run
-    that chooses it then takes the next available entry (``transport_for``), and the
+    ``available`` is False when the installed libraries lack what it relies on (the run
+    then falls back inside the transport, see ``session.build_session``): the
     differential tests leave it out rather than compare requests' path with itself.
     """
 
@@ -48,14 +48,11 @@ TRANSPORTS = (
 
 
 def transport_for(options: FetchOptions) -> Transport:
-    """The transport ``options`` choose: the first available entry of TRANSPORTS they
-    match, else the first available one (requests' own path).
+    """The transport ``options`` choose: the first entry of TRANSPORTS they match.
 
     Example::
 
         >>> type(transport_for(FetchOptions(fast_path=False))).__name__
         'RequestsTransport'
     """
-    available = [choice for choice in TRANSPORTS if choice.available]
-    chosen = next((choice for choice in available if choice.chosen(options)), available[-1])
-    return chosen.build(options)
+    return next(choice for choice in TRANSPORTS if choice.chosen(options)).build(options)
