@@ -120,8 +120,9 @@ class RowsToOutput:
             self.say(str(summary))
             raise bad_input
         self.say(str(summary))
-        if matched is not None and matched.note():
-            self.say(matched.note())  # a pattern that matched nothing is likely a typo
+        unmatched = matched.note() if matched is not None else ""
+        if unmatched:
+            self.say(unmatched)  # a pattern that matched nothing is likely a typo
         kept_failed = self.recorded.kept_failed if self.recorded else 0
         return EXIT_OK if tally.ok == tally.total and not kept_failed else EXIT_FAILED_ROWS
 
