@@ -1,36 +1,35 @@
-"""The fast path's reliance on private parts of requests and http.client: checked at import,
-with requests' own path taking over (and one warning) when a part is missing."""
+"""The native transport's reliance on parts of geventhttpclient it does not document:
+checked at import, with requests' own path taking over (and one warning) when a part is
+missing or the version is not one the tests cover."""
 import subprocess
 import sys
 import textwrap
 
-from batchfetch.transport._internals import PROBLEMS, find_problems
+import pytest
+
+from batchfetch.transport._ghc import PROBLEMS, find_problems
 
 
-def test_the_installed_libraries_have_everything_the_fast_path_uses():
+def test_the_installed_libraries_have_everything_the_native_transport_uses():
     assert PROBLEMS == [] and find_problems() == []
 
 
-def test_a_requests_whose_responses_grew_an_attribute_turns_the_fast_path_off(server, child_env):
-    """A later requests whose Response.__init__ sets an attribute the fast path's responses
-    would lack: simulated in a child process before batchfetch is imported."""
+@pytest.mark.parametrize("change", [
+    "import geventhttpclient.response as r; del r.HTTPResponse._on_status",
+    "import geventhttpclient; geventhttpclient.__version__ = '2.7.0'",
+])
+def test_a_geventhttpclient_without_what_it_relies_on_turns_the_native_path_off(
+        server, child_env, change):
+    """Simulated in a child process before batchfetch is imported."""
     script = textwrap.dedent(f"""
         import warnings
-        import requests
-
-        original = requests.Response.__init__
-
-        def grown(self):
-            original(self)
-            self._added_in_a_later_requests = None
-
-        requests.Response.__init__ = grown
+        {change}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             import batchfetch
         from batchfetch.transport import session
         table = batchfetch.fetch_all([{server.url("/ok")!r}], auth=("ann", "pw"))
-        print(len([w for w in caught if "fast path is off" in str(w.message)]))
+        print(len([w for w in caught if "native transport is off" in str(w.message)]))
         print(session.build_session(batchfetch.FetchOptions()).__class__.__name__)
         print(table[0].status)
         from batchfetch.transport import TRANSPORTS

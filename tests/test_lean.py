@@ -86,15 +86,6 @@ def test_plain_requests_skip_preparation_and_others_do_not(server):
     assert needs_quoting.request is not None and needs_quoting.url.endswith("with%20space")
 
 
-def test_an_adapter_mounted_later_serves_the_next_requests(server):
-    lean, _ = sessions()
-    assert lean.request("GET", server.url("/ok")).status_code == 200
-    adapter = requests.adapters.HTTPAdapter()
-    lean.mount("http://", adapter)
-    assert lean.request("GET", server.url("/ok")).status_code == 200
-    assert len(adapter.poolmanager.pools) == 1  # not the first adapter's remembered pool
-
-
 def test_redirects_are_followed_as_requests_does(server):
     lean, full = sessions()
     results = []

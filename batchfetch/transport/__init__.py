@@ -1,9 +1,10 @@
 """How one attempt goes on the wire. ``base.py`` is the seam (:class:`Transport`,
 :class:`Outcome`); ``requests_transport.py`` sends through a requests Session
 (``session.py``: the session and its per-run settings; ``attempt.py``: one attempt under
-its deadline; ``hops.py``: what each redirect hop carries), plain requests on the fast
-path (``fastpath.py``, with ``wire.py``'s cheaper header parsing) and the rest on
-requests' own path.
+its deadline; ``hops.py``: what each redirect hop carries), plain requests on the native
+path (``fastpath.py`` decides what is plain; ``native.py`` writes the request and reads the
+answer with geventhttpclient's parser, ``_ghc.py``, on ``connections.py``'s run-wide pool)
+and the rest on requests' own path.
 
 :data:`TRANSPORTS` lists every way an attempt can go out, with the option values that
 choose it: the differential tests (``tests/test_parity*.py``) run over all of them, so a
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..config import FetchOptions
-from ._internals import PROBLEMS
+from ._ghc import PROBLEMS
 from .base import Outcome, Transport
 from .requests_transport import RequestsTransport
 

@@ -1,11 +1,12 @@
-"""LeanSession: plain requests go straight to urllib3; anything else takes requests' path.
+"""LeanSession: plain requests go out on the native transport; anything else takes requests'
+path.
 
 requests spends most of its CPU per request preparing what a batch never varies:
 a Request and a PreparedRequest, settings merges, cookie jars, hooks. For a plain
 request (no proxy, no params, a str/bytes/JSON body, basic or no auth, simple
-cookies, a URL already in the form requests would send) this session builds the
-same headers and body itself and calls the same urllib3 pool the same way
-``HTTPAdapter.send`` does, mapping errors to the same requests exceptions.
+cookies, a URL already in the form requests would send, headers http.client sends
+as they are) this session builds the same headers and body itself and hands them
+to ``native.NativeSender``, which writes the bytes requests would write.
 Redirects are handed back to requests (``resolve_redirects``) with the request
 it would have prepared, so a chain behaves exactly as on the full path.
 
@@ -16,22 +17,19 @@ proxies or hooks (batchfetch passes everything per request).
 """
 from __future__ import annotations
 
-import datetime
+import base64
 import ipaddress
 import json as jsonlib
 import re
 from typing import Any
 
 import requests
-import requests.exceptions as rex
-import urllib3.exceptions as u3
-import requests.auth
-from requests.cookies import cookiejar_from_dict
+from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
-from requests.utils import UNRESERVED_SET, get_encoding_from_headers
-from urllib3.util import Timeout
+from requests.utils import UNRESERVED_SET
 
 from .hops import HopSession
+from .native import NativeSender, split_plain_url
 
 __all__ = ["LeanSession", "is_plain_url"]
 
@@ -57,13 +55,8 @@ _PLAIN_URL = re.compile(
 # Cookie names and values the cookie jar would send verbatim.
 _PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
 _NO_BODY = object()
-_NO_POOL = (None, None)
-#: Pools and their adapters remembered by (origin, verify, cert), saving the per-request
-#: adapter and pool-manager lookups.
-_POOL_CACHE_SIZE = 1024
 #: Wire headers remembered for requests without body, auth or cookies, by (method, headers).
 _HEADER_CACHE_SIZE = 64
-_NO_TIME = datetime.timedelta(0)
 
 
 def is_plain_url(url: str) -> bool:
@@ -92,15 +85,6 @@ def is_plain_url(url: str) -> bool:
     return True
 
 
-class _UrlOnly:
-    """What ``build_connection_pool_key_attributes`` reads of a request: its URL."""
-
-    __slots__ = ("url",)
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-
-
 def _body(data: Any, json: Any) -> Any:
     """The bytes/str body requests would send, None for none, or _NO_BODY if not plain."""
     if not data and json is not None:
@@ -110,94 +94,15 @@ def _body(data: Any, json: Any) -> Any:
     return _NO_BODY
 
 
-# What HTTPAdapter.send catches from urlopen and raises again as a requests exception.
-_URLOPEN_ERRORS = (u3.ProtocolError, OSError, u3.MaxRetryError, u3.ClosedPoolError,
-                   u3.SSLError, u3.ReadTimeoutError, u3.InvalidHeader)
-
-
-def _adapter_error(exc: Exception) -> type[rex.RequestException]:
-    """The requests exception HTTPAdapter.send raises for ``exc``, tested in its order."""
-    if isinstance(exc, (u3.ProtocolError, OSError)):
-        return rex.ConnectionError
-    if isinstance(exc, u3.MaxRetryError):
-        reason = exc.reason
-        if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(
-                reason, u3.NewConnectionError):
-            return rex.ConnectTimeout
-        if isinstance(reason, u3.ResponseError):
-            return rex.RetryError
-        if isinstance(reason, u3.ProxyError):
-            return rex.ProxyError
-        if isinstance(reason, u3.SSLError):
-            return rex.SSLError
-        return rex.ConnectionError
-    if isinstance(exc, u3.ClosedPoolError):
-        return rex.ConnectionError
-    if isinstance(exc, u3.SSLError):
-        return rex.SSLError
-    if isinstance(exc, u3.ReadTimeoutError):
-        return rex.ReadTimeout
-    return rex.InvalidHeader
-
-
-def _sent_request(method: str, url: str, headers: dict, body: Any) -> requests.PreparedRequest:
-    """The PreparedRequest requests' path would have sent, for the exception of a failed send.
-
-    Built only when a send fails: a success never needs one, and the fast path exists to
-    skip building it. Its headers are the wire headers, PreparedRequest's own
-    (tests/test_parity.py), so ``exc.request`` reads the same on both paths.
-    """
-    request = requests.PreparedRequest()
-    request.method = method
-    request.url = url
-    request.headers = CaseInsensitiveDict(headers)
-    request.body = body
-    return request
-
-
 def _plain_cookies(cookies: Any) -> bool:
     return not cookies or (isinstance(cookies, dict) and all(
         isinstance(name, str) and isinstance(value, str) and _PLAIN_COOKIE.match(name)
         and _PLAIN_COOKIE.match(value) and name for name, value in cookies.items()))
 
 
-class _LeanResponse(requests.Response):
-    """A requests.Response filled as HTTPAdapter.build_response fills one, for less.
-
-    Its ``headers`` are urllib3's HTTPHeaderDict, case-insensitive like requests'
-    CaseInsensitiveDict, rather than a copy of it; its cookie jar is made when first
-    read (a batch almost never reads it: the run's jar stores nothing).
-    """
-
-    def __init__(self, raw, url: str, adapter) -> None:  # noqa: D107 - no super(): see above
-        self._content = False
-        self._content_consumed = False
-        self._next = None
-        self.status_code = raw.status
-        self.headers = raw.headers
-        self.raw = raw
-        self.url = url
-        self.encoding = get_encoding_from_headers(raw.headers)
-        self.history = []
-        self.reason = raw.reason
-        self.elapsed = _NO_TIME
-        self.request = None
-        self.connection = adapter
-
-    @property
-    def cookies(self):  # noqa: D102 - requests API
-        jar = self.__dict__.get("_cookie_jar")
-        if jar is None:
-            jar = self.__dict__["_cookie_jar"] = cookiejar_from_dict({})
-        return jar
-
-    @cookies.setter
-    def cookies(self, jar) -> None:
-        self.__dict__["_cookie_jar"] = jar
-
-
 class LeanSession(HopSession):
-    """A requests.Session whose plain requests skip requests' per-request preparation.
+    """A requests.Session whose plain requests skip requests' per-request preparation and
+    go out on the native transport, over at most ``connections`` connections in all.
 
     Example::
 
@@ -207,34 +112,40 @@ class LeanSession(HopSession):
     """
 
     def __init__(self, proxies: Any = None, auth: Any = None, rules: Any = None,
-                 headers: Any = None) -> None:
-        self._pools: dict[Any, tuple[Any, Any]] = {}  # before Session.__init__ mounts
+                 headers: Any = None, connections: int | None = None) -> None:
         super().__init__(proxies, auth, rules, headers)
-        self._timeouts: dict[Any, Timeout] = {}
+        self.sender = NativeSender(connections)
         self._plain_headers: dict[Any, dict] = {}
-
-    def mount(self, prefix, adapter) -> None:
-        super().mount(prefix, adapter)
-        self._pools.clear()  # they remember the adapter that served them
 
     def request(self, method, url, params=None, data=None, headers=None, cookies=None,
                 files=None, auth=None, timeout=None, allow_redirects=True, proxies=None,
                 hooks=None, stream=None, verify=None, cert=None, json=None):
         body = _body(data, json)
         plain_auth = auth is None or (isinstance(auth, tuple) and len(auth) == 2
-                                      and all(isinstance(part, str) for part in auth))
-        if (params or files or hooks or proxies or body is _NO_BODY or not plain_auth
+                                      and all(isinstance(part, str) and part.isascii()
+                                              for part in auth))
+        block = None
+        if not (params or files or hooks or proxies or body is _NO_BODY or not plain_auth
                 or not isinstance(url, str) or not _plain_cookies(cookies)
-                or (cookies and any(name.lower() == "cookie" for name in headers or ()))):
-            return self._full(method, url, params, data, headers, cookies, files, auth,
-                              timeout, allow_redirects, proxies, hooks, stream, verify, cert,
-                              json)
-        if not is_plain_url(url):
-            return self._full(method, url, params, data, headers, cookies, files, auth,
-                              timeout, allow_redirects, proxies, hooks, stream, verify, cert,
-                              json)
-        wire_headers = self._headers(method, headers, body, data, json, auth, cookies)
-        response = self._send(method, url, body, wire_headers, timeout, verify, cert)
+                or (cookies and any(name.lower() == "cookie" for name in headers or ()))
+                or not is_plain_url(url)):
+            wire_headers = self._headers(method, headers, body, data, json, auth, cookies)
+            block = self.sender.header_block(wire_headers)
+        tls = (verify, cert)
+        if block is not None and url.startswith("https:"):
+            try:
+                if self.sender.tls_context(tls) is None:
+                    block = None
+            except TypeError:  # unhashable settings (a list for cert)
+                block = None
+        if block is None:
+            return super().request(method, url, params=params, data=data, headers=headers,
+                                   cookies=cookies, files=files, auth=auth, timeout=timeout,
+                                   allow_redirects=allow_redirects, proxies=proxies,
+                                   hooks=hooks, stream=stream, verify=verify, cert=cert,
+                                   json=json)
+        response = self.sender.send(method, url, split_plain_url(url), block,
+                                    body, timeout, tls)
         if allow_redirects and response.is_redirect:
             response = self._follow(response, method, url, data, headers, cookies, auth,
                                     json, stream, timeout, verify, cert)
@@ -242,12 +153,9 @@ class LeanSession(HopSession):
             response.content  # noqa: B018 - as Session.send does without stream
         return response
 
-    def _full(self, method, url, params, data, headers, cookies, files, auth, timeout,
-              allow_redirects, proxies, hooks, stream, verify, cert, json):
-        return super().request(method, url, params=params, data=data, headers=headers,
-                               cookies=cookies, files=files, auth=auth, timeout=timeout,
-                               allow_redirects=allow_redirects, proxies=proxies, hooks=hooks,
-                               stream=stream, verify=verify, cert=cert, json=json)
+    def close(self) -> None:
+        self.sender.close()
+        super().close()
 
     def _headers(self, method: str, headers, body, data, json, auth, cookies) -> dict:
         """The headers PreparedRequest would build, in the order it builds them.
@@ -262,7 +170,7 @@ class LeanSession(HopSession):
             except (AttributeError, TypeError):
                 key = known = None
             if known is not None:
-                return known  # urllib3 reads it and never changes it
+                return known  # the sender reads it and never changes it
         merged = CaseInsensitiveDict(self.headers)
         for name, value in (headers or {}).items():
             if value is None:
@@ -278,10 +186,9 @@ class LeanSession(HopSession):
                 merged["Content-Type"] = "application/json"
         elif method not in ("GET", "HEAD") and merged.get("Content-Length") is None:
             merged["Content-Length"] = "0"
-        if auth is not None:
-            # Private to requests: checked at import (_internals.py), looked up here so a
-            # requests without it still imports this module.
-            merged["Authorization"] = requests.auth._basic_auth_str(*auth)
+        if auth is not None:  # requests' HTTPBasicAuth, for the ASCII pairs taken here
+            token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode("latin-1")).decode("ascii")
+            merged["Authorization"] = f"Basic {token}"
         wire = dict(merged.items())
         if key is not None:
             if len(self._plain_headers) >= _HEADER_CACHE_SIZE:
@@ -289,49 +196,9 @@ class LeanSession(HopSession):
             self._plain_headers[key] = wire
         return wire
 
-    def _timeout(self, timeout: Any) -> Timeout:
-        resolved = self._timeouts.get(timeout)
-        if resolved is None:
-            connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-            resolved = self._timeouts[timeout] = Timeout(connect=connect, read=read)
-        return resolved
-
-    def _send(self, method: str, url: str, body, headers: dict, timeout, verify, cert):
-        """HTTPAdapter.send without the PreparedRequest: same pool, arguments and errors."""
-        path_start = url.index("/", url.index("//") + 2)  # _PLAIN_URL has a path, no fragment
-        path = url[path_start:]
-        key = (url[:path_start], verify, cert)
-        conn, adapter = self._pools.get(key, _NO_POOL)
-        if conn is None or conn.pool is None:  # new, or closed since (the manager evicts)
-            adapter = self.get_adapter(url)
-            try:
-                host_params, pool_kwargs = adapter.build_connection_pool_key_attributes(
-                    _UrlOnly(url), verify, cert)
-                conn = adapter.poolmanager.connection_from_host(**host_params,
-                                                                pool_kwargs=pool_kwargs)
-            except (ValueError, u3.LocationValueError) as exc:
-                request = _sent_request(method, url, headers, body)
-                raise rex.InvalidURL(exc, request=request) from None
-            adapter.cert_verify(conn, url, verify, cert)
-            if len(self._pools) >= _POOL_CACHE_SIZE:
-                self._pools.clear()  # many hosts: the manager evicted most of these anyway
-            self._pools[key] = conn, adapter
-        try:
-            raw = conn.urlopen(method=method, url=path, body=body,
-                               headers=headers, redirect=False, assert_same_host=False,
-                               preload_content=False, decode_content=False,
-                               retries=adapter.max_retries, timeout=self._timeout(timeout),
-                               chunked=False)
-        except _URLOPEN_ERRORS as exc:
-            request = _sent_request(method, url, headers, body)
-            raise _adapter_error(exc)(exc, request=request) from None
-        return _LeanResponse(raw, url, adapter)
-
     def _follow(self, response, method, url, data, headers, cookies, auth, json, stream,
                 timeout, verify, cert):
         """Hand a redirect to requests, with the request it would have prepared."""
-        from requests.cookies import extract_cookies_to_jar
-
         prepared = self.prepare_request(requests.Request(
             method=method, url=url, headers=headers, data=data or None, json=json,
             auth=auth, cookies=cookies))

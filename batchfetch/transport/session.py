@@ -6,7 +6,6 @@ same settings itself, once per run and once per host.
 """
 from __future__ import annotations
 
-import contextvars
 import os
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
@@ -18,10 +17,10 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..config import FetchOptions
 from ..inputs import RequestSpec
-from ._internals import PROBLEMS
+from ._ghc import PROBLEMS
+from .connections import REUSED
 from .fastpath import LeanSession
 from .hops import HopSession, HostEnvironment
-from .wire import LeanSends
 
 __all__ = ["REUSED", "build_session", "RequestSettings"]
 
@@ -35,14 +34,6 @@ class _StoreNothing(DefaultCookiePolicy):
 
     def set_ok(self, cookie, request) -> bool:  # noqa: D102 - http.cookiejar API
         return False
-
-
-#: The attempt being sent in this greenlet, as a one-item list the connection that sends
-#: it fills in: did that connection carry a request before? Set by the transport around
-#: each attempt (``RequestsTransport.attempt``); gevent gives every greenlet its own
-#: context, so concurrent attempts never see each other's.
-REUSED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
-    "batchfetch_reused_connection", default=None)
 
 
 class _ReuseTracking:
@@ -68,15 +59,11 @@ class _ReuseTracking:
         super().close()
 
 
-# wire.py's cheaper sends and header parsing only where http.client has what they override.
-_CHEAPER = () if PROBLEMS else (LeanSends,)
-
-
-class _TrackedHTTPConnection(_ReuseTracking, *_CHEAPER, HTTPConnection):
+class _TrackedHTTPConnection(_ReuseTracking, HTTPConnection):
     pass
 
 
-class _TrackedHTTPSConnection(_ReuseTracking, *_CHEAPER, HTTPSConnection):
+class _TrackedHTTPSConnection(_ReuseTracking, HTTPSConnection):
     pass
 
 
@@ -86,6 +73,15 @@ class _TrackedHTTPPool(HTTPConnectionPool):
 
 class _TrackedHTTPSPool(HTTPSConnectionPool):
     ConnectionCls = _TrackedHTTPSConnection
+
+
+# Exceptions name the pool and the connection by their class: urllib3's names, as plain
+# requests (and the native transport) would give them.
+for _tracked, _plain in ((_TrackedHTTPConnection, HTTPConnection),
+                         (_TrackedHTTPSConnection, HTTPSConnection),
+                         (_TrackedHTTPPool, HTTPConnectionPool),
+                         (_TrackedHTTPSPool, HTTPSConnectionPool)):
+    _tracked.__name__ = _tracked.__qualname__ = _plain.__name__
 
 
 def build_session(options: FetchOptions) -> requests.Session:
@@ -101,9 +97,12 @@ def build_session(options: FetchOptions) -> requests.Session:
         >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
         8
     """
-    session_class = LeanSession if options.fast_path and not PROBLEMS else HopSession
-    session = session_class(proxies=options.proxies, auth=options.auth, rules=options.hosts,
-                            headers=options.headers)
+    if options.fast_path and not PROBLEMS:
+        session = LeanSession(proxies=options.proxies, auth=options.auth, rules=options.hosts,
+                              headers=options.headers, connections=options.concurrency)
+    else:
+        session = HopSession(proxies=options.proxies, auth=options.auth, rules=options.hosts,
+                             headers=options.headers)
     session.trust_env = False
     session.max_redirects = options.max_redirects
     session.headers["User-Agent"] = options.user_agent

@@ -1,0 +1,187 @@
+"""What the native transport takes from geventhttpclient, checked once at import.
+
+geventhttpclient's response classes wrap llhttp, a C parser, and read from a gevent socket.
+batchfetch uses them below its own connections and request writing (``native.py``), so it
+relies on a few of their parts that geventhttpclient does not document: the parser
+callbacks ``_on_header_field`` / ``_on_header_value`` (to cap header sizes as http.client
+does), ``feed`` and ``message_complete`` (to read a body followed by stray bytes as requests
+does), and ``_sock`` / ``release`` (to hand the connection back). setup.cfg bounds
+geventhttpclient to the versions the tests cover; :data:`PROBLEMS` lists what is missing in
+the one installed, and when it is not empty, every request takes requests' own path.
+"""
+from __future__ import annotations
+
+import http.client
+import warnings
+from typing import Any
+
+__all__ = ["PROBLEMS", "HTTPConnectionClosed", "HTTPParseError", "ResponseHead",
+           "find_problems"]
+
+#: http.client's limits (private there: _MAXLINE, _MAXHEADERS), which requests' path
+#: enforces on every response: a response over them is a protocol error on both paths.
+MAX_LINE = 65536
+MAX_HEADERS = 100
+
+try:
+    import geventhttpclient
+    from geventhttpclient.response import (HTTPConnectionClosed, HTTPParseError,
+                                           HTTPSocketResponse)
+except ImportError as exc:  # not installed, or a version without these
+    geventhttpclient = None
+    HTTPParseError = HTTPConnectionClosed = http.client.HTTPException  # type: ignore[misc]
+    HTTPSocketResponse = object  # type: ignore[misc,assignment]
+    _IMPORT_PROBLEM = f"geventhttpclient is not importable ({exc})"
+else:
+    _IMPORT_PROBLEM = ""
+
+_RELIED_ON = ("_on_status", "_on_header_field", "_on_header_value", "_on_message_complete",
+              "_on_headers_complete", "_on_message_begin", "get_http_version", "feed",
+              "release", "read", "_read_headers", "should_close", "get_code",
+              "get_remaining_content_length")
+
+
+def find_problems() -> list[str]:
+    """What the native transport relies on and the installed geventhttpclient lacks.
+
+    Example::
+
+        >>> find_problems()
+        []
+    """
+    if _IMPORT_PROBLEM:
+        return [_IMPORT_PROBLEM]
+    version = tuple(int(part) for part in geventhttpclient.__version__.split(".")[:2])
+    problems = []
+    if not (2, 6) <= version < (2, 7):
+        problems.append(f"geventhttpclient {geventhttpclient.__version__} is not 2.6")
+    missing = [name for name in _RELIED_ON if not callable(getattr(HTTPSocketResponse, name,
+                                                                     None))]
+    if missing:
+        problems.append(f"geventhttpclient's response lacks {', '.join(missing)}")
+    return problems
+
+
+class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
+    """A response read from ``connection``'s socket by llhttp: the head on ``read_head``,
+    the body on ``read``. When the message ends (or the response is released early) the
+    connection goes back to its pool (``connection.done(reusable)``).
+
+    Four things differ from geventhttpclient's own response, each to answer as requests'
+    path answers: a reason cut between reads is kept whole; header lines and counts are
+    capped as http.client caps them; bytes after
+    a complete message (a body longer than its Content-Length) close the connection
+    instead of failing the response; and the bytes of the head are kept (``received``),
+    so a head llhttp refuses can be read by http.client instead (``native.py``).
+    """
+
+    def __init__(self, connection: Any, method: str, block_size: int) -> None:
+        self._connection = connection
+        self._header_bytes = 0
+        self._header_count = 0
+        self._ended = False
+        #: What arrived until the head was complete.
+        self.received = bytearray()
+        #: The server closed the connection (a read returned no bytes).
+        self.at_eof = False
+        #: llhttp refused the head: the connection stays open for http.client to read it.
+        self.refused = False
+        self._reading = False  # geventhttpclient reads the head in __init__: see read_head
+        super().__init__(connection.sock, block_size=block_size, method=method)
+
+    def _read_headers(self, pre_buffered: bytes = b"") -> None:
+        if self._reading:
+            super()._read_headers(pre_buffered)
+
+    def read_head(self) -> None:
+        """Read up to the end of the head (the rest of the first read is the body's).
+
+        When llhttp refuses the head, ``refused`` is set and the connection stays open.
+        """
+        self._reading = True
+        try:
+            self._read_headers()
+        except HTTPParseError as exc:
+            self.refused = not isinstance(exc, HTTPConnectionClosed)
+            if not self.refused:
+                self.release()
+            raise
+        finally:
+            self._reading = False
+
+    def _on_headers_complete(self) -> Any:
+        if self.get_http_version() not in ("HTTP/1.1", "HTTP/1.0"):
+            raise HTTPParseError(f"{self.get_http_version()} is not HTTP/1")
+        return super()._on_headers_complete()
+
+    def _on_message_begin(self) -> None:
+        if self._ended:  # stop before the parser forgets this message's headers
+            raise HTTPParseError("bytes after the end of the message")
+        self.status_message = None  # a final response after an interim one has its own
+        super()._on_message_begin()
+
+    def _on_status(self, string: str) -> None:
+        # llhttp gives a reason cut between reads in pieces; geventhttpclient keeps the last
+        self.status_message = (self.status_message or "") + string
+
+    def _on_header_field(self, string: str) -> None:
+        if self._header_state != 1:  # a new field, not the rest of one cut between reads
+            self._header_count += 1
+            self._header_bytes = 0
+            if self._header_count > MAX_HEADERS:
+                raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+        self._header_bytes += len(string)
+        super()._on_header_field(string)
+
+    def _on_header_value(self, string: str) -> None:
+        self._header_bytes += len(string)
+        if self._header_bytes > MAX_LINE:
+            raise http.client.LineTooLong("header line")
+        super()._on_header_value(string)
+
+    def _on_message_complete(self) -> None:
+        # geventhttpclient releases the connection here; this waits for the end of feed,
+        # which may find bytes after the message.
+        self.message_complete = True
+        self._ended = self.get_code() >= 200
+
+    def feed(self, data: bytes) -> None:  # noqa: D102 - geventhttpclient API
+        if not self.headers_complete:
+            self.received += data
+        if not data:
+            self.at_eof = True
+        try:
+            super().feed(data)
+        except HTTPParseError:
+            if not self._ended:
+                self.refused = self._reading  # read_head decides
+                raise
+            # The message ended inside this chunk and the rest is not a response:
+            # requests' path reads the body and drops the connection; so does this.
+            self._trailing_data_dropped = True
+        if self._ended:
+            self.release()
+
+    def should_close(self) -> bool:  # noqa: D102 - geventhttpclient API
+        return self.at_eof or super().should_close()
+
+    def release(self) -> None:  # noqa: D102 - geventhttpclient API
+        if self.refused:
+            return  # native.py reads on, or closes the connection
+        connection, self._sock = (self._connection if self._sock is not None else None), None
+        if connection is not None:
+            self._connection = None
+            connection.done(reusable=not self.should_close())
+
+    def __del__(self) -> None:
+        if self._sock is not None:
+            self.release()
+
+
+#: Empty when the native transport can run; otherwise what it would miss.
+PROBLEMS = find_problems()
+if PROBLEMS and not _IMPORT_PROBLEM:
+    warnings.warn(f"batchfetch: the native transport is off ({'; '.join(PROBLEMS)}); every "
+                  "request takes requests' own path (same bytes, more CPU). See setup.cfg "
+                  "for the geventhttpclient versions batchfetch was tested with.",
+                  RuntimeWarning, stacklevel=2)

@@ -1,0 +1,391 @@
+"""Plain requests on batchfetch's own connections (``connections.py``), answered by llhttp
+(``_ghc.py``): the bytes requests would send, a requests.Response back, and the exception
+requests would raise for every failure.
+
+requests, urllib3 and http.client spend about four times the CPU of a gevent-native client
+on a small request. This module writes the request line and headers requests' path would
+write (``tests/test_parity.py`` holds it to that byte for byte), lets geventhttpclient's C
+parser read the answer, and puts the body behind a urllib3 HTTPResponse, so decoding, its
+bounds and its errors are urllib3's own.
+"""
+from __future__ import annotations
+
+import errno
+import http.client
+import io
+import re
+import ssl
+import warnings
+from typing import Any
+
+import requests
+import requests.exceptions as rex
+import urllib3
+import urllib3.exceptions as u3
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
+from urllib3._collections import HTTPHeaderDict
+
+from ._ghc import HTTPConnectionClosed, HTTPParseError, ResponseHead
+from .connections import REUSED, Connections, TlsSettings, tls_context
+
+__all__ = ["NativeSender", "Plain"]
+
+#: Bytes asked of the socket per read: a small response arrives with its head.
+BLOCK_SIZE = 64 * 1024
+#: Encoded header blocks remembered, by their headers (a run has a few header sets).
+_HEADER_BLOCKS = 64
+
+# A header http.client sends as it is, which requests' path accepts too: a token name, and
+# a latin-1 value without CR, LF or NUL that neither starts nor ends with white space.
+_TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+\Z")
+_VALUE = re.compile(r"(?:[\x21-\x7e\xa0-\xff](?:[\x20-\x7e\xa0-\xff\t]*[\x21-\x7e\xa0-\xff])?)?\Z")
+#: Headers whose absence (or presence) changes what urllib3 and http.client add.
+_REQUIRED = frozenset({"user-agent", "accept-encoding"})
+_REFUSED = frozenset({"host", "transfer-encoding"})
+
+#: Plain: the parts of a plain URL (``fastpath.is_plain_url``) the native path needs.
+Plain = tuple[str, str, int, str, str]
+
+
+def split_plain_url(url: str) -> Plain:
+    """``(scheme, host, port, Host header, path)`` of a plain URL.
+
+    Example::
+
+        >>> split_plain_url("http://[::1]:8080/a?b")
+        ('http', '::1', 8080, '[::1]:8080', '/a?b')
+        >>> split_plain_url("https://example.com:443/")
+        ('https', 'example.com', 443, 'example.com', '/')
+    """
+    scheme, _, rest = url.partition("://")
+    path_start = rest.index("/")
+    netloc, path = rest[:path_start], rest[path_start:]
+    default = 443 if scheme == "https" else 80
+    if netloc.startswith("["):
+        host, _, port_text = netloc[1:].partition("]")
+        port_text = port_text[1:]
+        shown = f"[{host}]"
+    else:
+        host, _, port_text = netloc.partition(":")
+        shown = host
+    port = int(port_text) if port_text else default
+    return scheme, host, port, shown if port == default else f"{shown}:{port}", path
+
+
+class _Body:
+    """The file a urllib3 HTTPResponse reads the body from: llhttp's decoded framing.
+
+    An early end (fewer bytes than Content-Length, a cut chunked body) reads as the end
+    of the file, where urllib3 raises the IncompleteRead requests' path raises. It is also
+    the response's ``_original_response``, the http.client response whose ``msg`` requests
+    reads Set-Cookie headers from along a redirect chain.
+    """
+
+    __slots__ = ("head", "closed", "headers")
+
+    def __init__(self, head: ResponseHead, headers: HTTPHeaderDict) -> None:
+        self.head = head
+        self.closed = False
+        self.headers = headers
+
+    @property
+    def msg(self) -> _Body:
+        return self
+
+    def get_all(self, name: str, default: Any = None) -> Any:
+        return self.headers.getlist(name) or default
+
+    def info(self) -> _Body:
+        return self
+
+    def read(self, amount: int | None = None) -> bytes:
+        try:
+            data = self.head.read(amount)
+        except HTTPParseError as exc:
+            self.close()
+            if "Incomplete" not in str(exc):
+                raise http.client.HTTPException(str(exc)) from None
+            remaining = self.head.get_remaining_content_length()
+            data = self.head.read(amount)  # what arrived before the end, if any
+            if "content-length" not in self.headers:  # chunked: urllib3 counts no length
+                raise http.client.IncompleteRead(data, remaining) from None
+        if not data:
+            self.closed = True
+        return data
+
+    def isclosed(self) -> bool:
+        return self.closed
+
+    def close(self) -> None:
+        self.closed = True
+        self.head.release()
+
+
+class NativeSender:
+    """Sends plain requests over :class:`Connections` held to ``limit`` in all.
+
+    Example::
+
+        >>> sender = NativeSender(limit=4)
+        >>> block = sender.header_block({"User-Agent": "u", "Accept-Encoding": "gzip"})
+        >>> url = "http://127.0.0.1:8000/ok"
+        >>> response = sender.send("GET", url, split_plain_url(url), block, None, 5,
+        ...                        (True, None))
+        >>> response.status_code, response.headers["Content-Type"]
+        (200, 'text/plain; charset=utf-8')
+        >>> sender.close()
+    """
+
+    def __init__(self, limit: int | None) -> None:
+        self.connections = Connections(limit)
+        self._contexts: dict[TlsSettings, Any] = {}
+        self._blocks: dict[tuple, bytes | None] = {}
+
+    def header_block(self, headers: dict[str, Any]) -> bytes | None:
+        """The header lines after Host, as http.client would write them; None when they are
+        not all plain (a value requests refuses or encodes differently, a header that
+        changes what urllib3 adds): such a request takes requests' path."""
+        key = tuple(headers.items())
+        try:
+            return self._blocks[key]
+        except KeyError:
+            pass
+        except TypeError:  # an unhashable value: not plain
+            return None
+        block = _encode_headers(headers)
+        if len(self._blocks) >= _HEADER_BLOCKS:
+            self._blocks.clear()
+        self._blocks[key] = block
+        return block
+
+    def tls_context(self, settings: TlsSettings) -> ssl.SSLContext | None:
+        """The context for ``(verify, cert)``, None if it cannot be built (requests' path
+        then says why, in its own words)."""
+        context = self._contexts.get(settings, False)
+        if context is False:
+            try:
+                context = tls_context(settings)
+            except (OSError, ValueError, TypeError):
+                context = None
+            self._contexts[settings] = context
+        return context
+
+    def send(self, method: str, url: str, plain: Plain, block: bytes, body: bytes | str | None,
+             timeout: Any, tls: TlsSettings) -> requests.Response:
+        """Send one request and read its head; raise what requests' path would raise.
+
+        ``timeout`` is requests' (a number, a (connect, read) pair, or None).
+        """
+        scheme, host, port, host_header, path = plain
+        connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
+        context = self.tls_context(tls) if scheme == "https" else None
+        pool = self.connections.pool(scheme, host, port, context)
+        head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (
+            method.encode("ascii"), path.encode("ascii"), host_header.encode("ascii"), block)
+        data = body.encode("utf-8") if isinstance(body, str) else body
+        try:
+            connection = self.connections.get(pool, connect, path)
+        except u3.MaxRetryError as exc:
+            raise _connect_error(exc)(exc, request=_sent(method, url, head, body)) from None
+        except u3.ReadTimeoutError as exc:
+            raise rex.ReadTimeout(exc, request=_sent(method, url, head, body)) from None
+        except OSError as exc:
+            raise rex.ConnectionError(exc, request=_sent(method, url, head, body)) from None
+        if context is not None and context.verify_mode == ssl.CERT_NONE:
+            warnings.warn(  # urllib3's warning, word for word, as requests' path gives it
+                f"Unverified HTTPS request is being made to host '{host}'. Adding certificate "
+                "verification is strongly advised. See: https://urllib3.readthedocs.io/en/"
+                "latest/advanced-usage.html#tls-warnings", u3.InsecureRequestWarning,
+                stacklevel=2)
+        connection.sent += 1
+        if connection.sent > 1:
+            attempt = REUSED.get()
+            if attempt is not None:
+                attempt[0] = True
+        response_head = None
+        failure: Exception | None = None
+        try:
+            connection.set_timeout(connect)
+            try:
+                connection.sock.sendall(head + data if data else head)
+            except OSError as exc:
+                # urllib3 reads the answer of a server that closed while the request was
+                # being sent (it may have answered already); anything else fails the request.
+                if not isinstance(exc, BrokenPipeError) and exc.errno != errno.ECONNRESET:
+                    raise
+            connection.set_timeout(read)
+            response_head = ResponseHead(connection, method, BLOCK_SIZE)
+            response_head.read_head()  # on failure, it has closed the connection or refused
+        except (OSError, http.client.HTTPException) as exc:
+            if response_head is None:
+                connection.done(reusable=False)
+            failure = exc
+        except BaseException:  # the deadline, a cancel: not the connection's
+            if response_head is None or response_head.refused:
+                connection.done(reusable=False)
+            raise
+        if failure is None:
+            return _response(response_head, pool, method, url, path)
+        if response_head is not None and response_head.refused:
+            try:
+                return _read_by_http_client(connection, response_head.received, pool,
+                                            method, url, path)
+            except (OSError, http.client.HTTPException, u3.InvalidHeader) as verdict:
+                failure = verdict
+        # Raised outside the handlers, so the exception carries no llhttp context.
+        raise _head_error(failure, pool, path, read)(request=_sent(method, url, head, body))
+
+    def close(self) -> None:
+        """Close every idle connection."""
+        self.connections.close()
+
+
+def _encode_headers(headers: dict[str, Any]) -> bytes | None:
+    names = set()
+    lines = []
+    for name, value in headers.items():
+        if type(name) is not str or type(value) is not str or not _TOKEN.match(name) \
+                or not _VALUE.match(value):
+            return None
+        names.add(name.lower())
+        lines.append(f"{name}: {value}\r\n")
+    if not _REQUIRED <= names or names & _REFUSED:
+        return None
+    lines.append("\r\n")
+    return "".join(lines).encode("latin-1")
+
+
+def _response(head: ResponseHead, pool, method: str, url: str, path: str) -> requests.Response:
+    """The requests.Response requests' adapter would build for ``head``."""
+    headers = HTTPHeaderDict(head.items())
+    body = _Body(head, headers)
+    raw = urllib3.HTTPResponse(
+        body=body, headers=headers, original_response=body, status=head.status_code,
+        version=11 if head.version == "1.1" else 10, reason=head.status_message or "",
+        preload_content=False, decode_content=False, pool=pool.urllib3_pool,
+        request_method=method, request_url=path, enforce_content_length=True)
+    return _requests_response(raw, url)
+
+
+def _requests_response(raw: urllib3.HTTPResponse, url: str) -> requests.Response:
+    """What requests' adapter builds around ``raw`` (build_response)."""
+    response = requests.Response()
+    response.status_code = raw.status
+    response.headers = CaseInsensitiveDict(raw.headers)
+    response.encoding = get_encoding_from_headers(response.headers)
+    response.raw = raw
+    response.reason = raw.reason
+    response.url = url
+    return response
+
+
+def _connect_error(exc: u3.MaxRetryError) -> type[rex.RequestException]:
+    """The exception requests' adapter raises for a connection urllib3 could not open."""
+    reason = exc.reason
+    if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(reason,
+                                                                     u3.NewConnectionError):
+        return rex.ConnectTimeout
+    if isinstance(reason, u3.SSLError):
+        return rex.SSLError
+    return rex.ConnectionError
+
+
+def _head_error(exc: Exception, pool, path: str, read_timeout: Any):
+    """The requests exception (a callable taking ``request=``) for a failure between
+    sending the request and the end of the response head, as requests' path raises it."""
+    if isinstance(exc, u3.InvalidHeader):  # urllib3's verdict on the Content-Length
+        return lambda request: rex.InvalidHeader(exc, request=request)
+    if isinstance(exc, TimeoutError):
+        error = u3.ReadTimeoutError(pool.urllib3_pool, path,
+                                    f"Read timed out. (read timeout={read_timeout})")
+        return lambda request: rex.ReadTimeout(error, request=request)
+    if isinstance(exc, ssl.SSLError):
+        return lambda request: rex.SSLError(u3.SSLError(exc), request=request)
+    if isinstance(exc, HTTPConnectionClosed):
+        if isinstance(exc.__context__, OSError):
+            exc = exc.__context__  # a reset before the first byte
+        else:
+            exc = http.client.RemoteDisconnected("Remote end closed connection without "
+                                                 "response")
+    error = u3.ProtocolError("Connection aborted.", exc)
+    return lambda request: rex.ConnectionError(error, request=request)
+
+
+#: How urllib3 turns http.client's headers into its own (folded lines unfolded); private
+#: to urllib3, used only on this rare path, with the plain items where it is gone.
+_header_items = getattr(urllib3.connection, "_normalize_header_values", lambda msg: msg.items())
+
+
+class _Replayed(io.RawIOBase):
+    """The connection as http.client reads it: the bytes llhttp saw, then the socket's.
+    Closing it closes the connection."""
+
+    def __init__(self, received: bytearray, connection) -> None:
+        self._pending = bytes(received)
+        self._connection = connection
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        if self._pending:
+            count = min(len(buffer), len(self._pending))
+            buffer[:count] = self._pending[:count]
+            self._pending = self._pending[count:]
+            return count
+        return self._connection.sock.recv_into(buffer)
+
+    def close(self) -> None:
+        if not self.closed:
+            super().close()
+            self._connection.done(reusable=False)
+
+
+class _ReplayedSocket:
+    def __init__(self, raw: _Replayed) -> None:
+        self._raw = raw
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        return io.BufferedReader(self._raw)
+
+
+def _read_by_http_client(connection, received: bytearray, pool, method: str, url: str,
+                         path: str) -> requests.Response:
+    """The response to a head llhttp refused, read by http.client and urllib3 as requests'
+    path reads every response: http.client takes heads llhttp does not (bare LF line ends,
+    folded or odd header lines, a body longer than its Content-Length) and refuses some it
+    takes. Raises what http.client raises; the connection is never reused."""
+    raw_file = _Replayed(received, connection)
+    answer = http.client.HTTPResponse(_ReplayedSocket(raw_file), method=method)
+    try:
+        answer.begin()
+    except BaseException:
+        raw_file.close()
+        raise
+    try:
+        raw = urllib3.HTTPResponse(
+            body=answer, headers=HTTPHeaderDict(_header_items(answer.msg)),
+            status=answer.status, version=answer.version, reason=answer.reason,
+            preload_content=False, decode_content=False, original_response=answer,
+            pool=pool.urllib3_pool, request_method=method, request_url=path,
+            enforce_content_length=True)
+    except BaseException:
+        raw_file.close()
+        raise
+    return _requests_response(raw, url)
+
+
+def _sent(method: str, url: str, head: bytes, body: bytes | None) -> requests.PreparedRequest:
+    """The PreparedRequest requests' path would have sent, for a failed send's exception.
+
+    Built only when a send fails; its headers are the wire headers but Host, as a
+    PreparedRequest's are.
+    """
+    request = requests.PreparedRequest()
+    request.method = method
+    request.url = url
+    lines = head.decode("latin-1").split("\r\n")[2:]
+    request.headers = CaseInsensitiveDict(line.split(": ", 1) for line in lines if line)
+    request.body = body
+    return request
