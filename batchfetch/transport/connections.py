@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextvars
 import os
+import select
 import socket
 import ssl
 from collections import OrderedDict
@@ -22,7 +23,6 @@ from requests.utils import DEFAULT_CA_BUNDLE_PATH
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.connection import create_connection
 from urllib3.util.ssl_ import create_urllib3_context, ssl_wrap_socket
-from urllib3.util.wait import wait_for_read
 
 __all__ = ["REUSED", "Connection", "Connections", "TlsSettings", "tls_context"]
 
@@ -82,13 +82,32 @@ def tls_context(settings: TlsSettings) -> ssl.SSLContext:
 class Connection:
     """One open socket, the pool it goes back to, and how many requests it carried."""
 
-    __slots__ = ("sock", "pool", "sent", "timeout")
+    __slots__ = ("sock", "pool", "sent", "timeout", "_poll")
 
     def __init__(self, sock: socket.socket, pool: _OriginPool) -> None:
         self.sock = sock
         self.pool = pool
         self.sent = 0
         self.timeout: float | None = None
+        self._poll: Any = None
+
+    def dropped(self) -> bool:
+        """Has the server closed it (or sent bytes nobody asked for) while it was idle?
+
+        urllib3's check before reusing a connection, with one poll object per connection
+        instead of one per check.
+        """
+        if self._poll is None:
+            self._poll = select.poll()
+            self._poll.register(self.sock, select.POLLIN)
+        return bool(self._poll.poll(0))
+
+    def send(self, data: bytes) -> None:
+        """Send all of ``data``: one ``send`` for a request that fits the socket's buffer,
+        where gevent's ``sendall`` first asks the kernel for the buffer's size."""
+        sent = self.sock.send(data)
+        if sent < len(data):
+            self.sock.sendall(memoryview(data)[sent:])
 
     def set_timeout(self, seconds: float | None) -> None:
         if seconds != self.timeout:
@@ -209,7 +228,7 @@ class Connections:
         while idle:
             connection = idle.pop()
             del self._idle[connection]
-            if not wait_for_read(connection.sock, timeout=0.0):
+            if not connection.dropped():
                 return connection
             self._close(connection)  # closed by the server, or sent unasked-for bytes
         if self.limit is not None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import errno
 import http.client
-import io
 import re
 import ssl
 import warnings
@@ -20,13 +19,11 @@ from typing import Any
 
 import requests
 import requests.exceptions as rex
-import urllib3
 import urllib3.exceptions as u3
 from requests.structures import CaseInsensitiveDict
-from requests.utils import get_encoding_from_headers
-from urllib3._collections import HTTPHeaderDict
 
-from ._ghc import HTTPConnectionClosed, HTTPParseError, ResponseHead
+from ._ghc import HTTPConnectionClosed, ResponseHead
+from .answers import read_by_http_client, response_for
 from .connections import REUSED, Connections, TlsSettings, tls_context
 
 __all__ = ["NativeSender", "Plain"]
@@ -71,55 +68,6 @@ def split_plain_url(url: str) -> Plain:
         shown = host
     port = int(port_text) if port_text else default
     return scheme, host, port, shown if port == default else f"{shown}:{port}", path
-
-
-class _Body:
-    """The file a urllib3 HTTPResponse reads the body from: llhttp's decoded framing.
-
-    An early end (fewer bytes than Content-Length, a cut chunked body) reads as the end
-    of the file, where urllib3 raises the IncompleteRead requests' path raises. It is also
-    the response's ``_original_response``, the http.client response whose ``msg`` requests
-    reads Set-Cookie headers from along a redirect chain.
-    """
-
-    __slots__ = ("head", "closed", "headers")
-
-    def __init__(self, head: ResponseHead, headers: HTTPHeaderDict) -> None:
-        self.head = head
-        self.closed = False
-        self.headers = headers
-
-    @property
-    def msg(self) -> _Body:
-        return self
-
-    def get_all(self, name: str, default: Any = None) -> Any:
-        return self.headers.getlist(name) or default
-
-    def info(self) -> _Body:
-        return self
-
-    def read(self, amount: int | None = None) -> bytes:
-        try:
-            data = self.head.read(amount)
-        except HTTPParseError as exc:
-            self.close()
-            if "Incomplete" not in str(exc):
-                raise http.client.HTTPException(str(exc)) from None
-            remaining = self.head.get_remaining_content_length()
-            data = self.head.read(amount)  # what arrived before the end, if any
-            if "content-length" not in self.headers:  # chunked: urllib3 counts no length
-                raise http.client.IncompleteRead(data, remaining) from None
-        if not data:
-            self.closed = True
-        return data
-
-    def isclosed(self) -> bool:
-        return self.closed
-
-    def close(self) -> None:
-        self.closed = True
-        self.head.release()
 
 
 class NativeSender:
@@ -208,7 +156,7 @@ class NativeSender:
         try:
             connection.set_timeout(connect)
             try:
-                connection.sock.sendall(head + data if data else head)
+                connection.send(head + data if data else head)
             except OSError as exc:
                 # urllib3 reads the answer of a server that closed while the request was
                 # being sent (it may have answered already); anything else fails the request.
@@ -226,10 +174,10 @@ class NativeSender:
                 connection.done(reusable=False)
             raise
         if failure is None:
-            return _response(response_head, pool, method, url, path)
+            return response_for(response_head, pool, method, url, path)
         if response_head is not None and response_head.refused:
             try:
-                return _read_by_http_client(connection, response_head.received, pool,
+                return read_by_http_client(connection, response_head.received, pool,
                                             method, url, path)
             except (OSError, http.client.HTTPException, u3.InvalidHeader) as verdict:
                 failure = verdict
@@ -254,30 +202,6 @@ def _encode_headers(headers: dict[str, Any]) -> bytes | None:
         return None
     lines.append("\r\n")
     return "".join(lines).encode("latin-1")
-
-
-def _response(head: ResponseHead, pool, method: str, url: str, path: str) -> requests.Response:
-    """The requests.Response requests' adapter would build for ``head``."""
-    headers = HTTPHeaderDict(head.items())
-    body = _Body(head, headers)
-    raw = urllib3.HTTPResponse(
-        body=body, headers=headers, original_response=body, status=head.status_code,
-        version=11 if head.version == "1.1" else 10, reason=head.status_message or "",
-        preload_content=False, decode_content=False, pool=pool.urllib3_pool,
-        request_method=method, request_url=path, enforce_content_length=True)
-    return _requests_response(raw, url)
-
-
-def _requests_response(raw: urllib3.HTTPResponse, url: str) -> requests.Response:
-    """What requests' adapter builds around ``raw`` (build_response)."""
-    response = requests.Response()
-    response.status_code = raw.status
-    response.headers = CaseInsensitiveDict(raw.headers)
-    response.encoding = get_encoding_from_headers(response.headers)
-    response.raw = raw
-    response.reason = raw.reason
-    response.url = url
-    return response
 
 
 def _connect_error(exc: u3.MaxRetryError) -> type[rex.RequestException]:
@@ -310,70 +234,6 @@ def _head_error(exc: Exception, pool, path: str, read_timeout: Any):
                                                  "response")
     error = u3.ProtocolError("Connection aborted.", exc)
     return lambda request: rex.ConnectionError(error, request=request)
-
-
-#: How urllib3 turns http.client's headers into its own (folded lines unfolded); private
-#: to urllib3, used only on this rare path, with the plain items where it is gone.
-_header_items = getattr(urllib3.connection, "_normalize_header_values", lambda msg: msg.items())
-
-
-class _Replayed(io.RawIOBase):
-    """The connection as http.client reads it: the bytes llhttp saw, then the socket's.
-    Closing it closes the connection."""
-
-    def __init__(self, received: bytearray, connection) -> None:
-        self._pending = bytes(received)
-        self._connection = connection
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        if self._pending:
-            count = min(len(buffer), len(self._pending))
-            buffer[:count] = self._pending[:count]
-            self._pending = self._pending[count:]
-            return count
-        return self._connection.sock.recv_into(buffer)
-
-    def close(self) -> None:
-        if not self.closed:
-            super().close()
-            self._connection.done(reusable=False)
-
-
-class _ReplayedSocket:
-    def __init__(self, raw: _Replayed) -> None:
-        self._raw = raw
-
-    def makefile(self, mode: str) -> io.BufferedReader:
-        return io.BufferedReader(self._raw)
-
-
-def _read_by_http_client(connection, received: bytearray, pool, method: str, url: str,
-                         path: str) -> requests.Response:
-    """The response to a head llhttp refused, read by http.client and urllib3 as requests'
-    path reads every response: http.client takes heads llhttp does not (bare LF line ends,
-    folded or odd header lines, a body longer than its Content-Length) and refuses some it
-    takes. Raises what http.client raises; the connection is never reused."""
-    raw_file = _Replayed(received, connection)
-    answer = http.client.HTTPResponse(_ReplayedSocket(raw_file), method=method)
-    try:
-        answer.begin()
-    except BaseException:
-        raw_file.close()
-        raise
-    try:
-        raw = urllib3.HTTPResponse(
-            body=answer, headers=HTTPHeaderDict(_header_items(answer.msg)),
-            status=answer.status, version=answer.version, reason=answer.reason,
-            preload_content=False, decode_content=False, original_response=answer,
-            pool=pool.urllib3_pool, request_method=method, request_url=path,
-            enforce_content_length=True)
-    except BaseException:
-        raw_file.close()
-        raise
-    return _requests_response(raw, url)
 
 
 def _sent(method: str, url: str, head: bytes, body: bytes | None) -> requests.PreparedRequest:
