@@ -26,16 +26,17 @@ MAX_HEADERS = 100
 try:
     import geventhttpclient
     from geventhttpclient.response import (HTTPConnectionClosed, HTTPParseError,
-                                           HTTPSocketResponse)
+                                           HTTPResponse, HTTPSocketResponse)
 except ImportError as exc:  # not installed, or a version without these
     geventhttpclient = None
     HTTPParseError = HTTPConnectionClosed = http.client.HTTPException  # type: ignore[misc]
+    HTTPResponse = object  # type: ignore[misc,assignment]
     HTTPSocketResponse = object  # type: ignore[misc,assignment]
     _IMPORT_PROBLEM = f"geventhttpclient is not importable ({exc})"
 else:
     _IMPORT_PROBLEM = ""
 
-_RELIED_ON = ("_on_status", "_on_header_field", "_on_header_value", "_on_message_complete",
+_RELIED_ON = ("_on_status", "_on_message_complete",
               "_on_headers_complete", "_on_message_begin", "get_http_version", "feed",
               "release", "read", "_read_headers", "should_close", "get_code",
               "get_remaining_content_length")
@@ -57,6 +58,8 @@ def find_problems() -> list[str]:
         problems.append(f"geventhttpclient {geventhttpclient.__version__} is not 2.6")
     missing = [name for name in _RELIED_ON if not callable(getattr(HTTPSocketResponse, name,
                                                                      None))]
+    if not isinstance(getattr(HTTPResponse(), "_header_position", None), int):
+        missing.append("_header_position")
     if missing:
         problems.append(f"geventhttpclient's response lacks {', '.join(missing)}")
     return problems
@@ -68,17 +71,15 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
     connection goes back to its pool (``connection.done(reusable)``).
 
     Four things differ from geventhttpclient's own response, each to answer as requests'
-    path answers: a reason cut between reads is kept whole; header lines and counts are
-    capped as http.client caps them; bytes after
-    a complete message (a body longer than its Content-Length) close the connection
-    instead of failing the response; and the bytes of the head are kept (``received``),
-    so a head llhttp refuses can be read by http.client instead (``native.py``).
+    path answers: a reason cut between reads is kept whole; bytes after a complete message
+    (a body longer than its Content-Length) close the connection instead of failing the
+    response; the bytes of the head are kept (``received``), so a head llhttp refuses can
+    be read by http.client instead (``answers.py``); and a head over 64 KiB or 100 headers
+    is refused, so http.client applies its limits to it (geventhttpclient has none).
     """
 
     def __init__(self, connection: Any, method: str, block_size: int) -> None:
         self._connection = connection
-        self._header_bytes = 0
-        self._header_count = 0
         self._ended = False
         #: What arrived until the head was complete.
         self.received = bytearray()
@@ -110,9 +111,12 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
             self._reading = False
 
     def _on_headers_complete(self) -> Any:
+        result = super()._on_headers_complete()
+        if self._header_position > MAX_HEADERS + 1:  # http.client says how many is too many
+            raise HTTPParseError(f"more than {MAX_HEADERS} headers")
         if self.get_http_version() not in ("HTTP/1.1", "HTTP/1.0"):
             raise HTTPParseError(f"{self.get_http_version()} is not HTTP/1")
-        return super()._on_headers_complete()
+        return result
 
     def _on_message_begin(self) -> None:
         if self._ended:  # stop before the parser forgets this message's headers
@@ -124,21 +128,6 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
         # llhttp gives a reason cut between reads in pieces; geventhttpclient keeps the last
         self.status_message = (self.status_message or "") + string
 
-    def _on_header_field(self, string: str) -> None:
-        if self._header_state != 1:  # a new field, not the rest of one cut between reads
-            self._header_count += 1
-            self._header_bytes = 0
-            if self._header_count > MAX_HEADERS:
-                raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
-        self._header_bytes += len(string)
-        super()._on_header_field(string)
-
-    def _on_header_value(self, string: str) -> None:
-        self._header_bytes += len(string)
-        if self._header_bytes > MAX_LINE:
-            raise http.client.LineTooLong("header line")
-        super()._on_header_value(string)
-
     def _on_message_complete(self) -> None:
         # geventhttpclient releases the connection here; this waits for the end of feed,
         # which may find bytes after the message.
@@ -148,6 +137,9 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
     def feed(self, data: bytes) -> None:  # noqa: D102 - geventhttpclient API
         if not self.headers_complete:
             self.received += data
+            if len(self.received) > MAX_LINE:  # http.client says which line is too long
+                self.refused = self._reading
+                raise HTTPParseError(f"a head over {MAX_LINE} bytes")
         if not data:
             self.at_eof = True
         try:
