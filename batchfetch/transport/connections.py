@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextvars
 import os
 import select
-import time
 import socket
 import ssl
 from collections import OrderedDict
@@ -36,12 +35,6 @@ REUSED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
 
 #: urllib3's HTTPConnection.default_socket_options.
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
-
-#: Seconds a connection may have been idle and still be reused without asking the kernel
-#: whether the server closed it (urllib3 asks every time: a poll per request). Servers
-#: close idle connections after seconds, not less; one that closes sooner costs an attempt
-#: the scheduler retries (a reset on a reused connection is retried, even for a POST).
-_TRUSTED_IDLE = 1.0
 
 #: Origins remembered; past this many, those without idle connections are forgotten.
 _POOLS_KEPT = 4096
@@ -89,14 +82,13 @@ def tls_context(settings: TlsSettings) -> ssl.SSLContext:
 class Connection:
     """One open socket, the pool it goes back to, and how many requests it carried."""
 
-    __slots__ = ("sock", "pool", "sent", "timeout", "idle_since", "_poll")
+    __slots__ = ("sock", "pool", "sent", "timeout", "_poll")
 
     def __init__(self, sock: socket.socket, pool: _OriginPool) -> None:
         self.sock = sock
         self.pool = pool
         self.sent = 0
         self.timeout: float | None = None
-        self.idle_since = 0.0
         self._poll: Any = None
 
     def dropped(self) -> bool:
@@ -236,8 +228,7 @@ class Connections:
         while idle:
             connection = idle.pop()
             del self._idle[connection]
-            if time.monotonic() - connection.idle_since < _TRUSTED_IDLE or \
-                    not connection.dropped():
+            if not connection.dropped():
                 return connection
             self._close(connection)  # closed by the server, or sent unasked-for bytes
         if self.limit is not None:
@@ -252,7 +243,6 @@ class Connections:
     def put_back(self, connection: Connection, reusable: bool) -> None:
         """Keep ``connection`` for its origin's next request, or close it."""
         if reusable and connection.pool.connections is self and self._pools:
-            connection.idle_since = time.monotonic()
             connection.pool.idle.append(connection)
             self._idle[connection] = None
         else:
