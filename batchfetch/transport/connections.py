@@ -236,9 +236,12 @@ class Connections:
                 longest_idle, _ = self._idle.popitem(last=False)
                 longest_idle.pool.idle.remove(longest_idle)
                 self._close(longest_idle)
-        connection = pool.open(connect_timeout, target)
-        self.open += 1
-        return connection
+        self.open += 1  # counted while it connects: others may not take its place
+        try:
+            return pool.open(connect_timeout, target)
+        except BaseException:
+            self.open -= 1
+            raise
 
     def put_back(self, connection: Connection, reusable: bool) -> None:
         """Keep ``connection`` for its origin's next request, or close it."""

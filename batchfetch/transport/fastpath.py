@@ -24,12 +24,13 @@ import re
 from typing import Any
 
 import requests
+from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
-from requests.utils import UNRESERVED_SET
+from requests.utils import UNRESERVED_SET, select_proxy
 
 from .hops import HopSession
-from .native import NativeSender, split_plain_url
+from .native import NativeSender
 
 __all__ = ["LeanSession", "is_plain_url"]
 
@@ -100,6 +101,40 @@ def _plain_cookies(cookies: Any) -> bool:
         and _PLAIN_COOKIE.match(value) and name for name, value in cookies.items()))
 
 
+class NativeAdapter(BaseAdapter):
+    """requests' transport adapter for a prepared request: a plain one (no proxy, a plain
+    URL, a bytes or str body, plain headers) goes out on the native sender, anything else
+    on ``fallback`` (an HTTPAdapter: its pools, proxies and streamed bodies)."""
+
+    def __init__(self, sender: NativeSender, fallback: HTTPAdapter | None = None) -> None:
+        super().__init__()
+        self.sender = sender
+        self.fallback = fallback or HTTPAdapter(max_retries=0)
+
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None,
+             proxies=None):  # noqa: D102 - requests API
+        url, body = request.url, request.body
+        ready = None
+        if isinstance(url, str) and (body is None or isinstance(body, (bytes, str))) and \
+                not select_proxy(url, proxies) and is_plain_url(url):
+            ready = self.sender.ready(url, dict(request.headers), verify, cert)
+        if ready is None:
+            return self.fallback.send(request, stream=stream, timeout=timeout, verify=verify,
+                                      cert=cert, proxies=proxies)
+        try:
+            response = self.sender.send(request.method, url, *ready, body, timeout)
+        except requests.RequestException as exc:
+            exc.request = request
+            raise
+        response.request = request
+        response.connection = self
+        extract_cookies_to_jar(response.cookies, request, response.raw)
+        return response
+
+    def close(self) -> None:  # noqa: D102 - requests API
+        self.fallback.close()
+
+
 class LeanSession(HopSession):
     """A requests.Session whose plain requests skip requests' per-request preparation and
     go out on the native transport, over at most ``connections`` connections in all.
@@ -113,9 +148,17 @@ class LeanSession(HopSession):
 
     def __init__(self, proxies: Any = None, auth: Any = None, rules: Any = None,
                  headers: Any = None, connections: int | None = None) -> None:
-        super().__init__(proxies, auth, rules, headers)
+        # What requests' path prepares (redirect hops, items with params or hooks) goes
+        # out on the native transport too when it is plain, within the same budget:
+        # mount() puts every adapter behind one.
         self.sender = NativeSender(connections)
+        super().__init__(proxies, auth, rules, headers)
         self._plain_headers: dict[Any, dict] = {}
+
+    def mount(self, prefix, adapter) -> None:  # noqa: D102 - requests API
+        if isinstance(adapter, HTTPAdapter) and not isinstance(adapter, NativeAdapter):
+            adapter = NativeAdapter(self.sender, adapter)
+        super().mount(prefix, adapter)
 
     def request(self, method, url, params=None, data=None, headers=None, cookies=None,
                 files=None, auth=None, timeout=None, allow_redirects=True, proxies=None,
@@ -124,28 +167,20 @@ class LeanSession(HopSession):
         plain_auth = auth is None or (isinstance(auth, tuple) and len(auth) == 2
                                       and all(isinstance(part, str) and part.isascii()
                                               for part in auth))
-        block = None
+        ready = None
         if not (params or files or hooks or proxies or body is _NO_BODY or not plain_auth
                 or not isinstance(url, str) or not _plain_cookies(cookies)
                 or (cookies and any(name.lower() == "cookie" for name in headers or ()))
                 or not is_plain_url(url)):
             wire_headers = self._headers(method, headers, body, data, json, auth, cookies)
-            block = self.sender.header_block(wire_headers)
-        tls = (verify, cert)
-        if block is not None and url.startswith("https:"):
-            try:
-                if self.sender.tls_context(tls) is None:
-                    block = None
-            except TypeError:  # unhashable settings (a list for cert)
-                block = None
-        if block is None:
+            ready = self.sender.ready(url, wire_headers, verify, cert)
+        if ready is None:
             return super().request(method, url, params=params, data=data, headers=headers,
                                    cookies=cookies, files=files, auth=auth, timeout=timeout,
                                    allow_redirects=allow_redirects, proxies=proxies,
                                    hooks=hooks, stream=stream, verify=verify, cert=cert,
                                    json=json)
-        response = self.sender.send(method, url, split_plain_url(url), block,
-                                    body, timeout, tls)
+        response = self.sender.send(method, url, *ready, body, timeout)
         if allow_redirects and response.is_redirect:
             response = self._follow(response, method, url, data, headers, cookies, auth,
                                     json, stream, timeout, verify, cert)

@@ -20,6 +20,7 @@ from typing import Any
 import requests
 import requests.exceptions as rex
 import urllib3.exceptions as u3
+from urllib3.util import SKIP_HEADER
 from requests.structures import CaseInsensitiveDict
 
 from ._ghc import HTTPConnectionClosed, ResponseHead
@@ -76,10 +77,10 @@ class NativeSender:
     Example::
 
         >>> sender = NativeSender(limit=4)
-        >>> block = sender.header_block({"User-Agent": "u", "Accept-Encoding": "gzip"})
         >>> url = "http://127.0.0.1:8000/ok"
-        >>> response = sender.send("GET", url, split_plain_url(url), block, None, 5,
-        ...                        (True, None))
+        >>> ready = sender.ready(url, {"User-Agent": "u", "Accept-Encoding": "gzip"},
+        ...                      verify=True, cert=None)
+        >>> response = sender.send("GET", url, *ready, body=None, timeout=5)
         >>> response.status_code, response.headers["Content-Type"]
         (200, 'text/plain; charset=utf-8')
         >>> sender.close()
@@ -119,15 +120,33 @@ class NativeSender:
             self._contexts[settings] = context
         return context
 
-    def send(self, method: str, url: str, plain: Plain, block: bytes, body: bytes | str | None,
-             timeout: Any, tls: TlsSettings) -> requests.Response:
+    def ready(self, url: str, headers: dict[str, Any], verify: Any, cert: Any
+              ) -> tuple[Plain, bytes, Any] | None:
+        """What :meth:`send` takes for a request to the plain URL ``url`` with the wire
+        ``headers`` and TLS settings, or None when it is not one for the native path (its
+        headers are not all plain, its TLS settings do not load)."""
+        block = self.header_block(headers)
+        if block is None:
+            return None
+        context = None
+        if url.startswith("https:"):
+            try:
+                context = self.tls_context((verify, cert))
+            except TypeError:  # unhashable settings (a list for cert)
+                return None
+            if context is None:
+                return None
+        return split_plain_url(url), block, context
+
+    def send(self, method: str, url: str, plain: Plain, block: bytes, context: Any,
+             body: bytes | str | None, timeout: Any) -> requests.Response:
         """Send one request and read its head; raise what requests' path would raise.
 
-        ``timeout`` is requests' (a number, a (connect, read) pair, or None).
+        ``plain``, ``block`` and ``context`` come from :meth:`ready`; ``timeout`` is
+        requests' (a number, a (connect, read) pair, or None).
         """
         scheme, host, port, host_header, path = plain
         connect, read = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-        context = self.tls_context(tls) if scheme == "https" else None
         pool = self.connections.pool(scheme, host, port, context)
         head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (
             method.encode("ascii"), path.encode("ascii"), host_header.encode("ascii"), block)
@@ -194,7 +213,7 @@ def _encode_headers(headers: dict[str, Any]) -> bytes | None:
     lines = []
     for name, value in headers.items():
         if type(name) is not str or type(value) is not str or not _TOKEN.match(name) \
-                or not _VALUE.match(value):
+                or not _VALUE.match(value) or value == SKIP_HEADER:
             return None
         names.add(name.lower())
         lines.append(f"{name}: {value}\r\n")

@@ -87,13 +87,18 @@ for _tracked, _plain in ((_TrackedHTTPConnection, HTTPConnection),
 def build_session(options: FetchOptions) -> requests.Session:
     """A Session for one run: pools sized to the concurrency, no env lookups, no shared cookies.
 
-    ``pool_maxsize`` is the most requests one host can have in flight, so urllib3
-    never has to discard a connection ("Connection pool is full"); ``pool_connections``
-    keeps a pool for every host that can be in flight at once, so keep-alive survives.
+    With ``fast_path`` (and geventhttpclient as the tests cover it), a LeanSession: plain
+    requests on the native transport, at most ``concurrency`` connections open. Whatever
+    is not plain goes to urllib3's pools: ``pool_maxsize`` is the most requests one host
+    can have in flight, so urllib3 never has to discard a connection ("Connection pool is
+    full"); ``pool_connections`` keeps a pool for every host that can be in flight at once,
+    so keep-alive survives.
 
     Example::
 
-        >>> session = build_session(FetchOptions(concurrency=8))
+        >>> type(build_session(FetchOptions(concurrency=8))).__name__
+        'LeanSession'
+        >>> session = build_session(FetchOptions(concurrency=8, fast_path=False))
         >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
         8
     """

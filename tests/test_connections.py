@@ -1,0 +1,85 @@
+"""Connections never exceed the concurrency (issue 16): with many hosts, a run closes an idle
+connection of another host before it opens one, and worker processes share the budget.
+
+Counted by the servers: many origins (one port each) on 127.0.0.1 note every connection a
+request arrives on, and how many of their connections are open at that moment (a socket
+whose client has closed it reads as end of file at once, even before its handler runs).
+"""
+import select
+import socket
+
+import gevent.server
+import pytest
+
+from batchfetch import fetch_all
+
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok"
+
+
+class Origins:
+    """``count`` servers on 127.0.0.1, sharing one tally of open connections."""
+
+    def __init__(self, count: int) -> None:
+        self.sockets: set[socket.socket] = set()
+        self.most_open = 0
+        self.accepted = 0
+        self.requests = 0
+        self.servers = [gevent.server.StreamServer(("127.0.0.1", 0), self._handle)
+                        for _ in range(count)]
+
+    def __enter__(self) -> "Origins":
+        for server in self.servers:
+            server.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        for server in self.servers:
+            server.stop()
+
+    def urls(self, count: int) -> list[str]:
+        return [f"http://127.0.0.1:{self.servers[i % len(self.servers)].server_port}/{i}"
+                for i in range(count)]
+
+    def _still_open(self) -> int:
+        readable, _, _ = select.select(list(self.sockets), [], [], 0)
+        closed = 0
+        for sock in readable:
+            try:
+                closed += sock.recv(1, socket.MSG_PEEK) == b""
+            except OSError:
+                closed += 1
+        return len(self.sockets) - closed
+
+    def _handle(self, sock: socket.socket, _address) -> None:
+        self.accepted += 1
+        self.sockets.add(sock)
+        try:
+            with sock.makefile("rb") as stream:
+                while True:
+                    line = stream.readline()
+                    if not line:
+                        return
+                    while stream.readline() not in (b"\r\n", b""):
+                        pass
+                    self.requests += 1
+                    self.most_open = max(self.most_open, self._still_open())
+                    sock.sendall(ANSWER)
+        finally:
+            self.sockets.discard(sock)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_connections_never_exceed_the_concurrency_over_many_hosts(workers):
+    with Origins(30) as origins:
+        table = fetch_all(origins.urls(600), concurrency=6, workers=workers, retries=0)
+    assert all(row.ok for row in table)
+    assert origins.requests == 600
+    assert origins.most_open <= 6
+    assert origins.accepted > 6  # the budget was met by closing idle connections
+
+
+def test_one_host_keeps_its_connections_alive():
+    with Origins(1) as origins:
+        table = fetch_all(origins.urls(300), concurrency=4, retries=0)
+    assert all(row.ok for row in table)
+    assert origins.accepted <= 4 and origins.most_open <= 4
