@@ -13,7 +13,7 @@ import requests
 from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
-from batchfetch.transport.fastpath import is_plain_url
+from batchfetch.urls import is_plain_url
 
 UNRESERVED = set(string.ascii_letters + string.digits + "-._~")
 

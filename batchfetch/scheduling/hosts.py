@@ -60,10 +60,14 @@ class HostQueues(Generic[Job]):
     A host's own cap (``limit``, the pacer's window) and spacing between starts
     (``space``) come on top of ``per_host``.
 
-    A host with nothing in flight and nothing waiting is forgotten, but its warm
-    count stays in the budget while it is among the last ``2 * connections`` such
-    hosts, since the session keeps that many pools open; memory stays bounded by
-    what is pending.
+    The transport holds every connection to the same budget: opening one past it
+    closes the connection idle longest, whatever its host. The warm counts follow
+    it: opening a connection past the budget takes one from the host whose idle
+    connection has waited longest, so on an input that cycles through more hosts
+    than the budget (W6), a freed slot goes to the host whose connection just came
+    free (within the round above) instead of closing it to open another. A host with
+    nothing in flight and nothing waiting is forgotten but for its warm count, kept
+    while its connections are; memory stays bounded by what is pending.
 
     Hosts are kept in heaps by the age of their oldest job; entries go stale when
     that job starts or the host reaches its cap, and are dropped when they surface.
@@ -92,7 +96,9 @@ class HostQueues(Generic[Job]):
         self._in_flight: dict[Hashable, int] = {}
         self._warm: dict[Hashable, int] = {}
         self._warm_total = 0
-        self._drained: OrderedDict[Hashable, int] = OrderedDict()  # idle pools: warm counts
+        self._drained: dict[Hashable, int] = {}  # hosts with only idle connections: warm counts
+        # Hosts with an idle connection (warm above in flight), the longest idle first.
+        self._idle: OrderedDict[Hashable, None] = OrderedDict()
         self._cool_until: dict[Hashable, float] = {}
         self._cool_reason: dict[Hashable, str] = {}  # one of waits.REASONS
         self._cooling: set[Hashable] = set()  # hosts off the heaps until their cool-down ends
@@ -174,14 +180,37 @@ class HostQueues(Generic[Job]):
             self._opening[host] = now
         if host in self._opening:
             self._open_gradually(host, in_flight, now)
-        if in_flight > self._warm.get(host, 0):
+        warm = self._warm.get(host, 0)
+        if in_flight > warm:  # a new connection
             self._warm[host] = in_flight
             self._warm_total += 1
+            if self.connections is not None and self._warm_total > self.connections:
+                self._close_longest_idle()
+        elif in_flight == warm:
+            self._idle.pop(host, None)
         if jobs:
             self._offer(host, jobs[0][0])
         else:
             del self._waiting[host]
         return host, job
+
+    def _close_longest_idle(self) -> None:
+        """Take away the connection the transport closes to open one past the budget."""
+        for host in self._idle:
+            if host in self._drained:
+                left = self._drained[host] - 1
+                if left:
+                    self._drained[host] = left
+                else:
+                    del self._drained[host]
+                    del self._idle[host]
+            else:
+                left = self._warm[host] - 1
+                self._warm[host] = left
+                if left <= self._in_flight.get(host, 0):
+                    del self._idle[host]
+            self._warm_total -= 1
+            return
 
     def _host_to_start(self, oldest: Hashable, now: float) -> Hashable | None:
         """Whose job starts, given the host of the oldest startable job; None after
@@ -267,6 +296,8 @@ class HostQueues(Generic[Job]):
         else:
             self._in_flight.pop(host, None)
         self._waited.discard(host)
+        self._idle[host] = None
+        self._idle.move_to_end(host)
         jobs = self._waiting.get(host)
         if jobs and self._held_until.pop(host, None) is not None:
             if host not in self._cooling:
@@ -280,13 +311,14 @@ class HostQueues(Generic[Job]):
                 if was == self._warm.get(host, 0):
                     heapq.heappush(self._warm_ready, (jobs[0][0], host))
         elif was <= 1:
-            self._drained[host] = self._warm.pop(host, 0)  # its pool stays open for now
+            self._drained[host] = self._warm.pop(host)  # its connections stay open
             self._caps.pop(host, None)
             self._spaced_until.pop(host, None)
             if self.clock is not None:
                 self.clock.forget(host)
-            if len(self._drained) > 2 * (self.connections or 0):
-                self._warm_total -= self._drained.popitem(last=False)[1]
+            if self.connections is None:  # no budget: keep no count of drained hosts
+                self._warm_total -= self._drained.pop(host)
+                self._idle.pop(host, None)
 
     def cool_down(self, host: Hashable, until: float, reason: str = "retry-after",
                   now: float | None = None) -> None:

@@ -18,7 +18,6 @@ proxies or hooks (batchfetch passes everything per request).
 from __future__ import annotations
 
 import base64
-import ipaddress
 import json as jsonlib
 import re
 from typing import Any
@@ -27,63 +26,20 @@ import requests
 from requests.adapters import BaseAdapter, HTTPAdapter
 from requests.cookies import extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
-from requests.utils import UNRESERVED_SET, select_proxy
+from requests.utils import select_proxy
 
+from .._cache import BoundedCache
+from ..urls import is_plain_url
 from .hops import HopSession
 from .native import NativeSender
 
-__all__ = ["LeanSession", "is_plain_url"]
+__all__ = ["LeanSession", "NativeAdapter"]
 
-# What prepare_url (urllib3's parse_url, then requote_uri) keeps exactly as written. A path
-# or query character outside RFC 3986's unreserved and sub-delims (and ':' '@', '/' '?')
-# is percent-encoded by parse_url: '[', ']', '|', '{', '"', space, non-ASCII.
-_PCHAR = r"[A-Za-z0-9._~!$&'()*+,;=:@-]"
-_QCHAR = r"[A-Za-z0-9._~!$&'()*+,;=:@/?-]"
-# A percent escape both keep: upper-case hex (parse_url upper-cases escapes) of a byte that
-# is not unreserved (requote_uri decodes those: %7E becomes '~', %2E%2E becomes '..').
-_ESCAPE = "%(?!" + "|".join(sorted(f"{ord(c):02X}" for c in UNRESERVED_SET)) + ")[0-9A-F]{2}"
-# 1 to 65535 without leading zeros: parse_url drops those, and port 0 (prepare_url drops it).
-_PORT = (r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
-         r"|6553[0-5])")
-_PLAIN_URL = re.compile(
-    # a lower-case scheme; a lower-case name or IPv4 address not starting with '.', or an
-    # IPv6 literal (checked in is_plain_url); no user info
-    r"https?://(?:[a-z0-9-][a-z0-9.-]*|\[([0-9a-f:.]+)\])(?::" + _PORT + ")?"
-    # a path whose segments are never '.' or '..' (parse_url removes those)
-    r"(?:/(?!\.\.?(?:[/?]|\Z))" + _PCHAR + "*(?:" + _ESCAPE + _PCHAR + "*)*)+"
-    # no query, or a non-empty one (an empty '?' is dropped); no fragment
-    r"(?:\?(?!\Z)" + _QCHAR + "*(?:" + _ESCAPE + _QCHAR + r"*)*)?\Z")
 # Cookie names and values the cookie jar would send verbatim.
 _PLAIN_COOKIE = re.compile(r"^[!#-+\--:<-\[\]-~]*$")
 _NO_BODY = object()
 #: Wire headers remembered for requests without body, auth or cookies, by (method, headers).
 _HEADER_CACHE_SIZE = 64
-
-
-def is_plain_url(url: str) -> bool:
-    """True if requests would send ``url`` exactly as written; the fast path takes only these.
-
-    For such a URL ``PreparedRequest.prepare_url`` returns it unchanged, so the request line,
-    the Host header and ``response.url`` are requests' own. Anything else (dot segments,
-    lower-case or unneeded escapes, ``:080``, an empty ``?``, characters requests encodes,
-    a fragment, user info, upper-case scheme or host) is left to requests' path.
-
-    Example::
-
-        >>> is_plain_url("http://127.0.0.1:8080/bytes/1024?page=3")
-        True
-        >>> is_plain_url("http://127.0.0.1:8080/a/../b"), is_plain_url("http://h/%7e?")
-        (False, False)
-    """
-    match = _PLAIN_URL.match(url)
-    if match is None:
-        return False
-    if match.group(1) is not None:  # rare: parse_url refuses malformed IPv6 literals
-        try:
-            ipaddress.IPv6Address(match.group(1))
-        except ValueError:
-            return False
-    return True
 
 
 def _body(data: Any, json: Any) -> Any:
@@ -153,7 +109,7 @@ class LeanSession(HopSession):
         # mount() puts every adapter behind one.
         self.sender = NativeSender(connections)
         super().__init__(proxies, auth, rules, headers)
-        self._plain_headers: dict[Any, dict] = {}
+        self._plain_headers = BoundedCache(_HEADER_CACHE_SIZE)
 
     def mount(self, prefix, adapter) -> None:  # noqa: D102 - requests API
         if isinstance(adapter, HTTPAdapter) and not isinstance(adapter, NativeAdapter):
@@ -226,9 +182,7 @@ class LeanSession(HopSession):
             merged["Authorization"] = f"Basic {token}"
         wire = dict(merged.items())
         if key is not None:
-            if len(self._plain_headers) >= _HEADER_CACHE_SIZE:
-                self._plain_headers.clear()
-            self._plain_headers[key] = wire
+            self._plain_headers.remember(key, wire)
         return wire
 
     def _follow(self, response, method, url, data, headers, cookies, auth, json, stream,

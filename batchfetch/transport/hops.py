@@ -21,6 +21,7 @@ import requests.exceptions as rex
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_environ_proxies, get_netrc_auth
 
+from .._cache import BoundedCache
 from ..errors import RedirectLocationError
 from ..inputs import host_key
 
@@ -75,7 +76,7 @@ class HostEnvironment:
         self.auth = auth
         #: The run's :class:`~batchfetch.host_rules.HostRules`, or None.
         self.rules = rules
-        self._per_host: dict[Any, tuple[dict[str, str], Any]] = {}
+        self._per_host = BoundedCache(HOST_CACHE_SIZE)
 
     def __call__(self, url: str, host: Any = None) -> tuple[dict[str, str], Any]:
         """``(proxies, auth)`` for ``url``; ``host`` is its host key, when known."""
@@ -86,9 +87,7 @@ class HostEnvironment:
                 return self._look_up(url, None)
         settings = self._per_host.get(host)
         if settings is None:
-            if len(self._per_host) >= HOST_CACHE_SIZE:
-                self._per_host.clear()
-            settings = self._per_host[host] = self._look_up(url, host)
+            settings = self._per_host.remember(host, self._look_up(url, host))
         return settings
 
     def _look_up(self, url: str, host: Any) -> tuple[dict[str, str], Any]:

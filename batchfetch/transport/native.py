@@ -23,6 +23,7 @@ import urllib3.exceptions as u3
 from urllib3.util import SKIP_HEADER
 from requests.structures import CaseInsensitiveDict
 
+from .._cache import BoundedCache
 from ._ghc import HTTPConnectionClosed, ResponseHead
 from .answers import read_by_http_client, response_for
 from .connections import REUSED, Connections, TlsSettings, tls_context
@@ -31,7 +32,7 @@ __all__ = ["NativeSender", "Plain"]
 
 #: Bytes asked of the socket per read: a small response arrives with its head.
 BLOCK_SIZE = 64 * 1024
-#: Encoded header blocks remembered, by their headers (a run has a few header sets).
+#: Encoded header blocks (and TLS contexts) remembered, by their headers (a run has a few).
 _HEADER_BLOCKS = 64
 
 # A header http.client sends as it is, which requests' path accepts too: a token name, and
@@ -42,7 +43,7 @@ _VALUE = re.compile(r"(?:[\x21-\x7e\xa0-\xff](?:[\x20-\x7e\xa0-\xff\t]*[\x21-\x7
 _REQUIRED = frozenset({"user-agent", "accept-encoding"})
 _REFUSED = frozenset({"host", "transfer-encoding"})
 
-#: Plain: the parts of a plain URL (``fastpath.is_plain_url``) the native path needs.
+#: Plain: the parts of a plain URL (``urls.is_plain_url``) the native path needs.
 Plain = tuple[str, str, int, str, str]
 
 
@@ -88,8 +89,8 @@ class NativeSender:
 
     def __init__(self, limit: int | None) -> None:
         self.connections = Connections(limit)
-        self._contexts: dict[TlsSettings, Any] = {}
-        self._blocks: dict[tuple, bytes | None] = {}
+        self._contexts = BoundedCache(_HEADER_BLOCKS)
+        self._blocks = BoundedCache(_HEADER_BLOCKS)
 
     def header_block(self, headers: dict[str, Any]) -> bytes | None:
         """The header lines after Host, as http.client would write them; None when they are
@@ -102,11 +103,7 @@ class NativeSender:
             pass
         except TypeError:  # an unhashable value: not plain
             return None
-        block = _encode_headers(headers)
-        if len(self._blocks) >= _HEADER_BLOCKS:
-            self._blocks.clear()
-        self._blocks[key] = block
-        return block
+        return self._blocks.remember(key, _encode_headers(headers))
 
     def tls_context(self, settings: TlsSettings) -> ssl.SSLContext | None:
         """The context for ``(verify, cert)``, None if it cannot be built (requests' path
@@ -117,7 +114,7 @@ class NativeSender:
                 context = tls_context(settings)
             except (OSError, ValueError, TypeError):
                 context = None
-            self._contexts[settings] = context
+            self._contexts.remember(settings, context)
         return context
 
     def ready(self, url: str, headers: dict[str, Any], verify: Any, cert: Any

@@ -31,6 +31,7 @@ CLIENT_SCRIPTS = {
     "aiohttp": "aiohttp_queue.py",
     "curl": "curl_parallel.py",
     "reqstorm_auto": "reqstorm_auto.py",
+    "reqstorm_fixed": "reqstorm_fixed.py",
     "geventhttpclient_plain": "geventhttpclient_plain.py",
 }
 #: Clients with an adaptive option of their own, switched on by ``Workload.adaptive``.
