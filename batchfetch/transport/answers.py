@@ -60,7 +60,7 @@ class _Body:
             self.close()
             if "Incomplete" not in str(exc):
                 raise http.client.HTTPException(str(exc)) from None
-            remaining = self.head.get_remaining_content_length()
+            remaining = self.head.remaining()
             data = self.head.read(amount)  # what arrived before the end, if any
             if self.chunked:  # urllib3 counts no length: say it as http.client would
                 raise http.client.IncompleteRead(data, remaining) from None
