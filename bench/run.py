@@ -110,8 +110,10 @@ def run_workload(workload, clients, server, env, workdir, deadline, session_id) 
             log(f"{workload.name} {client:18} #{repeat + 1}: "
                 + (f"{run.elapsed:7.2f} s" if run.elapsed is not None else "   n/a   ")
                 + f"  ok {run.ok}/{run.count}  cpu {run.cpu:6.1f} s  rss "
-                f"{run.max_rss_kb / 1024:6.0f} MB  conns {run.connections}  server cpu "
-                f"{run.server_cpu:5.1f} s  other cpu {run.other_cpu:5.1f} s"
+                f"{run.max_rss_kb / 1024:6.0f} MB  conns {run.connections}"
+                + (f" ({run.open_connections} open at most)"
+                   if run.open_connections is not None else "")
+                + f"  server cpu {run.server_cpu:5.1f} s  other cpu {run.other_cpu:5.1f} s"
                 + (_pace_counts(run.server_stats) if run.server_stats else "")
                 + f"  {run.problem}")
             runs.append(dict(dataclasses.asdict(run), session=session_id))

@@ -11,7 +11,7 @@ import json
 import os
 import statistics
 
-from . import pace_report
+from . import pace_report, transport_report
 from .workloads import ALL_CLIENTS, AUTO_PEERS, PEERS
 
 TARGET_EFFICIENCY = 0.95
@@ -75,10 +75,14 @@ def summarize(runs: list[dict]) -> dict | None:
         "rss_mb": _median(run["max_rss_kb"] / 1024 for run in timed),
         "connections": _median(run["connections"] for run in timed),
         "max_connections": max(run["connections"] for run in timed),
+        "most_open": max((run.get("open_connections") or 0 for run in timed), default=0)
+        if any(run.get("open_connections") is not None for run in timed) else None,
         "server_cpu": _median(run["server_cpu"] / run["elapsed"] for run in timed
                               if run["elapsed"]),
         "other_cpu": _median(run["other_cpu"] / run["wall"] for run in timed
                              if run.get("other_cpu") is not None and run["wall"]),
+        "parent_cpu_ms": _median(run["parent_cpu"] * 1000 / count for run in timed
+                                 if run.get("parent_cpu") is not None),
         "ok": min(run["ok"] for run in timed), "failed": max(run["failed"] for run in timed),
         "count": count,
         "problems": sorted({run["problem"] for run in runs if run["problem"]}),
@@ -139,6 +143,8 @@ def _workload_section(name: str, meta: dict, clients: dict[str, dict],
         connections = _fmt(stats["connections"], ".0f")
         if stats["max_connections"] != stats["connections"]:
             connections += f" (max {stats['max_connections']})"
+        if stats.get("most_open") is not None:
+            connections += f"; {stats['most_open']} open at most"
         cells += [f"{stats['cpu_ms']:.3f}", f"{stats['rss_mb']:.0f}", connections,
                   f"{stats['server_cpu']:.0%}", _fmt(stats["other_cpu"], ".0%"),
                   f"{stats['ok']:,} / {stats['failed']:,}"]
@@ -216,7 +222,11 @@ def _targets(data: dict) -> list[str]:
         measured = by_client(data, name) if meta["healthy"] else {}
         for client in ("batchfetch", "batchfetch_workers"):
             stats = measured.get(client)
-            if stats:
+            if stats and stats.get("most_open") is not None:
+                rows.append((f"{name} {client} connections open at once <= concurrency "
+                             f"{meta['concurrency']}", f"{stats['most_open']}",
+                             stats["most_open"] <= meta["concurrency"]))
+            elif stats:
                 rows.append((f"{name} {client} connections <= concurrency "
                              f"{meta['concurrency']}", f"{stats['max_connections']}",
                              stats["max_connections"] <= meta["concurrency"]))
@@ -243,7 +253,8 @@ def render(data: dict, order: list[str]) -> str:
     issue_6 = _targets(data)
     if len(issue_6) > 2:  # more than the table's head: a workload of issue 6 was measured
         lines += ["", "## Targets (from issue 6)", "", *issue_6]
-    lines += ["", *pace_report.targets(data),
+    lines += ["", *transport_report.machine_line(data, by_client),
+              *transport_report.targets(data, by_client), *pace_report.targets(data),
               "## Time ratios: each peer's median time / batchfetch's (above 1: batchfetch is "
               "faster)", "", *_ratio_table(data, order), "",
               "\\* a run of one of the two was not clean (failures, a crash, a kill): its time "

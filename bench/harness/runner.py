@@ -53,10 +53,12 @@ class Run:
     wall: float = 0.0                 # process start to exit, seconds
     cpu: float = 0.0                  # user + sys seconds of the client process tree
     max_rss_kb: int = 0
-    connections: int | None = None
+    connections: int | None = None   # connections the server accepted during the run
+    open_connections: int | None = None  # the most it had open at once (nginx, sampled)
     server_cpu: float | None = None   # server CPU seconds during the run
     other_cpu: float | None = None    # CPU seconds other processes used during the run
     attempts: int | None = None
+    parent_cpu: float | None = None   # batchfetch's own process alone (not its workers)
     errors: dict = dataclasses.field(default_factory=dict)
     problem: str = ""                 # why the run is not a clean measurement, if it is not
     server_stats: dict | None = None  # the pace server's counts for this run
@@ -99,6 +101,9 @@ def run_client(client: str, workload: Workload, repeat: int, url_file: str, serv
     run = Run(workload.name, client, repeat, workload.count)
     stem = os.path.join(log_dir, f"{workload.name}-{client}-{repeat}")
     unloaded = server.unloaded_latency(workload.path) if workload.probe else None
+    sampler = getattr(server, "open_connections_sampler", lambda: None)()
+    if sampler is not None:
+        sampler.sample()  # its own connection opens before the counter reads
     server.begin_run()  # before the counter reads: their requests are not the run's
     accepted_before = server.accepted()
     server_cpu_before = server.cpu_seconds()
@@ -111,10 +116,14 @@ def run_client(client: str, workload: Workload, repeat: int, url_file: str, serv
     # the harness ever had, and its ru_maxrss is a maximum over all of them).
     killer = threading.Timer(workload.timeout, process.kill)
     killer.start()
+    if sampler is not None:
+        sampler.start()
     try:
         _, status, usage = os.wait4(process.pid, 0)
     finally:
         killer.cancel()
+        if sampler is not None:
+            run.open_connections = sampler.stop()
     process.returncode = os.waitstatus_to_exitcode(status)  # Popen must not wait again
     run.wall = time.monotonic() - started
     busy = procstat.machine_busy_seconds() - busy_before
@@ -150,6 +159,7 @@ def _read_report(run: Run, path: str) -> None:
     run.ok, run.failed, run.bytes = line["ok"], line["failed"], line["bytes"]
     run.elapsed, run.errors = line["elapsed"], line.get("errors", {})
     run.attempts = line.get("attempts")
+    run.parent_cpu = line.get("parent_cpu")
 
 
 def _last_line(path: str) -> str:

@@ -14,6 +14,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import sys
 import tempfile
 import time
@@ -93,6 +94,33 @@ def _get(port: int, path: str) -> bytes:
         connection.close()
 
 
+class OpenConnections(threading.Thread):
+    """The most connections nginx had open at once during a run, sampled every 10 ms over
+    one kept-alive status connection (its own is not counted, nor in "accepted": the
+    harness subtracts it). A peak shorter than 10 ms can be missed: a lower bound."""
+
+    def __init__(self, port: int) -> None:
+        super().__init__(daemon=True)
+        self.connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+        self.most = 0
+        self._stopping = threading.Event()
+
+    def sample(self) -> int:
+        self.connection.request("GET", "/nginx_status")
+        first = self.connection.getresponse().read().decode().splitlines()[0]
+        return int(first.split(":")[1]) - 1
+
+    def run(self) -> None:
+        while not self._stopping.wait(0.01):
+            self.most = max(self.most, self.sample())
+
+    def stop(self) -> int:
+        self._stopping.set()
+        self.join()
+        self.connection.close()
+        return self.most
+
+
 def _wait_until_up(port: int, path: str, process: subprocess.Popen, log: str) -> None:
     deadline = time.monotonic() + 15
     while True:
@@ -159,6 +187,10 @@ class Nginx:
         """stub_status's "accepts" counter (this status request's own connection included)."""
         lines = _get(self.port, "/nginx_status").decode().splitlines()
         return int(lines[2].split()[0])
+
+    def open_connections_sampler(self) -> "OpenConnections":
+        """A sampler of stub_status's "Active connections" while a run lasts."""
+        return OpenConnections(self.port)
 
     def cpu_seconds(self) -> float:
         return procstat.cpu_seconds(self.workers)

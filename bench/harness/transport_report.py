@@ -1,0 +1,95 @@
+"""Issue 16's targets (the gevent-native transport) and the machine's speed, for RESULTS.md.
+
+Every target compares batchfetch with peers measured in the same report, so a slower or
+faster machine moves both sides: the figures are ratios. The machine line gives curl's W1
+time and CPU per request, so absolute figures from two machines can be set side by side.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+#: report.by_client: a workload's summaries by client (passed in: report imports this).
+ByClient = Callable[[dict, str], dict]
+
+#: W1: batchfetch's CPU per request at most this times the plain geventhttpclient loop's.
+W1_CPU_VS_GEVENT_FLOOR = 1.15
+#: W7: batchfetch's time at most this times aiohttp's.
+W7_TIME_VS_AIOHTTP = 1.2
+#: The workloads where ``workers`` must not be slower than one process beyond the spread.
+WORKER_WORKLOADS = ("W1", "W2", "W4", "W6")
+
+
+def machine_line(data: dict, by_client: ByClient) -> list[str]:
+    """One line with the machine's speed: curl's W1 (empty when curl did not run W1)."""
+    curl = by_client(data, "W1").get("curl") if "W1" in data["workloads"] else None
+    if not curl:
+        return []
+    return [f"Machine speed: curl's W1 took {curl['time']:.2f} s (median), "
+            f"{curl['cpu_ms']:.3f} ms of CPU per request. Compare figures from two machines "
+            "as ratios to their own peers, or scale by this line.", ""]
+
+
+def targets(data: dict, by_client: ByClient) -> list[str]:
+    """Issue 16's target rows (empty if none of its workloads ran)."""
+    rows: list[tuple[str, str, bool]] = []
+    w1 = by_client(data, "W1") if "W1" in data["workloads"] else {}
+    base = w1.get("batchfetch")
+    if base:
+        floor = w1.get("geventhttpclient_plain")
+        if floor:
+            ratio = base["cpu_ms"] / floor["cpu_ms"]
+            rows.append((f"W1 CPU per request <= {W1_CPU_VS_GEVENT_FLOOR}x the plain "
+                         "geventhttpclient loop's", f"{ratio:.2f}x "
+                         f"({base['cpu_ms']:.3f} / {floor['cpu_ms']:.3f} ms)",
+                         ratio <= W1_CPU_VS_GEVENT_FLOOR))
+        for peer in ("aiohttp", "reqstorm_fixed"):
+            if peer in w1:
+                rows.append((f"W1 CPU per request below {peer}'s",
+                             f"{base['cpu_ms']:.3f} / {w1[peer]['cpu_ms']:.3f} ms",
+                             base["cpu_ms"] < w1[peer]["cpu_ms"]))
+    for name in ("W2", "W4", "W6"):
+        if name not in data["workloads"]:
+            continue
+        clients = by_client(data, name)
+        ideal = data["workloads"][name]["ideal"]
+        if "batchfetch" in clients and "aiohttp" in clients and ideal:
+            ours, theirs = (ideal / clients[c]["time"] for c in ("batchfetch", "aiohttp"))
+            rows.append((f"{name} efficiency at least aiohttp's", f"{ours:.3f} / {theirs:.3f}",
+                         ours >= theirs))
+    if "W7" in data["workloads"]:
+        clients = by_client(data, "W7")
+        if "batchfetch" in clients and "aiohttp" in clients:
+            ours, theirs = clients["batchfetch"], clients["aiohttp"]
+            ratio = ours["time"] / theirs["time"]
+            rows.append((f"W7 time <= {W7_TIME_VS_AIOHTTP}x aiohttp's", f"{ratio:.2f}x",
+                         ratio <= W7_TIME_VS_AIOHTTP))
+            rows.append(("W7 peak RSS below aiohttp's",
+                         f"{ours['rss_mb']:.0f} / {theirs['rss_mb']:.0f} MB",
+                         ours["rss_mb"] < theirs["rss_mb"]))
+    for name in WORKER_WORKLOADS:
+        if name not in data["workloads"]:
+            continue
+        clients = by_client(data, name)
+        one, workers = clients.get("batchfetch"), clients.get("batchfetch_workers")
+        if one and workers:
+            rows.append((f"{name} workers not slower than one process beyond its spread "
+                         "(median with workers <= one process's slowest run)",
+                         f"{workers['time']:.2f} / {one['max']:.2f} s",
+                         workers["time"] <= one["max"]))
+    costs = []
+    for name in WORKER_WORKLOADS:
+        workers = (by_client(data, name) if name in data["workloads"] else {}).get(
+            "batchfetch_workers")
+        if workers and workers.get("parent_cpu_ms") is not None:
+            costs.append(f"{name} {workers['parent_cpu_ms']:.3f} ms (of {workers['cpu_ms']:.3f}"
+                         " ms in all)")
+    if not rows:
+        return []
+    lines = ["## Targets (from issue 16: the gevent-native transport)", "",
+             "| target | measured | met |", "|---|---:|:---:|"]
+    lines += [f"| {what} | {value} | {'yes' if met else '**no**'} |"
+              for what, value, met in rows]
+    if costs:
+        lines += ["", "With workers, the parent's own CPU per row (reading the input, handing "
+                  "items out, taking rows back): " + "; ".join(costs) + "."]
+    return lines + [""]
