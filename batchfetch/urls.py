@@ -31,9 +31,10 @@ _ESCAPE = "%(?!" + "|".join(sorted(f"{ord(c):02X}" for c in UNRESERVED_SET)) + "
 _PORT = (r"(?:[1-9][0-9]{0,3}|[1-5][0-9]{4}|6[0-4][0-9]{3}|65[0-4][0-9]{2}|655[0-2][0-9]"
          r"|6553[0-5])")
 _PLAIN_URL = re.compile(
-    # a lower-case scheme; a lower-case name or IPv4 address not starting with '.', or an
-    # IPv6 literal (checked in is_plain_url); no user info
-    r"https?://(?:[a-z0-9-][a-z0-9.-]*|\[([0-9a-f:.]+)\])(?::" + _PORT + ")?"
+    # a lower-case scheme; a lower-case name or IPv4 address neither starting nor ending
+    # with '.' (urllib3 drops a final dot from Host and the TLS name), or an IPv6 literal
+    # (checked in is_plain_url); no user info
+    r"https?://(?:[a-z0-9-](?:[a-z0-9.-]*[a-z0-9-])?|\[([0-9a-f:.]+)\])(?::" + _PORT + ")?"
     # a path whose segments are never '.' or '..' (parse_url removes those)
     r"(?:/(?!\.\.?(?:[/?]|\Z))" + _PCHAR + "*(?:" + _ESCAPE + _PCHAR + "*)*)+"
     # no query, or a non-empty one (an empty '?' is dropped); no fragment

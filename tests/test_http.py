@@ -41,6 +41,9 @@ RESPONSES = {
   "HTTP/2.0 line": b"HTTP/2.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
   "lowercase http": b"http/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
   "100 continue first": b"HTTP/1.1 100 Continue\r\n\r\n" + S + b"Content-Length: 2\r\n\r\nok",
+  "103 early hints first": b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" + S
+  + b"Content-Length: 2\r\n\r\nok",
+  "reason with spaces": b"HTTP/1.1 404  Not Found  \r\nContent-Length: 2\r\n\r\nok",
   "204 with body": b"HTTP/1.1 204 No Content\r\n\r\n",
   "long header": S + b"X-Long: " + b"a" * 70000 + b"\r\nContent-Length: 2\r\n\r\nok",
   "many headers": S + b"".join(b"X-%d: 1\r\n" % i for i in range(101)) + b"Content-Length: 2\r\n\r\nok",

@@ -95,3 +95,20 @@ def test_a_tls_failure_is_the_same_on_both_paths(tls_server):
                           for choice in CHOICES)
     assert reference["error"] == "tls"
     assert all(other == reference for other in others)
+
+
+def test_a_send_that_times_out_is_the_same_on_both_paths():
+    """A server that never reads: the kernel takes the first bytes of a 20 MB body, then
+    sending stalls until the timeout (requests: "Connection aborted", not a read timeout)."""
+    import socket
+
+    with socket.socket() as listener:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(8)  # never accepted: the kernel holds what fits, then stalls
+        item = {"url": f"http://127.0.0.1:{listener.getsockname()[1]}/upload",
+                "method": "POST", "data": b"x" * 20_000_000}
+        reference, *others = (handled(item, choice, timeout=0.5) for choice in CHOICES)
+    assert reference["type"].__name__ == "ConnectionError"
+    assert "Connection aborted" in reference["message"]
+    assert all(other == reference for other in others)

@@ -65,6 +65,8 @@ def test_ordinary_urls_take_the_fast_path(url):
     "http://u:p@h/", "http://@h/", "http://.h/", "http://*.h/", "ftp://h/",
     "http://[1.2.3.4]/", "http://[::g]/", "http://[:::]/", "http://[::1%25eth0]/",
     "http://[::FFFF:7F00:1]/", " http://h/",
+    # a final dot: urllib3 keeps it for the lookup but drops it from Host and the TLS name
+    "http://example.com./x", "https://h.:8443/",
 ])
 def test_urls_requests_would_change_take_requests_path(url):
     assert not is_plain_url(url)

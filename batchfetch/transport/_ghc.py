@@ -183,6 +183,8 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
         result = super()._on_headers_complete()
         if self._header_position > MAX_HEADERS + 1:  # http.client says how many is too many
             raise HTTPParseError(f"more than {MAX_HEADERS} headers")
+        if 100 < self.get_code() < 200:  # http.client skips 100 only: a 103 is the answer
+            raise HTTPParseError(f"interim response {self.get_code()}")
         if self.get_http_version() not in ("HTTP/1.1", "HTTP/1.0"):
             raise HTTPParseError(f"{self.get_http_version()} is not HTTP/1")
         return result
@@ -191,6 +193,7 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
         if self._ended:  # stop before the parser forgets this message's headers
             raise HTTPParseError("bytes after the end of the message")
         self.status_message = None  # a final response after an interim one has its own
+        self._header_position = 1
         super()._on_message_begin()
 
     def _on_status(self, string: str) -> None:
@@ -204,7 +207,7 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
         self._ended = self.get_code() >= 200
 
     def feed(self, data: bytes) -> None:  # noqa: D102 - geventhttpclient API
-        if not self.headers_complete:
+        if self._reading:  # the head, interim ones included, and what came with it
             self.received += data
             if len(self.received) > MAX_LINE:  # http.client says which line is too long
                 self.refused = self._reading

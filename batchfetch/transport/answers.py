@@ -14,9 +14,9 @@ from typing import Any
 import requests
 import urllib3
 import urllib3.exceptions as u3
-from urllib3 import HTTPHeaderDict
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
+from urllib3 import HTTPHeaderDict
 
 from ._ghc import HTTPParseError, ResponseHead
 
@@ -144,11 +144,11 @@ def response_for(head: ResponseHead, pool: Any, method: str, url: str,
     body = _Body(head, chunked)
     if coding is None or coding.lower() == "identity":
         raw: Any = _PlainRaw(body, pool.urllib3_pool, headers, head.status_code,
-                             head.status_message or "", version)
+                             (head.status_message or "").strip(), version)
     else:  # urllib3 decodes, with its bounds and its errors
         raw = urllib3.HTTPResponse(
             body=body, headers=HTTPHeaderDict(items), original_response=body,
-            status=head.status_code, version=version, reason=head.status_message or "",
+            status=head.status_code, version=version, reason=(head.status_message or "").strip(),
             preload_content=False, decode_content=False, pool=pool.urllib3_pool,
             request_method=method, request_url=path, enforce_content_length=True)
     return _requests_response(raw, headers, url)

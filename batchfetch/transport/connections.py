@@ -75,8 +75,14 @@ def tls_context(settings: TlsSettings) -> ssl.SSLContext:
         for what, path in (("certificate", cert_file), ("key", key_file)):
             if path and not os.path.exists(path):
                 raise OSError(f"Could not find the TLS {what} file, invalid path: {path}")
-        context.load_cert_chain(cert_file, key_file)
+        # An encrypted key would make OpenSSL ask for its passphrase on the terminal:
+        # refused here, so requests' path says "password is required" instead.
+        context.load_cert_chain(cert_file, key_file, password=_no_passphrase)
     return context
+
+
+def _no_passphrase() -> bytes:
+    raise ValueError("the client key is encrypted")
 
 
 class Connection:
@@ -122,11 +128,13 @@ class Connection:
 class _OriginPool:
     """The idle connections of one origin (most recently used last) and how to open more."""
 
-    __slots__ = ("connections", "scheme", "host", "port", "context", "idle", "_urllib3_pool")
+    __slots__ = ("connections", "key", "scheme", "host", "port", "context", "idle",
+                 "_urllib3_pool")
 
-    def __init__(self, connections: Connections, scheme: str, host: str, port: int,
+    def __init__(self, connections: Connections, key: Any, scheme: str, host: str, port: int,
                  context: ssl.SSLContext | None) -> None:
         self.connections = connections
+        self.key = key
         self.scheme = scheme
         self.host = host
         self.port = port
@@ -171,7 +179,10 @@ class _OriginPool:
                 except (ssl.SSLError, ssl.CertificateError) as exc:
                     sock.close()
                     raise u3.SSLError(exc) from exc
-                except OSError:
+                except OSError as exc:  # a reset during the handshake
+                    sock.close()
+                    raise u3.ProtocolError("Connection aborted.", exc) from exc
+                except BaseException:  # the deadline, a cancel
                     sock.close()
                     raise
         except (u3.NewConnectionError, u3.ConnectTimeoutError, u3.SSLError) as exc:
@@ -219,7 +230,7 @@ class Connections:
         if pool is None:
             if len(self._pools) >= _POOLS_KEPT:  # a run over many hosts: forget the unused
                 self._pools = {key: kept for key, kept in self._pools.items() if kept.idle}
-            pool = self._pools[key] = _OriginPool(self, scheme, host, port, context)
+            pool = self._pools[key] = _OriginPool(self, key, scheme, host, port, context)
         return pool
 
     def get(self, pool: _OriginPool, connect_timeout: float | None, target: str) -> Connection:
@@ -245,7 +256,7 @@ class Connections:
 
     def put_back(self, connection: Connection, reusable: bool) -> None:
         """Keep ``connection`` for its origin's next request, or close it."""
-        if reusable and connection.pool.connections is self and self._pools:
+        if reusable and self._pools.get(connection.pool.key) is connection.pool:
             connection.pool.idle.append(connection)
             self._idle[connection] = None
         else:

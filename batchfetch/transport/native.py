@@ -4,9 +4,8 @@ requests would raise for every failure.
 
 requests, urllib3 and http.client spend about four times the CPU of a gevent-native client
 on a small request. This module writes the request line and headers requests' path would
-write (``tests/test_parity.py`` holds it to that byte for byte), lets geventhttpclient's C
-parser read the answer, and puts the body behind a urllib3 HTTPResponse, so decoding, its
-bounds and its errors are urllib3's own.
+write (``tests/test_parity.py`` holds it to that byte for byte) and lets geventhttpclient's
+C parser read the answer (``answers.py`` turns it into what requests' adapter returns).
 """
 from __future__ import annotations
 
@@ -20,8 +19,8 @@ from typing import Any
 import requests
 import requests.exceptions as rex
 import urllib3.exceptions as u3
-from urllib3.util import SKIP_HEADER
 from requests.structures import CaseInsensitiveDict
+from urllib3.util import SKIP_HEADER
 
 from .._cache import BoundedCache
 from ._ghc import HTTPConnectionClosed, ResponseHead
@@ -148,25 +147,26 @@ class NativeSender:
         head = b"%s %s HTTP/1.1\r\nHost: %s\r\n%s" % (
             method.encode("ascii"), path.encode("ascii"), host_header.encode("ascii"), block)
         data = body.encode("utf-8") if isinstance(body, str) else body
-        try:
-            connection = self.connections.get(pool, connect, path)
-        except u3.MaxRetryError as exc:
-            raise _connect_error(exc)(exc, request=_sent(method, url, head, body)) from None
-        except u3.ReadTimeoutError as exc:
-            raise rex.ReadTimeout(exc, request=_sent(method, url, head, body)) from None
-        except OSError as exc:
-            raise rex.ConnectionError(exc, request=_sent(method, url, head, body)) from None
         if context is not None and context.verify_mode == ssl.CERT_NONE:
             warnings.warn(  # urllib3's warning, word for word, as requests' path gives it
                 f"Unverified HTTPS request is being made to host '{host}'. Adding certificate "
                 "verification is strongly advised. See: https://urllib3.readthedocs.io/en/"
                 "latest/advanced-usage.html#tls-warnings", u3.InsecureRequestWarning,
                 stacklevel=2)
+        try:
+            connection = self.connections.get(pool, connect, path)
+        except u3.ProtocolError as exc:  # a reset during the TLS handshake
+            raise rex.ConnectionError(exc, request=_sent(method, url, head, body)) from None
+        except u3.MaxRetryError as exc:
+            raise _connect_error(exc)(exc, request=_sent(method, url, head, body)) from None
+        except u3.ReadTimeoutError as exc:
+            raise rex.ReadTimeout(exc, request=_sent(method, url, head, body)) from None
+        except OSError as exc:
+            raise rex.ConnectionError(exc, request=_sent(method, url, head, body)) from None
         connection.sent += 1
-        if connection.sent > 1:
-            attempt = REUSED.get()
-            if attempt is not None:
-                attempt[0] = True
+        attempt = REUSED.get()
+        if attempt is not None:  # the last hop's connection is the one that counts
+            attempt[0] = connection.sent > 1
         response_head = None
         failure: Exception | None = None
         try:
@@ -177,7 +177,7 @@ class NativeSender:
                 # urllib3 reads the answer of a server that closed while the request was
                 # being sent (it may have answered already); anything else fails the request.
                 if not isinstance(exc, BrokenPipeError) and exc.errno != errno.ECONNRESET:
-                    raise
+                    raise _SendError(exc) from exc
             connection.set_timeout(read)
             response_head = ResponseHead(connection, method, BLOCK_SIZE)
             response_head.read_head()  # on failure, it has closed the connection or refused
@@ -231,17 +231,29 @@ def _connect_error(exc: u3.MaxRetryError) -> type[rex.RequestException]:
     return rex.ConnectionError
 
 
+class _SendError(OSError):
+    """The request could not be sent (``exc``): requests' path says "Connection aborted"."""
+
+    def __init__(self, exc: OSError) -> None:
+        super().__init__(exc.errno, exc.strerror)
+        self.exc = exc
+
+
 def _head_error(exc: Exception, pool, path: str, read_timeout: Any):
     """The requests exception (a callable taking ``request=``) for a failure between
     sending the request and the end of the response head, as requests' path raises it."""
     if isinstance(exc, u3.InvalidHeader):  # urllib3's verdict on the Content-Length
         return lambda request: rex.InvalidHeader(exc, request=request)
+    if isinstance(exc, _SendError):
+        error = u3.ProtocolError("Connection aborted.", exc.exc)
+        return lambda request: rex.ConnectionError(error, request=request)
     if isinstance(exc, TimeoutError):
         error = u3.ReadTimeoutError(pool.urllib3_pool, path,
                                     f"Read timed out. (read timeout={read_timeout})")
         return lambda request: rex.ReadTimeout(error, request=request)
-    if isinstance(exc, ssl.SSLError):
-        return lambda request: rex.SSLError(u3.SSLError(exc), request=request)
+    if isinstance(exc, ssl.SSLError):  # urllib3 retries it, and runs out of retries
+        error = u3.MaxRetryError(pool.urllib3_pool, path, u3.SSLError(exc))
+        return lambda request: rex.SSLError(error, request=request)
     if isinstance(exc, HTTPConnectionClosed):
         if isinstance(exc.__context__, OSError):
             exc = exc.__context__  # a reset before the first byte
