@@ -134,8 +134,9 @@ class FetchOptions:
     per_host: int | None = Limits.per_host
     #: Attempts started per second across the run, retries included. None: no limit.
     rate: float | None = Limits.rate
-    #: Send plain requests straight to urllib3 (the same pools, headers, body and errors,
-    #: less CPU); False sends every request through requests' full Session path.
+    #: Send what can go out identically on the native transport (the same bytes, rows and
+    #: errors as requests' path, less CPU); False sends every request through requests'
+    #: full Session path.
     fast_path: bool = True
     #: Fetch each origin's robots.txt before its first request (RFC 9309), skip the URLs it
     #: disallows for the User-Agent sent (rows with error ``robots``), and space the

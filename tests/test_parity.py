@@ -24,7 +24,7 @@ from batchfetch.transport import TRANSPORTS
 
 #: The transport every other one is held against: requests' own path.
 REFERENCE = "requests"
-#: The transports the installed libraries can run (transport._internals).
+#: The transports the installed libraries can run (transport._ghc).
 AVAILABLE = [choice for choice in TRANSPORTS if choice.available]
 
 #: ``{port}`` in a URL, a Location or a header becomes the capturing server's port.

@@ -74,8 +74,9 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                help="Fetch each origin's robots.txt first; skip what it disallows (error 'robots') "
                     "and space starts by its Crawl-delay.")
 @timing_option("--fast-path/--no-fast-path", "fast_path", default=None,
-               help="Send plain requests straight to urllib3 (default; less CPU); --no-fast-path "
-                    "sends every request through requests' full Session path.")
+               help="Send what can go out identically on the native transport (default; the "
+                    "same bytes as requests, less CPU); --no-fast-path sends every request "
+                    "through requests' full Session path.")
 @retrying_option("-r", "--retries", type=int, metavar="N", default_of="retries",
                  help="Extra attempts after the first for retryable failures.")
 @retrying_option("--backoff", type=float, metavar="SECONDS", default_of="backoff",

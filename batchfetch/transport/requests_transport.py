@@ -1,6 +1,6 @@
-"""The transport over a requests Session: plain requests on the fast path (LeanSession,
-straight to urllib3's pools), anything else, or everything with ``fast_path=False``, on
-requests' own path. Both send the same bytes (``tests/test_parity.py``).
+"""The transport over a requests Session: plain requests on the native path (LeanSession,
+``native.py``), anything else, or everything with ``fast_path=False``, on requests' own
+path. Both send the same bytes (``tests/test_parity.py``).
 """
 from __future__ import annotations
 
