@@ -29,7 +29,6 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 
 from .._cache import BoundedCache
-from ..urls import is_plain_url
 from .hops import HopSession
 from .native import NativeSender
 
@@ -72,7 +71,7 @@ class NativeAdapter(BaseAdapter):
         url, body = request.url, request.body
         ready = None
         if isinstance(url, str) and (body is None or isinstance(body, (bytes, str))) and \
-                not select_proxy(url, proxies) and is_plain_url(url):
+                not select_proxy(url, proxies):
             ready = self.sender.ready(url, dict(request.headers), verify, cert)
         if ready is None:
             return self.fallback.send(request, stream=stream, timeout=timeout, verify=verify,
@@ -126,8 +125,7 @@ class LeanSession(HopSession):
         ready = None
         if not (params or files or hooks or proxies or body is _NO_BODY or not plain_auth
                 or not isinstance(url, str) or not _plain_cookies(cookies)
-                or (cookies and any(name.lower() == "cookie" for name in headers or ()))
-                or not is_plain_url(url)):
+                or (cookies and any(name.lower() == "cookie" for name in headers or ()))):
             wire_headers = self._headers(method, headers, body, data, json, auth, cookies)
             ready = self.sender.ready(url, wire_headers, verify, cert)
         if ready is None:

@@ -23,6 +23,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.util import SKIP_HEADER
 
 from .._cache import BoundedCache
+from ..urls import is_plain_url
 from ._ghc import HTTPConnectionClosed, ResponseHead
 from .answers import read_by_http_client, response_for
 from .connections import REUSED, Connections, TlsSettings, tls_context
@@ -118,9 +119,11 @@ class NativeSender:
 
     def ready(self, url: str, headers: dict[str, Any], verify: Any, cert: Any
               ) -> tuple[Plain, bytes, Any] | None:
-        """What :meth:`send` takes for a request to the plain URL ``url`` with the wire
-        ``headers`` and TLS settings, or None when it is not one for the native path (its
-        headers are not all plain, its TLS settings do not load)."""
+        """What :meth:`send` takes for a request to ``url`` with the wire ``headers`` and
+        TLS settings, or None when it is not one for the native path (a URL requests would
+        change, headers not all plain, TLS settings that do not load)."""
+        if not is_plain_url(url):
+            return None
         block = self.header_block(headers)
         if block is None:
             return None
@@ -155,14 +158,8 @@ class NativeSender:
                 stacklevel=2)
         try:
             connection = self.connections.get(pool, connect, path)
-        except u3.ProtocolError as exc:  # a reset during the TLS handshake
-            raise rex.ConnectionError(exc, request=_sent(method, url, head, body)) from None
-        except u3.MaxRetryError as exc:
+        except (u3.HTTPError, OSError) as exc:
             raise _connect_error(exc)(exc, request=_sent(method, url, head, body)) from None
-        except u3.ReadTimeoutError as exc:
-            raise rex.ReadTimeout(exc, request=_sent(method, url, head, body)) from None
-        except OSError as exc:
-            raise rex.ConnectionError(exc, request=_sent(method, url, head, body)) from None
         connection.sent += 1
         attempt = REUSED.get()
         if attempt is not None:  # the last hop's connection is the one that counts
@@ -198,7 +195,7 @@ class NativeSender:
             except (OSError, http.client.HTTPException, u3.InvalidHeader) as verdict:
                 failure = verdict
         # Raised outside the handlers, so the exception carries no llhttp context.
-        raise _head_error(failure, pool, path, read)(request=_sent(method, url, head, body))
+        raise _head_error(failure, pool, path, read, _sent(method, url, head, body))
 
     def close(self) -> None:
         """Close every idle connection."""
@@ -220,15 +217,18 @@ def _encode_headers(headers: dict[str, Any]) -> bytes | None:
     return "".join(lines).encode("latin-1")
 
 
-def _connect_error(exc: u3.MaxRetryError) -> type[rex.RequestException]:
-    """The exception requests' adapter raises for a connection urllib3 could not open."""
-    reason = exc.reason
+def _connect_error(exc: Exception) -> type[rex.RequestException]:
+    """The exception requests' adapter raises for a connection urllib3 could not open
+    (``Connections.get`` raises urllib3's exceptions for it, or an OSError)."""
+    if isinstance(exc, u3.ReadTimeoutError):  # a TLS handshake that timed out
+        return rex.ReadTimeout
+    reason = getattr(exc, "reason", None)  # a MaxRetryError's
     if isinstance(reason, u3.ConnectTimeoutError) and not isinstance(reason,
                                                                      u3.NewConnectionError):
         return rex.ConnectTimeout
     if isinstance(reason, u3.SSLError):
         return rex.SSLError
-    return rex.ConnectionError
+    return rex.ConnectionError  # a refusal, a reset during the handshake
 
 
 class _SendError(OSError):
@@ -239,29 +239,28 @@ class _SendError(OSError):
         self.exc = exc
 
 
-def _head_error(exc: Exception, pool, path: str, read_timeout: Any):
-    """The requests exception (a callable taking ``request=``) for a failure between
-    sending the request and the end of the response head, as requests' path raises it."""
+def _head_error(exc: Exception, pool, path: str, read_timeout: Any,
+                request: requests.PreparedRequest) -> rex.RequestException:
+    """The requests exception for a failure between sending the request and the end of
+    the response head, as requests' path raises it."""
     if isinstance(exc, u3.InvalidHeader):  # urllib3's verdict on the Content-Length
-        return lambda request: rex.InvalidHeader(exc, request=request)
-    if isinstance(exc, _SendError):
-        error = u3.ProtocolError("Connection aborted.", exc.exc)
-        return lambda request: rex.ConnectionError(error, request=request)
+        return rex.InvalidHeader(exc, request=request)
     if isinstance(exc, TimeoutError):
         error = u3.ReadTimeoutError(pool.urllib3_pool, path,
                                     f"Read timed out. (read timeout={read_timeout})")
-        return lambda request: rex.ReadTimeout(error, request=request)
+        return rex.ReadTimeout(error, request=request)
     if isinstance(exc, ssl.SSLError):  # urllib3 retries it, and runs out of retries
         error = u3.MaxRetryError(pool.urllib3_pool, path, u3.SSLError(exc))
-        return lambda request: rex.SSLError(error, request=request)
-    if isinstance(exc, HTTPConnectionClosed):
+        return rex.SSLError(error, request=request)
+    if isinstance(exc, _SendError):
+        exc = exc.exc
+    elif isinstance(exc, HTTPConnectionClosed):
         if isinstance(exc.__context__, OSError):
             exc = exc.__context__  # a reset before the first byte
         else:
             exc = http.client.RemoteDisconnected("Remote end closed connection without "
                                                  "response")
-    error = u3.ProtocolError("Connection aborted.", exc)
-    return lambda request: rex.ConnectionError(error, request=request)
+    return rex.ConnectionError(u3.ProtocolError("Connection aborted.", exc), request=request)
 
 
 def _sent(method: str, url: str, head: bytes, body: bytes | None) -> requests.PreparedRequest:
