@@ -196,21 +196,22 @@ class HostQueues(Generic[Job]):
 
     def _close_longest_idle(self) -> None:
         """Take away the connection the transport closes to open one past the budget."""
-        for host in self._idle:
-            if host in self._drained:
-                left = self._drained[host] - 1
-                if left:
-                    self._drained[host] = left
-                else:
-                    del self._drained[host]
-                    del self._idle[host]
-            else:
-                left = self._warm[host] - 1
-                self._warm[host] = left
-                if left <= self._in_flight.get(host, 0):
-                    del self._idle[host]
-            self._warm_total -= 1
+        if not self._idle:
             return
+        host = next(iter(self._idle))  # the host whose idle connection waited longest
+        if host in self._drained:
+            left = self._drained[host] - 1
+            if left:
+                self._drained[host] = left
+            else:
+                del self._drained[host]
+                del self._idle[host]
+        else:
+            left = self._warm[host] - 1
+            self._warm[host] = left
+            if left <= self._in_flight.get(host, 0):
+                del self._idle[host]
+        self._warm_total -= 1
 
     def _host_to_start(self, oldest: Hashable, now: float) -> Hashable | None:
         """Whose job starts, given the host of the oldest startable job; None after
