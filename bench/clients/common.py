@@ -89,6 +89,13 @@ class Tally:
             self.failure(error or f"status {status}")
 
 
+def count_reqstorm_result(tally: Tally, result) -> None:
+    """Add one reqstorm ``Result`` (both reqstorm clients) to ``tally``."""
+    tally.attempts += result.attempts
+    error = describe_exception(result.error) if result.error is not None else ""
+    tally.response(result.status, len(result.body), error)
+
+
 def report(client: str, tally: Tally, elapsed: float, **extra: object) -> None:
     """Print the one JSON line the harness reads (the last line of stdout)."""
     line = {"client": client, "ok": tally.ok, "failed": tally.failed, "bytes": tally.bytes,

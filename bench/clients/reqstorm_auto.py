@@ -38,9 +38,7 @@ def main() -> None:
                                       max_concurrency=args.concurrency,
                                       timeout=common.READ_TIMEOUT)
     for result in results:
-        tally.attempts += result.attempts
-        error = common.describe_exception(result.error) if result.error is not None else ""
-        tally.response(result.status, len(result.body), error)
+        common.count_reqstorm_result(tally, result)
     elapsed = time.perf_counter() - started
     common.report("reqstorm_auto", tally, elapsed, version=reqstorm.__version__)
 

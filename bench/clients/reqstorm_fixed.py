@@ -25,9 +25,7 @@ def main() -> None:
     started = time.perf_counter()
     urls = common.iter_urls(args.url_file) if args.stream else common.read_urls(args.url_file)
     for result in reqstorm.stream_sync(urls, **options):
-        tally.attempts += result.attempts
-        error = common.describe_exception(result.error) if result.error is not None else ""
-        tally.response(result.status, len(result.body), error)
+        common.count_reqstorm_result(tally, result)
     elapsed = time.perf_counter() - started
     common.report("reqstorm_fixed", tally, elapsed, version=reqstorm.__version__)
 
