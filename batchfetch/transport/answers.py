@@ -50,9 +50,6 @@ class _Body:
         name = name.lower()
         return [value for key, value in self.head.items() if key.lower() == name] or default
 
-    def info(self) -> _Body:
-        return self
-
     def read(self, amount: int | None = None) -> bytes:
         try:
             data = self.head.read(amount)
