@@ -69,7 +69,7 @@ class Origins:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_connections_never_exceed_the_concurrency_over_many_hosts(workers):
+def test_connections_never_exceed_the_concurrency_over_many_hosts(workers, both_paths):
     with Origins(30) as origins:
         table = fetch_all(origins.urls(600), concurrency=6, workers=workers, retries=0)
     assert all(row.ok for row in table)
@@ -78,7 +78,20 @@ def test_connections_never_exceed_the_concurrency_over_many_hosts(workers):
     assert origins.accepted > 6  # the budget was met by closing idle connections
 
 
-def test_one_host_keeps_its_connections_alive():
+def test_both_paths_share_one_budget():
+    # A Host header of the item's own is something the native path hands to requests':
+    # every other item goes each way, and the two kinds of connection count as one.
+    with Origins(30) as origins:
+        items = [{"url": url, "headers": {"Host": url.split("/")[2]}} if i % 2 else url
+                 for i, url in enumerate(origins.urls(600))]
+        table = fetch_all(items, concurrency=6, retries=0)
+    assert all(row.ok for row in table)
+    assert origins.requests == 600
+    assert origins.most_open <= 6
+    assert origins.accepted > 6
+
+
+def test_one_host_keeps_its_connections_alive(both_paths):
     with Origins(1) as origins:
         table = fetch_all(origins.urls(300), concurrency=4, retries=0)
     assert all(row.ok for row in table)

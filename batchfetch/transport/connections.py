@@ -1,12 +1,13 @@
 """The native transport's connections: opened as urllib3 opens them (the same address
 lookup, socket options and TLS settings, the same exceptions when that fails), kept alive
-per origin, and held to one run-wide budget.
+per origin, and held to one run-wide budget that urllib3's connections on requests' path
+count against too (``tracked.py``).
 
 The budget is what keeps a run over many hosts within its concurrency: a pool per host
 that keeps its idle connections (urllib3's, under requests) lets a run of 200 requests in
 flight over 250 hosts hold 300 connections. Here, opening a connection when ``limit`` are
-open first closes the connection idle longest, whatever its host, as aiohttp's connector
-does.
+open first closes the connection idle longest, whatever its host and whichever path
+opened it, as aiohttp's connector does.
 """
 from __future__ import annotations
 
@@ -24,14 +25,29 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.util.connection import create_connection
 from urllib3.util.ssl_ import create_urllib3_context, ssl_wrap_socket
 
-__all__ = ["REUSED", "Connection", "Connections", "TlsSettings", "tls_context"]
+__all__ = ["SENT_ON", "Connection", "Connections", "SentOn", "TlsSettings", "tls_context"]
 
-#: The attempt being sent in this greenlet, as a one-item list the connection that sends
-#: it fills in: did that connection carry a request before? Set by the transport around
-#: each attempt (``RequestsTransport.attempt``); gevent gives every greenlet its own
-#: context, so concurrent attempts never see each other's.
-REUSED: contextvars.ContextVar[list[bool] | None] = contextvars.ContextVar(
-    "batchfetch_reused_connection", default=None)
+
+class SentOn:
+    """What the connections that carry one attempt report on it.
+
+    ``reused``: did the connection of its last hop carry a request before? ``borrowed``:
+    the urllib3 connections it took from requests' pools, handed back to the budget as
+    idle when the attempt ends (``tracked.py``).
+    """
+
+    __slots__ = ("reused", "borrowed")
+
+    def __init__(self) -> None:
+        self.reused = False
+        self.borrowed: list[Any] = []
+
+
+#: The attempt being sent in this greenlet. Set by the transport around each attempt
+#: (``RequestsTransport.attempt``); gevent gives every greenlet its own context, so
+#: concurrent attempts never see each other's.
+SENT_ON: contextvars.ContextVar[SentOn | None] = contextvars.ContextVar(
+    "batchfetch_sent_on", default=None)
 
 #: urllib3's HTTPConnection.default_socket_options.
 _SOCKET_OPTIONS = [(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)]
@@ -124,6 +140,11 @@ class Connection:
         """The response on it is over: keep it for the next request, or close it."""
         self.pool.connections.put_back(self, reusable)
 
+    def evict(self) -> None:
+        """Close it while idle, to make room for another (the budget has let go of it)."""
+        self.pool.idle.remove(self)
+        self.pool.connections._close(self)
+
 
 class _OriginPool:
     """The idle connections of one origin (most recently used last) and how to open more."""
@@ -197,8 +218,12 @@ class _OriginPool:
 
 
 class Connections:
-    """Every connection of one transport: a pool of idle ones per origin, and at most
-    ``limit`` open in all (None: no limit).
+    """Every connection of one run: a pool of idle native ones per origin, and at most
+    ``limit`` open in all (None: no limit), counting those of requests' path.
+
+    Anything that holds a connection can join the budget: it calls :meth:`opening` before
+    it connects and :meth:`closed` once closed, and while it is :meth:`idle` the budget may
+    call its ``evict()`` (close it) to make room for another.
 
     Example::
 
@@ -219,8 +244,8 @@ class Connections:
         self.limit = limit
         self.open = 0
         self._pools: dict[Any, _OriginPool] = {}
-        #: Idle connections of every origin, longest idle first.
-        self._idle: OrderedDict[Connection, None] = OrderedDict()
+        #: Idle connections of every origin and both paths, longest idle first.
+        self._idle: OrderedDict[Any, None] = OrderedDict()
 
     def pool(self, scheme: str, host: str, port: int,
              context: ssl.SSLContext | None) -> _OriginPool:
@@ -242,17 +267,34 @@ class Connections:
             if not connection.dropped():
                 return connection
             self._close(connection)  # closed by the server, or sent unasked-for bytes
-        if self.limit is not None:
-            while self.open >= self.limit and self._idle:
-                longest_idle, _ = self._idle.popitem(last=False)
-                longest_idle.pool.idle.remove(longest_idle)
-                self._close(longest_idle)
-        self.open += 1  # counted while it connects: others may not take its place
+        self.opening()
         try:
             return pool.open(connect_timeout, target)
         except BaseException:
             self.open -= 1
             raise
+
+    def opening(self) -> None:
+        """Count a connection about to open (counted while it connects, so others may not
+        take its place), first closing the longest idle while ``limit`` are open."""
+        if self.limit is not None:
+            while self.open >= self.limit and self._idle:
+                longest_idle, _ = self._idle.popitem(last=False)
+                longest_idle.evict()
+        self.open += 1
+
+    def idle(self, member: Any) -> None:
+        """``member`` waits for its next request: the budget may close it to make room."""
+        self._idle[member] = None
+
+    def busy(self, member: Any) -> None:
+        """``member`` carries a request: not to be closed for room."""
+        self._idle.pop(member, None)
+
+    def closed(self, member: Any) -> None:
+        """``member``, counted by :meth:`opening`, is closed."""
+        self.open -= 1
+        self._idle.pop(member, None)
 
     def put_back(self, connection: Connection, reusable: bool) -> None:
         """Keep ``connection`` for its origin's next request, or close it."""
@@ -271,7 +313,7 @@ class Connections:
 
     def close(self) -> None:
         """Close every idle connection; those in use close when their response ends."""
-        for connection in list(self._idle):
-            self._close(connection)
-        self._idle.clear()
+        while self._idle:
+            member, _ = self._idle.popitem(last=False)
+            member.evict()
         self._pools.clear()

@@ -29,6 +29,7 @@ from requests.structures import CaseInsensitiveDict
 from requests.utils import select_proxy
 
 from .._cache import BoundedCache
+from .connections import Connections
 from .hops import HopSession
 from .native import NativeSender
 
@@ -92,7 +93,8 @@ class NativeAdapter(BaseAdapter):
 
 class LeanSession(HopSession):
     """A requests.Session whose plain requests skip requests' per-request preparation and
-    go out on the native transport, over at most ``connections`` connections in all.
+    go out on the native transport, over ``connections`` (the run's budget; by default,
+    a new one with no limit).
 
     Example::
 
@@ -102,11 +104,12 @@ class LeanSession(HopSession):
     """
 
     def __init__(self, proxies: Any = None, auth: Any = None, rules: Any = None,
-                 headers: Any = None, connections: int | None = None) -> None:
+                 headers: Any = None, connections: Connections | None = None) -> None:
         # What requests' path prepares (redirect hops, items with params or hooks) goes
         # out on the native transport too when it is plain, within the same budget:
         # mount() puts every adapter behind one.
-        self.sender = NativeSender(connections)
+        self.sender = NativeSender(connections if connections is not None
+                                   else Connections(limit=None))
         super().__init__(proxies, auth, rules, headers)
         self._plain_headers = BoundedCache(_HEADER_CACHE_SIZE)
 

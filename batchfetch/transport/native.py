@@ -26,7 +26,7 @@ from .._cache import BoundedCache
 from ..urls import is_plain_url
 from ._ghc import HTTPConnectionClosed, ResponseHead
 from .answers import read_by_http_client, response_for
-from .connections import REUSED, Connections, TlsSettings, tls_context
+from .connections import SENT_ON, Connections, TlsSettings, tls_context
 
 __all__ = ["NativeSender", "Plain"]
 
@@ -73,11 +73,11 @@ def split_plain_url(url: str) -> Plain:
 
 
 class NativeSender:
-    """Sends plain requests over :class:`Connections` held to ``limit`` in all.
+    """Sends plain requests over ``connections`` (the run's, held to its budget).
 
     Example::
 
-        >>> sender = NativeSender(limit=4)
+        >>> sender = NativeSender(Connections(limit=4))
         >>> url = "http://127.0.0.1:8000/ok"
         >>> ready = sender.ready(url, {"User-Agent": "u", "Accept-Encoding": "gzip"},
         ...                      verify=True, cert=None)
@@ -87,8 +87,8 @@ class NativeSender:
         >>> sender.close()
     """
 
-    def __init__(self, limit: int | None) -> None:
-        self.connections = Connections(limit)
+    def __init__(self, connections: Connections) -> None:
+        self.connections = connections
         self._contexts = BoundedCache(_HEADER_BLOCKS)
         self._blocks = BoundedCache(_HEADER_BLOCKS)
 
@@ -161,9 +161,9 @@ class NativeSender:
         except (u3.HTTPError, OSError) as exc:
             raise _connect_error(exc)(exc, request=_sent(method, url, head, body)) from None
         connection.sent += 1
-        attempt = REUSED.get()
+        attempt = SENT_ON.get()
         if attempt is not None:  # the last hop's connection is the one that counts
-            attempt[0] = connection.sent > 1
+            attempt.reused = connection.sent > 1
         response_head = None
         failure: Exception | None = None
         try:

@@ -11,7 +11,9 @@ from ..inputs import RequestSpec
 from ..robots import fetch_policy
 from .attempt import run_attempt
 from .base import HostKey, Outcome
-from .session import REUSED, RequestSettings, build_session
+from .connections import SENT_ON, SentOn
+from .session import RequestSettings, build_session
+from .tracked import returned
 
 __all__ = ["RequestsTransport"]
 
@@ -46,20 +48,27 @@ class RequestsTransport:
         """One attempt's outcome (see :class:`~batchfetch.transport.base.Transport`)."""
         session = self.session
         kwargs = self._settings.kwargs(spec, host)
-        reused = [False]  # the connection that sends it says (session.REUSED)
-        token = REUSED.set(reused)
+        sent_on = SentOn()  # the connections that carry it report on it
+        token = SENT_ON.set(sent_on)
         try:
             outcome = run_attempt(session, spec.method, spec.url, kwargs, self.options, index)
         finally:
-            REUSED.reset(token)
-        outcome.reused = reused[0]
+            SENT_ON.reset(token)
+            returned(sent_on)
+        outcome.reused = sent_on.reused
         return outcome
 
     def fetch_robots(self, spec: RequestSpec, host: HostKey) -> Any:
         """The origin's robots.txt policy, fetched through this session's pools."""
         session = self.session
-        return fetch_policy(session, spec.url, self._settings.kwargs(spec, host),
-                            self.options.user_agent, deadline=self.options.deadline)
+        sent_on = SentOn()
+        token = SENT_ON.set(sent_on)
+        try:
+            return fetch_policy(session, spec.url, self._settings.kwargs(spec, host),
+                                self.options.user_agent, deadline=self.options.deadline)
+        finally:
+            SENT_ON.reset(token)
+            returned(sent_on)
 
     def close(self) -> None:
         """Close the session and its idle connections; a later attempt opens a new one."""

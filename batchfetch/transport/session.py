@@ -12,17 +12,16 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from ..config import FetchOptions
 from ..inputs import RequestSpec
 from ._ghc import PROBLEMS
-from .connections import REUSED
+from .connections import Connections
 from .fastpath import LeanSession
 from .hops import HopSession, HostEnvironment
+from .tracked import pool_classes
 
-__all__ = ["REUSED", "build_session", "RequestSettings"]
+__all__ = ["build_session", "RequestSettings"]
 
 
 class _StoreNothing(DefaultCookiePolicy):
@@ -36,60 +35,13 @@ class _StoreNothing(DefaultCookiePolicy):
         return False
 
 
-class _ReuseTracking:
-    """Tells the attempt being sent (see :data:`REUSED`) whether its connection carried
-    a request before.
-
-    A POST that meets a reset before any response byte on a reused keep-alive
-    connection was not processed (the server closed an idle connection), so it
-    is safe to retry; on a fresh connection nobody can tell.
-    """
-
-    _requests_sent = 0
-
-    def request(self, *args, **kwargs):  # noqa: D102 - urllib3 API
-        attempt = REUSED.get()
-        if attempt is not None:
-            attempt[0] = self._requests_sent > 0
-        self._requests_sent += 1
-        return super().request(*args, **kwargs)
-
-    def close(self) -> None:  # noqa: D102 - urllib3 API
-        self._requests_sent = 0
-        super().close()
-
-
-class _TrackedHTTPConnection(_ReuseTracking, HTTPConnection):
-    pass
-
-
-class _TrackedHTTPSConnection(_ReuseTracking, HTTPSConnection):
-    pass
-
-
-class _TrackedHTTPPool(HTTPConnectionPool):
-    ConnectionCls = _TrackedHTTPConnection
-
-
-class _TrackedHTTPSPool(HTTPSConnectionPool):
-    ConnectionCls = _TrackedHTTPSConnection
-
-
-# Exceptions name the pool and the connection by their class: urllib3's names, as plain
-# requests (and the native transport) would give them.
-for _tracked, _plain in ((_TrackedHTTPConnection, HTTPConnection),
-                         (_TrackedHTTPSConnection, HTTPSConnection),
-                         (_TrackedHTTPPool, HTTPConnectionPool),
-                         (_TrackedHTTPSPool, HTTPSConnectionPool)):
-    _tracked.__name__ = _tracked.__qualname__ = _plain.__name__
-
-
 def build_session(options: FetchOptions) -> requests.Session:
     """A Session for one run: pools sized to the concurrency, no env lookups, no shared cookies.
 
-    With ``fast_path`` (and geventhttpclient as the tests cover it), a LeanSession: plain
-    requests on the native transport, at most ``concurrency`` connections open. Whatever
-    is not plain goes to urllib3's pools: ``pool_maxsize`` is the most requests one host
+    At most ``concurrency`` connections are open at once, whichever path opened them: both
+    count against one budget. With ``fast_path`` (and geventhttpclient as the tests cover
+    it), a LeanSession: plain requests on the native transport. Whatever is not plain goes
+    to urllib3's pools: ``pool_maxsize`` is the most requests one host
     can have in flight, so urllib3 never has to discard a connection ("Connection pool is
     full"); ``pool_connections`` keeps a pool for every host that can be in flight at once,
     so keep-alive survives.
@@ -102,9 +54,10 @@ def build_session(options: FetchOptions) -> requests.Session:
         >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
         8
     """
+    budget = Connections(limit=options.concurrency)
     if options.fast_path and not PROBLEMS:
         session = LeanSession(proxies=options.proxies, auth=options.auth, rules=options.hosts,
-                              headers=options.headers, connections=options.concurrency)
+                              headers=options.headers, connections=budget)
     else:
         session = HopSession(proxies=options.proxies, auth=options.auth, rules=options.hosts,
                              headers=options.headers)
@@ -116,8 +69,7 @@ def build_session(options: FetchOptions) -> requests.Session:
     per_host = options.concurrency if options.hosts is not None else options.host_limit
     adapter = HTTPAdapter(pool_connections=max(10, 2 * options.concurrency),
                           pool_maxsize=per_host, max_retries=0, pool_block=False)
-    adapter.poolmanager.pool_classes_by_scheme = {"http": _TrackedHTTPPool,
-                                                  "https": _TrackedHTTPSPool}
+    adapter.poolmanager.pool_classes_by_scheme = pool_classes(budget)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session
