@@ -51,7 +51,8 @@ def _check_items(items: Any, called: str) -> None:
 
 
 def engine_for(options: FetchOptions) -> Engine:
-    """The engine ``options`` call for: worker processes when ``workers > 1``."""
+    """The engine ``options`` call for: this process and worker processes when
+    ``workers > 1``."""
     return ProcessEngine(options) if options.workers > 1 else LocalEngine(options)
 
 

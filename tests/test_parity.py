@@ -233,8 +233,11 @@ class CapturingServer:
                          b"Content-Length: %d\r\n\r\n" % len(self.body)
                 if method != b"HEAD":
                     answer += self.body
+            closing = b"\r\nconnection: close\r\n" in request.lower()
+            if closing:  # said in the answer too (RFC 9112 9.6), or a client may reuse it
+                answer = answer.replace(b"\r\n", b"\r\nConnection: close\r\n", 1)
             sock.sendall(answer)
-            if b"\r\nconnection: close\r\n" in request.lower():
+            if closing:
                 sock.close()
                 return
 

@@ -1,4 +1,5 @@
-"""workers > 1: the batch shared by worker processes, one stream of rows with the same rules."""
+"""workers > 1: the batch shared by this process and worker processes, one stream of rows
+with the same rules."""
 import os
 import signal
 
@@ -57,17 +58,65 @@ def test_hooks_run_in_the_caller_with_the_exceptions(server):
     assert len(statuses) == 4 and all(isinstance(e, HTTPStatusError) for e in statuses)
 
 
-def test_a_worker_that_dies_has_its_items_fetched_by_the_others(server):
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_worker_that_dies_has_its_items_fetched_by_the_others(server, workers):
+    # With two, the one worker process dies and this process's share fetches the rest.
     items = [server.url("/delay/0.2")] * 40
-    rows = iter_fetch(items, workers=2, concurrency=8, retries=0)
+    rows = iter_fetch(items, workers=workers, concurrency=8, retries=0)
     first = next(rows)
     pids = worker_pids()
-    assert len(pids) == 2
+    assert len(pids) == workers - 1
     os.kill(pids[0], signal.SIGKILL)
     rest = list(rows)
     indexes = sorted([first.index] + [row.index for row in rest])
     assert indexes == list(range(40))
     assert all(row.ok for row in rest)
+
+
+def _own_socket_ports() -> set[int]:
+    """Local TCP ports of this process's sockets (IPv4), from /proc."""
+    inodes = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    ports = set()
+    with open("/proc/net/tcp") as table:
+        for line in table.readlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].split(":")[1], 16))
+    return ports
+
+
+def test_this_process_fetches_a_share_too():
+    """The parent is one of the ``workers`` (the batch starts without waiting for a new
+    interpreter): the server sees requests from this process and from the other."""
+    import gevent.server
+
+    peers = []
+
+    def handle(sock, address):
+        with sock.makefile("rb") as stream:
+            while stream.readline() not in (b"", b"\r\n"):
+                pass
+        peers.append((address[1], address[1] in _own_socket_ports()))
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        sock.close()
+
+    server = gevent.server.StreamServer(("127.0.0.1", 0), handle)
+    server.start()
+    try:
+        table = fetch_all([f"http://127.0.0.1:{server.server_port}/{n}" for n in range(20)],
+                          workers=2, concurrency=4, retries=0)
+    finally:
+        server.stop()
+    assert all(row.ok for row in table)
+    mine = [peer for peer, own in peers if own]
+    assert len(peers) == 20 and 0 < len(mine) < 20
 
 
 def test_closing_early_stops_every_worker(server, wait_until):
@@ -77,7 +126,7 @@ def test_closing_early_stops_every_worker(server, wait_until):
     rows = iter_fetch([server.url("/fault/hang")] * 10 + [server.url("/ok")], workers=2,
                       concurrency=20, timeout=30)
     assert next(rows).ok
-    assert len(worker_pids()) == 2
+    assert len(worker_pids()) == 1  # and this process's own share
     rows.close()
     wait_until(lambda: worker_pids() == [])
     wait_until(lambda: server.open_connections == 0)

@@ -11,11 +11,11 @@ its workers itself.
 # patched the process with gevent already.
 import signal
 import sys
-from typing import Any, Iterator
 
 from gevent.fileobject import FileObjectPosix
 
 from ._frames import FrameWriter, read_frame
+from ._serving import serve_share
 from .local import LocalEngine
 
 
@@ -25,28 +25,11 @@ def serve(stdin, stdout) -> None:
     options = read_frame(stdin)
     if options is None:
         return
-    # id(item) -> the parent's serials for it, while it is fetched (a list: equal short
-    # strings can be one object).
-    serials: dict[int, list[int]] = {}
-
-    def pairs() -> Iterator[tuple[int, Any]]:
-        while True:
-            frame = read_frame(stdin)
-            if frame is None:  # the parent closed our stdin: no more items
-                return
-            _, serial, index, item = frame
-            serials.setdefault(id(item), []).append(serial)
-            yield index, item
-
     engine = LocalEngine(options)
     try:
-        # The parent's input indexes: rows carry them, and saved bodies are named by them.
-        for row, exception, item in engine.run(pairs()):
-            waiting = serials[id(item)]
-            serial = waiting.pop(0)
-            if not waiting:
-                del serials[id(item)]
-            frames.write(("row", serial, row, _picklable(exception)))
+        serve_share(engine, lambda: read_frame(stdin),
+                    lambda serial, row, exception: frames.write(
+                        ("row", serial, row, _picklable(exception))))
     finally:
         engine.close()
     frames.write(("done",))

@@ -1,13 +1,17 @@
-"""The process engine: a batch shared between ``workers`` processes (``workers > 1``).
+"""The process engine: a batch shared between ``workers`` processes (``workers > 1``):
+this one and ``workers - 1`` worker processes.
 
-Each worker is ``python -m batchfetch.engines._process_child``, running a
+Each worker process is ``python -m batchfetch.engines._process_child``, running a
 :class:`~batchfetch.engines.local.LocalEngine` with its own gevent hub, pool and
-session; the parent reads the input lazily, hands each item to the worker with the
-least work outstanding, and yields rows as workers report them: a worker that dies has
-its unfinished items handed to the others, and closing the iterator stops every worker.
-Concurrency, ``per_host``, ``rate`` and ``max_pending`` are divided between the
-workers by :meth:`Limits.divided <batchfetch.policies.Limits.divided>` (per_host and
-concurrency rounded up, so each worker may run at least one).
+session. This process runs one more LocalEngine as its own share, so the batch starts
+at once instead of waiting the fifth of a second a new interpreter takes to import
+gevent, requests and urllib3. The parent reads the input lazily, hands each item to the
+share with the least work outstanding, and yields rows as the shares report them: a
+worker that dies has its unfinished items handed to the others, and closing the
+iterator stops every worker. Concurrency, ``per_host``, ``rate`` and ``max_pending``
+are divided between the shares by :meth:`Limits.divided
+<batchfetch.policies.Limits.divided>` (per_host and concurrency rounded up, so each
+share may run at least one).
 """
 from __future__ import annotations
 
@@ -24,15 +28,17 @@ import gevent.lock
 import gevent.queue
 
 from ._frames import FrameWriter, read_frame
+from ._serving import serve_share
 from ..config import FetchOptions
 from ..errors import BatchFetchError
 from .base import RowEvent
+from .local import LocalEngine
 
 __all__ = ["ProcessEngine"]
 
 
 def _worker_options(options: FetchOptions) -> FetchOptions:
-    """The options each of ``options.workers`` workers runs with: the limits divided."""
+    """The options each of ``options.workers`` shares runs with: the limits divided."""
     return options.replace(workers=1, limits=options.limits.divided(options.workers))
 
 
@@ -78,8 +84,38 @@ class _Worker:
             self.process.wait()
 
 
+class _OwnShare:
+    """This process's share: a LocalEngine given items as a worker process is."""
+
+    def __init__(self, options: FetchOptions, events: gevent.queue.Queue) -> None:
+        self.outstanding: dict[int, tuple[int, Any]] = {}  # serial -> (input index, item)
+        self.alive = True
+        self._items: gevent.queue.Queue = gevent.queue.Queue()
+        self._engine = LocalEngine(options)
+        self._greenlet = gevent.spawn(self._serve, events)
+
+    def _serve(self, events: gevent.queue.Queue) -> None:
+        try:
+            serve_share(self._engine, self._items.get,
+                        lambda serial, row, exception: events.put(
+                            ("row", self, serial, row, exception)))
+        except gevent.GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - the caller's to see, not this greenlet's
+            events.put(("failed", exc))
+
+    def send(self, message: Any) -> bool:
+        self._items.put(message)
+        return True
+
+    def stop(self) -> None:
+        self._greenlet.kill(block=True)
+        self._engine.close()
+
+
 class ProcessEngine:
-    """Runs each batch on ``options.workers`` new worker processes, the limits divided.
+    """Runs each batch on this process and ``options.workers - 1`` new worker processes,
+    the limits divided.
 
     Example::
 
@@ -104,12 +140,14 @@ class ProcessEngine:
 def _sharded_events(pairs: Iterator[tuple[int, Any]],
                     options: FetchOptions) -> Iterator[RowEvent]:
     worker_options = _worker_options(options)
-    workers = [_Worker() for _ in range(options.workers)]
     events: gevent.queue.Queue = gevent.queue.Queue()
+    # First, so that it takes the first items while the processes start.
+    workers: list[Any] = [_OwnShare(worker_options, events)]
     room = gevent.lock.Semaphore(options.pending_limit)
     greenlets = []
     try:
-        for worker in workers:
+        workers += [_Worker() for _ in range(options.workers - 1)]
+        for worker in workers[1:]:
             if not worker.send(worker_options):
                 raise BatchFetchError("a worker process failed to start")
             greenlets.append(gevent.spawn(_read_rows, worker, events))
@@ -122,7 +160,7 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
                 owed += 1
             elif kind == "input done":
                 fed_all = True
-            elif kind == "input failed":
+            elif kind == "failed":
                 raise event[1]
             elif kind == "row":
                 _, worker, serial, row, exception = event
@@ -188,6 +226,6 @@ def _feed(pairs: Iterator[tuple[int, Any]], workers: list[_Worker],
     except gevent.GreenletExit:
         raise
     except BaseException as exc:  # noqa: BLE001 - the caller's input failed: raise it there
-        events.put(("input failed", exc))
+        events.put(("failed", exc))
         return
     events.put(("input done",))
