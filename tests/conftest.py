@@ -153,6 +153,7 @@ def both_paths(request, monkeypatch):
 
         build = requests_transport.build_session
         monkeypatch.setattr(requests_transport, "build_session",
-                            lambda options: build(options.replace(fast_path=False)))
+                            lambda options, *budget: build(options.replace(fast_path=False),
+                                                           *budget))
         monkeypatch.setenv("BATCHFETCH_FAST_PATH", "false")  # for CLI subprocesses
     return request.param

@@ -96,3 +96,24 @@ def test_one_host_keeps_its_connections_alive(both_paths):
         table = fetch_all(origins.urls(300), concurrency=4, retries=0)
     assert all(row.ok for row in table)
     assert origins.accepted <= 4 and origins.most_open <= 4
+
+
+def test_a_lowered_limit_holds_from_then_on(both_paths):
+    """LocalEngine.limit (the process engine's own share gives up a worker's part with
+    it): once ``within`` says so, no more attempts in flight or connections open than the
+    new limit, the idle ones over it closed."""
+    from batchfetch import FetchOptions
+    from batchfetch.engines.local import LocalEngine
+
+    with Origins(1) as origins:  # one host: nothing but the lowered limit closes any
+        engine = LocalEngine(FetchOptions(concurrency=6, retries=0))
+        events = engine.run(enumerate(origins.urls(600)))
+        rows = [next(events).row for _ in range(100)]
+        engine.limit(2)
+        while not engine.within(2):
+            rows.append(next(events).row)
+        origins.most_open = 0
+        rows.extend(event.row for event in events)
+        engine.close()
+    assert len(rows) == 600 and all(row.ok for row in rows)
+    assert 0 < origins.most_open <= 2

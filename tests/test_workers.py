@@ -92,31 +92,66 @@ def _own_socket_ports() -> set[int]:
     return ports
 
 
-def test_this_process_fetches_a_share_too():
-    """The parent is one of the ``workers`` (the batch starts without waiting for a new
-    interpreter): the server sees requests from this process and from the other."""
+def test_this_process_runs_the_whole_concurrency_until_the_worker_has_started():
+    """The parent is one of the ``workers``: until the worker process has started, its
+    share runs with the whole concurrency (2 here, not 1); then it gives up the worker's
+    part and hands over the items it has not started.
+
+    The server holds this process's requests until one comes from the worker (releasing
+    the older of two held at once, so the parent's share can give up a slot), and the
+    input goes on until then: the run ends only if the worker is handed items (a hang is
+    failed by pytest-timeout)."""
+    import gevent.event
     import gevent.server
 
-    peers = []
+    foreign_seen = gevent.event.Event()
+    held: list[gevent.event.Event] = []
+    seen = {"own": 0, "foreign": 0, "most_held": 0}
+
+    def answer(own: bool) -> None:
+        if not own:
+            seen["foreign"] += 1
+            foreign_seen.set()
+            return
+        seen["own"] += 1
+        if foreign_seen.is_set():
+            return
+        release = gevent.event.Event()
+        held.append(release)
+        seen["most_held"] = max(seen["most_held"], len(held))
+        if len(held) == 2:
+            held.pop(0).set()
+        gevent.wait([release, foreign_seen], count=1)
+        if release in held:
+            held.remove(release)
 
     def handle(sock, address):
         with sock.makefile("rb") as stream:
-            while stream.readline() not in (b"", b"\r\n"):
-                pass
-        peers.append((address[1], address[1] in _own_socket_ports()))
-        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
-        sock.close()
+            while True:
+                while (line := stream.readline()) not in (b"", b"\r\n"):
+                    pass
+                if not line:
+                    return
+                answer(address[1] in _own_socket_ports())
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
     server = gevent.server.StreamServer(("127.0.0.1", 0), handle)
     server.start()
+    url = f"http://127.0.0.1:{server.server_port}/"
+
+    def items():
+        count = 0
+        while not foreign_seen.is_set() or count % 10:
+            count += 1
+            yield url + str(count)
+
     try:
-        table = fetch_all([f"http://127.0.0.1:{server.server_port}/{n}" for n in range(20)],
-                          workers=2, concurrency=4, retries=0)
+        table = fetch_all(items(), workers=2, concurrency=2, max_pending=4, retries=0)
     finally:
         server.stop()
     assert all(row.ok for row in table)
-    mine = [peer for peer, own in peers if own]
-    assert len(peers) == 20 and 0 < len(mine) < 20
+    assert seen["own"] + seen["foreign"] == len(table)
+    assert seen["most_held"] == 2 and seen["foreign"] > 0
 
 
 def test_closing_early_stops_every_worker(server, wait_until):

@@ -20,8 +20,10 @@ from .local import LocalEngine
 
 
 def serve(stdin, stdout) -> None:
-    """Fetch what the parent sends until it closes our stdin; report every row."""
+    """Say we have started; fetch what the parent sends until it closes our stdin; report
+    every row."""
     frames = FrameWriter(stdout)
+    frames.write(("ready",))  # imported: the parent may give us our share now
     options = read_frame(stdin)
     if options is None:
         return

@@ -70,14 +70,43 @@ class LocalEngine:
     def __init__(self, options: FetchOptions) -> None:
         self.options = options
         self.transport: Transport = transport_for(options)  # connects on first use
+        #: Attempts in flight at most, and connections open (``options.concurrency``
+        #: unless :meth:`limit` changed it).
+        self.concurrency = options.concurrency
         self._running = False
         self._runs: weakref.WeakSet = weakref.WeakSet()  # to cancel on close()
+        self._batch: _Batch | None = None
 
     def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
-        events = _Batch(self.options, self.transport).row_events(pairs, self)
+        batch = self._batch = _Batch(self.options, self.transport, self.concurrency)
+        events = batch.row_events(pairs, self)
         self._runs.add(events)
         return events
+
+    def limit(self, concurrency: int) -> None:
+        """From now on, start attempts only while fewer than ``concurrency`` are in flight
+        and hold the connections to as many, a run in progress included: idle ones over
+        it close now, busy ones as their responses end (see :meth:`within`).
+
+        Example::
+
+            >>> from batchfetch import FetchOptions
+            >>> engine = LocalEngine(FetchOptions(concurrency=8))
+            >>> engine.limit(2)
+            >>> engine.concurrency, engine.within(2)
+            (2, True)
+        """
+        self.concurrency = concurrency
+        self.transport.connections.limit = concurrency
+        self.transport.connections.trim()
+        if self._batch is not None:
+            self._batch.concurrency = self._batch.queues.connections = concurrency
+
+    def within(self, concurrency: int) -> bool:
+        """Are no more than ``concurrency`` attempts in flight and connections open?"""
+        in_flight = self._batch.in_flight if self._batch is not None else 0
+        return in_flight <= concurrency and self.transport.connections.open <= concurrency
 
     def _start(self) -> None:
         """Count a run as started (when its first event is asked for): one at a time."""
@@ -88,6 +117,7 @@ class LocalEngine:
 
     def _finished(self) -> None:
         self._running = False
+        self._batch = None
 
     def close(self) -> None:
         """Cancel a run in progress and close the transport's connections; a later run
@@ -120,11 +150,12 @@ class _Job:
 class _Batch:
     """The state of one run: the scheduler's queues, timers and in-flight attempts."""
 
-    def __init__(self, options: FetchOptions, transport: Transport) -> None:
+    def __init__(self, options: FetchOptions, transport: Transport, concurrency: int) -> None:
         self.options = options
         self.transport = transport
+        self.concurrency = concurrency  # LocalEngine.limit may lower it during the run
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
-                                                  connections=options.concurrency,
+                                                  connections=concurrency,
                                                   clock=WaitClock(),
                                                   open_by_time=not options.adapts)
         self.rate = StartRate(options.rate)
@@ -244,7 +275,7 @@ class _Batch:
 
     def _take_attempt(self) -> _Job | None:
         """The next attempt the limits allow now, counted as started; None if none."""
-        if self.in_flight >= self.options.concurrency:
+        if self.in_flight >= self.concurrency:
             return None
         now = time.monotonic()
         wait = self.rate.wait_time(now)
@@ -315,7 +346,7 @@ class _Batch:
         host_wait_end = self.queues.next_wakeup(now)
         if host_wait_end is not None:
             wakeups.append(host_wait_end)
-        if len(self.queues) and self.in_flight < self.options.concurrency:
+        if len(self.queues) and self.in_flight < self.concurrency:
             wait = self.rate.wait_time(now)
             if wait:
                 wakeups.append(now + wait)

@@ -3,9 +3,12 @@ this one and ``workers - 1`` worker processes.
 
 Each worker process is ``python -m batchfetch.engines._process_child``, running a
 :class:`~batchfetch.engines.local.LocalEngine` with its own gevent hub, pool and
-session. This process runs one more LocalEngine as its own share, so the batch starts
-at once instead of waiting the fifth of a second a new interpreter takes to import
-gevent, requests and urllib3. The parent reads the input lazily, hands each item to the
+session. This process runs one more LocalEngine as its own share, so the batch does not
+wait the fifth of a second a new interpreter takes to import gevent, requests and
+urllib3: until a worker says it has started, this process's share runs with the whole
+concurrency; then it gives up the worker's part (its attempts and connections over its
+new limit end first, so the whole stays within the concurrency), and the items it has
+not started go to the worker. The parent reads the input lazily, hands each item to the
 share with the least work outstanding, and yields rows as the shares report them: a
 worker that dies has its unfinished items handed to the others, and closing the
 iterator stops every worker. Concurrency, ``per_host``, ``rate`` and ``max_pending``
@@ -16,6 +19,7 @@ share may run at least one).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import os
 import subprocess
@@ -57,6 +61,7 @@ class _Worker:
                                         env=env)
         self.outstanding: dict[int, tuple[int, Any]] = {}  # serial -> (input index, item)
         self.alive = True
+        self.admitted = False  # given its options: it may be handed items
         self._frames = FrameWriter(self.process.stdin)
 
     def send(self, message: Any) -> bool:
@@ -87,16 +92,18 @@ class _Worker:
 class _OwnShare:
     """This process's share: a LocalEngine given items as a worker process is."""
 
+    admitted = True
+
     def __init__(self, options: FetchOptions, events: gevent.queue.Queue) -> None:
         self.outstanding: dict[int, tuple[int, Any]] = {}  # serial -> (input index, item)
         self.alive = True
         self._items: gevent.queue.Queue = gevent.queue.Queue()
-        self._engine = LocalEngine(options)
+        self.engine = LocalEngine(options)
         self._greenlet = gevent.spawn(self._serve, events)
 
     def _serve(self, events: gevent.queue.Queue) -> None:
         try:
-            serve_share(self._engine, self._items.get,
+            serve_share(self.engine, self._items.get,
                         lambda serial, row, exception: events.put(
                             ("row", self, serial, row, exception)))
         except gevent.GreenletExit:
@@ -108,9 +115,19 @@ class _OwnShare:
         self._items.put(message)
         return True
 
+    def take_back(self) -> list[tuple[int, int, Any]]:
+        """The items handed to it that its engine has not pulled yet, as ``(serial,
+        index, item)``: no longer its own."""
+        taken = []
+        while not self._items.empty():
+            _, serial, index, item = self._items.get_nowait()
+            del self.outstanding[serial]
+            taken.append((serial, index, item))
+        return taken
+
     def stop(self) -> None:
         self._greenlet.kill(block=True)
-        self._engine.close()
+        self.engine.close()
 
 
 class ProcessEngine:
@@ -141,16 +158,20 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
                     options: FetchOptions) -> Iterator[RowEvent]:
     worker_options = _worker_options(options)
     events: gevent.queue.Queue = gevent.queue.Queue()
-    # First, so that it takes the first items while the processes start.
-    workers: list[Any] = [_OwnShare(worker_options, events)]
+    # The whole concurrency until the worker processes have started; first in the list,
+    # so that it takes the first items.
+    own = _OwnShare(worker_options.replace(limits=dataclasses.replace(
+        worker_options.limits, concurrency=options.concurrency)), events)
+    workers: list[Any] = [own]
+    started: gevent.queue.Queue = gevent.queue.Queue()  # worker processes ready for options
     room = gevent.lock.Semaphore(options.pending_limit)
     greenlets = []
     try:
         workers += [_Worker() for _ in range(options.workers - 1)]
         for worker in workers[1:]:
-            if not worker.send(worker_options):
-                raise BatchFetchError("a worker process failed to start")
             greenlets.append(gevent.spawn(_read_rows, worker, events))
+        greenlets.append(gevent.spawn(_admit, started, workers, worker_options,
+                                      options.concurrency))
         greenlets.append(gevent.spawn(_feed, pairs, workers, room, events))
         fed_all, owed = False, 0
         while not fed_all or owed:
@@ -162,6 +183,8 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
                 fed_all = True
             elif kind == "failed":
                 raise event[1]
+            elif kind == "started":
+                started.put(event[1])
             elif kind == "row":
                 _, worker, serial, row, exception = event
                 _, item = worker.outstanding.pop(serial)
@@ -189,14 +212,39 @@ def _read_rows(worker: _Worker, events: gevent.queue.Queue) -> None:
             return
         if frame[0] == "done":
             return
+        if frame[0] == "ready":
+            events.put(("started", worker))
+            continue
         _, serial, row, exception = frame
         events.put(("row", worker, serial, row, exception))
 
 
-def _hand(workers: list[_Worker], serial: int, index: int, item: Any) -> None:
-    """Give an item (the ``serial``-th pulled) to the live worker with the least outstanding."""
+def _admit(started: gevent.queue.Queue, workers: list[Any], worker_options: FetchOptions,
+           concurrency: int) -> None:
+    """Give each worker process that has started its share: this process's share first
+    gives up as much, then hands over the items it has not started."""
+    own, share, admitted = workers[0], worker_options.concurrency, 0
     while True:
-        live = [worker for worker in workers if worker.alive]
+        worker = started.get()
+        limit = max(1, concurrency - (admitted + 1) * share)
+        own.engine.limit(limit)
+        # Its attempts over the new limit end within one response each: only then may
+        # the worker start its own, so the shares never hold more than the whole.
+        while not own.engine.within(limit):
+            gevent.sleep(0.005)
+        if not (worker.alive and worker.send(worker_options)):
+            own.engine.limit(max(1, concurrency - admitted * share))
+            continue
+        admitted += 1
+        worker.admitted = True
+        for serial, index, item in own.take_back():
+            _hand(workers, serial, index, item)
+
+
+def _hand(workers: list[Any], serial: int, index: int, item: Any) -> None:
+    """Give an item (the ``serial``-th pulled) to the live share with the least outstanding."""
+    while True:
+        live = [worker for worker in workers if worker.alive and worker.admitted]
         if not live:
             raise BatchFetchError("every worker process exited before the run ended")
         worker = min(live, key=lambda w: len(w.outstanding))

@@ -45,6 +45,11 @@ class Outcome:
 class Transport(Protocol):
     """One way of sending attempts (see ``transport/__init__.py`` for the list)."""
 
+    #: The connection budget (``connections.Connections``), across its sessions: ``open``
+    #: counts the connections open now; lowering ``limit`` and calling ``trim()`` closes
+    #: idle ones over it at once, and the others as their responses end.
+    connections: Any
+
     def attempt(self, spec: RequestSpec, host: HostKey, index: int) -> Outcome:
         """Send ``spec`` once (redirects followed as the options say), read its body under
         the deadline, and describe it. Never raises, except GreenletExit on cancel.

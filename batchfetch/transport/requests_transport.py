@@ -11,7 +11,7 @@ from ..inputs import RequestSpec
 from ..robots import fetch_policy
 from .attempt import run_attempt
 from .base import HostKey, Outcome
-from .connections import SENT_ON, SentOn
+from .connections import SENT_ON, Connections, SentOn
 from .session import RequestSettings, build_session
 from .tracked import returned
 
@@ -33,6 +33,8 @@ class RequestsTransport:
 
     def __init__(self, options: FetchOptions) -> None:
         self.options = options
+        #: The run-wide connection budget, across sessions (see Transport.connections).
+        self.connections = Connections(limit=options.concurrency)
         self._session: Any = None
         self._settings: RequestSettings | None = None
 
@@ -40,7 +42,7 @@ class RequestsTransport:
     def session(self) -> Any:
         """The requests Session (with the run's pools), built on first use."""
         if self._session is None:
-            self._session = build_session(self.options)
+            self._session = build_session(self.options, self.connections)
             self._settings = RequestSettings(self.options, self._session.environment)
         return self._session
 

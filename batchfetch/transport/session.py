@@ -35,11 +35,12 @@ class _StoreNothing(DefaultCookiePolicy):
         return False
 
 
-def build_session(options: FetchOptions) -> requests.Session:
+def build_session(options: FetchOptions, budget: Connections | None = None
+                  ) -> requests.Session:
     """A Session for one run: pools sized to the concurrency, no env lookups, no shared cookies.
 
-    At most ``concurrency`` connections are open at once, whichever path opened them: both
-    count against one budget. With ``fast_path`` (and geventhttpclient as the tests cover
+    At most ``concurrency`` connections are open at once (or ``budget.limit``, with a
+    budget given), whichever path opened them: both count against one budget. With ``fast_path`` (and geventhttpclient as the tests cover
     it), a LeanSession: plain requests on the native transport. Whatever is not plain goes
     to urllib3's pools: ``pool_maxsize`` is the most requests one host
     can have in flight, so urllib3 never has to discard a connection ("Connection pool is
@@ -54,7 +55,8 @@ def build_session(options: FetchOptions) -> requests.Session:
         >>> session.get_adapter("http://127.0.0.1/")._pool_maxsize
         8
     """
-    budget = Connections(limit=options.concurrency)
+    if budget is None:
+        budget = Connections(limit=options.concurrency)
     if options.fast_path and not PROBLEMS:
         session = LeanSession(proxies=options.proxies, auth=options.auth, rules=options.hosts,
                               headers=options.headers, connections=budget)
