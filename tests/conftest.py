@@ -96,6 +96,16 @@ class HeldServer:
 
 
 @pytest.fixture
+def shares_at_once(monkeypatch):
+    """With ``workers``, each worker process is given a share as soon as it has started,
+    whether or not this process is busy (``engines.processes.BUSY``)."""
+    from batchfetch.engines import processes
+
+    monkeypatch.setattr(processes, "BUSY", 0.0)
+    monkeypatch.setattr(processes, "BUSY_WINDOW", 0.01)
+
+
+@pytest.fixture
 def held_server():
     """A :class:`HeldServer`; released (and stopped) at the end of the test."""
     with HeldServer() as running:

@@ -69,7 +69,8 @@ class Origins:
 
 
 @pytest.mark.parametrize("workers", [1, 2])
-def test_connections_never_exceed_the_concurrency_over_many_hosts(workers, both_paths):
+def test_connections_never_exceed_the_concurrency_over_many_hosts(workers, both_paths,
+                                                                  shares_at_once):
     with Origins(30) as origins:
         table = fetch_all(origins.urls(600), concurrency=6, workers=workers, retries=0)
     assert all(row.ok for row in table)
@@ -102,14 +103,14 @@ def test_a_lowered_limit_holds_from_then_on(both_paths):
     """LocalEngine.limit (the process engine's own share gives up a worker's part with
     it): once ``within`` says so, no more attempts in flight or connections open than the
     new limit, the idle ones over it closed."""
-    from batchfetch import FetchOptions
+    from batchfetch import FetchOptions, Limits
     from batchfetch.engines.local import LocalEngine
 
     with Origins(1) as origins:  # one host: nothing but the lowered limit closes any
         engine = LocalEngine(FetchOptions(concurrency=6, retries=0))
         events = engine.run(enumerate(origins.urls(600)))
         rows = [next(events).row for _ in range(100)]
-        engine.limit(2)
+        engine.limit(Limits(concurrency=2))
         while not engine.within(2):
             rows.append(next(events).row)
         origins.most_open = 0

@@ -59,13 +59,14 @@ def test_hooks_run_in_the_caller_with_the_exceptions(server):
 
 
 @pytest.mark.parametrize("workers", [2, 3])
-def test_a_worker_that_dies_has_its_items_fetched_by_the_others(server, workers):
+def test_a_worker_that_dies_has_its_items_fetched_by_the_others(server, workers,
+                                                                 shares_at_once, wait_until):
     # With two, the one worker process dies and this process's share fetches the rest.
     items = [server.url("/delay/0.2")] * 40
     rows = iter_fetch(items, workers=workers, concurrency=8, retries=0)
     first = next(rows)
+    wait_until(lambda: len(worker_pids()) == workers - 1)  # started one at a time
     pids = worker_pids()
-    assert len(pids) == workers - 1
     os.kill(pids[0], signal.SIGKILL)
     rest = list(rows)
     indexes = sorted([first.index] + [row.index for row in rest])
@@ -92,76 +93,125 @@ def _own_socket_ports() -> set[int]:
     return ports
 
 
-def test_this_process_runs_the_whole_concurrency_until_the_worker_has_started():
-    """The parent is one of the ``workers``: until the worker process has started, its
-    share runs with the whole concurrency (2 here, not 1); then it gives up the worker's
-    part and hands over the items it has not started.
+class HoldingServer:
+    """Holds this process's requests until one comes from another process (releasing the
+    older of two held at once, so that this process's share can give up a slot)."""
 
-    The server holds this process's requests until one comes from the worker (releasing
-    the older of two held at once, so the parent's share can give up a slot), and the
-    input goes on until then: the run ends only if the worker is handed items (a hang is
-    failed by pytest-timeout)."""
-    import gevent.event
-    import gevent.server
+    def __init__(self) -> None:
+        import gevent.event
+        import gevent.server
 
-    foreign_seen = gevent.event.Event()
-    held: list[gevent.event.Event] = []
-    seen = {"own": 0, "foreign": 0, "most_held": 0}
+        self.foreign_seen = gevent.event.Event()
+        self.held: list = []
+        self.own = self.foreign = self.most_held = 0
+        self.listener = gevent.server.StreamServer(("127.0.0.1", 0), self._handle)
 
-    def answer(own: bool) -> None:
+    def __enter__(self) -> "HoldingServer":
+        self.listener.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.listener.stop()
+
+    def items(self):
+        """URLs until a request came from another process, and up to 9 more."""
+        count = 0
+        while not self.foreign_seen.is_set() or count % 10:
+            count += 1
+            yield f"http://127.0.0.1:{self.listener.server_port}/{count}"
+
+    def _answer(self, own: bool) -> None:
+        import gevent
+        import gevent.event
+
         if not own:
-            seen["foreign"] += 1
-            foreign_seen.set()
+            self.foreign += 1
+            self.foreign_seen.set()
             return
-        seen["own"] += 1
-        if foreign_seen.is_set():
+        self.own += 1
+        if self.foreign_seen.is_set():
             return
         release = gevent.event.Event()
-        held.append(release)
-        seen["most_held"] = max(seen["most_held"], len(held))
-        if len(held) == 2:
-            held.pop(0).set()
-        gevent.wait([release, foreign_seen], count=1)
-        if release in held:
-            held.remove(release)
+        self.held.append(release)
+        self.most_held = max(self.most_held, len(self.held))
+        if len(self.held) == 2:
+            self.held.pop(0).set()
+        gevent.wait([release, self.foreign_seen], count=1)
+        if release in self.held:
+            self.held.remove(release)
 
-    def handle(sock, address):
+    def _handle(self, sock, address) -> None:
         with sock.makefile("rb") as stream:
             while True:
                 while (line := stream.readline()) not in (b"", b"\r\n"):
                     pass
                 if not line:
                     return
-                answer(address[1] in _own_socket_ports())
+                self._answer(address[1] in _own_socket_ports())
                 sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
-    server = gevent.server.StreamServer(("127.0.0.1", 0), handle)
-    server.start()
-    url = f"http://127.0.0.1:{server.server_port}/"
 
-    def items():
-        count = 0
-        while not foreign_seen.is_set() or count % 10:
-            count += 1
-            yield url + str(count)
+def _burn_cpu(row) -> None:
+    """An on_result hook that keeps this process busy (the hooks run in it)."""
+    import time
 
-    try:
-        table = fetch_all(items(), workers=2, concurrency=2, max_pending=4, retries=0)
-    finally:
-        server.stop()
+    end = time.process_time() + 0.01
+    while time.process_time() < end:
+        pass
+
+
+def test_a_busy_process_shares_the_batch_after_running_the_whole_concurrency():
+    """Until a worker process takes a share, this process runs the whole concurrency (2
+    requests at once here, not 1); once it is busy (the hook burns its CPU) and the worker
+    has started, the worker is given a share and the items this process has not started.
+    The server holds this process's requests and the input goes on until a request comes
+    from the worker: the run ends only if the worker fetches (a hang is failed by
+    pytest-timeout)."""
+    with HoldingServer() as server:
+        table = fetch_all(server.items(), workers=2, concurrency=2, max_pending=4,
+                          retries=0, on_result=_burn_cpu)
     assert all(row.ok for row in table)
-    assert seen["own"] + seen["foreign"] == len(table)
-    assert seen["most_held"] == 2 and seen["foreign"] > 0
+    assert server.own + server.foreign == len(table)
+    assert server.most_held == 2 and server.foreign > 0
 
 
-def test_closing_early_stops_every_worker(server, wait_until):
+def test_a_batch_that_waits_on_the_network_stays_in_this_process():
+    """This process is far from busy waiting for slow answers: the worker process starts
+    but is given nothing, so the split costs nothing."""
+    import gevent
+    import gevent.server
+
+    senders = []
+
+    def handle(sock, address):
+        with sock.makefile("rb") as stream:
+            while stream.readline() not in (b"", b"\r\n"):
+                pass
+        senders.append(address[1] in _own_socket_ports())
+        gevent.sleep(0.5)
+        sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        sock.close()
+
+    listener = gevent.server.StreamServer(("127.0.0.1", 0), handle)
+    listener.start()
+    try:
+        # max_pending 8: half of it waits where a worker could be handed it.
+        table = fetch_all([f"http://127.0.0.1:{listener.server_port}/{n}" for n in range(24)],
+                          workers=2, concurrency=8, max_pending=8, retries=0)
+    finally:
+        listener.stop()
+    assert all(row.ok for row in table)
+    assert senders == [True] * 24
+
+
+def test_closing_early_stops_every_worker(server, wait_until, shares_at_once):
     """Waits with no limit of its own (2.5 s for the workers and 3 s for the connections
     were upper bounds on a loaded machine): a worker left running hangs the test, which
     pytest-timeout fails."""
     rows = iter_fetch([server.url("/fault/hang")] * 10 + [server.url("/ok")], workers=2,
                       concurrency=20, timeout=30)
     assert next(rows).ok
-    assert len(worker_pids()) == 1  # and this process's own share
+    wait_until(lambda: len(worker_pids()) == 1)  # and this process's own share
     rows.close()
     wait_until(lambda: worker_pids() == [])
     wait_until(lambda: server.open_connections == 0)

@@ -32,6 +32,7 @@ import gevent.queue
 
 from ..scheduling.politeness import Politeness
 from ..config import FetchOptions
+from ..policies import Limits
 from ..errors import BatchFetchError, ErrorKind, InvalidItemError
 from ..scheduling.hosts import HostQueues, StartRate
 from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
@@ -70,38 +71,43 @@ class LocalEngine:
     def __init__(self, options: FetchOptions) -> None:
         self.options = options
         self.transport: Transport = transport_for(options)  # connects on first use
-        #: Attempts in flight at most, and connections open (``options.concurrency``
-        #: unless :meth:`limit` changed it).
-        self.concurrency = options.concurrency
         self._running = False
         self._runs: weakref.WeakSet = weakref.WeakSet()  # to cancel on close()
         self._batch: _Batch | None = None
 
     def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
-        batch = self._batch = _Batch(self.options, self.transport, self.concurrency)
+        batch = self._batch = _Batch(self.options, self.transport)
         events = batch.row_events(pairs, self)
         self._runs.add(events)
         return events
 
-    def limit(self, concurrency: int) -> None:
-        """From now on, start attempts only while fewer than ``concurrency`` are in flight
-        and hold the connections to as many, a run in progress included: idle ones over
-        it close now, busy ones as their responses end (see :meth:`within`).
+    def limit(self, limits: Limits) -> None:
+        """From now on run within ``limits``' concurrency, per_host and rate (its
+        max_pending is not taken), a run in progress included. The connections follow
+        the concurrency: idle ones over it close now, busy ones as their responses end
+        (see :meth:`within`).
 
         Example::
 
-            >>> from batchfetch import FetchOptions
+            >>> from batchfetch import FetchOptions, Limits
             >>> engine = LocalEngine(FetchOptions(concurrency=8))
-            >>> engine.limit(2)
-            >>> engine.concurrency, engine.within(2)
+            >>> engine.limit(Limits(concurrency=2, rate=5.0))
+            >>> engine.options.concurrency, engine.within(2)
             (2, True)
         """
-        self.concurrency = concurrency
-        self.transport.connections.limit = concurrency
+        self.options = options = self.options.replace(limits=dataclasses.replace(
+            limits, max_pending=self.options.limits.max_pending))
+        self.transport.connections.limit = options.concurrency
         self.transport.connections.trim()
-        if self._batch is not None:
-            self._batch.concurrency = self._batch.queues.connections = concurrency
+        batch = self._batch
+        if batch is not None:
+            batch.concurrency = options.concurrency
+            batch.queues.limit_connections(options.concurrency)
+            batch.queues.per_host = options.host_limit
+            if hasattr(batch, "polite"):  # built when the run's first row is asked for
+                batch.polite.pacer.window_cap = options.host_limit
+            batch.rate.interval = 1.0 / options.rate if options.rate else 0.0
 
     def within(self, concurrency: int) -> bool:
         """Are no more than ``concurrency`` attempts in flight and connections open?"""
@@ -150,12 +156,13 @@ class _Job:
 class _Batch:
     """The state of one run: the scheduler's queues, timers and in-flight attempts."""
 
-    def __init__(self, options: FetchOptions, transport: Transport, concurrency: int) -> None:
+    def __init__(self, options: FetchOptions, transport: Transport) -> None:
         self.options = options
         self.transport = transport
-        self.concurrency = concurrency  # LocalEngine.limit may lower it during the run
+        # LocalEngine.limit may change it, the host limit and the rate during the run.
+        self.concurrency = options.concurrency
         self.queues: HostQueues[_Job] = HostQueues(options.host_limit,
-                                                  connections=concurrency,
+                                                  connections=options.concurrency,
                                                   clock=WaitClock(),
                                                   open_by_time=not options.adapts)
         self.rate = StartRate(options.rate)

@@ -289,6 +289,30 @@ class HostQueues(Generic[Job]):
         """Jobs of ``host`` started and not finished."""
         return self._in_flight.get(host, 0)
 
+    def limit_connections(self, connections: int) -> None:
+        """Change the budget the warm counts follow (the transport's, lowered during a
+        run): idle connections over it go at once, longest idle first, and then one as
+        each job finishes, until the warm counts fit, as the transport closes them.
+
+        Example::
+
+            >>> queues = HostQueues(per_host=4, connections=4)
+            >>> for job in range(4): queues.add("a", job)
+            >>> started = [queues.take(now=0.0) for _ in range(4)]
+            >>> for _ in range(4): queues.finished("a")
+            >>> queues.limit_connections(1)
+            >>> queues.warm_total
+            1
+        """
+        self.connections = connections
+        while self._warm_total > connections and self._idle:
+            self._close_longest_idle()
+
+    @property
+    def warm_total(self) -> int:
+        """Connections the model counts open (warm), busy or idle, over every host."""
+        return self._warm_total
+
     def finished(self, host: Hashable) -> None:
         """One job of ``host`` is no longer in flight."""
         was = self._in_flight.get(host, 0)
@@ -320,6 +344,8 @@ class HostQueues(Generic[Job]):
             if self.connections is None:  # no budget: keep no count of drained hosts
                 self._warm_total -= self._drained.pop(host)
                 self._idle.pop(host, None)
+        if self.connections is not None and self._warm_total > self.connections:
+            self._close_longest_idle()  # over a lowered budget
 
     def cool_down(self, host: Hashable, until: float, reason: str = "retry-after",
                   now: float | None = None) -> None:

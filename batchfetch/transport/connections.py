@@ -285,14 +285,14 @@ class Connections:
 
     def idle(self, member: Any) -> None:
         """``member`` waits for its next request: the budget may close it to make room."""
+        self._idle[member] = None
         if self.limit is not None and self.open > self.limit:
-            member.evict()  # over a lowered limit: close it now
-        else:
-            self._idle[member] = None
+            self.trim()  # over a lowered limit
 
     def trim(self) -> None:
-        """Close idle connections while more than ``limit`` are open (after lowering it);
-        those in use close as their responses end, until no more than ``limit`` are open."""
+        """Close the longest idle connections while more than ``limit`` are open (after
+        lowering it); as the others come free, the longest idle keep closing until no more
+        than ``limit`` are open."""
         while self.limit is not None and self.open > self.limit and self._idle:
             longest_idle, _ = self._idle.popitem(last=False)
             longest_idle.evict()
@@ -308,10 +308,11 @@ class Connections:
 
     def put_back(self, connection: Connection, reusable: bool) -> None:
         """Keep ``connection`` for its origin's next request, or close it."""
-        if reusable and self._pools.get(connection.pool.key) is connection.pool \
-                and (self.limit is None or self.open <= self.limit):
+        if reusable and self._pools.get(connection.pool.key) is connection.pool:
             connection.pool.idle.append(connection)
             self._idle[connection] = None
+            if self.limit is not None and self.open > self.limit:
+                self.trim()  # over a lowered limit
         else:
             self._close(connection)
 
