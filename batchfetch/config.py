@@ -150,9 +150,9 @@ class FetchOptions:
     #: per_host 4 unless per_host is given (see ``follows_robots``, ``adapts``,
     #: ``host_limit``; the fields themselves keep what was given).
     polite: bool = False
-    #: Processes sharing the batch: this one and ``workers - 1`` worker processes, each
-    #: with its own hub, pool and session; concurrency, per_host, rate and max_pending
-    #: are divided between them.
+    #: Processes that may share the batch: this one, and up to ``workers - 1`` worker
+    #: processes (each with its own hub, pool and session) started while it is CPU-bound;
+    #: concurrency, per_host, rate and max_pending are divided between them.
     workers: int = 1
     #: Items pulled from the input but not yet yielded (the look-ahead window in which
     #: per-host fairness holds). None: 4 x concurrency, at least 256.

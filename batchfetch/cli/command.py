@@ -63,8 +63,9 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @timing_option("--max-pending", type=int, metavar="N", show_default="max(256, 4 x concurrency)",
                help="Input items read ahead of the rows written.")
 @timing_option("--workers", type=int, metavar="N", default_of="workers",
-               help="Processes sharing the batch (this one and N-1 started for it); "
-                    "concurrency, --per-host, --rate and --max-pending are divided between them.")
+               help="Processes that may share the batch: this one, and up to N-1 started "
+                    "while it is CPU-bound; concurrency, --per-host, --rate and --max-pending "
+                    "are divided between them.")
 @timing_option("--adaptive", is_flag=True, default=None,
                help="Find each host's requests in flight from its latency (TCP Vegas).")
 @timing_option("--polite", is_flag=True, default=None,
