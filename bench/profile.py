@@ -12,22 +12,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
-import sys
 import tempfile
 
 from harness import profiling, runner, servers, workloads
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
-
-
-def py_spy() -> str:
-    found = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
-    if not os.path.exists(found):
-        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "py-spy"], check=True)
-        found = os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return found
 
 
 def main() -> None:
@@ -48,12 +38,15 @@ def main() -> None:
         url_file = os.path.join(workdir, "urls")
         workload.write_urls(server, "profile", url_file)
         client = runner.client_command("batchfetch", workload, url_file)
-        subprocess.run([py_spy(), "record", "--rate", str(args.rate), "--format", "raw",
+        subprocess.run([profiling.py_spy(), "record", "--rate", str(args.rate), "--format", "raw",
                         "--output", raw, "--", *client],
                        env=runner.client_env(os.path.abspath(args.batchfetch_path)), check=True)
     finally:
         server.stop()
     print(profiling.summarize(raw, args.top))
+    print("\nparts (the first that a sample's stack shows):")
+    for label, share in profiling.parts(raw).items():
+        print(f"  {share:6.1%}  {label}")
     print(f"\nraw stacks: {raw}")
 
 

@@ -20,11 +20,12 @@ import os
 import resource
 import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 import time
 
-from harness import environment, report, runner, servers, workloads
+from harness import environment, profiling, report, runner, servers, workloads
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 REPO_DIR = os.path.dirname(BENCH_DIR)
@@ -121,6 +122,25 @@ def run_workload(workload, clients, server, env, workdir, deadline, session_id) 
     return runs
 
 
+def profile_w1(workload, server, env, workdir) -> dict | None:
+    """One batchfetch run of W1 under py-spy: each part's share of its CPU (None when
+    py-spy cannot attach, as in a container without ptrace)."""
+    raw = os.path.join(workdir, "W1-batchfetch.profile")
+    command = [profiling.py_spy(), "record", "--rate", "250", "--format", "raw",
+               "--output", raw, "--",
+               *runner.client_command("batchfetch", workload,
+                                      os.path.join(workdir, f"{workload.name}.urls"))]
+    result = subprocess.run(command, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)
+    if result.returncode or not os.path.exists(raw):
+        log(f"W1 profile: py-spy failed: {result.stderr.strip()[-200:]}")
+        return None
+    shares = profiling.parts(raw)
+    log("W1 profile: " + ", ".join(f"{label.split(' (')[0]} {share:.0%}"
+                                   for label, share in shares.items()))
+    return shares
+
+
 def _pace_counts(stats: dict) -> str:
     """The pace server's counts for the log line: what a run drew from it."""
     p50 = stats["latency_p50"]
@@ -182,6 +202,8 @@ def main() -> None:
                 f"{workload.concurrency}, {workload.repeats} run(s) per client")
             runs += run_workload(workload, clients, server, env, workdir, deadline,
                                  session["id"])
+            if workload.name == "W1" and "batchfetch" in clients and not args.quick:
+                session["w1_profile"] = profile_w1(workload, server, env, workdir)
     finally:
         for server in started.values():
             server.stop()

@@ -90,6 +90,41 @@ def targets(data: dict, by_client: ByClient) -> list[str]:
     lines += [f"| {what} | {value} | {'yes' if met else '**no**'} |"
               for what, value, met in rows]
     if costs:
-        lines += ["", "With workers, the parent's own CPU per row (reading the input, handing "
-                  "items out, taking rows back): " + "; ".join(costs) + "."]
+        lines += ["", "With workers, the parent's own CPU per row (its own share of the "
+                  "fetching, reading the input, handing items out, taking rows back): "
+                  + "; ".join(costs) + "."]
+    return lines + ["", *_w1_profile(data, base, w1.get("geventhttpclient_plain"))]
+
+
+def _w1_profile(data: dict, base: dict | None, floor: dict | None) -> list[str]:
+    """Where batchfetch's W1 CPU goes (the newest session's py-spy run), and what the
+    W1 CPU target asks of it."""
+    profiles = [session["w1_profile"] for session in data["sessions"].values()
+                if session.get("w1_profile")]
+    if not profiles or not base:
+        return []
+    lines = ["Where batchfetch's CPU goes on W1 (one run under py-spy, 250 samples a second; "
+             "each sample counted once, in the first part its stack shows):", "",
+             "| part | share | ms per request |", "|---|---:|---:|"]
+    lines += [f"| {label} | {share:.1%} | {share * base['cpu_ms']:.3f} |"
+              for label, share in profiles[-1].items()]
+    if floor:
+        goal = W1_CPU_VS_GEVENT_FLOOR * floor["cpu_ms"]
+        if base["cpu_ms"] > goal:
+            extra = sum(share for label, share in profiles[-1].items()
+                        if label.startswith(_NOT_IN_THE_FLOOR))
+            lines += ["", f"Why the W1 CPU target is not met, and what would meet it: it asks "
+                      f"for {goal:.3f} ms per request, {1 - goal / base['cpu_ms']:.0%} less. "
+                      "The plain geventhttpclient loop builds no requests.Response, makes no "
+                      "grequests request, runs no scheduler and writes no rows: those three "
+                      f"parts above are {extra:.0%} of batchfetch's CPU. Meeting the target "
+                      "takes a response object cheaper than requests.Response (built only "
+                      "when something asks for it) and a shorter path from the scheduler to "
+                      "the socket."]
     return lines + [""]
+
+
+#: The parts of :func:`profiling.parts` that the plain geventhttpclient loop has no
+#: counterpart of.
+_NOT_IN_THE_FLOOR = ("building the requests.Response", "the rest of an attempt",
+                     "the scheduler")
