@@ -8,6 +8,7 @@ whose client has closed it reads as end of file at once, even before its handler
 import select
 import socket
 
+import gevent.event
 import gevent.server
 import pytest
 
@@ -19,7 +20,9 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\
 class Origins:
     """``count`` servers on 127.0.0.1, sharing one tally of open connections."""
 
-    def __init__(self, count: int) -> None:
+    def __init__(self, count: int, answer=None) -> None:
+        #: ``answer(target)``: the chunks to send for a request line's target (bytes).
+        self.answer = answer or (lambda target: [ANSWER])
         self.sockets: set[socket.socket] = set()
         self.most_open = 0
         self.accepted = 0
@@ -63,7 +66,8 @@ class Origins:
                         pass
                     self.requests += 1
                     self.most_open = max(self.most_open, self._still_open())
-                    sock.sendall(ANSWER)
+                    for chunk in self.answer(line.split()[1]):
+                        sock.sendall(chunk)
         finally:
             self.sockets.discard(sock)
 
@@ -118,3 +122,61 @@ def test_a_lowered_limit_holds_from_then_on(both_paths):
         engine.close()
     assert len(rows) == 600 and all(row.ok for row in rows)
     assert 0 < origins.most_open <= 2
+
+
+def test_a_redirect_to_another_origin_stays_within_the_budget(both_paths):
+    """Each hop's connection is idle once its response is read (not only when the whole
+    attempt ends), so a hop to another origin may close it to make room."""
+    with Origins(2) as origins:
+        second = origins.servers[1].server_port
+
+        def answer(target):
+            if target.startswith(b"/hop"):
+                return [b"HTTP/1.1 302 Found\r\nLocation: http://127.0.0.1:%d/end\r\n"
+                        b"Content-Length: 0\r\n\r\n" % second]
+            return [ANSWER]
+
+        origins.answer = answer
+        first = origins.servers[0].server_port
+        table = fetch_all([f"http://127.0.0.1:{first}/hop{n}" for n in range(6)],
+                          concurrency=1, retries=0)
+    assert all(row.ok and row.final_url.endswith("/end") for row in table)
+    assert origins.requests == 12 and origins.most_open == 1
+
+
+def test_a_connection_closing_after_its_body_counts_until_the_body_is_read(both_paths):
+    """http.client closes a connection whose answer says ``Connection: close`` before its
+    body is read: it still counts while the body arrives on its socket."""
+    release = gevent.event.Event()
+
+    def answer(target):
+        if target == b"/slow":
+            yield b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\nConnection: close\r\n\r\nsl"
+            release.wait()  # the rest of the body only once the others are done
+            yield b"ow"
+        else:
+            yield ANSWER
+
+    with Origins(6) as origins:
+        origins.answer = answer
+        urls = [f"http://127.0.0.1:{origins.servers[0].server_port}/slow"]
+        urls += origins.urls(60)[1:]
+        rows = []
+        for event_row in _rows_then(fetch_rows(urls), after=59, then=release.set):
+            rows.append(event_row)
+    assert all(row.ok for row in rows) and len(rows) == 60
+    assert origins.most_open <= 2
+
+
+def fetch_rows(urls):
+    from batchfetch import iter_fetch
+
+    return iter_fetch(urls, concurrency=2, retries=0)
+
+
+def _rows_then(rows, after, then):
+    """Yield ``rows``; call ``then()`` once ``after`` have come."""
+    for count, row in enumerate(rows, start=1):
+        if count == after:
+            then()
+        yield row

@@ -13,12 +13,15 @@ more processes and would lose to their split (each share warms its own connectio
 the last items of two shares end later than those of one), so it stays in this process.
 When a worker has started, this process's share first gives up the worker's part of the
 limits (its attempts and connections over its new limit end before the worker starts
-any, so the shares never hold more than the whole), then hands the worker the items it
-has not started. The parent reads the input lazily, hands each item to a share (see
+any, so the shares' attempts and connections stay within the whole, unless the
+concurrency is below the number of processes: each runs at least one), then hands the
+worker the items it has not started; when a worker exits, its part comes back. An item
+that cannot be pickled stays in this process. The parent reads the input lazily, hands each item to a share (see
 :class:`_Shares`), and yields rows as the shares report them: a worker that dies has its
 unfinished items handed to the others, and closing the iterator stops every worker.
 Each worker process runs with the limits divided by :meth:`Limits.divided
-<batchfetch.policies.Limits.divided>`; this process keeps the rest (at least one).
+<batchfetch.policies.Limits.divided>`; this process keeps the rest (at least one). Each
+share fetches its own hosts' robots.txt, up to its own concurrency at once.
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ import contextlib
 import dataclasses
 import itertools
 import os
+import pickle
 import subprocess
 import sys
 import time
@@ -48,9 +52,9 @@ from .local import LocalEngine
 __all__ = ["ProcessEngine"]
 
 
-#: This process's CPU use, as a share of one CPU over :data:`BUSY_WINDOW` seconds, from
-#: which it starts another worker process (a batch that waits on the network stays well
-#: below: W2 uses about a third of a CPU).
+#: The share of one CPU this process's hub wants (runs, or waits to run while other work
+#: holds the CPU) over :data:`BUSY_WINDOW` seconds, from which it starts another worker
+#: process (a batch that waits on the network stays well below: W2 uses about a third).
 BUSY = 0.9
 BUSY_WINDOW = 0.15
 
@@ -87,6 +91,7 @@ class _Worker:
                                         env=env)
         self.outstanding: dict[int, tuple[int, Any]] = {}  # serial -> (input index, item)
         self.alive = True
+        self.ready = False  # said it has started
         self.admitted = False  # given its options: it may be handed items
         self._frames = FrameWriter(self.process.stdin)
 
@@ -185,10 +190,12 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
     worker_options = _worker_options(options)
     events: gevent.queue.Queue = gevent.queue.Queue()
     # The whole of the limits until a worker process takes a share, but a worker's part
-    # of the look-ahead: items handed to this share beyond it wait where they can be
-    # handed on to a worker. First in the list, so that it takes the first items.
+    # of the look-ahead (enough for the whole concurrency): items handed to this share
+    # beyond it wait where they can be handed on to a worker. First in the list, so that
+    # it takes the first items.
     own = _OwnShare(options.replace(workers=1, limits=dataclasses.replace(
-        options.limits, max_pending=worker_options.limits.max_pending)), events)
+        options.limits, max_pending=max(worker_options.limits.max_pending,
+                                        options.concurrency))), events)
     shares = _Shares(own, slack=max(1, worker_options.concurrency // 4))
     started: gevent.queue.Queue = gevent.queue.Queue()  # a new worker process's first word
     room = gevent.lock.Semaphore(options.pending_limit)
@@ -215,6 +222,10 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
                 yield RowEvent(row, exception, item)
             else:  # "exited": hand what the worker left unanswered to the others
                 worker = event[1]
+                if worker.admitted:  # its part of the limits comes back here
+                    worker.admitted = False
+                    own.engine.limit(_kept(options.limits, worker_options.limits,
+                                           shares.working()))
                 left, worker.outstanding = worker.outstanding, {}
                 for serial, (index, item) in sorted(left.items()):
                     shares.hand(serial, index, item)
@@ -232,13 +243,14 @@ def _read_rows(worker: _Worker, events: gevent.queue.Queue,
         frame = read_frame(worker.process.stdout)
         if frame is None:
             worker.alive = False
-            if not worker.admitted:
-                started.put(worker)
+            if not worker.ready:
+                started.put(worker)  # it never will say it has started
             events.put(("exited", worker))
             return
         if frame[0] == "done":
             return
         if frame[0] == "ready":
+            worker.ready = True
             started.put(worker)
             continue
         _, serial, row, exception = frame
@@ -251,26 +263,26 @@ def _grow(shares: _Shares, whole: Limits, worker_options: FetchOptions, count: i
     """Start up to ``count`` worker processes, one at a time while this process is busy,
     and give each its share once it has started: this process's share first gives up as
     much, then hands over the items it has not started."""
-    own, part, admitted = shares.all[0], worker_options.limits, 0
+    own, part = shares.all[0], worker_options.limits
     try:
         for _ in range(count):
             _wait_until_busy()
             worker = _Worker()
             shares.all.append(worker)
             greenlets.append(gevent.spawn(_read_rows, worker, events, started))
-            started.get()  # its first word, or its exit
+            while started.get() is not worker:  # its first word, or its exit
+                pass
             if not worker.alive:
                 continue
-            kept = _kept(whole, part, admitted + 1)
+            kept = _kept(whole, part, shares.working() + 1)
             own.engine.limit(kept)
             # Its attempts over the new limit end within one response each: only then
             # may the worker start its own, so the shares never hold more than the whole.
             while not own.engine.within(kept.concurrency):
                 gevent.sleep(0.005)
-            if not worker.send(worker_options):
-                own.engine.limit(_kept(whole, part, admitted))
+            if not (worker.alive and worker.send(worker_options)):
+                own.engine.limit(_kept(whole, part, shares.working()))
                 continue
-            admitted += 1
             worker.admitted = True
             shares.replace_all()  # every origin may go to the new share
             for serial, index, item in own.take_back():
@@ -282,13 +294,24 @@ def _grow(shares: _Shares, whole: Limits, worker_options: FetchOptions, count: i
 
 
 def _wait_until_busy() -> None:
-    """Return once this process has used :data:`BUSY` of a CPU over the last
-    :data:`BUSY_WINDOW` seconds."""
+    """Return once this thread (its gevent hub) has wanted :data:`BUSY` of a CPU over the
+    last :data:`BUSY_WINDOW` seconds: running, or ready to run while the machine's other
+    work held the CPU (Linux's schedstat; elsewhere, the CPU it used)."""
     while True:
-        wall, cpu = time.monotonic(), time.process_time()
+        wall, wanted = time.monotonic(), _cpu_wanted()
         gevent.sleep(BUSY_WINDOW)
-        if time.process_time() - cpu >= BUSY * (time.monotonic() - wall):
+        if _cpu_wanted() - wanted >= BUSY * (time.monotonic() - wall):
             return
+
+
+def _cpu_wanted() -> float:
+    """Seconds this thread has run or waited to run (schedstat's first two fields)."""
+    try:
+        with open("/proc/thread-self/schedstat", "rb") as stat:
+            ran, waited = stat.read().split()[:2]
+        return (int(ran) + int(waited)) / 1e9
+    except (OSError, ValueError):
+        return time.thread_time()
 
 
 class _Shares:
@@ -319,10 +342,21 @@ class _Shares:
                     len(share.outstanding) > len(least.outstanding) + self.slack:
                 share = self._places.remember(origin, least)
             share.outstanding[serial] = index, item
-            if share.send(("item", serial, index, item)):
+            try:
+                if share.send(("item", serial, index, item)):
+                    return
+            except (pickle.PicklingError, TypeError, AttributeError):
+                del share.outstanding[serial]  # it cannot travel: this process fetches it
+                share = self.all[0]
+                share.outstanding[serial] = index, item
+                share.send(("item", serial, index, item))
                 return
             del share.outstanding[serial]
             share.alive = False
+
+    def working(self) -> int:
+        """Worker processes that have their share and are alive."""
+        return sum(1 for share in self.all[1:] if share.alive and share.admitted)
 
     def replace_all(self) -> None:
         """Forget where each origin went: its next item goes to the least busy share."""

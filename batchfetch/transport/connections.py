@@ -29,18 +29,13 @@ __all__ = ["SENT_ON", "Connection", "Connections", "SentOn", "TlsSettings", "tls
 
 
 class SentOn:
-    """What the connections that carry one attempt report on it.
+    """What the connections that carry one attempt report on it: ``reused``, did the
+    connection of its last hop carry a request before?"""
 
-    ``reused``: did the connection of its last hop carry a request before? ``borrowed``:
-    the urllib3 connections it took from requests' pools, handed back to the budget as
-    idle when the attempt ends (``tracked.py``).
-    """
-
-    __slots__ = ("reused", "borrowed")
+    __slots__ = ("reused",)
 
     def __init__(self) -> None:
         self.reused = False
-        self.borrowed: list[Any] = []
 
 
 #: The attempt being sent in this greenlet. Set by the transport around each attempt

@@ -13,7 +13,6 @@ from .attempt import run_attempt
 from .base import HostKey, Outcome
 from .connections import SENT_ON, Connections, SentOn
 from .session import RequestSettings, build_session
-from .tracked import returned
 
 __all__ = ["RequestsTransport"]
 
@@ -56,21 +55,14 @@ class RequestsTransport:
             outcome = run_attempt(session, spec.method, spec.url, kwargs, self.options, index)
         finally:
             SENT_ON.reset(token)
-            returned(sent_on)
         outcome.reused = sent_on.reused
         return outcome
 
     def fetch_robots(self, spec: RequestSpec, host: HostKey) -> Any:
         """The origin's robots.txt policy, fetched through this session's pools."""
         session = self.session
-        sent_on = SentOn()
-        token = SENT_ON.set(sent_on)
-        try:
-            return fetch_policy(session, spec.url, self._settings.kwargs(spec, host),
-                                self.options.user_agent, deadline=self.options.deadline)
-        finally:
-            SENT_ON.reset(token)
-            returned(sent_on)
+        return fetch_policy(session, spec.url, self._settings.kwargs(spec, host),
+                            self.options.user_agent, deadline=self.options.deadline)
 
     def close(self) -> None:
         """Close the session and its idle connections; a later attempt opens a new one."""

@@ -2,10 +2,16 @@
 attempt it carries whether it was reused, and counts against the run's connection budget
 (``connections.Connections``), which the native transport's connections share.
 
-A connection joins the budget when it connects and leaves when it closes. It is idle from
-the end of the attempt that borrowed it (``SentOn.borrowed``) until its next request; while
-idle the budget may close it to make room, and urllib3, finding it closed in its pool,
-connects it again when next needed.
+A connection joins the budget when it connects and leaves when its socket is done with:
+when it closes while idle, or, if it closes while carrying a response (http.client closes
+a connection whose response says ``Connection: close`` before the body is read), once
+urllib3 hands it back. It is idle from when urllib3 puts it back in its pool (after each
+hop of a redirect chain too) until its next request; while idle the budget may close it
+to make room, and urllib3, finding it closed in its pool, connects it again when next
+needed.
+
+The one reliance on urllib3's internals: the pool's ``_put_conn`` (every response's end
+passes through it), checked below and bounded by setup.cfg's urllib3 range.
 """
 from __future__ import annotations
 
@@ -14,9 +20,13 @@ from typing import Any
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-from .connections import SENT_ON, Connections, SentOn
+from .connections import SENT_ON, Connections
 
-__all__ = ["pool_classes", "returned"]
+__all__ = ["pool_classes"]
+
+if not callable(getattr(HTTPConnectionPool, "_put_conn", None)):  # pragma: no cover
+    raise ImportError("batchfetch needs urllib3's HTTPConnectionPool._put_conn (urllib3 2.x, "
+                      "as setup.cfg pins it)")
 
 
 class _Tracking:
@@ -25,8 +35,9 @@ class _Tracking:
 
     budget: Connections
     _requests_sent = 0
-    _counted = False
-    _carrying: SentOn | None = None
+    _counted = False  # in the budget's count
+    _carrying = False  # between a request and urllib3 taking it back
+    _closed_while_carrying = False
 
     def connect(self) -> None:  # noqa: D102 - urllib3 API
         if not self._counted:
@@ -45,18 +56,20 @@ class _Tracking:
         attempt = SENT_ON.get()
         if attempt is not None:
             attempt.reused = self._requests_sent > 0
-            attempt.borrowed.append(self)
-        self._carrying = attempt
+        self._carrying = True
         self.budget.busy(self)
         self._requests_sent += 1
         return super().request(*args, **kwargs)
 
-    def returned(self, attempt: SentOn) -> None:
-        """``attempt`` is over: idle, unless closed or carrying another attempt by now."""
-        if self._carrying is attempt:
-            self._carrying = None
-            if self._counted:
-                self.budget.idle(self)
+    def handed_back(self) -> None:
+        """urllib3 has it back: its response is over. Idle if still open, else out of
+        the count."""
+        self._carrying = False
+        if self._closed_while_carrying:
+            self._closed_while_carrying = False
+            self._uncount()
+        elif self._counted:
+            self.budget.idle(self)
 
     def evict(self) -> None:
         """Close it while idle (urllib3 reconnects it when its pool hands it out again)."""
@@ -67,15 +80,24 @@ class _Tracking:
         try:
             super().close()
         finally:
-            if self._counted:
-                self._counted = False
-                self.budget.closed(self)
+            if self._carrying and self._counted:
+                self._closed_while_carrying = True  # its response may still read the socket
+            else:
+                self._uncount()
+
+    def _uncount(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.budget.closed(self)
 
 
-def returned(attempt: SentOn) -> None:
-    """Give the budget back the urllib3 connections ``attempt`` borrowed, as idle."""
-    for connection in attempt.borrowed:
-        connection.returned(attempt)
+class _TrackingPool:
+    """Mixed into urllib3's pool classes: tells each connection when it is handed back."""
+
+    def _put_conn(self, conn) -> None:
+        if conn is not None:
+            conn.handed_back()
+        super()._put_conn(conn)
 
 
 def pool_classes(budget: Connections) -> dict[str, Any]:
@@ -94,7 +116,8 @@ def pool_classes(budget: Connections) -> dict[str, Any]:
             ("https", HTTPSConnectionPool, HTTPSConnection)):
         tracked_connection = _like(connection_class, (_Tracking, connection_class),
                                    {"budget": budget})
-        classes[scheme] = _like(pool_class, (pool_class,), {"ConnectionCls": tracked_connection})
+        classes[scheme] = _like(pool_class, (_TrackingPool, pool_class),
+                                {"ConnectionCls": tracked_connection})
     return classes
 
 
