@@ -70,19 +70,12 @@ def test_a_worker_that_dies_has_its_items_fetched_by_the_others(workers, shares_
     foreign = []
     killed = gevent.event.Event()
 
-    def handle(sock, address):
-        with sock.makefile("rb") as stream:
-            while True:
-                while (line := stream.readline()) not in (b"", b"\r\n"):
-                    pass
-                if not line:
-                    return
-                if address[1] not in _own_socket_ports():
-                    foreign.append(address[1])
-                    killed.wait()
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    def hold_workers(port: int, own: bool) -> None:
+        if not own:
+            foreign.append(port)
+            killed.wait()
 
-    listener = gevent.server.StreamServer(("127.0.0.1", 0), handle)
+    listener = gevent.server.StreamServer(("127.0.0.1", 0), _keep_alive_handler(hold_workers))
     listener.start()
     url = f"http://127.0.0.1:{listener.server_port}/"
 
@@ -155,6 +148,22 @@ def _own_socket_ports() -> set[int]:
     return ports
 
 
+def _keep_alive_handler(before_answer):
+    """A StreamServer handler answering each request on a connection with an empty 200
+    once ``before_answer(port, own)`` returns (``own``: sent by this process)."""
+    def handle(sock, address) -> None:
+        with sock.makefile("rb") as stream:
+            while True:
+                while (line := stream.readline()) not in (b"", b"\r\n"):
+                    pass
+                if not line:
+                    return
+                before_answer(address[1], address[1] in _own_socket_ports())
+                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+    return handle
+
+
 class HoldingServer:
     """Holds this process's requests until one comes from another process (releasing the
     older of two held at once, so that this process's share can give up a slot)."""
@@ -166,7 +175,8 @@ class HoldingServer:
         self.foreign_seen = gevent.event.Event()
         self.held: list = []
         self.own = self.foreign = self.most_held = 0
-        self.listener = gevent.server.StreamServer(("127.0.0.1", 0), self._handle)
+        self.listener = gevent.server.StreamServer(
+            ("127.0.0.1", 0), _keep_alive_handler(lambda port, own: self._answer(own)))
 
     def __enter__(self) -> "HoldingServer":
         self.listener.start()
@@ -202,15 +212,6 @@ class HoldingServer:
         if release in self.held:
             self.held.remove(release)
 
-    def _handle(self, sock, address) -> None:
-        with sock.makefile("rb") as stream:
-            while True:
-                while (line := stream.readline()) not in (b"", b"\r\n"):
-                    pass
-                if not line:
-                    return
-                self._answer(address[1] in _own_socket_ports())
-                sock.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
 
 
 def _burn_cpu(row) -> None:
