@@ -16,22 +16,18 @@ limits (its attempts and connections over its new limit end before the worker st
 any, so the shares' attempts and connections stay within the whole, unless the
 concurrency is below the number of processes: each runs at least one), then hands the
 worker the items it has not started; when a worker exits, its part comes back. An item
-that cannot be pickled stays in this process. The parent reads the input lazily, hands each item to a share (see
-:class:`_Shares`), and yields rows as the shares report them: a worker that dies has its
-unfinished items handed to the others, and closing the iterator stops every worker.
+that cannot be pickled stays in this process. The parent reads the input lazily, hands
+each item to a share (see :class:`~batchfetch.engines._shares.Shares`), and yields rows
+as the shares report them: a worker that dies has its unfinished items handed to the
+others, and closing the iterator stops every worker.
 Each worker process runs with the limits divided by :meth:`Limits.divided
 <batchfetch.policies.Limits.divided>`; this process keeps the rest (at least one). Each
 share fetches its own hosts' robots.txt, up to its own concurrency at once.
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import itertools
-import os
-import pickle
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -40,14 +36,10 @@ import gevent
 import gevent.lock
 import gevent.queue
 
-from ._frames import FrameWriter, read_frame
-from ._serving import serve_share
-from .._cache import BoundedCache
+from ._shares import OwnShare, Shares, WorkerProcess, read_rows
 from ..config import FetchOptions
-from ..errors import BatchFetchError
 from ..policies import Limits
 from .base import RowEvent
-from .local import LocalEngine
 
 __all__ = ["ProcessEngine"]
 
@@ -74,91 +66,6 @@ def _kept(whole: Limits, part: Limits, others: int) -> Limits:
         whole, concurrency=rest(whole.concurrency, part.concurrency, 1),
         per_host=rest(whole.per_host, part.per_host, 1),
         rate=rest(whole.rate, part.rate, part.rate))
-
-
-class _Worker:
-    """One worker process and the items it has not answered yet."""
-
-    def __init__(self) -> None:
-        package_parent = os.path.dirname(os.path.dirname(os.path.dirname(
-            os.path.abspath(__file__))))
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [package_parent,
-                                                          env.get("PYTHONPATH")]))
-        # gevent patches subprocess: these pipes are cooperative in this process.
-        self.process = subprocess.Popen([sys.executable, "-m", "batchfetch.engines._process_child"],
-                                        stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        env=env)
-        self.outstanding: dict[int, tuple[int, Any]] = {}  # serial -> (input index, item)
-        self.alive = True
-        self.ready = False  # said it has started
-        self.admitted = False  # given its options: it may be handed items
-        self._frames = FrameWriter(self.process.stdin)
-
-    def send(self, message: Any) -> bool:
-        """Queue a frame for the worker; False when it is known to be gone."""
-        try:
-            self._frames.write(message)
-            return True
-        except OSError:  # the worker died; its reader greenlet reports it too
-            return False
-
-    def stop(self) -> None:
-        with contextlib.suppress(OSError):
-            self._frames.flush()
-        for stream in (self.process.stdin, self.process.stdout):
-            try:
-                stream.close()
-            except OSError:
-                pass
-        if self.process.poll() is None:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=2)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-
-class _OwnShare:
-    """This process's share: a LocalEngine given items as a worker process is."""
-
-    admitted = True
-
-    def __init__(self, options: FetchOptions, events: gevent.queue.Queue) -> None:
-        self.outstanding: dict[int, tuple[int, Any]] = {}  # serial -> (input index, item)
-        self.alive = True
-        self._items: gevent.queue.Queue = gevent.queue.Queue()
-        self.engine = LocalEngine(options)
-        self._greenlet = gevent.spawn(self._serve, events)
-
-    def _serve(self, events: gevent.queue.Queue) -> None:
-        try:
-            serve_share(self.engine, self._items.get,
-                        lambda serial, row, exception: events.put(
-                            ("row", self, serial, row, exception)))
-        except gevent.GreenletExit:
-            raise
-        except BaseException as exc:  # noqa: BLE001 - the caller's to see, not this greenlet's
-            events.put(("failed", exc))
-
-    def send(self, message: Any) -> bool:
-        self._items.put(message)
-        return True
-
-    def take_back(self) -> list[tuple[int, int, Any]]:
-        """The items handed to it that its engine has not pulled yet, as ``(serial,
-        index, item)``: no longer its own."""
-        taken = []
-        while not self._items.empty():
-            _, serial, index, item = self._items.get_nowait()
-            del self.outstanding[serial]
-            taken.append((serial, index, item))
-        return taken
-
-    def stop(self) -> None:
-        self._greenlet.kill(block=True)
-        self.engine.close()
 
 
 class ProcessEngine:
@@ -193,10 +100,10 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
     # of the look-ahead (enough for the whole concurrency): items handed to this share
     # beyond it wait where they can be handed on to a worker. First in the list, so that
     # it takes the first items.
-    own = _OwnShare(options.replace(workers=1, limits=dataclasses.replace(
+    own = OwnShare(options.replace(workers=1, limits=dataclasses.replace(
         options.limits, max_pending=max(worker_options.limits.max_pending,
                                         options.concurrency))), events)
-    shares = _Shares(own, slack=max(1, worker_options.concurrency // 4))
+    shares = Shares(own, slack=max(1, worker_options.concurrency // 4))
     started: gevent.queue.Queue = gevent.queue.Queue()  # a new worker process's first word
     room = gevent.lock.Semaphore(options.pending_limit)
     greenlets: list[gevent.Greenlet] = []
@@ -235,29 +142,7 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
             worker.stop()
 
 
-def _read_rows(worker: _Worker, events: gevent.queue.Queue,
-               started: gevent.queue.Queue) -> None:
-    """Pass a worker's first word to ``started`` and its rows to ``events``; say so when
-    it exits before its last row (to ``started`` too, if it had not started)."""
-    while True:
-        frame = read_frame(worker.process.stdout)
-        if frame is None:
-            worker.alive = False
-            if not worker.ready:
-                started.put(worker)  # it never will say it has started
-            events.put(("exited", worker))
-            return
-        if frame[0] == "done":
-            return
-        if frame[0] == "ready":
-            worker.ready = True
-            started.put(worker)
-            continue
-        _, serial, row, exception = frame
-        events.put(("row", worker, serial, row, exception))
-
-
-def _grow(shares: _Shares, whole: Limits, worker_options: FetchOptions, count: int,
+def _grow(shares: Shares, whole: Limits, worker_options: FetchOptions, count: int,
           started: gevent.queue.Queue, events: gevent.queue.Queue,
           greenlets: list[gevent.Greenlet]) -> None:
     """Start up to ``count`` worker processes, one at a time while this process is busy,
@@ -267,9 +152,9 @@ def _grow(shares: _Shares, whole: Limits, worker_options: FetchOptions, count: i
     try:
         for _ in range(count):
             _wait_until_busy()
-            worker = _Worker()
+            worker = WorkerProcess()
             shares.all.append(worker)
-            greenlets.append(gevent.spawn(_read_rows, worker, events, started))
+            greenlets.append(gevent.spawn(read_rows, worker, events, started))
             while started.get() is not worker:  # its first word, or its exit
                 pass
             if not worker.alive:
@@ -314,72 +199,7 @@ def _cpu_wanted() -> float:
         return time.thread_time()
 
 
-class _Shares:
-    """The shares of one run (this process's first) and which takes each item.
-
-    An item goes to the share its origin's last item went to, while that share has no
-    more than ``slack`` items outstanding beyond the least busy one; else to the least
-    busy. Keeping an origin in one share keeps its connections there: two shares that
-    each saw every host of W6 (250 hosts, 100 connections each) opened 11,000
-    connections for 20,000 requests, where one process opens 4,600.
-    """
-
-    def __init__(self, own: _OwnShare, slack: int) -> None:
-        self.all: list[Any] = [own]
-        self.slack = slack
-        self._places = BoundedCache(_ORIGINS_PLACED)  # origin -> share
-
-    def hand(self, serial: int, index: int, item: Any) -> None:
-        """Give an item (the ``serial``-th pulled) to a live share."""
-        while True:
-            live = [share for share in self.all if share.alive and share.admitted]
-            if not live:
-                raise BatchFetchError("every worker process exited before the run ended")
-            least = min(live, key=lambda share: len(share.outstanding))
-            origin = _origin(item)
-            share = self._places.get(origin)
-            if share is None or share not in live or \
-                    len(share.outstanding) > len(least.outstanding) + self.slack:
-                share = self._places.remember(origin, least)
-            share.outstanding[serial] = index, item
-            try:
-                if share.send(("item", serial, index, item)):
-                    return
-            except (pickle.PicklingError, TypeError, AttributeError):
-                del share.outstanding[serial]  # it cannot travel: this process fetches it
-                share = self.all[0]
-                share.outstanding[serial] = index, item
-                share.send(("item", serial, index, item))
-                return
-            del share.outstanding[serial]
-            share.alive = False
-
-    def working(self) -> int:
-        """Worker processes that have their share and are alive."""
-        return sum(1 for share in self.all[1:] if share.alive and share.admitted)
-
-    def replace_all(self) -> None:
-        """Forget where each origin went: its next item goes to the least busy share."""
-        self._places.clear()
-
-
-#: Origins whose share is remembered; past this many, all are placed afresh.
-_ORIGINS_PLACED = 65536
-
-
-def _origin(item: Any) -> str | None:
-    """``scheme://authority`` of an item's URL, lowercased, as far as a glance tells (a
-    placement hint: a wrong guess costs connections, not correctness)."""
-    url = item if isinstance(item, str) else (
-        item.get("url") if isinstance(item, dict) else getattr(item, "url", None))
-    if not isinstance(url, str):
-        return None
-    start = url.find("//") + 2
-    end = url.find("/", start)
-    return url[:end if end >= 0 else len(url)].lower()
-
-
-def _feed(pairs: Iterator[tuple[int, Any]], shares: _Shares,
+def _feed(pairs: Iterator[tuple[int, Any]], shares: Shares,
           room: gevent.lock.Semaphore, events: gevent.queue.Queue) -> None:
     """Pull the input lazily, within max_pending, and hand each item out.
 

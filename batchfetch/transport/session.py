@@ -40,12 +40,12 @@ def build_session(options: FetchOptions, budget: Connections | None = None
     """A Session for one run: pools sized to the concurrency, no env lookups, no shared cookies.
 
     At most ``concurrency`` connections are open at once (or ``budget.limit``, with a
-    budget given), whichever path opened them: both count against one budget. With ``fast_path`` (and geventhttpclient as the tests cover
-    it), a LeanSession: plain requests on the native transport. Whatever is not plain goes
-    to urllib3's pools: ``pool_maxsize`` is the most requests one host
-    can have in flight, so urllib3 never has to discard a connection ("Connection pool is
-    full"); ``pool_connections`` keeps a pool for every host that can be in flight at once,
-    so keep-alive survives.
+    budget given), whichever path opened them: both count against one budget. With
+    ``fast_path`` (and geventhttpclient as the tests cover it), a LeanSession: plain
+    requests on the native transport. Whatever is not plain goes to urllib3's pools:
+    ``pool_maxsize`` is the most requests one host can have in flight, so urllib3 never
+    has to discard a connection ("Connection pool is full"); ``pool_connections`` keeps a
+    pool for every host that can be in flight at once, so keep-alive survives.
 
     Example::
 
