@@ -272,22 +272,18 @@ class Connections:
     def opening(self) -> None:
         """Count a connection about to open (counted while it connects, so others may not
         take its place), first closing the longest idle while ``limit`` are open."""
-        if self.limit is not None:
-            while self.open >= self.limit and self._idle:
-                longest_idle, _ = self._idle.popitem(last=False)
-                longest_idle.evict()
         self.open += 1
+        self.trim()
 
     def idle(self, member: Any) -> None:
         """``member`` waits for its next request: the budget may close it to make room."""
         self._idle[member] = None
-        if self.limit is not None and self.open > self.limit:
-            self.trim()  # over a lowered limit
+        self.trim()  # over a lowered limit, the longest idle goes
 
     def trim(self) -> None:
-        """Close the longest idle connections while more than ``limit`` are open (after
-        lowering it); as the others come free, the longest idle keep closing until no more
-        than ``limit`` are open."""
+        """Close the longest idle connections while more than ``limit`` are open: to make
+        room for one being opened, or after lowering the limit (as the others come free,
+        the longest idle keep closing until no more than ``limit`` are open)."""
         while self.limit is not None and self.open > self.limit and self._idle:
             longest_idle, _ = self._idle.popitem(last=False)
             longest_idle.evict()
@@ -306,8 +302,7 @@ class Connections:
         if reusable and self._pools.get(connection.pool.key) is connection.pool:
             connection.pool.idle.append(connection)
             self._idle[connection] = None
-            if self.limit is not None and self.open > self.limit:
-                self.trim()  # over a lowered limit
+            self.trim()  # over a lowered limit, the longest idle goes
         else:
             self._close(connection)
 
