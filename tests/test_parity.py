@@ -357,15 +357,17 @@ def test_a_batch_of_the_corpus_sends_the_same_bytes_in_the_same_order():
     assert len(seen[0][0]) == len([row for row in seen[0][1] if row["status"]])
 
 
-def test_worker_processes_send_the_same_bytes_and_rows_as_one_process():
-    """workers=2 runs the same corpus in two child processes: the requests they send (in
-    whatever order) and the rows are those of one process."""
+def test_worker_processes_send_the_same_bytes_and_rows_as_one_process(shares_at_once):
+    """workers=2 shares the same corpus between this process and a worker process (given
+    its share as soon as it starts, busy or not): the requests they send (in whatever
+    order) and the rows are those of one process."""
     cases = [case for case in URL_CASES + HEADER_CASES if not case.options]
     seen = []
     with CapturingServer() as server:
         items = [case.bound(server.port)[0] for case in cases]
         for workers in (1, 2):
             server.received.clear()
-            table = fetch_all(items, retries=0, workers=workers, concurrency=2)
+            table = fetch_all(items, retries=0, workers=workers, concurrency=2,
+                              max_pending=4)  # items this process has not started go over
             seen.append((sorted(server.received), [row_facts(row) for row in table]))
     assert seen[0] == seen[1]
