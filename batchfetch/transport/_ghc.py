@@ -142,21 +142,41 @@ class ResponseHead(HTTPSocketResponse):  # type: ignore[misc,valid-type]
         except BaseException:
             self.release()
             raise
-        if not data:
+        self._took(len(data))
+        return data
+
+    def read_over(self, scratch: memoryview) -> bytes | memoryview:
+        """Like ``read(len(scratch))`` for a body nobody keeps: from the socket, the bytes
+        land in ``scratch`` (no new object per read; the next read overwrites them)."""
+        if self._chunks or self._left is None:
+            return self._read_parsed(len(scratch))
+        if not self._left or self._sock is None:
+            return b""
+        if len(scratch) > self._left:
+            scratch = scratch[:self._left]
+        try:
+            count = self._sock.recv_into(scratch)
+        except BaseException:
+            self.release()
+            raise
+        self._took(count)
+        return scratch[:count]
+
+    def _took(self, count: int) -> None:
+        if not count:
             self.at_eof = True
             self.release()
             raise HTTPParseError("Incomplete response.")  # llhttp's words for it
-        self._left -= len(data)
+        self._left -= count
         if not self._left:
             self.message_complete = self._ended = True
             self.release()
-        return data
 
     def _read_parsed(self, amount: int | None) -> bytes:
         try:
             while self._sock is not None and not self.message_complete and \
                     self._left is None and (amount is None or self._buffered < amount):
-                self.feed(self._sock.recv(amount or self.block_size))
+                self.feed(self._sock.recv(self.block_size))  # the rest waits in _chunks
         except BaseException:
             self.release()
             raise

@@ -51,14 +51,21 @@ class _Body:
         return [value for key, value in self.head.items() if key.lower() == name] or default
 
     def read(self, amount: int | None = None) -> bytes:
+        return self._next(self.head.read, amount)
+
+    def read_over(self, scratch: memoryview) -> bytes | memoryview:
+        """``read(len(scratch))``, with what comes from the socket landing in ``scratch``."""
+        return self._next(self.head.read_over, scratch)
+
+    def _next(self, read_part: Any, argument: Any) -> Any:
         try:
-            data = self.head.read(amount)
+            data = read_part(argument)
         except HTTPParseError as exc:
             self.close()
             if "Incomplete" not in str(exc):
                 raise http.client.HTTPException(str(exc)) from None
             remaining = self.head.remaining()
-            data = self.head.read(amount)  # what arrived before the end, if any
+            data = read_part(argument)  # what arrived before the end, if any
             if self.chunked:  # urllib3 counts no length: say it as http.client would
                 raise http.client.IncompleteRead(data, remaining) from None
             self.cut = (self.delivered + len(data), remaining)
@@ -80,14 +87,16 @@ class _PlainRaw:
     HTTPResponse reads and fails (its ``_error_catcher`` and Content-Length check, held
     to that by tests/test_parity_errors.py), for a fraction of its cost."""
 
-    __slots__ = ("_body", "_pool", "_original_response", "headers", "status", "reason",
-                 "version")
+    __slots__ = ("_body", "_pool", "_original_response", "_scratch", "_lent", "headers",
+                 "status", "reason", "version")
 
     def __init__(self, body: _Body, pool: Any, headers: CaseInsensitiveDict, status: int,
-                 reason: str, version: int) -> None:
+                 reason: str, version: int, scratch: memoryview) -> None:
         self._body = body
         self._pool = pool
         self._original_response = body  # for requests' cookie extraction
+        self._scratch = scratch
+        self._lent = False
         self.headers = headers
         self.status = status
         self.reason = reason
@@ -97,16 +106,32 @@ class _PlainRaw:
     def closed(self) -> bool:
         return self._body.closed
 
+    def lend_chunks(self) -> int:
+        """The caller keeps no chunk past the next one: from now on ``stream`` yields views
+        of the sender's scratch buffer, each overwritten by the next read. Returns the
+        largest chunk it can lend. No new object per chunk and, in 256 KiB steps, a quarter
+        of the reads: W7 (1 MiB bodies) took 0.33 s in 64 KiB bytes, 0.22 s this way."""
+        self._lent = True
+        return len(self._scratch)
+
     def stream(self, amount: int | None = 2 ** 16, decode_content: bool | None = None
-               ) -> Iterator[bytes]:
+               ) -> Iterator[bytes | memoryview]:
+        if self._lent:
+            scratch = self._scratch[:amount] if amount else self._scratch
+            while data := self._checked(self._body.read_over, scratch):
+                yield data
+            return
         while data := self.read(amount):
             yield data
 
     def read(self, amount: int | None = None, decode_content: bool | None = None,
              cache_content: bool = False) -> bytes:
+        return self._checked(self._body.read, amount)
+
+    def _checked(self, read_part: Any, argument: Any) -> Any:
         body = self._body
         try:
-            data = body.read(amount)
+            data = read_part(argument)
         except TimeoutError as exc:
             raise u3.ReadTimeoutError(self._pool, None, "Read timed out.") from exc
         except ssl.SSLError as exc:
@@ -127,10 +152,10 @@ class _PlainRaw:
         pass
 
 
-def response_for(head: ResponseHead, pool: Any, method: str, url: str,
-                 path: str) -> requests.Response:
+def response_for(head: ResponseHead, pool: Any, method: str, url: str, path: str,
+                 scratch: memoryview) -> requests.Response:
     """The requests.Response requests' adapter would build for ``head`` (``pool``: the
-    origin's, for the names in urllib3's exceptions)."""
+    origin's, for the names in urllib3's exceptions; ``scratch``: where lent chunks land)."""
     items = list(head.items())
     headers = CaseInsensitiveDict(items)
     if len(headers) < len(items):  # a repeated header: one value, as urllib3 joins them
@@ -141,7 +166,7 @@ def response_for(head: ResponseHead, pool: Any, method: str, url: str,
     body = _Body(head, chunked)
     if coding is None or coding.lower() == "identity":
         raw: Any = _PlainRaw(body, pool.urllib3_pool, headers, head.status_code,
-                             (head.status_message or "").strip(), version)
+                             (head.status_message or "").strip(), version, scratch)
     else:  # urllib3 decodes, with its bounds and its errors
         raw = urllib3.HTTPResponse(
             body=body, headers=HTTPHeaderDict(items), original_response=body,

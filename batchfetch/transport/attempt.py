@@ -36,8 +36,13 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
     sink = BodyFile(options.save_dir, index, url) if options.save_dir else None
     chunks: list[bytes] = []
     size = 0
+    chunk_size = CHUNK_SIZE
+    if not keep and hasattr(response.raw, "lend_chunks"):  # the native transport's
+        lent_size = response.raw.lend_chunks()  # no chunk is kept past its turn in the loop
+        if limit is None:  # with one, requests' steps: the size at the cut is the same
+            chunk_size = lent_size
     try:
-        for chunk in response.iter_content(CHUNK_SIZE):
+        for chunk in response.iter_content(chunk_size):
             size += len(chunk)
             outcome.size = size
             if limit is not None and size > limit:

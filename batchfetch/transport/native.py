@@ -34,6 +34,8 @@ __all__ = ["NativeSender", "Plain"]
 BLOCK_SIZE = 64 * 1024
 #: Encoded header blocks (and TLS contexts) remembered, by their headers (a run has a few).
 _HEADER_BLOCKS = 64
+#: Bytes per read of a body nobody keeps (answers.py's lend_chunks).
+SCRATCH_SIZE = 256 * 1024
 
 # A header http.client sends as it is, which requests' path accepts too: a token name, and
 # a latin-1 value without CR, LF or NUL that neither starts nor ends with white space.
@@ -91,6 +93,9 @@ class NativeSender:
         self.connections = connections
         self._contexts = BoundedCache(_HEADER_BLOCKS)
         self._blocks = BoundedCache(_HEADER_BLOCKS)
+        # Where the bodies of answers read with lend_chunks land. One per sender: its
+        # greenlets take turns at it, and a reader is done with a chunk before it yields.
+        self._scratch = memoryview(bytearray(SCRATCH_SIZE))
 
     def header_block(self, headers: dict[str, Any]) -> bytes | None:
         """The header lines after Host, as http.client would write them; None when they are
@@ -187,7 +192,7 @@ class NativeSender:
                 connection.done(reusable=False)
             raise
         if failure is None:
-            return response_for(response_head, pool, method, url, path)
+            return response_for(response_head, pool, method, url, path, self._scratch)
         if response_head is not None and response_head.refused:
             try:
                 return read_by_http_client(connection, response_head.received, pool,
