@@ -1,14 +1,12 @@
 """save_dir: bodies streamed to safe, unique, stable files; cut bodies leave nothing."""
-import http.server
 import os
-import random
-import threading
 
 import pytest
 
 from batchfetch import FetchOptions, OptionError, fetch_all
 from batchfetch.saving import MAX_NAME, file_name_for
 from batchfetch.testing import pattern_bytes
+from batchfetch.testing.routes import random_bytes
 
 pytestmark = pytest.mark.usefixtures("both_paths")
 
@@ -25,50 +23,16 @@ def test_bodies_are_saved_and_named_on_the_row(server, tmp_path):
     assert sorted(os.listdir(target)) == sorted(os.path.basename(p) for p in paths)
 
 
-class _DistinctBodies(http.server.BaseHTTPRequestHandler):
-    """``/<seed>/<n>``: n bytes no other seed gives, with a Content-Length, or chunked under
-    ``/chunked/<seed>/<n>``."""
-
-    protocol_version = "HTTP/1.1"
-
-    def do_GET(self):  # noqa: N802 - http.server's name
-        *chunked, seed, size = self.path.strip("/").split("/")
-        body = random.Random(seed).randbytes(int(size))
-        self.send_response(200)
-        if chunked:
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
-            for start in range(0, len(body), 100_000):
-                part = body[start:start + 100_000]
-                self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part))
-            self.wfile.write(b"0\r\n\r\n")
-        else:
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-    def log_message(self, *args):
-        pass
-
-
-def test_bodies_read_at_once_are_saved_byte_for_byte(tmp_path):
+def test_bodies_read_at_once_are_saved_byte_for_byte(server, tmp_path):
     # Bodies nobody keeps in memory are read into one buffer the reads take turns at:
     # each saved file must hold its own bytes, whatever the others did meanwhile.
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DistinctBodies)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        base = f"http://127.0.0.1:{server.server_port}"
-        paths = [f"/{seed}/{700_000 + seed}" for seed in range(8)] + \
-                [f"/chunked/{seed}/{500_000 + seed}" for seed in range(8, 12)]
-        table = fetch_all([base + path for path in paths], save_dir=str(tmp_path),
-                          concurrency=12)
-    finally:
-        server.shutdown()
-        server.server_close()
-    for path, row in zip(paths, table):
-        seed, size = (int(part) for part in path.split("/")[-2:])
+    sizes = {seed: 700_000 + seed for seed in range(12)}
+    urls = [server.url(f"/random/{size}?seed={seed}" + ("&chunked=1" if seed >= 8 else ""))
+            for seed, size in sizes.items()]
+    table = fetch_all(urls, save_dir=str(tmp_path), concurrency=12)
+    for (seed, size), row in zip(sizes.items(), table):
         assert (row.ok, row.size) == (True, size), row
-        assert open(row.path, "rb").read() == random.Random(str(seed)).randbytes(size)
+        assert open(row.path, "rb").read() == random_bytes(str(seed), size)
 
 
 HOSTILE = ["/../../../../tmp/escape", "/%2e%2e%2f%2e%2e%2fescape", "//etc/passwd",

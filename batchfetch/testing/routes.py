@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import random
 import re
 import time
 import zlib
@@ -223,6 +224,26 @@ def _bytes(server: Server, conn: Connection, req: Request, n: str) -> None:
     chunked = req.query.get("chunked") == "1"
     conn.respond(200, pattern_chunks(int(n)), content_type=_OCTETS, length=int(n),
                  chunked=chunked)
+
+
+def random_bytes(seed: str, n: int) -> bytes:
+    """The body of ``/random/<n>?seed=SEED``: n bytes no other seed gives.
+
+    Example::
+
+        >>> len(random_bytes("a", 10)), random_bytes("a", 4) == random_bytes("b", 4)
+        (10, False)
+    """
+    return random.Random(seed).randbytes(n)
+
+
+@_route(r"/random/(\d+)", "/random/<n>[?seed=S&chunked=1]",
+        "n pseudo-random bytes of seed S (random_bytes), so each seed's body is its own")
+def _random(server: Server, conn: Connection, req: Request, n: str) -> None:
+    body = random_bytes(req.query.get("seed", ""), int(n))
+    chunks = (body[start:start + _CHUNK] for start in range(0, len(body), _CHUNK))
+    conn.respond(200, chunks, content_type=_OCTETS, length=len(body),
+                 chunked=req.query.get("chunked") == "1")
 
 
 @_route(r"/gzip/(\d+)", "/gzip/<n>",
