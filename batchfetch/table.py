@@ -120,9 +120,11 @@ class ResultTable(Sequence[FetchResult]):
             raise ImportError("to_pandas() needs pandas: pip install pandas") from None
         return pandas.DataFrame.from_records(self.to_records(), columns=None)
 
-    def render(self, url_width: int = 60) -> str:
-        """A fixed-width text table of the rows (what ``str(table)`` shows)."""
-        return render_table(self._rows, url_width=url_width)
+    def render(self, url_width: int | None = 60, width: int | None = None) -> str:
+        """A fixed-width text table of the rows (what ``str(table)`` shows), with the message
+        of each failed row; URLs cut at ``url_width`` characters, or, with ``width``, the
+        URLs and messages fitted into that many columns."""
+        return render_table(self._rows, url_width=url_width, width=width)
 
     def __str__(self) -> str:
         return self.render()

@@ -152,8 +152,18 @@ class TableWriter(RowWriter):
 
     def close(self) -> None:
         self._rows.sort(key=lambda row: row.index)
-        self.stream.write(render_table(self._rows) + "\n")
+        self.stream.write(render_table(self._rows, url_width=None,
+                                       width=_terminal_width(self.stream)) + "\n")
         super().close()
+
+
+def _terminal_width(stream: IO[str]) -> int | None:
+    """The columns of the terminal ``stream`` writes to; None for a file or a pipe, where
+    the table is whole."""
+    try:
+        return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else None
+    except (AttributeError, ValueError, OSError):  # not a real file, or not a terminal
+        return None
 
 
 class RowReader:
@@ -359,19 +369,60 @@ def writer_for(fmt: str, stream: IO[str], include_body: bool = False,
     return output_format(fmt).writer(stream, include_body, columns)
 
 
-def _clip(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
+def _clip(text: str, width: int | None) -> str:
+    text = " ".join(text.split()) if "\n" in text or "\r" in text else text
+    if width is None or len(text) <= width:
+        return text
+    return text[: max(width - 3, 1)] + "..."
 
 
-def render_table(rows: Iterable[FetchResult], url_width: int = 60) -> str:
-    """A fixed-width table: index, status, error, time, size, attempts, URL."""
-    header = ("#", "status", "error", "ms", "bytes", "tries", "url")
+#: The narrowest the URL and message columns get on a narrow terminal.
+_NARROWEST = 20
+
+
+def render_table(rows: Iterable[FetchResult], url_width: int | None = 60,
+                 width: int | None = None) -> str:
+    """A fixed-width table: index, status, error, time, size, attempts, URL and, when a row
+    failed, the message that says why.
+
+    With ``width`` (a terminal's columns), the URL and message columns share what the
+    others leave, the message taking at most half; otherwise URLs are cut at
+    ``url_width`` characters (None: never) and messages are whole.
+
+    Example::
+
+        >>> failed = FetchResult(1, "http://127.0.0.1:9/x", error="connect",
+        ...                      message="ConnectionError: refused")
+        >>> print(render_table([FetchResult(0, "http://127.0.0.1/", ok=True, status=200),
+        ...                     failed]))
+        #  status  error    ms  bytes  tries  url                   message
+        0     200  ok        0      0      0  http://127.0.0.1/
+        1       -  connect   0      0      0  http://127.0.0.1:9/x  ConnectionError: refused
+    """
+    rows = list(rows)
+    messages = ["" if row.ok else row.message for row in rows]
+    header = ("#", "status", "error", "ms", "bytes", "tries", "url") + (
+        ("message",) if any(messages) else ())
+    fixed = [(str(row.index), "-" if row.status is None else str(row.status),
+              row.error or "ok", f"{row.elapsed * 1000:.0f}", str(row.size),
+              str(row.attempts)) for row in rows]
+    widths = [max(len(line[i]) for line in [header[:6], *fixed]) for i in range(6)]
+    message_width: int | None = None
+    if width is not None:
+        room = width - sum(widths) - 2 * len(header[6:]) - 2 * 5
+        longest_url = max([len(header[6]), *(len(row.url) for row in rows)])
+        if len(header) > 7:
+            longest_message = max(len(header[7]), *map(len, messages))
+            message_width = max(_NARROWEST, min(longest_message, room // 2))
+            url_width = max(_NARROWEST, min(longest_url, room - message_width))
+            message_width = max(_NARROWEST, room - url_width)
+        else:
+            url_width = max(_NARROWEST, room)
     lines = [header]
-    for row in rows:
-        status = "-" if row.status is None else str(row.status)
-        lines.append((str(row.index), status, row.error or "ok", f"{row.elapsed * 1000:.0f}",
-                      str(row.size), str(row.attempts), _clip(row.url, url_width)))
-    widths = [max(len(line[i]) for line in lines) for i in range(len(header))]
+    for cells, row, message in zip(fixed, rows, messages):
+        lines.append(cells + (_clip(row.url, url_width),) + (
+            (_clip(message, message_width),) if len(header) > 7 else ()))
+    widths += [max(len(line[i]) for line in lines) for i in range(6, len(header))]
     right = {0, 1, 3, 4, 5}
     return "\n".join(
         "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])

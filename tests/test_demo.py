@@ -18,7 +18,8 @@ def test_demo_prints_the_table_and_summary_and_exits_0():
     result = invoke("--demo")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["#", "status", "error", "ms", "bytes", "tries", "url"]
+    assert lines[0].split() == ["#", "status", "error", "ms", "bytes", "tries", "url",
+                                "message"]
     assert [line.split()[2] for line in lines[1:]] == [
         "ok", "ok", "ok", "ok", "ok", "ok", "ok", "http", "http", "deadline", "connect",
         "invalid_url"]

@@ -87,9 +87,11 @@ def test_empty_json_document_is_valid():
 
 def test_text_rendering(table):
     lines = str(table).splitlines()
-    assert lines[0].split() == ["#", "status", "error", "ms", "bytes", "tries", "url"]
+    assert lines[0].split() == ["#", "status", "error", "ms", "bytes", "tries", "url",
+                                "message"]
     assert lines[1].split()[:6] == ["0", "200", "ok", "100", "5", "1"]
     assert lines[3].split()[:3] == ["2", "-", "timeout"]
+    assert lines[3].endswith("read timed out")  # why it failed
 
 
 def test_raise_for_errors(table):
