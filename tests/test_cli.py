@@ -85,9 +85,9 @@ def test_bad_text_lines_become_rows_naming_their_line(server):
     assert result.exit_code == 1
     rows = rows_of(result)
     assert [r["error"] for r in rows] == ["", "invalid_url", "invalid_url", ""]
-    assert rows[1]["message"] == ("line 3: no scheme in 'not a url' "
+    assert rows[1]["message"] == ("line 3 of standard input: no scheme in 'not a url' "
                                   "(expected http:// or https://)")
-    assert rows[2]["message"].startswith("line 4: unsupported scheme 'ftp'")
+    assert rows[2]["message"].startswith("line 4 of standard input: unsupported scheme 'ftp'")
 
 
 def test_bad_jsonl_lines_become_rows_naming_their_line(server):
@@ -106,12 +106,12 @@ def test_bad_jsonl_lines_become_rows_naming_their_line(server):
     assert [(r["id"], r["error"]) for r in rows] == [
         (1, ""), (None, "invalid_request"), (3, "invalid_request"), (None, "invalid_request"),
         (5, "invalid_url"), (6, "invalid_request"), (None, "")]
-    assert rows[1]["message"].startswith("line 2: invalid JSON: ")
+    assert rows[1]["message"].startswith("line 2 of standard input: invalid JSON: ")
     assert rows[1]["url"] == '{"id": 2, "url":'
-    assert rows[2]["message"] == "line 3: request spec has no 'url'"
-    assert rows[3]["message"].startswith("line 4: an item must be")
-    assert rows[4]["message"].startswith("line 5: no scheme in 'nope'")
-    assert rows[5]["message"].startswith("line 6: unknown key(s) color")
+    assert rows[2]["message"] == "line 3 of standard input: request spec has no 'url'"
+    assert rows[3]["message"].startswith("line 4 of standard input: an item must be")
+    assert rows[4]["message"].startswith("line 5 of standard input: no scheme in 'nope'")
+    assert rows[5]["message"].startswith("line 6 of standard input: unknown key(s) color")
 
 
 def test_jsonl_posts_each_body_and_returns_each_id(server, tmp_path):
@@ -190,8 +190,8 @@ def test_data_at_dash_reads_stdin_when_the_input_is_a_file(server, tmp_path):
     assert echoed(rows_of(result)[0])["body"] == "from=stdin"
     clash = invoke(*FAST, "-d", "@-", input=server.url("/echo"))
     assert clash.exit_code == 2 and clash.stdout == ""
-    assert "Error: -d @- reads the body from standard input, which already holds the input: " \
-           "give the URLs as a FILE argument" in clash.stderr
+    assert "Error: -d @- reads the body from standard input, which is an input too: give " \
+           "the URLs as arguments or in a file" in clash.stderr
     missing = invoke(*FAST, "-d", f"@{tmp_path / 'nope'}", urls)
     assert missing.exit_code == 2 and "'-d' / '--data': cannot read" in missing.stderr
 
@@ -473,7 +473,8 @@ def test_json_and_table_come_in_input_order(server):
     jsonl = invoke(*FAST, input=urls).stdout.splitlines()  # a pipe: completion order
     assert [json.loads(line)["index"] for line in jsonl] == [1, 0]
     table = invoke(*FAST, "-f", "table", input=urls).stdout.splitlines()
-    assert table[0].split() == ["#", "status", "error", "ms", "bytes", "tries", "url"]
+    assert table[0].split() == ["#", "status", "error", "ms", "bytes", "tries", "url",
+                                "message"]
     assert [line.split()[0] for line in table[1:]] == ["0", "1"]
 
 
@@ -517,9 +518,10 @@ def test_environment_gives_defaults_and_flags_win(server):
     (["-t", "soon"], "'-t' / '--timeout': 'soon' is not a number of seconds or 'none'"),
     (["-t", "0"], "'-t' / '--timeout': must be a number > 0 or 'none', got 0.0"),
     (["--connect-timeout", "0"], "'--connect-timeout': must be a number > 0 or None"),
-    (["--deadline", "-1"], "'--deadline': must be a number > 0 or 'none', got -1.0"),
+    (["--deadline", "-1"],
+     "'--deadline' / '-m' / '--max-time': must be a number > 0 or 'none', got -1.0"),
     (["--max-pending", "0"], "'--max-pending': must be an integer >= 1 or None, got 0"),
-    (["-r", "-1"], "'-r' / '--retries': must be an integer >= 0, got -1"),
+    (["-r", "-1"], "'-r' / '--retries' / '--retry': must be an integer >= 0, got -1"),
     (["--backoff", "-1"], "'--backoff': must be a number >= 0, got -1.0"),
     (["--retry-on", "5xx"], "'--retry-on': must be statuses such as"),
     (["--max-retry-wait", "-1"], "'--max-retry-wait': must be a number >= 0"),
@@ -539,8 +541,8 @@ def test_environment_gives_defaults_and_flags_win(server):
     (["--input-format", "xml"], "'--input-format': 'xml' is not one of 'auto', 'text', 'jsonl'"),
     (["-f", "yaml"], "'-f' / '--format': 'yaml' is not one of"),
     (["-o", "/no/such/dir/rows.csv"], "'-o' / '--output': cannot write '/no/such/dir/rows.csv'"),
-    (["/no/such/urls.txt"], "'/no/such/urls.txt': No such file or directory"),
-    (["--demo", __file__], "--demo fetches its own list: give no FILE"),
+    (["/no/such/urls.txt"], "cannot read '/no/such/urls.txt': No such file or directory"),
+    (["--demo", __file__], "--demo fetches its own list: give no INPUT"),
     (["--no-such-flag"], "No such option"),  # click 8.3 and 8.5 word the rest apart
     (["-o", "out.xlsx"], "Invalid value for '-o' / '--output': cannot tell a format from "
                          "'.xlsx': name the file .csv, .jsonl, .ndjson, .json or .txt "
@@ -576,19 +578,21 @@ def test_key_needs_cert_and_insecure_contradicts_cacert(tmp_path):
 
 
 def _long_options():
-    return [opt for param in main.params for opt in param.opts + param.secondary_opts
-            if opt.startswith("--")] + ["--help"]
+    """The long options --help shows (curl's flags that batchfetch refuses or needs not are
+    hidden: the README's curl table lists them)."""
+    return [opt for param in main.params if not getattr(param, "hidden", False)
+            for opt in param.opts + param.secondary_opts if opt.startswith("--")] + ["--help"]
 
 
 def test_help_groups_the_options_and_ends_with_examples():
     result = invoke("--help")
     assert result.exit_code == 0
     text = " ".join(result.stdout.split())  # whatever the wrapping
-    assert text.startswith("Usage: batchfetch [OPTIONS] [FILE]")
+    assert text.startswith("Usage: batchfetch [OPTIONS] [INPUT]...")
     titles = ["Concurrency and timing:", "Retries:", "Request:", "TLS and proxies:",
               "Input and output:", "General:", "Examples:"]
     assert [text.index(title) for title in titles] == sorted(text.index(t) for t in titles)
-    assert "[env var: BATCHFETCH_CONCURRENCY; default: 16]" in text
+    assert "[default: 16]" in text and "BATCHFETCH_<KEYWORD> sets its default" in text
     assert "default: 429,500,502-504" in text and "default: 10 connect, 30 read" in text
     assert "batchfetch --demo" in text and "141 output closed early" in text
     for option in _long_options():
@@ -612,7 +616,10 @@ def test_every_option_is_exercised_by_a_test():
     sources = "".join(path.read_text() for path in (ROOT / "tests").glob("test_*.py"))
     this = sources[sources.index("def test_every_option_is_exercised_by_a_test"):]
     sources = sources.replace(this[:this.index("\ndef ", 1)], "")
+    # The hidden ones are curl's flags of batchfetch.cli.curl's tables, which
+    # tests/test_cli_habits.py runs one by one.
     missing = [param.opts[-1] for param in main.params if isinstance(param, click.Option)
+               and not param.hidden
                and not any(f'"{name}"' in sources for name in param.opts + param.secondary_opts)]
     assert not missing
 

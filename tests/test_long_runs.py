@@ -159,7 +159,7 @@ def test_resume_keeps_each_input_index_and_line_number(server, tmp_path):
     rows = {row["index"]: row for row in rows_in(output)}
     assert sorted(rows) == [0, 1, 2, 3]
     assert (rows[1]["url"], rows[1]["message"]) == ("not a url", json.loads(first[1])["message"])
-    assert rows[1]["message"].startswith("line 4: no scheme")
+    assert rows[1]["message"].startswith(f"line 4 of {inputs}: no scheme")
     assert rows[3]["url"] == server.url("/status/404") and rows[3]["status"] == 404
 
 

@@ -211,7 +211,7 @@ def test_output_naming_the_input_file_is_a_usage_error(tmp_path, child_env):
     urls = url_file(tmp_path, ["http://127.0.0.1:9/"])
     proc = start(["-o", urls, urls], child_env)
     assert proc.wait() == 2
-    assert b"is the input file: its rows would overwrite the URLs being read" \
+    assert b"is an input file: its rows would overwrite the URLs being read" \
         in proc.stderr.read()
     assert urls.read_text() == "http://127.0.0.1:9/\n"
 

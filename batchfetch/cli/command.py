@@ -12,7 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Callable, Iterator
-from typing import IO, Any
+from typing import Any
 
 import click
 import gevent
@@ -24,9 +24,10 @@ from ..writers import FORMATS, OUTPUT_FORMATS, writer_for
 from .help import (EPILOG, SectionedCommand, general_option, listed, output_option,
                    output_suffixes, print_version, request_option, retrying_option,
                    timing_option, tls_option)
+from .curl import FormatChoice, curl_habits
 from .input_text import InputTextError
 from .lines import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
-                    UserParam, build_options)
+                    UserParam, build_options, open_inputs, reads_stdin)
 from .progress import Progress
 from .run import AppendedByTheLibrary, InInputOrder, RowsToOutput
 from .streams import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText, check_output_file,
@@ -48,7 +49,7 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @click.command(cls=SectionedCommand, epilog=EPILOG,
                context_settings={"auto_envvar_prefix": "BATCHFETCH",
                                  "help_option_names": ["-h", "--help"]})
-@click.argument("file", type=click.File("rb"), default="-")
+@click.argument("inputs", nargs=-1, metavar="[INPUT]...")
 @timing_option("-c", "--concurrency", type=int, metavar="N", default_of="concurrency",
                help="Requests in flight at once, across all hosts.")
 @timing_option("--per-host", type=int, metavar="N", help="Requests in flight at once per host.")
@@ -58,7 +59,7 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                help="Seconds to connect and between bytes read; 'none' waits forever.")
 @timing_option("--connect-timeout", type=float, metavar="SECONDS",
                help="Seconds to connect (overrides --timeout for connecting).")
-@timing_option("--deadline", type=SecondsParam(), default_of="deadline",
+@timing_option("--deadline", "-m", "--max-time", type=SecondsParam(), default_of="deadline",
                help="Wall-clock seconds one attempt may take, body included; 'none': no limit.")
 @timing_option("--max-pending", type=int, metavar="N", show_default="max(256, 4 x concurrency)",
                help="Input items read ahead of the rows written.")
@@ -78,7 +79,7 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                help="Send what can go out identically on the native transport (default; the "
                     "same bytes as requests, less CPU); --no-fast-path sends every request "
                     "through requests' full Session path.")
-@retrying_option("-r", "--retries", type=int, metavar="N", default_of="retries",
+@retrying_option("-r", "--retries", "--retry", type=int, metavar="N", default_of="retries",
                  help="Extra attempts after the first for retryable failures.")
 @retrying_option("--backoff", type=float, metavar="SECONDS", default_of="backoff",
                  help="Base of the exponential backoff between attempts (with jitter).")
@@ -97,9 +98,15 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @request_option("-H", "--header", "headers", multiple=True,
                 type=PairParam(":", "'NAME: VALUE'", "\n"),
                 help="A header for every request; repeatable (one per line in the variable).")
+@request_option("-I", "--head", is_flag=True, default=None,
+                help="Send HEAD requests (-X HEAD).")
 @request_option("-d", "--data", multiple=True, metavar="BODY",
                 help="Form body for every request; repeats join with '&'; @FILE reads FILE, @- "
                      "standard input (without CR and LF, as curl does). Implies POST, like curl.")
+@request_option("--data-binary", multiple=True, metavar="BODY",
+                help="As -d, but @FILE's bytes go as they are.")
+@request_option("--data-urlencode", multiple=True, metavar="[NAME]=TEXT|[NAME]@FILE",
+                help="As -d, with TEXT or FILE's bytes percent-encoded, as curl does.")
 @request_option("--json", metavar="BODY",
                 help="JSON body for every request; sets Content-Type and Accept to "
                      "application/json. Implies POST, like curl.")
@@ -111,8 +118,8 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                 help="A cookie for every request; repeatable.")
 @request_option("--param", "params", multiple=True, type=PairParam("=", "NAME=VALUE"),
                 help="A query parameter for every request; repeatable.")
-@request_option("--no-redirects", "allow_redirects", is_flag=True, flag_value=False, default=None,
-                help="Return 3xx responses instead of following them.")
+@request_option("-L", "--location/--no-redirects", "allow_redirects", default=None,
+                help="Follow redirects (the default; -L as in curl) or return 3xx responses.")
 @request_option("--max-redirects", type=int, metavar="N", default_of="max_redirects",
                 help="Redirects followed before the row fails with too_many_redirects.")
 @request_option("--hosts", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
@@ -131,16 +138,16 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
             help="Client certificate (PEM), with its key unless --key is given.")
 @tls_option("--key", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
             help="Private key of --cert.")
-@tls_option("--proxy", "proxies", metavar="URL",
+@tls_option("-x", "--proxy", "proxies", metavar="URL",
             help="Proxy for http and https URLs (default: the *_proxy variables).")
 @output_option("--input-format", type=click.Choice(INPUT_FORMATS), default="auto",
                show_default=True,
-               help="FILE holds URLs (text) or request specs (jsonl); auto: jsonl for a .jsonl "
-                    "name or a first line starting with '{'.")
+               help="Files hold URLs (text) or request specs (jsonl); auto: each file jsonl "
+                    "for a .jsonl name or a first line starting with '{'.")
 @output_option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), metavar="FILE",
                help=f"Write rows to FILE; its extension ({' '.join(output_suffixes())}) sets "
                     f"the format (none: jsonl; any other needs -f).")
-@output_option("-f", "--format", type=click.Choice(FORMATS),
+@output_option("-f", "--format", type=FormatChoice(FORMATS),
                help=f"Rows as {listed(FORMATS)}. Default: by -o extension, else a table on a "
                     f"terminal and jsonl on a pipe. {listed(_STREAMING, 'and')} stream each row "
                     f"as it completes (flat memory); {listed(_AT_THE_END, 'and')} come at the "
@@ -162,7 +169,7 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @general_option("--progress/--no-progress", default=None,
                 help="A progress bar on stderr (done/total, rate, ok, failed, retries, ETA). "
                      "Default: on when stderr is a terminal, unless -q or rows stream to it.")
-@general_option("-q", "--quiet", is_flag=True, help="No summary on stderr.")
+@general_option("-q", "--quiet", "-s", "--silent", is_flag=True, help="No summary on stderr.")
 @general_option("-v", "--verbose", count=True,
                 help="Log retries and cool-downs to stderr; -vv: debug.")
 @general_option("--demo", is_flag=True, allow_from_autoenv=False,
@@ -171,38 +178,45 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @general_option("--version", is_flag=True, expose_value=False, is_eager=True,
                 callback=print_version, allow_from_autoenv=False,
                 help="Show versions and exit.")
+@curl_habits
 @click.pass_context
-def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: bool,
+def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int, demo: bool,
          **flags: Any) -> None:
-    """Fetch every URL in FILE concurrently and write one row per input.
+    """Fetch every URL in the INPUTs concurrently and write one row per input.
 
-    FILE (default: standard input) holds one URL per line, or JSON Lines
-    request specs: {"id": 7, "url": ..., "method": "POST", "json": {...}}
-    with optional headers, params, data and cookies. Blank lines and lines
-    starting with # are skipped; a bad line becomes an error row naming its
-    line number, and the run goes on.
+    An INPUT with :// is a URL; - is standard input (the default); any other
+    is a file of one URL per line, or of JSON Lines request specs:
+    {"id": 7, "url": ..., "method": "POST", "json": {...}} with optional
+    headers, params, data and cookies. Blank lines and lines starting with #
+    are skipped; a bad line becomes an error row naming its line and file,
+    and the run goes on. Rows are numbered in one sequence across INPUTs.
 
     Each option is the batchfetch.fetch_all() keyword of the same name (-H:
     headers, -b: cookies, --param: params, -u: auth, -k and --cacert:
-    verify, --proxy: proxies, --body: keep_body); its default may come from
-    the variable shown. Rows go to stdout or -o; logs and the summary
-    (counts, latency percentiles, retries) go to stderr.
+    verify, --proxy: proxies, --body: keep_body, --save: save_dir), and
+    BATCHFETCH_<KEYWORD> sets its default (BATCHFETCH_CONCURRENCY=50; other
+    flags: BATCHFETCH_<LONG_NAME>, as BATCHFETCH_FORMAT=csv). curl's flags
+    work where batchfetch has their meaning (-L, -s, -m, -x, -I, --retry).
+    Rows go to stdout or -o; logs and the summary (counts, latency
+    percentiles, retries) go to stderr.
     """
     from . import demo as demo_module  # here: a real run needs no test server loaded
 
     output, input_format, fmt = flags.pop("output"), flags.pop("input_format"), flags.pop("format")
     resume, retry_failed, progress = (flags.pop(name) for name in ("resume", "retry_failed",
                                                                     "progress"))
-    if demo and ctx.get_parameter_source("file") is not click.core.ParameterSource.DEFAULT:
-        raise click.UsageError("--demo fetches its own list: give no FILE")
-    if "@-" in (flags.get("data") or ()) and not demo and _is_stdin(file):
-        raise click.UsageError("-d @- reads the body from standard input, which already holds "
-                               "the input: give the URLs as a FILE argument")
+    if demo and inputs:
+        raise click.UsageError("--demo fetches its own list: give no INPUT")
+    sources = [] if demo else open_inputs(ctx, inputs)
+    stdin = next((source.stream for source in sources if source.name == "-"), None)
+    if stdin is not None and reads_stdin(flags):
+        raise click.UsageError("-d @- reads the body from standard input, which is an input "
+                               "too: give the URLs as arguments or in a file")
     options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
     fmt = fmt or format_for(output, demo)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
     if output not in (None, "-"):
-        check_output_file(output, file, demo)
+        check_output_file(output, [source.stream for source in sources if source.stream])
     if sys.stderr is None:  # started with 2>&-: the summary and logs go nowhere
         sys.stderr = open(os.devnull, "w")
     say: Callable[[str], None] = (lambda text: None) if quiet else (
@@ -232,10 +246,9 @@ def main(ctx: click.Context, file: IO[bytes], quiet: bool, verbose: int, demo: b
             if demo:
                 code = demo_module.run_demo(run, say)
             else:
-                if file.isatty():
+                if stdin is not None and stdin.isatty():
                     say("batchfetch: reading URLs from the terminal; end with Ctrl-D")
-                name = getattr(file, "name", "-")
-                code = run(NumberedItems(file, input_format, name, recorded))
+                code = run(NumberedItems(sources, input_format, recorded=recorded))
             if target is not None:
                 target.close()
     except BrokenPipeError:  # the reader went away (| head): stop quietly, as cat does
@@ -296,10 +309,6 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
                                  param_hint="'-o' / '--output'") from None
     except ResumeError as exc:
         raise _InputRefused(str(exc)) from None
-
-
-def _is_stdin(file: IO[bytes]) -> bool:
-    return getattr(file, "name", "-") in ("-", "<stdin>")
 
 
 class _PasswordMaskingFormatter(logging.Formatter):

@@ -108,7 +108,7 @@ def run_demo(fetch: Callable[[Any, Callable[[FetchResult], None]], int],
         say(f"demo: {len(cases)} requests to a loopback server at {server.base_url}; "
             f"demo defaults (flags win): {_DEFAULT_FLAGS}")
         check = _Check(cases)
-        code = fetch(NumberedItems(io.BytesIO(lines), "jsonl"), check)
+        code = fetch(NumberedItems(io.BytesIO(lines), "jsonl", "the demo's list"), check)
     if code == EXIT_INTERRUPTED:
         return code
     for line in check.verdict():

@@ -15,7 +15,7 @@ from .._version import __version__
 from ..config import FetchOptions
 from ..writers import OUTPUT_FORMATS
 
-__all__ = ["EPILOG", "SectionedCommand", "print_version", "timing_option", "retrying_option",
+__all__ = ["EPILOG", "SectionedCommand", "print_version", "variable_of", "timing_option", "retrying_option",
            "request_option", "tls_option", "output_option", "general_option", "listed",
            "output_suffixes"]
 
@@ -39,11 +39,30 @@ class _SectionOption(click.Option):
         super().__init__(*args, **kwargs)
         self.section = section
 
+    def process_value(self, ctx: click.Context, value: Any) -> Any:
+        try:
+            return super().process_value(ctx, value)
+        except click.BadParameter as exc:
+            variable = variable_of(ctx, self)
+            if variable:  # the value came from the environment: name what to fix there
+                exc.param_hint = f"the variable {variable}"
+            raise
+
     def get_help_extra(self, ctx: click.Context) -> Any:  # click >= 8.2
         extra = super().get_help_extra(ctx)
         if isinstance(self.show_default, str):  # click would wrap it in parentheses
             extra["default"] = self.show_default
         return extra
+
+
+def variable_of(ctx: click.Context, param: click.Parameter) -> str | None:
+    """The BATCHFETCH_* variable ``param``'s value came from, or None if it did not."""
+    if param.name is None or \
+            ctx.get_parameter_source(param.name) is not click.core.ParameterSource.ENVIRONMENT:
+        return None
+    if isinstance(param.envvar, str):
+        return param.envvar
+    return f"{ctx.auto_envvar_prefix}_{param.name.upper()}"  # click's own naming
 
 
 class SectionedCommand(click.Command):
@@ -64,8 +83,7 @@ def _section(title: str) -> Callable[..., Callable]:
     def option(*decls: str, default_of: str | None = None, **attrs: Any) -> Callable:
         if default_of:
             attrs["show_default"] = _shown_default(default_of)
-        return click.option(*decls, cls=_SectionOption, section=title, show_envvar=True,
-                            **attrs)
+        return click.option(*decls, cls=_SectionOption, section=title, **attrs)
     return option
 
 

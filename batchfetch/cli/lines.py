@@ -9,27 +9,32 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import json
+import os
 import re
 import sys
+import urllib.parse
 from collections.abc import Iterator
 from typing import IO, Any
 
 import click
 
+from .help import variable_of
 from .input_text import text_lines
 from ..config import FetchOptions
 from ..errors import ErrorKind, OptionError
 from ..results import FetchResult
 from ..resume import RecordedRows
 
-__all__ = ["INPUT_FORMATS", "NumberedItems", "PairParam", "SecondsParam", "SizeParam",
-           "UserParam", "build_options", "detect_format", "keyword_of", "parse_pair",
-           "parse_size"]
+__all__ = ["INPUT_FORMATS", "InputSource", "NumberedItems", "PairParam", "SecondsParam",
+           "SizeParam", "UserParam", "build_options", "detect_format", "keyword_of",
+           "open_inputs", "parse_pair", "parse_size", "reads_stdin"]
 
 INPUT_FORMATS = ("auto", "text", "jsonl")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 #: Error kinds that come from the input line itself rather than from fetching it.
 _INPUT_ERRORS = frozenset({ErrorKind.INVALID_URL, ErrorKind.INVALID_REQUEST})
+#: An argument or a line that starts as a URL does: a scheme and "://".
+_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(?:i?b)?\s*$", re.IGNORECASE)
 
 
@@ -173,8 +178,9 @@ def build_options(ctx: click.Context | None, flags: dict[str, Any],
         message = exc.problem or f"must be {exc.expected}, got {exc.shown_value!r}"
         if param is not None and isinstance(param.type, (SecondsParam, SizeParam)):
             message = message.replace(" or None", " or 'none'")  # the flag's spelling
-        raise click.BadParameter(message, ctx=ctx, param=param,
-                                 param_hint=None if param else exc.option)
+        variable = variable_of(ctx, param) if ctx is not None and param is not None else None
+        hint = f"the variable {variable}" if variable else None if param else exc.option
+        raise click.BadParameter(message, ctx=ctx, param=param, param_hint=hint)
 
 
 def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
@@ -188,8 +194,16 @@ def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
         if name.lower() not in named:
             headers[name] = value
 
-    if "data" in given:
-        given["data"] = _joined_data(given["data"])
+    parts = [*(_data_part(value, "'-d' / '--data'", strip=True) for value in given.pop("data", ())),
+             *(_data_part(value, "'--data-binary'") for value in given.pop("data_binary", ())),
+             *map(_urlencoded_part, given.pop("data_urlencode", ()))]
+    if parts:
+        given["data"] = _joined(parts)
+    if given.pop("head", False):
+        if parts or "json" in given or given.get("method", "HEAD").upper() != "HEAD":
+            raise click.UsageError("-I sends HEAD requests, which have no body: it does not "
+                                   "go with -d, --json or another -X")
+        given["method"] = "HEAD"
     if "json" in given:
         try:
             given["json"] = json.loads(given["json"])
@@ -221,25 +235,59 @@ def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
     return given
 
 
-def _joined_data(values: tuple[str, ...]) -> str | bytes:
-    """-d values joined with '&' as curl joins them; ``@FILE`` is FILE's bytes and ``@-``
-    standard input's, without carriage returns and newlines (curl strips those for -d)."""
-    parts: list[str | bytes] = []
-    for value in values:
-        if not value.startswith("@"):
-            parts.append(value)
-            continue
-        path = value[1:]
-        try:
-            if path == "-":
-                raw = sys.stdin.buffer.read()  # before the run: nothing else waits yet
-            else:
-                with open(path, "rb") as stream:
-                    raw = stream.read()
-        except OSError as exc:
-            raise click.BadParameter(f"cannot read {path!r}: {exc.strerror}",
-                                     param_hint="'-d' / '--data'") from None
-        parts.append(raw.replace(b"\r", b"").replace(b"\n", b""))
+def reads_stdin(flags: dict[str, Any]) -> bool:
+    """Whether a body flag reads standard input (``-d @-``, ``--data-urlencode name@-``)."""
+    return any(value.startswith("@-") and len(value) == 2 or
+               name == "data_urlencode" and value.partition("=")[0].endswith("@-")
+               for name in ("data", "data_binary", "data_urlencode")
+               for value in flags.get(name) or ())
+
+
+def _read_body_file(path: str, hint: str) -> bytes:
+    """FILE's bytes for ``@FILE`` (``-`` is standard input, read before the run starts)."""
+    try:
+        if path == "-":
+            return sys.stdin.buffer.read()
+        with open(path, "rb") as stream:
+            return stream.read()
+    except OSError as exc:
+        raise click.BadParameter(f"cannot read {path!r}: {exc.strerror}",
+                                 param_hint=hint) from None
+
+
+def _data_part(value: str, hint: str, strip: bool = False) -> str | bytes:
+    """One -d or --data-binary value: the text, or ``@FILE``'s bytes; -d drops their
+    carriage returns and newlines, as curl does."""
+    if not value.startswith("@"):
+        return value
+    raw = _read_body_file(value[1:], hint)
+    return raw.replace(b"\r", b"").replace(b"\n", b"") if strip else raw
+
+
+def _urlencoded_part(value: str) -> str:
+    """One --data-urlencode value, as curl reads it: ``TEXT`` or ``=TEXT`` (TEXT encoded),
+    ``NAME=TEXT`` (NAME as it is, TEXT encoded), ``@FILE`` or ``NAME@FILE`` (FILE's bytes
+    encoded); everything but letters, digits and ``-._~`` is percent-encoded.
+
+    Example::
+
+        >>> _urlencoded_part("q=a b&c"), _urlencoded_part("=x=y"), _urlencoded_part("é")
+        ('q=a%20b%26c', 'x%3Dy', '%C3%A9')
+    """
+    if value.startswith("="):
+        return urllib.parse.quote(value[1:], safe="")
+    name, equals, text = value.partition("=")
+    if "@" in name or not equals and "@" in value:
+        name, _, path = value.partition("@")
+        data = urllib.parse.quote(_read_body_file(path, "'--data-urlencode'"), safe="")
+        return f"{name}={data}" if name else data
+    if not equals:
+        return urllib.parse.quote(value, safe="")
+    return f"{name}={urllib.parse.quote(text, safe='')}"
+
+
+def _joined(parts: list[str | bytes]) -> str | bytes:
+    """Body parts joined with '&' as curl joins them; bytes if any part is."""
     if all(isinstance(part, str) for part in parts):
         return "&".join(parts)  # type: ignore[arg-type]
     return b"&".join(part if isinstance(part, bytes) else part.encode("utf-8")
@@ -275,81 +323,116 @@ class _BadLine:
         return self.text
 
 
-class NumberedItems:
-    """Request items parsed lazily from the lines of ``stream``, each remembered by its line.
+@dataclasses.dataclass(frozen=True)
+class InputSource:
+    """One input the command was given: a file's (or standard input's) ``stream``, read
+    line by line, or, without a stream, the one URL ``name`` given as an argument."""
 
-    Blank lines and lines starting with ``#`` are skipped in both formats. Only the lines of
-    items whose rows have not come back are kept, so memory stays flat on endless input.
+    name: str
+    stream: IO[bytes] | None = None
+
+    @property
+    def shown(self) -> str:
+        """How messages name it."""
+        return "standard input" if self.name in ("-", "<stdin>") else self.name
+
+
+class NumberedItems:
+    """Request items parsed lazily from the command's inputs, each remembered by where it
+    was read (``line 3 of urls.txt``, ``argument 2``), indexed in one sequence across them.
+
+    ``stream`` is one stream (named ``name``) or a list of :class:`InputSource`. Blank
+    lines and lines starting with ``#`` are skipped in both formats; ``input_format``
+    "auto" picks each file's own. Only the places of items whose rows have not come back
+    are kept, so memory stays flat on endless input.
 
     With ``recorded`` (``--resume``), which :func:`batchfetch.iter_fetch` resumes, each input
     is checked against its row here too, so that another input's file fails
-    (:class:`~batchfetch.resume.ResumeError`) naming the line, and the lines of the inputs
+    (:class:`~batchfetch.resume.ResumeError`) naming the line, and the places of the inputs
     it skips are not kept.
 
     Example::
 
         >>> import io
-        >>> items = NumberedItems(io.BytesIO(b"# urls\\nhttp://127.0.0.1/a\\nnot a url\\n"))
+        >>> items = NumberedItems(io.BytesIO(b"# urls\\nhttp://127.0.0.1/a\\nnot a url\\n"),
+        ...                       name="urls.txt")
         >>> list(items)
         [(0, 'http://127.0.0.1/a'), (1, 'not a url')]
         >>> items.annotate(FetchResult(1, "not a url", error="invalid_url", message="no scheme")
         ...                ).message
-        'line 3: no scheme'
+        'line 3 of urls.txt: no scheme'
     """
 
-    def __init__(self, stream: IO[bytes], input_format: str = "auto", name: str = "-",
-                 recorded: RecordedRows | None = None) -> None:
+    def __init__(self, stream: IO[bytes] | list[InputSource], input_format: str = "auto",
+                 name: str = "-", recorded: RecordedRows | None = None) -> None:
         self.format = input_format
-        self._stream = stream
-        self._name = name
+        self._sources = stream if isinstance(stream, list) else [InputSource(name, stream)]
         self._recorded = recorded
-        #: input index of an item handed to the library -> (its line, the line's problem)
-        self._pending: dict[int, tuple[int, str | None]] = {}
+        #: input index of an item handed to the library -> (where it was read, its problem)
+        self._pending: dict[int, tuple[str, str | None]] = {}
 
     def __iter__(self) -> Iterator[tuple[int, Any]]:
         """``(input index, item)`` pairs, for ``iter_fetch(..., indexed=True)``."""
         recorded = self._recorded
-        for index, number, item, problem in self._parsed():
-            if recorded is None or not recorded.skips(index, item,
-                                                      f"line {number} of {self._name}"):
-                self._pending[index] = (number, problem)
+        for index, where, item, problem in self._parsed():
+            if recorded is None or not recorded.skips(index, item, where):
+                self._pending[index] = (where, problem)
             yield index, item
 
-    def _parsed(self) -> Iterator[tuple[int, int, Any, str | None]]:
-        """``(index, line number, item, the line's problem)`` of each item; at the end, with
-        recorded rows, checks that the input has as many items as they need."""
-        lines = _content_lines(self._stream, self._name)
+    def _parsed(self) -> Iterator[tuple[int, str, Any, str | None]]:
+        """``(index, where it was read, item, its problem)`` of each item; at the end, with
+        recorded rows, checks that the inputs have as many items as they need."""
         count = 0
-        first = next(lines, None)
-        if first is not None:
-            if self.format == "auto":
-                self.format = detect_format(self._name, first[1])
-            parse = _parse_json if self.format == "jsonl" else _parse_url
-            for count, (number, text) in enumerate(itertools.chain([first], lines), start=1):
-                yield (count - 1, number, *parse(text))
+        for position, source in enumerate(self._sources, start=1):
+            if source.stream is None:
+                count += 1
+                yield count - 1, f"argument {position}", source.name, None
+                continue
+            for number, item, problem in self._parsed_lines(source):
+                count += 1
+                yield count - 1, f"line {number} of {source.shown}", item, problem
         if self._recorded is not None:
-            self._recorded.check_count(count, self._name)
+            named = self._sources[0].shown if len(self._sources) == 1 else "the inputs"
+            self._recorded.check_count(count, named)
+
+    def _parsed_lines(self, source: InputSource) -> Iterator[tuple[int, Any, str | None]]:
+        lines = _content_lines(source.stream, source.name)
+        first = next(lines, None)
+        if first is None:
+            return
+        input_format = self.format
+        if input_format == "auto":
+            input_format = detect_format(source.name, first[1])
+        parse = _parse_json if input_format == "jsonl" else _parse_url
+        for number, text in itertools.chain([first], lines):
+            yield (number, *parse(text))
 
     def scan(self) -> int | None:
-        """Count the items of a seekable stream (a file) ahead and rewind, so a line that is
+        """Count the items of inputs that are files ahead and rewind them, so a line that is
         not text (InputTextError) fails before anything is fetched; when resuming, check
         them against the recorded rows too, so another input's file fails as early. None
-        for a pipe or a terminal, which cannot be read twice."""
+        when an input is a pipe or a terminal, which cannot be read twice."""
+        starts = []
         try:
-            if not self._stream.seekable():
-                return None
-            start = self._stream.tell()
+            for source in self._sources:
+                if source.stream is not None:
+                    if not source.stream.seekable():
+                        return None
+                    starts.append((source.stream, source.stream.tell()))
         except (AttributeError, OSError, ValueError):
             return None
         try:
             if self._recorded is None:
-                return sum(1 for _ in _content_lines(self._stream, self._name))
+                return sum(1 if source.stream is None else
+                           sum(1 for _ in _content_lines(source.stream, source.name))
+                           for source in self._sources)
             count = 0
-            for count, (index, number, item, _) in enumerate(self._parsed(), start=1):
-                self._recorded.skips(index, item, f"line {number} of {self._name}")
+            for count, (index, where, item, _) in enumerate(self._parsed(), start=1):
+                self._recorded.skips(index, item, where)
             return count
         finally:
-            self._stream.seek(start)
+            for stream, start in starts:
+                stream.seek(start)
 
     @property
     def pending(self) -> int:
@@ -357,12 +440,52 @@ class NumberedItems:
         return len(self._pending)
 
     def annotate(self, row: FetchResult) -> FetchResult:
-        """Return ``row`` with ``"line N: "`` before the message if its line was unusable."""
-        number, problem = self._pending.pop(row.index, (None, None))
+        """Return ``row`` with where it was read before the message if the item itself
+        was unusable (``line 3 of urls.txt: ...``)."""
+        where, problem = self._pending.pop(row.index, (None, None))
         # attempts == 0: the line itself was refused (not a redirect it led to, say).
-        if number is not None and row.error in _INPUT_ERRORS and not row.attempts:
-            return dataclasses.replace(row, message=f"line {number}: {problem or row.message}")
+        if where is not None and row.error in _INPUT_ERRORS and not row.attempts:
+            return dataclasses.replace(row, message=f"{where}: {problem or row.message}")
         return row
+
+
+#: A file name that is more likely a URL given without its scheme (example.com/page).
+_HOST_LIKE = re.compile(r"^(?:www\.|localhost\b|\d{1,3}(?:\.\d{1,3}){3}\b|"
+                        r"[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?::\d+)?(?:/|$))")
+
+
+def open_inputs(ctx: click.Context, arguments: tuple[str, ...]) -> list[InputSource]:
+    """The command's INPUT arguments as sources, in order: one with a scheme and ``://``
+    is a URL, ``-`` standard input (also when there is no argument), anything else a file,
+    opened here (closed with ``ctx``). A file that cannot be opened is a usage error; a
+    name that looks like a URL without its scheme says how to fetch it.
+
+    Example::
+
+        >>> with click.Context(click.Command("batchfetch")) as ctx:
+        ...     [source.shown for source in open_inputs(ctx, ("http://127.0.0.1/a", "-"))]
+        ['http://127.0.0.1/a', 'standard input']
+    """
+    sources: list[InputSource] = []
+    for argument in arguments or ("-",):
+        if _SCHEME.match(argument):
+            sources.append(InputSource(argument))
+        elif argument == "-":
+            if any(source.name == "-" for source in sources):
+                raise click.UsageError("'-' (standard input) is given twice")
+            sources.append(InputSource("-", click.open_file("-", "rb")))
+        else:
+            try:
+                stream = open(argument, "rb")  # noqa: SIM115 - closed with the context
+            except OSError as exc:
+                hint = ""
+                if _HOST_LIKE.match(argument) and not os.path.exists(argument):
+                    hint = f"; to fetch it, give the URL with its scheme: 'https://{argument}'"
+                raise click.BadParameter(f"cannot read {argument!r}: {exc.strerror}{hint}",
+                                         ctx=ctx, param_hint="INPUT") from None
+            ctx.call_on_close(stream.close)
+            sources.append(InputSource(argument, stream))
+    return sources
 
 
 def _parse_url(text: str) -> tuple[Any, str | None]:
@@ -373,6 +496,9 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
     try:
         return json.loads(text), None
     except ValueError as exc:
+        if _SCHEME.match(text):  # a list of URLs in a file named .jsonl, most likely
+            return _BadLine(text), ("a plain URL where JSON Lines specs were expected: give "
+                                    "--input-format text to read the file as URLs")
         return _BadLine(text), f"invalid JSON: {exc}"
 
 

@@ -120,6 +120,9 @@ class RowsToOutput:
             self.say(str(summary))
             raise bad_input
         self.say(str(summary))
+        if not tally.total and not (self.recorded and self.recorded.kept):
+            self.say("batchfetch: the input held no URLs (blank lines and lines starting "
+                     "with # are skipped)")
         unmatched = matched.note() if matched is not None else ""
         if unmatched:
             self.say(unmatched)  # a pattern that matched nothing is likely a typo

@@ -71,6 +71,9 @@ class GuardedText:
     def isatty(self) -> bool:
         return self.stream.isatty()
 
+    def fileno(self) -> int:  # a terminal's: the table asks for its width
+        return self.stream.fileno()
+
     @property
     def started(self) -> bool:
         """Whether anything reached the file yet (an -o FILE opens with the first row)."""
@@ -375,15 +378,16 @@ def format_for(path: str | None, demo: bool) -> str:
     return "table" if demo or stdout_is_a_terminal() else "jsonl"
 
 
-def check_output_file(output: str, file: IO[bytes], demo: bool) -> None:
-    """Usage errors, before anything is written: -o FILE is the input, or not writable."""
-    try:
-        same = not demo and os.path.exists(output) and os.path.samestat(
-            os.fstat(file.fileno()), os.stat(output))
-    except (AttributeError, OSError, ValueError):  # an in-memory input: not a file
-        same = False
+def check_output_file(output: str, inputs: list[IO[bytes]]) -> None:
+    """Usage errors, before anything is written: -o FILE is an input, or not writable."""
+    same = False
+    for stream in inputs if os.path.exists(output) else ():
+        try:
+            same = same or os.path.samestat(os.fstat(stream.fileno()), os.stat(output))
+        except (AttributeError, OSError, ValueError):  # an in-memory input: not a file
+            pass
     if same:
-        raise click.BadParameter(f"{output!r} is the input file: its rows would overwrite "
+        raise click.BadParameter(f"{output!r} is an input file: its rows would overwrite "
                                  f"the URLs being read", param_hint="'-o' / '--output'")
     try:
         check_writable(output)

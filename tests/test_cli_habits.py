@@ -1,0 +1,305 @@
+"""Issue 17, the shell: what curl and wget users type first works, or is refused in one line
+that names batchfetch's way. Through the real command (CliRunner, or a subprocess where the
+terminal or signals matter), against the loopback server.
+"""
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import gevent.select
+import pytest
+from click.testing import CliRunner
+
+from batchfetch.cli import main
+from batchfetch.cli.curl import ALREADY_DONE, REFUSED
+
+FAST = ["-r", "0"]
+
+
+def invoke(*args, input=None, env=None):
+    return CliRunner().invoke(main, [str(arg) for arg in args], input=input, env=env,
+                              prog_name="batchfetch")
+
+
+def rows_of(result):
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def echoed(row):
+    return json.loads(row["body"])
+
+
+# -- URLs and files as arguments ------------------------------------------------------------
+
+
+def test_urls_as_arguments_and_files_make_one_sequence(server, tmp_path):
+    first = tmp_path / "a.txt"
+    first.write_text(f"{server.url('/ok')}\nnot a url\n")
+    second = tmp_path / "b.txt"
+    second.write_text(f"# comment\n{server.url('/status/404')}\n")
+    result = invoke(*FAST, server.url("/json"), first, second, server.url("/html"))
+    assert result.exit_code == 1, result.output
+    rows = sorted(rows_of(result), key=lambda row: row["index"])
+    assert [(row["index"], row["url"]) for row in rows] == [
+        (0, server.url("/json")), (1, server.url("/ok")), (2, "not a url"),
+        (3, server.url("/status/404")), (4, server.url("/html"))]
+    assert [row["status"] for row in rows] == [200, 200, None, 404, 200]
+    assert rows[2]["message"].startswith(f"line 2 of {first}: ")
+
+
+def test_stdin_among_the_arguments(server):
+    result = invoke(*FAST, server.url("/ok"), "-", input=f"{server.url('/json')}\n")
+    assert result.exit_code == 0, result.output
+    assert sorted(row["url"] for row in rows_of(result)) == [server.url("/json"),
+                                                            server.url("/ok")]
+
+
+def test_a_bad_url_argument_is_a_row_naming_the_argument(server):
+    result = invoke(*FAST, server.url("/ok"), "http://[::1/x")
+    assert result.exit_code == 1
+    bad = [row for row in rows_of(result) if not row["ok"]]
+    assert len(bad) == 1 and bad[0]["message"].startswith("argument 2: "), bad
+
+
+def test_a_missing_file_that_looks_like_a_url_says_to_add_the_scheme():
+    result = invoke("example.com/page")
+    assert result.exit_code == 2
+    assert "cannot read 'example.com/page': No such file or directory; to fetch it, give the " \
+           "URL with its scheme: 'https://example.com/page'" in result.stderr
+    plain = invoke("no-such-list.txt")
+    assert plain.exit_code == 2 and "cannot read 'no-such-list.txt'" in plain.stderr
+
+
+def test_stdin_twice_and_stdin_with_a_body_from_stdin_are_usage_errors(server):
+    assert "'-' (standard input) is given twice" in invoke("-", "-", input="").stderr
+    for flag in ("-d", "--data-binary"):
+        result = invoke(flag, "@-", server.url("/ok"), "-", input="x")
+        assert result.exit_code == 2 and "standard input, which is an input too" in \
+            result.stderr, flag
+    # With the URLs as arguments, -d @- may read standard input.
+    result = invoke("--body", "--data-urlencode", "v@-", server.url("/echo"), input="a b")
+    assert result.exit_code == 0, result.output
+    assert echoed(rows_of(result)[0])["body"] == "v=a%20b"
+
+
+def test_the_output_file_cannot_be_one_of_the_inputs(server, tmp_path):
+    urls = tmp_path / "urls.txt"
+    urls.write_text(server.url("/ok") + "\n")
+    result = invoke(server.url("/ok"), urls, "-o", urls)
+    assert result.exit_code == 2 and "is an input file" in result.stderr
+    assert urls.read_text() == server.url("/ok") + "\n"
+
+
+def test_resume_across_several_inputs(server, tmp_path):
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{server.url('/ok')}\n{server.url('/json')}\n")
+    out = tmp_path / "rows.jsonl"
+    first = invoke(*FAST, server.url("/html"), urls, "-o", out)
+    assert first.exit_code == 0, first.output
+    again = invoke(*FAST, server.url("/html"), urls, "-o", out, "--resume")
+    assert again.exit_code == 0 and "3 rows" in again.stderr, again.stderr
+    other = invoke(*FAST, server.url("/status/404"), urls, "-o", out, "--resume")
+    assert other.exit_code == 2 and "(argument 1) is" in other.stderr, other.stderr
+
+
+# -- curl's flags ------------------------------------------------------------------------------
+
+
+def test_curl_aliases_mean_what_they_mean_in_curl(server):
+    result = invoke("-s", "-L", "--retry", "0", "-m", "5", "-I", server.url("/redirect/1"))
+    assert result.exit_code == 0, result.output
+    (row,) = rows_of(result)
+    assert (row["method"], row["status"], row["final_url"]) == ("HEAD", 200,
+                                                              server.url("/redirect/0"))
+    assert result.stderr == ""  # -s is -q
+    slow = invoke("-m", "0.3", "--retry", "0", server.url("/delay/3"))
+    assert rows_of(slow)[0]["error"] == "deadline"
+    kept = invoke(*FAST, "--no-redirects", server.url("/redirect/1"))
+    assert rows_of(kept)[0]["status"] == 302
+
+
+def test_x_is_the_proxy(server):
+    invoke(*FAST, "-x", server.base_url, "http://batchfetch.invalid/ok")
+    assert server.hits["http://batchfetch.invalid/ok"] == 1  # absolute-form: a proxy request
+
+
+def test_data_binary_keeps_the_bytes_and_data_strips_line_ends(server, tmp_path):
+    body = tmp_path / "body.bin"
+    body.write_bytes(b"a=1\r\nb=2\n\x00")
+    binary = invoke(*FAST, "--body", "--data-binary", f"@{body}", server.url("/echo"))
+    form = invoke(*FAST, "--body", "-d", f"@{body}", server.url("/echo"))
+    assert echoed(rows_of(binary)[0])["body"] == "a=1\r\nb=2\n\x00"
+    assert echoed(rows_of(form)[0])["body"] == "a=1b=2\x00"
+    assert echoed(rows_of(binary)[0])["method"] == "POST"
+
+
+def test_data_urlencode_reads_its_forms_as_curl_does(server, tmp_path):
+    text = tmp_path / "text.txt"
+    text.write_text("x y\n")
+    result = invoke(*FAST, "--body", "-d", "a=1", "--data-urlencode", "q=a b&c",
+                    "--data-urlencode", "=é", "--data-urlencode", f"f@{text}",
+                    server.url("/echo"))
+    assert echoed(rows_of(result)[0])["body"] == "a=1&q=a%20b%26c&%C3%A9&f=x%20y%0A"
+
+
+def test_head_with_a_body_is_a_usage_error(server):
+    for extra in (["-d", "a=1"], ["-X", "POST"], ["--json", "{}"]):
+        result = invoke("-I", *extra, server.url("/ok"))
+        assert result.exit_code == 2 and "-I sends HEAD requests" in result.stderr, extra
+
+
+@pytest.mark.parametrize("decls", list(ALREADY_DONE))
+def test_curl_flags_for_what_batchfetch_does_anyway_change_nothing(server, decls):
+    for flag in decls:
+        result = invoke(*FAST, flag, server.url("/ok"), server.url("/status/404"))
+        assert result.exit_code == 1, (flag, result.output)
+        assert sorted(row["status"] for row in rows_of(result)) == [200, 404]
+
+
+@pytest.mark.parametrize("decls", list(REFUSED))
+def test_curl_flags_batchfetch_has_no_twin_of_name_its_way(server, decls):
+    takes_value, instead = REFUSED[decls]
+    for flag in decls:
+        result = invoke(flag, *(["x"] if takes_value else []), server.url("/ok"))
+        assert result.exit_code == 2, flag
+        lines = [line for line in result.stderr.splitlines() if line.startswith("Error:")]
+        assert lines == [f"Error: {'/'.join(decls)} is curl's, and batchfetch has no such "
+                         f"option: {instead}"]
+        assert "Traceback" not in result.output
+
+
+def test_a_curl_cluster_after_f_gets_a_hint(server):
+    for cluster in ("-fsSL", "-sSfL", "-fL"):
+        result = invoke(cluster, server.url("/ok"))
+        assert result.exit_code == 2, cluster
+        assert "looks like curl's flags, but -f is --format here" in result.stderr, cluster
+    # -sSL is fine as it is: quiet, errors shown, redirects followed.
+    assert invoke("-sSL", server.url("/ok")).exit_code == 0
+
+
+# -- messages that point at the cause ---------------------------------------------------------
+
+
+def test_a_bad_variable_is_named_not_its_flag(server):
+    result = invoke(server.url("/ok"), env={"BATCHFETCH_CONCURRENCY": "lots"})
+    assert result.exit_code == 2
+    assert "Invalid value for the variable BATCHFETCH_CONCURRENCY: 'lots' is not a valid " \
+           "integer" in result.stderr
+    refused = invoke(server.url("/ok"), env={"BATCHFETCH_CONCURRENCY": "0"})
+    assert refused.exit_code == 2
+    assert "Invalid value for the variable BATCHFETCH_CONCURRENCY" in refused.stderr
+    flag = invoke("-c", "0", server.url("/ok"))
+    assert "Invalid value for '-c' / '--concurrency'" in flag.stderr
+
+
+def test_plain_urls_in_a_jsonl_file_get_a_hint(server, tmp_path):
+    specs = tmp_path / "urls.jsonl"
+    specs.write_text(server.url("/ok") + "\n")
+    result = invoke(specs)
+    assert result.exit_code == 1
+    assert rows_of(result)[0]["message"] == (
+        f"line 1 of {specs}: a plain URL where JSON Lines specs were expected: give "
+        "--input-format text to read the file as URLs")
+    assert invoke("--input-format", "text", specs).exit_code == 0
+
+
+def test_an_empty_input_says_so(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing yet\n\n")
+    result = invoke(empty)
+    assert result.exit_code == 0 and "the input held no URLs" in result.stderr
+
+
+# -- the loopback server from the shell -------------------------------------------------------
+
+
+def test_the_test_server_runs_from_the_shell_until_ctrl_c(tmp_path):
+    server = subprocess.Popen([sys.executable, "-m", "batchfetch.testing", "--port", "0"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = server.stdout.readline()
+        assert first.startswith("batchfetch test server at http://127.0.0.1:"), first
+        base = first.split()[4]
+        routes = [server.stdout.readline() for _ in range(3)]
+        assert routes[1] == "routes:\n" and "/ok" in routes[2]
+        fetched = subprocess.run([sys.executable, "-m", "batchfetch", "-q", base + "/ok",
+                                  base + "/status/503", "-r", "0"],
+                                 capture_output=True, text=True, env={**os.environ})
+        statuses = sorted(json.loads(line)["status"] for line in fetched.stdout.splitlines())
+        assert (fetched.returncode, statuses) == (1, [200, 503])
+    finally:
+        server.send_signal(signal.SIGINT)
+        _, err = server.communicate(timeout=60)
+    assert server.returncode == 0 and "stopped" in err and "Traceback" not in err
+
+
+def test_the_test_server_refuses_a_busy_port_in_one_line():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "batchfetch.testing", "--port",
+                                 str(port)], capture_output=True, text=True)
+    assert result.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+# -- the terminal table -------------------------------------------------------------------------
+
+
+def _table_on_a_terminal(args, columns):
+    """The command's stdout as a terminal of ``columns`` columns shows it."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    leader, follower = pty.openpty()
+    fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 40, columns, 0, 0))
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "batchfetch", "-q", "-r", "0",
+                                    *args], stdout=follower, stderr=subprocess.PIPE)
+        os.close(follower)
+        output = b""
+        while True:
+            # gevent's select: the loopback server answers from this process meanwhile
+            ready, _, _ = gevent.select.select([leader], [], [], 0.1)
+            if ready:
+                try:
+                    output += os.read(leader, 65536)
+                    continue
+                except OSError:  # the other end closed: EIO on Linux
+                    break
+            if process.poll() is not None:
+                break
+    finally:
+        os.close(leader)
+    return output.decode().replace("\r\n", "\n").splitlines()
+
+
+def test_the_table_uses_the_terminal_width_and_shows_why_rows_failed(server):
+    long_url = server.url("/ok?" + "q" * 100)
+    args = [long_url, server.url("/status/404"), "http://127.0.0.1:1/refused"]
+    wide = _table_on_a_terminal(args, 240)
+    assert wide[0].split() == ["#", "status", "error", "ms", "bytes", "tries", "url",
+                               "message"]
+    assert long_url in wide[1]  # whole on a wide terminal
+    assert wide[3].rstrip().endswith("[Errno 111] Connection refused"), wide[3]
+    assert all(len(line) <= 240 for line in wide)
+    narrow = _table_on_a_terminal(args, 100)
+    assert all(len(line) <= 100 for line in narrow), narrow
+    assert "..." in narrow[1] and long_url not in narrow[1]
+    assert "connect" in narrow[3] and "Failed to establish" in narrow[3]
+
+
+def test_a_table_written_to_a_file_is_whole(server, tmp_path):
+    long_url = server.url("/ok?" + "q" * 100)
+    out = tmp_path / "rows.txt"
+    assert invoke(*FAST, long_url, server.url("/status/503"), "-o", out).exit_code == 1
+    lines = out.read_text().splitlines()
+    assert long_url in lines[1] and lines[2].rstrip().endswith("503 Service Unavailable")
