@@ -23,14 +23,15 @@ from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineEx
 from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
 from .policies import Limits, RetryPolicy, Timeouts
-from .results import FetchResult, Summary
+from .results import BodyNotKept, FetchResult, Summary
 from .resume import ResumeError
-from .table import ResultTable
+from .table import PANDAS_DTYPES, ResultTable
 
 logging.getLogger("batchfetch").addHandler(logging.NullHandler())
 
 __all__ = [
     "BatchFetchError",
+    "BodyNotKept",
     "BodyTooLargeError",
     "DeadlineExceeded",
     "ERROR_KINDS",
@@ -47,6 +48,7 @@ __all__ = [
     "InvalidItemError",
     "Limits",
     "OptionError",
+    "PANDAS_DTYPES",
     "RequestSpec",
     "ResultTable",
     "ResumeError",

@@ -219,10 +219,8 @@ def fetch_all(items: Iterable[Any], options: FetchOptions | None = None, *,
     Example::
 
         >>> table = fetch_all(["http://127.0.0.1:8000/ok", "not a url"], timeout=10)
-        >>> table
-        <ResultTable 1 ok, 1 failed>
-        >>> table[1].error
-        'invalid_url'
+        >>> len(table.succeeded), table[1].error
+        (1, 'invalid_url')
     """
     _check_items(items, "fetch_all")
     with Fetcher(options, **option_values) as fetcher:

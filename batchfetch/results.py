@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
 import math
+import re
 import typing
 from array import array
 from collections import Counter
@@ -12,8 +14,8 @@ from typing import Any
 
 from .kinds import ErrorKind
 
-__all__ = ["FetchResult", "Summary", "SummaryCounter", "COLUMNS", "ADDED_COLUMNS",
-           "BODY_COLUMNS", "RECORD_TYPES", "record_columns"]
+__all__ = ["BodyNotKept", "FetchResult", "Summary", "SummaryCounter", "COLUMNS",
+           "ADDED_COLUMNS", "BODY_COLUMNS", "RECORD_TYPES", "record_columns"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -63,6 +65,39 @@ class FetchResult:
         if isinstance(self.error, ErrorKind):
             object.__setattr__(self, "error", self.error.value)
 
+    @property
+    def content(self) -> bytes:
+        """The body (decoded, as ``requests.Response.content``); it is kept only with
+        ``keep_body=True`` (``--body``): without, :class:`BodyNotKept` says so.
+
+        Example::
+
+            >>> row = FetchResult(0, "http://127.0.0.1/", ok=True, status=200,
+            ...                   content_type="application/json; charset=utf-8",
+            ...                   body=b'{"name": "ann"}')
+            >>> row.content[:9], row.json()["name"], row.text[-6:]
+            (b'{"name": ', 'ann', '"ann"}')
+        """
+        if self.body is None:
+            raise BodyNotKept(self)
+        return self.body
+
+    @property
+    def text(self) -> str:
+        """The body as text, in the charset its Content-Type names, else UTF-8 (bytes that
+        do not decode become U+FFFD)."""
+        charset = _CHARSET.search(self.content_type)
+        encoding = charset.group(1).strip("\"'") if charset else "utf-8"
+        try:
+            return self.content.decode(encoding, errors="replace")
+        except LookupError:  # a charset Python does not know
+            return self.content.decode("utf-8", errors="replace")
+
+    def json(self, **kwargs: Any) -> Any:
+        """The body parsed as JSON (``json.loads``' keywords pass through); raises
+        ``json.JSONDecodeError`` (a ValueError) when it is not JSON."""
+        return json.loads(self.content, **kwargs)
+
     def to_record(self, include_body: bool = False) -> dict[str, Any]:
         """The row as a JSON-ready dict in :data:`COLUMNS` order.
 
@@ -109,6 +144,18 @@ class FetchResult:
         if "body_encoding" in record or "body" in record:
             values["body"] = _decode_body(record.get("body"), record.get("body_encoding"))
         return cls(**values)
+
+
+#: The charset parameter of a Content-Type.
+_CHARSET = re.compile(r";\s*charset\s*=\s*([^;\s]+)", re.IGNORECASE)
+
+
+class BodyNotKept(ValueError):
+    """A row's body was asked for, and the run did not keep it."""
+
+    def __init__(self, row: FetchResult) -> None:
+        super().__init__(f"row {row.index} ({row.url}) has no body: bodies are kept with "
+                         "keep_body=True (--body on the command line), or saved with save_dir")
 
 
 #: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).
@@ -255,6 +302,9 @@ class Summary:
         for row in rows:
             counter.add(row)
         return counter.summary(wall_time)
+
+    def __repr__(self) -> str:  # a REPL shows table.summary() as print() does
+        return str(self)
 
     def __str__(self) -> str:
         def counts(mapping: dict[str, int]) -> str:

@@ -1,27 +1,37 @@
-"""The result table: a run's rows in input order, with its summary and ways to save it."""
+"""The result table: a run's rows in input order, with its summary, filters and ways to save
+it; a part of a table (a filter, a slice) is a table too."""
 from __future__ import annotations
 
+import html
 import os
-from collections.abc import Iterable, Iterator, Sequence
+import urllib.parse
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from typing import Any, overload
 
-from .errors import FetchFailedError
-from .results import FetchResult, Summary
+from .errors import ERROR_KINDS, FetchFailedError
+from .results import FetchResult, Summary, record_columns
 from .writers import format_for_path, open_target, render_table, writer_for
 
-__all__ = ["ResultTable"]
+__all__ = ["PANDAS_DTYPES", "ResultTable"]
 
 
 class ResultTable(Sequence[FetchResult]):
     """The rows of a run, one per input, in input order.
 
+    Filters (:attr:`succeeded`, :attr:`failed`, :meth:`where`) and slices give tables, so
+    :meth:`summary`, :meth:`to_pandas` and the writers work on any part of a run.
+
     Example::
 
-        >>> table = ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, status=200)])
-        >>> table
-        <ResultTable 1 ok, 0 failed>
-        >>> [row.status for row in table.succeeded]
-        [200]
+        >>> table = ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, status=200),
+        ...                      FetchResult(1, "http://127.0.0.1:9/", error="connect",
+        ...                                  message="refused")])
+        >>> table.failed
+        <ResultTable 0 ok, 1 failed>
+        #  status  error    ms  bytes  tries  url                  message
+        1       -  connect   0      0      0  http://127.0.0.1:9/  refused
+        >>> [row.status for row in table.succeeded], table.ok, table.succeeded.ok
+        ([200], False, True)
     """
 
     def __init__(self, rows: Iterable[FetchResult], wall_time: float | None = None) -> None:
@@ -29,12 +39,22 @@ class ResultTable(Sequence[FetchResult]):
         #: Seconds from the start of the run to its last row (None when unknown).
         self.wall_time = wall_time
 
+    @classmethod
+    def _part(cls, rows: list[FetchResult]) -> ResultTable:
+        """A table of some of this table's rows, in the order given (no run time: a part's
+        rows did not run alone)."""
+        part = cls.__new__(cls)
+        part._rows, part.wall_time = rows, None
+        return part
+
     @overload
     def __getitem__(self, index: int) -> FetchResult: ...
     @overload
-    def __getitem__(self, index: slice) -> list[FetchResult]: ...
+    def __getitem__(self, index: slice) -> ResultTable: ...
 
     def __getitem__(self, index):
+        if isinstance(index, slice):
+            return self._part(self._rows[index])
         return self._rows[index]
 
     def __len__(self) -> int:
@@ -44,14 +64,59 @@ class ResultTable(Sequence[FetchResult]):
         return iter(self._rows)
 
     @property
-    def succeeded(self) -> list[FetchResult]:
-        """Rows whose ``ok`` is True, in input order."""
-        return [row for row in self._rows if row.ok]
+    def succeeded(self) -> ResultTable:
+        """The rows whose ``ok`` is True, as a table."""
+        return self._part([row for row in self._rows if row.ok])
 
     @property
-    def failed(self) -> list[FetchResult]:
-        """Rows whose ``ok`` is False, in input order."""
-        return [row for row in self._rows if not row.ok]
+    def failed(self) -> ResultTable:
+        """The rows whose ``ok`` is False, as a table."""
+        return self._part([row for row in self._rows if not row.ok])
+
+    @property
+    def ok(self) -> bool:
+        """Whether every row is ok (True for no rows, as ``all``)."""
+        return all(row.ok for row in self._rows)
+
+    def where(self, *, ok: bool | None = None, error: Any = None, status: Any = None,
+              host: Any = None, method: Any = None) -> ResultTable:
+        """The rows that match every condition given, as a table. Each condition is a value
+        or a collection of values (a ``range`` of statuses, say); ``error`` is an error kind
+        (``"timeout"``, an :class:`~batchfetch.ErrorKind`; ``""`` for ok rows), ``status``
+        a status (``[None]`` for rows that got no response), ``host`` a host name or
+        ``host:port`` of the row's URL, ``method`` a method.
+
+        Example::
+
+            >>> table = ResultTable([FetchResult(0, "http://a.test/x", ok=True, status=200),
+            ...                      FetchResult(1, "http://b.test:81/y", status=503,
+            ...                                  error="http"),
+            ...                      FetchResult(2, "http://b.test:81/z", error="timeout")])
+            >>> [row.index for row in table.where(host="b.test")]
+            [1, 2]
+            >>> [row.index for row in table.where(status=range(500, 600))]
+            [1]
+            >>> [row.index for row in table.where(error=["timeout", "connect"])]
+            [2]
+        """
+        tests = []
+        if ok is not None:
+            tests.append(lambda row: row.ok is ok)
+        for name, wanted in (("error", error), ("status", status), ("method", method)):
+            if wanted is not None:
+                values = _values(wanted)
+                unknown = [value for value in values if name == "error" and value != ""
+                           and value not in ERROR_KINDS]
+                if unknown:
+                    raise ValueError(f"{unknown[0]!r} is not an error kind; the kinds: "
+                                     f"{', '.join(ERROR_KINDS)} ('' for ok rows)")
+                if name == "method":
+                    values = {str(value).upper() for value in values}
+                tests.append(lambda row, name=name, values=values: getattr(row, name) in values)
+        if host is not None:
+            hosts = {str(value).lower() for value in _values(host)}
+            tests.append(lambda row: bool(_host_names(row.url) & hosts))
+        return self._part([row for row in self._rows if all(test(row) for test in tests)])
 
     def summary(self) -> Summary:
         """Counts by status and error kind, latency p50/p90/p99, throughput."""
@@ -112,13 +177,42 @@ class ResultTable(Sequence[FetchResult]):
         """Write a JSON array of row objects to a path or a text file object."""
         self.write(target, "json", include_body)
 
-    def to_pandas(self):
-        """A pandas DataFrame of the rows (needs pandas installed)."""
+    def to_pandas(self, include_body: bool | None = None):
+        """A pandas DataFrame of the rows, one column per field with the types of
+        :data:`PANDAS_DTYPES` (``status`` is ``Int64``, so a row without one holds
+        ``<NA>``, not a float NaN); ``id`` keeps its values as they are. Needs pandas.
+
+        Example::
+
+            >>> frame = ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, status=200),
+            ...                      FetchResult(1, "x", error="invalid_url")]).to_pandas()
+            >>> str(frame["status"].dtype), frame["status"].isna().tolist()
+            ('Int64', [False, True])
+        """
         try:
             import pandas
         except ImportError:
             raise ImportError("to_pandas() needs pandas: pip install pandas") from None
-        return pandas.DataFrame.from_records(self.to_records(), columns=None)
+        include = self._has_bodies() if include_body is None else include_body
+        columns = list(record_columns(include))
+        frame = pandas.DataFrame.from_records(self.to_records(include), columns=columns)
+        return frame.astype({name: dtype for name, dtype in PANDAS_DTYPES.items()
+                             if name in frame.columns})
+
+    def _repr_html_(self) -> str:
+        """The summary line and the first rows as an HTML table (Jupyter)."""
+        shown = self._rows[:_REPR_ROWS]
+        cells = ["#", "status", "error", "ms", "bytes", "tries", "url", "message"]
+        head = "".join(f"<th>{cell}</th>" for cell in cells)
+        body = "".join(
+            "<tr>" + "".join(f"<td>{html.escape(str(cell))}</td>" for cell in (
+                row.index, "" if row.status is None else row.status, row.error or "ok",
+                f"{row.elapsed * 1000:.0f}", row.size, row.attempts, row.url,
+                "" if row.ok else row.message)) + "</tr>" for row in shown)
+        more = len(self._rows) - len(shown)
+        return (f"<p>{html.escape(self._title())}</p><table><thead><tr>{head}</tr></thead>"
+                f"<tbody>{body}</tbody></table>"
+                + (f"<p>... and {more} more rows</p>" if more else ""))
 
     def render(self, url_width: int | None = 60, width: int | None = None) -> str:
         """A fixed-width text table of the rows (what ``str(table)`` shows), with the message
@@ -129,6 +223,51 @@ class ResultTable(Sequence[FetchResult]):
     def __str__(self) -> str:
         return self.render()
 
-    def __repr__(self) -> str:
+    def _title(self) -> str:
         ok = sum(1 for row in self._rows if row.ok)
         return f"<ResultTable {ok} ok, {len(self._rows) - ok} failed>"
+
+    def __repr__(self) -> str:
+        """The counts, then the first rows (what a REPL or a notebook shows)."""
+        if not self._rows:
+            return self._title()
+        shown = self._rows[:_REPR_ROWS]
+        more = len(self._rows) - len(shown)
+        return "\n".join([self._title(), render_table(shown, url_width=_REPR_URL_WIDTH),
+                          *([f"... and {more} more rows"] if more else [])])
+
+
+#: Rows ``repr(table)`` and ``_repr_html_`` show, and how much of a URL.
+_REPR_ROWS = 5
+_REPR_URL_WIDTH = 50
+
+#: The pandas dtype of each column :meth:`ResultTable.to_pandas` gives, for ``read_csv`` and
+#: ``read_json`` too: ``pandas.read_csv("rows.csv", dtype=PANDAS_DTYPES)``. ``id`` is left
+#: out: it holds whatever the inputs gave.
+PANDAS_DTYPES = {
+    "index": "int64", "url": "string", "method": "string", "ok": "boolean",
+    "status": "Int64", "reason": "string", "elapsed": "float64", "size": "int64",
+    "attempts": "int64", "final_url": "string", "content_type": "string",
+    "error": "string", "message": "string", "path": "string", "waited": "float64",
+    "wait_reason": "string", "throttled": "int64", "body": "string",
+    "body_encoding": "string",
+}
+
+
+def _values(wanted: Any) -> Collection[Any]:
+    """A condition's values: a collection as it is, a single value (a str too) in a set."""
+    if isinstance(wanted, (str, bytes)) or not isinstance(wanted, Collection):
+        return {wanted}
+    return wanted
+
+
+def _host_names(url: str) -> set[str]:
+    """``{host, host:port}`` of ``url`` (lower case), empty when it has none."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return set()
+    if not host:
+        return set()
+    return {host, f"{host}:{port}"} if port else {host}

@@ -21,6 +21,11 @@ ROWS = [
 ]
 
 
+def oks_and_fails(table):
+    return len(table.succeeded), len(table.failed)
+
+
+
 @pytest.fixture
 def table():
     return ResultTable(ROWS, wall_time=2.0)
@@ -31,7 +36,7 @@ def test_rows_are_in_input_order(table):
     assert [row.index for row in table.succeeded] == [0]
     assert [row.index for row in table.failed] == [1, 2]
     assert table[0].url.endswith("/a") and len(table[1:]) == 2
-    assert repr(table) == "<ResultTable 1 ok, 2 failed>"
+    assert oks_and_fails(table) == (1, 2)
 
 
 def test_summary_counts_and_latency(table):
