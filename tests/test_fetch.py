@@ -318,3 +318,16 @@ def test_a_redirect_that_cannot_be_followed_says_so(server, location, reason, ca
     assert (row.error, row.status) == ("invalid_url", None)
     assert row.message.startswith(f"cannot follow the redirect to {location!r}: {reason}")
     assert "unexpected exception" not in caplog.text
+
+
+@pytest.mark.parametrize("coding", ["gzip", "deflate", "br", "zstd"])
+def test_every_offered_coding_is_decoded_and_bounded(server, coding):
+    """Issue 17, item 8: servers that only offer brotli or zstd are decoded, bombs too."""
+    offered = fetch_all([server.url("/echo")], keep_body=True, **FAST)[0].json()
+    assert offered["headers"]["Accept-Encoding"] == "gzip, deflate, br, zstd"
+    row = fetch_all([server.url(f"/encoded/{coding}/100000")], keep_body=True, **FAST)[0]
+    assert (row.ok, row.size, row.body) == (True, 100000, b"\0" * 100000)
+    bomb = fetch_all([server.url(f"/encoded/{coding}/{1 << 40}")], max_bytes=5 << 20,
+                     **FAST)[0]
+    assert (bomb.status, bomb.error) == (200, "too_large")
+    assert 5 * 1024 * 1024 < bomb.size < 6 * 1024 * 1024

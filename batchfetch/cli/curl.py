@@ -16,7 +16,7 @@ __all__ = ["FormatChoice", "curl_habits"]
 
 #: curl flags asking for what batchfetch does anyway: accepted, and they change nothing.
 ALREADY_DONE = {
-    ("--compressed",): "gzip and deflate are asked for and decoded by default",
+    ("--compressed",): "gzip, deflate, br and zstd are asked for and decoded by default",
     ("--fail",): "a row whose status is not in --ok-status (default 100-399) fails, and so "
                  "does the exit status",
     ("-S", "--show-error"): "a failed row always says why, in its error and message columns",

@@ -94,14 +94,35 @@ def pattern_chunks(n: int) -> Iterator[bytes]:
         yield _PATTERN_BLOCK[:rest]
 
 
-def _gzip_zeros(n: int) -> Iterator[bytes]:
-    """Yield a gzip stream of ``n`` zero bytes, compressed as it goes so ``n`` can be huge."""
-    compressor = zlib.compressobj(6, zlib.DEFLATED, 31)  # wbits=31: gzip header and trailer
+def _compressors(coding: str) -> tuple[Callable[[bytes], bytes], Callable[[], bytes]]:
+    """``(compress, finish)`` of a streaming compressor for a Content-Encoding."""
+    if coding == "br":
+        import brotli  # urllib3's brotli extra, a dependency of batchfetch
+
+        compressor = brotli.Compressor(quality=1)  # level 11 would take seconds per MiB
+        return compressor.process, compressor.finish
+    if coding == "zstd":
+        try:
+            from compression import zstd  # Python 3.14
+        except ImportError:
+            from backports import zstd  # urllib3's zstd extra before 3.14
+
+        compressor = zstd.ZstdCompressor()
+        return compressor.compress, compressor.flush
+    wbits = {"gzip": 31, "deflate": 15}[coding]  # 31: gzip's header and trailer; 15: zlib's
+    compressor = zlib.compressobj(6, zlib.DEFLATED, wbits)
+    return compressor.compress, compressor.flush
+
+
+def _compressed_zeros(n: int, coding: str = "gzip") -> Iterator[bytes]:
+    """Yield ``n`` zero bytes in Content-Encoding ``coding``, compressed as they go so
+    ``n`` can be huge."""
+    compress, finish = _compressors(coding)
     for size in range(n, 0, -_CHUNK):
-        data = compressor.compress(_ZEROS[: min(size, _CHUNK)])
+        data = compress(_ZEROS[: min(size, _CHUNK)])
         if data:  # an empty chunk would end a chunked body early
             yield data
-    yield compressor.flush()
+    yield finish()
 
 
 def _retry_after(req: Request) -> list[tuple[str, str]]:
@@ -249,8 +270,15 @@ def _random(server: Server, conn: Connection, req: Request, n: str) -> None:
 @_route(r"/gzip/(\d+)", "/gzip/<n>",
         "chunked, Content-Encoding: gzip, decodes to n zero bytes (a gzip bomb when n is huge)")
 def _gzip(server: Server, conn: Connection, req: Request, n: str) -> None:
-    conn.respond(200, _gzip_zeros(int(n)), content_type=_OCTETS, chunked=True,
+    conn.respond(200, _compressed_zeros(int(n)), content_type=_OCTETS, chunked=True,
                  headers=[("Content-Encoding", "gzip")])
+
+
+@_route(r"/encoded/(gzip|deflate|br|zstd)/(\d+)", "/encoded/<coding>/<n>",
+        "chunked, Content-Encoding: gzip, deflate, br or zstd, decodes to n zero bytes")
+def _encoded(server: Server, conn: Connection, req: Request, coding: str, n: str) -> None:
+    conn.respond(200, _compressed_zeros(int(n), coding), content_type=_OCTETS, chunked=True,
+                 headers=[("Content-Encoding", coding)])
 
 
 @_route(r"/echo", "/echo", "any method: JSON of method, path, query, headers, body, json, cookies")
