@@ -106,7 +106,8 @@ class Fetcher:
         rows = list(self.iter_fetch(items, on_result=on_result,
                                     exception_handler=exception_handler, indexed=indexed,
                                     resume=recorded))
-        return ResultTable(kept + rows, wall_time=time.monotonic() - started)
+        return ResultTable(kept + rows, wall_time=time.monotonic() - started,
+                           **self.options.record_shape)
 
     def _recorded_rows(self, resume: Resume, retry_failed: bool) -> RecordedRows | None:
         """The rows file ``resume`` names, read; None without one."""
@@ -117,7 +118,7 @@ class Fetcher:
             return None
         if not isinstance(resume, RecordedRows):
             return RecordedRows(resume, include_body=self.options.keep_body,
-                                retry_failed=retry_failed)
+                                retry_failed=retry_failed, **self.options.record_shape)
         if retry_failed and not resume.retry_failed:
             raise ValueError("resume= is a RecordedRows made without retry_failed: give "
                              "retry_failed=True to RecordedRows instead")
@@ -125,6 +126,12 @@ class Fetcher:
             raise ValueError(f"resume= is a RecordedRows with include_body="
                              f"{resume.include_body}, but keep_body={self.options.keep_body}")
         return resume
+
+    @property
+    def in_flight(self) -> int | None:
+        """Requests in flight now, when the engine can tell (one process can; with worker
+        processes, None)."""
+        return getattr(self.engine, "in_flight", None)
 
     def close(self) -> None:
         """Close the engine's session and connections."""

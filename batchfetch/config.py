@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import re
 from collections.abc import Mapping
 from typing import Any, Union
 
@@ -23,6 +24,7 @@ from .host_rules import HostRules, HostsValue
 from .methods import normalize_method
 from .policies import DEFAULT_RETRY_ON, Limits, RetryPolicy, Timeouts, flat_keywords
 from .redaction import shown_option
+from .results import ROW_COLUMNS, header_column
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -107,6 +109,12 @@ class FetchOptions:
     ok_status: Any = DEFAULT_OK_STATUS
     #: Keep each response body (bytes) on its row.
     keep_body: bool = False
+    #: Keep the final response's headers on each row (``headers``: name -> value, a list
+    #: of values for a repeated header such as Set-Cookie).
+    response_headers: bool = False
+    #: Headers picked into columns of their own, named as :func:`header_column` names them
+    #: (``ETag`` -> ``etag``); a header the response lacks is empty (None).
+    header_columns: tuple[str, ...] = ()
     #: Directory to stream each body into (created if missing); the row's ``path`` names
     #: the file. None: bodies are not saved.
     save_dir: str | None = None
@@ -211,8 +219,9 @@ class FetchOptions:
                                        and not os.path.isdir(self.save_dir)):
                 raise OptionError("save_dir", self.save_dir, "the path of a directory")
             set_(self, "save_dir", os.fspath(self.save_dir))
-        for name in ("allow_redirects", "keep_body", "fast_path", "robots", "adaptive",
-                     "polite"):
+        set_(self, "header_columns", _header_columns(self.header_columns))
+        for name in ("allow_redirects", "keep_body", "response_headers", "fast_path", "robots",
+                     "adaptive", "polite"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")
 
@@ -287,6 +296,19 @@ class FetchOptions:
     def pending_limit(self) -> int:
         """Items pulled from the input but not yet yielded, at most."""
         return self.limits.pending_limit
+
+    @property
+    def record_shape(self) -> dict[str, Any]:
+        """What rows written for these options hold besides the standard columns and the
+        body: ``FetchResult.to_record``'s and the writers' ``headers`` and
+        ``header_columns`` keywords.
+
+        Example::
+
+            >>> FetchOptions(header_columns=["ETag"]).record_shape
+            {'headers': False, 'header_columns': ('ETag',)}
+        """
+        return {"headers": self.response_headers, "header_columns": self.header_columns}
 
     @property
     def body_limit(self) -> int | None:
@@ -387,6 +409,30 @@ class FetchOptions:
             True
         """
         return cls(**keywords_from_dict(data, cls.field_names()))
+
+
+#: A header name: an RFC 9110 token.
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+
+
+def _header_columns(value: Any) -> tuple[str, ...]:
+    """``header_columns`` as a tuple of header names (a str is one), each a token whose
+    column a row does not have already; a second name for the same column is dropped."""
+    names = (value,) if isinstance(value, str) else value
+    if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) for n in names):
+        raise OptionError("header_columns", value, "header names (a str or a list of them)")
+    picked: dict[str, str] = {}
+    for name in (name.strip() for name in names):
+        if not _HEADER_NAME.fullmatch(name):
+            raise OptionError("header_columns", value, "header names",
+                              f"{name!r} is not a header name")
+        column = header_column(name)
+        if column in ROW_COLUMNS:
+            raise OptionError("header_columns", value, "header names",
+                              f"{name!r} would be the column {column!r}, which rows have "
+                              "already")
+        picked.setdefault(column, name)
+    return tuple(picked.values())
 
 
 def _taking_families(flat_init: Any) -> Any:

@@ -9,13 +9,15 @@ import re
 import typing
 from array import array
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from .kinds import ErrorKind
+from .redaction import mask_passwords
 
 __all__ = ["BodyNotKept", "FetchResult", "Summary", "SummaryCounter", "COLUMNS",
-           "ADDED_COLUMNS", "BODY_COLUMNS", "RECORD_TYPES", "record_columns"]
+           "ADDED_COLUMNS", "BODY_COLUMNS", "HEADERS_COLUMN", "RECORD_TYPES",
+           "grouped_headers", "header_column", "record_columns"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ class FetchResult:
     wait_reason: str = ""
     throttled: int = 0
     body: bytes | None = None
+    headers: dict[str, Any] | None = None
 
     def __post_init__(self) -> None:
         # An ErrorKind is a str already; a row keeps the plain value, so its repr, pickles
@@ -98,15 +101,35 @@ class FetchResult:
         ``json.JSONDecodeError`` (a ValueError) when it is not JSON."""
         return json.loads(self.content, **kwargs)
 
-    def to_record(self, include_body: bool = False) -> dict[str, Any]:
-        """The row as a JSON-ready dict in :data:`COLUMNS` order.
+    def to_record(self, include_body: bool = False, *, headers: bool = False,
+                  header_columns: Sequence[str] = ()) -> dict[str, Any]:
+        """The row as a JSON-ready dict in :func:`record_columns` order.
 
         With ``include_body``, ``body`` is text when the body is UTF-8 and base64
-        otherwise, and ``body_encoding`` says which (``"utf-8"`` or ``"base64"``).
+        otherwise, and ``body_encoding`` says which (``"utf-8"`` or ``"base64"``). With
+        ``headers``, ``headers`` is the response's headers (None without a response);
+        each of ``header_columns`` is a column of its own (:func:`header_column`), the
+        header's value, repeats joined with ", ".
+
+        Example::
+
+            >>> row = FetchResult(0, "http://127.0.0.1/", ok=True, status=200,
+            ...                   headers={"ETag": '"v1"', "Set-Cookie": ["a=1", "b=2"]})
+            >>> record = row.to_record(headers=True, header_columns=["etag", "Set-Cookie"])
+            >>> record["headers"]["Set-Cookie"], record["etag"], record["set_cookie"]
+            (['a=1', 'b=2'], '"v1"', 'a=1, b=2')
         """
         record = {name: getattr(self, name) for name in COLUMNS}
         record["elapsed"] = round(self.elapsed, 6)
         record["waited"] = round(self.waited, 6)
+        if headers:
+            record["headers"] = self.headers
+        if header_columns:
+            by_name = {name.lower(): value for name, value in (self.headers or {}).items()}
+            for name in header_columns:
+                value = by_name.get(name.lower())
+                record[header_column(name)] = ", ".join(value) if isinstance(value, list) \
+                    else value
         if include_body:
             record["body"], record["body_encoding"] = _encode_body(self.body)
         return record
@@ -143,6 +166,11 @@ class FetchResult:
                 raise ValueError(f"{name} is {value!r}, not {_type_names(name)}")
         if "body_encoding" in record or "body" in record:
             values["body"] = _decode_body(record.get("body"), record.get("body_encoding"))
+        headers = record.get("headers")
+        if isinstance(headers, str) and headers:  # a CSV cell holds the JSON text
+            headers = json.loads(headers)
+        if isinstance(headers, dict):
+            values["headers"] = headers
         return cls(**values)
 
 
@@ -167,6 +195,10 @@ COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", 
 ADDED_COLUMNS = ("waited", "wait_reason", "throttled")
 #: The columns after :data:`COLUMNS` when bodies are kept.
 BODY_COLUMNS = ("body", "body_encoding")
+#: The column of a row's response headers (``response_headers``).
+HEADERS_COLUMN = ("headers",)
+#: Every column a row may have but those of ``header_columns``.
+ROW_COLUMNS = frozenset(COLUMNS + BODY_COLUMNS + HEADERS_COLUMN)
 
 
 def _record_types() -> dict[str, tuple[type, ...]]:
@@ -185,9 +217,53 @@ _EXACT_TYPES = {name: frozenset(types) - {object} for name, types in RECORD_TYPE
 _REQUIRED = ("index", "url", "ok")
 
 
-def record_columns(include_body: bool = False) -> tuple[str, ...]:
-    """A record's columns: :data:`COLUMNS`, then :data:`BODY_COLUMNS` with ``include_body``."""
-    return COLUMNS + (BODY_COLUMNS if include_body else ())
+def record_columns(include_body: bool = False, *, headers: bool = False,
+                   header_columns: Sequence[str] = ()) -> tuple[str, ...]:
+    """A record's columns: :data:`COLUMNS`, ``headers`` with ``headers``, one per header
+    of ``header_columns``, then :data:`BODY_COLUMNS` with ``include_body``."""
+    return (COLUMNS + (HEADERS_COLUMN if headers else ())
+            + tuple(header_column(name) for name in header_columns)
+            + (BODY_COLUMNS if include_body else ()))
+
+
+def header_column(name: str) -> str:
+    """The column a header picked with ``header_columns`` gets: its name in lower case,
+    ``-`` as ``_``.
+
+    Example::
+
+        >>> header_column("ETag"), header_column("Last-Modified")
+        ('etag', 'last_modified')
+    """
+    return name.strip().lower().replace("-", "_")
+
+
+def grouped_headers(items: Iterable[tuple[str, str]],
+                    only: Collection[str] | None = None) -> dict[str, Any]:
+    """Header lines as a row keeps them: name (as first sent) -> value, or a list of values
+    for a repeated header; with ``only`` (lower-case names), those headers alone. URL
+    passwords in values are masked, as everywhere in rows.
+
+    Example::
+
+        >>> grouped_headers([("Set-Cookie", "a=1"), ("ETag", "x"), ("set-cookie", "b=2")])
+        {'Set-Cookie': ['a=1', 'b=2'], 'ETag': 'x'}
+    """
+    grouped: dict[str, Any] = {}
+    names: dict[str, str] = {}
+    for name, value in items:
+        lower = name.lower()
+        if only is not None and lower not in only:
+            continue
+        key = names.setdefault(lower, name)
+        value = mask_passwords(value)
+        if key not in grouped:
+            grouped[key] = value
+        elif isinstance(grouped[key], list):
+            grouped[key].append(value)
+        else:
+            grouped[key] = [grouped[key], value]
+    return grouped
 
 
 def _is_a(value: Any, types: tuple[type, ...]) -> bool:

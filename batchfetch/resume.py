@@ -71,7 +71,8 @@ class RecordedRows:
     """
 
     def __init__(self, path: str | os.PathLike[str], fmt: str | None = None,
-                 include_body: bool = False, retry_failed: bool = False) -> None:
+                 include_body: bool = False, retry_failed: bool = False,
+                 **shape: Any) -> None:
         self.path = os.fspath(path)
         self.format = format_for_path(self.path) if fmt is None else output_format(fmt)
         if not self.format.resumable:
@@ -79,7 +80,9 @@ class RecordedRows:
                              f"{' or '.join(RESUMABLE_FORMATS)}")
         self.reader = self.format.reader
         self.include_body, self.retry_failed = include_body, retry_failed
-        self.columns = record_columns(include_body)
+        #: The response headers' columns rows appended get (FetchOptions.record_shape).
+        self.shape = shape
+        self.columns = record_columns(include_body, **shape)
         self.count = self.failed = 0
         self.last_index = -1
         self.header = False  # a CSV header line is there
@@ -270,7 +273,8 @@ class RecordedRows:
                              f"for another run")
         self._appended = True
         stream = _AppendingOutput(self)
-        writer = writer_for(self.format.name, stream, self.include_body, self.columns)
+        writer = writer_for(self.format.name, stream, self.include_body, self.columns,
+                            **self.shape)
         return self._append(rows, writer, stream)
 
     def _append(self, rows: Iterator[FetchResult], writer: RowWriter,

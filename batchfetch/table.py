@@ -34,17 +34,20 @@ class ResultTable(Sequence[FetchResult]):
         ([200], False, True)
     """
 
-    def __init__(self, rows: Iterable[FetchResult], wall_time: float | None = None) -> None:
+    def __init__(self, rows: Iterable[FetchResult], wall_time: float | None = None, *,
+                 headers: bool = False, header_columns: Sequence[str] = ()) -> None:
         self._rows = sorted(rows, key=lambda row: row.index)
         #: Seconds from the start of the run to its last row (None when unknown).
         self.wall_time = wall_time
+        #: The response headers' columns its records have (``response_headers`` and
+        #: ``header_columns`` of the run's options).
+        self.shape = {"headers": headers, "header_columns": tuple(header_columns)}
 
-    @classmethod
-    def _part(cls, rows: list[FetchResult]) -> ResultTable:
+    def _part(self, rows: list[FetchResult]) -> ResultTable:
         """A table of some of this table's rows, in the order given (no run time: a part's
         rows did not run alone)."""
-        part = cls.__new__(cls)
-        part._rows, part.wall_time = rows, None
+        part = type(self).__new__(type(self))
+        part._rows, part.wall_time, part.shape = rows, None, self.shape
         return part
 
     @overload
@@ -135,7 +138,7 @@ class ResultTable(Sequence[FetchResult]):
     def to_records(self, include_body: bool | None = None) -> list[dict[str, Any]]:
         """Rows as dicts (JSON-ready). Bodies are included when any row kept one."""
         include = self._has_bodies() if include_body is None else include_body
-        return [row.to_record(include) for row in self._rows]
+        return [row.to_record(include, **self.shape) for row in self._rows]
 
     def write(self, target: Any, fmt: str | None = None,
               include_body: bool | None = None) -> None:
@@ -160,7 +163,7 @@ class ResultTable(Sequence[FetchResult]):
             fmt = format_for_path(target).name
         include = self._has_bodies() if include_body is None else include_body
         with open_target(target) as stream:
-            writer = writer_for(fmt, stream, include_body=include)
+            writer = writer_for(fmt, stream, include_body=include, **self.shape)
             for row in self._rows:
                 writer.write(row)
             writer.close()
@@ -194,7 +197,7 @@ class ResultTable(Sequence[FetchResult]):
         except ImportError:
             raise ImportError("to_pandas() needs pandas: pip install pandas") from None
         include = self._has_bodies() if include_body is None else include_body
-        columns = list(record_columns(include))
+        columns = list(record_columns(include, **self.shape))
         frame = pandas.DataFrame.from_records(self.to_records(include), columns=columns)
         return frame.astype({name: dtype for name, dtype in PANDAS_DTYPES.items()
                              if name in frame.columns})

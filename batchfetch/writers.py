@@ -14,7 +14,7 @@ import dataclasses
 import io
 import json
 import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import IO, Any
 
 from .results import RECORD_TYPES, FetchResult, record_columns
@@ -70,14 +70,17 @@ class RowWriter:
     orders_rows = False
 
     def __init__(self, stream: IO[str], include_body: bool = False,
-                 columns: tuple[str, ...] | None = None) -> None:
+                 columns: tuple[str, ...] | None = None, *, headers: bool = False,
+                 header_columns: Sequence[str] = ()) -> None:
         self.stream = stream
         self.include_body = include_body
-        self.columns = columns or record_columns(include_body)
+        #: What records hold besides COLUMNS and the body (FetchResult.to_record's keywords).
+        self.shape = {"headers": headers, "header_columns": tuple(header_columns)}
+        self.columns = columns or record_columns(include_body, **self.shape)
         self.rows_written = 0
 
     def write(self, row: FetchResult) -> None:
-        self._write(row.to_record(self.include_body))
+        self._write(row.to_record(self.include_body, **self.shape))
         self.rows_written += 1
 
     def _write(self, record: dict[str, Any]) -> None:
@@ -94,8 +97,8 @@ class CsvWriter(RowWriter):
     """
 
     def __init__(self, stream: IO[str], include_body: bool = False,
-                 columns: tuple[str, ...] | None = None) -> None:
-        super().__init__(stream, include_body, columns)
+                 columns: tuple[str, ...] | None = None, **shape: Any) -> None:
+        super().__init__(stream, include_body, columns, **shape)
         # RFC 4180's CRLF: with a bare "\n" terminator the csv module leaves a lone "\r"
         # in a field unquoted, and no reader gets that row back. Columns a resumed older
         # file does not have are left out of its rows.
@@ -142,8 +145,8 @@ class TableWriter(RowWriter):
     orders_rows = True
 
     def __init__(self, stream: IO[str], include_body: bool = False,
-                 columns: tuple[str, ...] | None = None) -> None:
-        super().__init__(stream, include_body, columns)
+                 columns: tuple[str, ...] | None = None, **shape: Any) -> None:
+        super().__init__(stream, include_body, columns, **shape)
         self._rows: list[FetchResult] = []
 
     def write(self, row: FetchResult) -> None:
@@ -353,9 +356,10 @@ def format_for_path(path: str | os.PathLike[str]) -> OutputFormat:
 
 
 def writer_for(fmt: str, stream: IO[str], include_body: bool = False,
-               columns: tuple[str, ...] | None = None) -> RowWriter:
+               columns: tuple[str, ...] | None = None, **shape: Any) -> RowWriter:
     """A writer of format ``fmt`` (one of :data:`FORMATS`) over ``stream``; ``columns``
-    (a CSV file's, when resuming one written before the latest columns) narrows a CSV's.
+    (a CSV file's, when resuming one written before the latest columns) narrows a CSV's;
+    ``headers`` and ``header_columns`` (``shape``) add the response headers' columns.
 
     Example::
 
@@ -366,7 +370,7 @@ def writer_for(fmt: str, stream: IO[str], include_body: bool = False,
         >>> out.getvalue()[:24]
         '{"index": 0, "id": null,'
     """
-    return output_format(fmt).writer(stream, include_body, columns)
+    return output_format(fmt).writer(stream, include_body, columns, **shape)
 
 
 def _clip(text: str, width: int | None) -> str:

@@ -4,6 +4,7 @@ terminal or signals matter), against the loopback server.
 """
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -303,3 +304,76 @@ def test_a_table_written_to_a_file_is_whole(server, tmp_path):
     assert invoke(*FAST, long_url, server.url("/status/503"), "-o", out).exit_code == 1
     lines = out.read_text().splitlines()
     assert long_url in lines[1] and lines[2].rstrip().endswith("503 Service Unavailable")
+
+
+# -- response headers in rows ----------------------------------------------------------------
+
+
+def test_i_puts_the_response_headers_in_each_row(server):
+    result = invoke(*FAST, "-i", server.url("/cookies/set?a=1&b=2"))
+    (row,) = rows_of(result)
+    assert row["headers"]["Set-Cookie"] == ["a=1; Path=/", "b=2; Path=/"]
+    assert list(row)[-1] == "headers"
+
+
+def test_header_columns_in_csv_and_a_resumed_file(server, tmp_path):
+    out = tmp_path / "rows.csv"
+    urls = [server.url("/cookies/set?a=1"), server.url("/ok")]
+    first = invoke(*FAST, "--header-column", "Set-Cookie", "-i", urls[0], "-o", out)
+    assert first.exit_code == 0, first.output
+    again = invoke(*FAST, "--header-column", "Set-Cookie", "-i", *urls, "-o", out, "--resume")
+    assert again.exit_code == 0, again.output
+    import csv
+
+    with open(out, newline="") as stream:
+        rows = list(csv.DictReader(stream))
+    assert [row["set_cookie"] for row in rows] == ["a=1; Path=/", ""]
+    assert json.loads(rows[1]["headers"])["Content-Length"] == "3"
+
+
+def test_D_names_the_way_to_get_headers(server):
+    result = invoke("-D", "headers.txt", server.url("/ok"))
+    assert result.exit_code == 2 and "-i (--response-headers) adds each response's headers" \
+        in result.stderr
+
+
+# -- the progress bar --------------------------------------------------------------------------
+
+
+def test_the_bar_redraws_while_no_row_completes(server):
+    """One URL answers at once, the other hangs until its 2 s deadline: meanwhile the bar
+    is drawn again (counts, not a stopwatch: every half second while nothing completes)."""
+    result = invoke("--progress", "-r", "0", "--deadline", "2", server.url("/ok"),
+                    server.url("/fault/hang"))
+    assert result.exit_code == 1
+    draws = result.stderr.split("\r")
+    waiting = [draw for draw in draws if " 1/2 " in draw]
+    assert len(waiting) >= 3, draws  # the row's own draw, then redraws while it hangs
+    assert any("in flight 1" in draw for draw in waiting), waiting
+    assert any(" 2/2 " in draw and "in flight 0" in draw for draw in draws)
+
+
+def test_the_bar_redraws_while_the_output_waits_for_its_reader(server, tmp_path, child_env):
+    """Nobody reads stdout: once the pipe is full the rows wait, and the bar goes on being
+    drawn with the same count (three draws of it, at most half a second apart)."""
+    urls = tmp_path / "urls.txt"
+    urls.write_text(f"{server.url('/ok')}\n" * 3000)
+    process = subprocess.Popen([sys.executable, "-m", "batchfetch", "--progress", "-c", "8",
+                                urls], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env=child_env)
+    seen, stalled = b"", None
+    try:
+        while stalled is None:
+            ready, _, _ = gevent.select.select([process.stderr], [], [], 0.1)
+            if ready:
+                chunk = os.read(process.stderr.fileno(), 65536)
+                assert chunk, seen[-2000:]  # the process ended with stdout never read
+                seen += chunk
+                counts = re.findall(rb" (\d+)/3000 ", seen)
+                if len(counts) >= 3 and len(set(counts[-3:])) == 1 and \
+                        counts[-1] != b"3000":
+                    stalled = int(counts[-1])
+    finally:
+        process.kill()
+        process.wait()
+    assert 0 < stalled < 3000

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from batchfetch import FetchResult, ResultTable, fetch_all
+from batchfetch import FetchOptions, FetchResult, OptionError, ResultTable, fetch_all
 from batchfetch.testing import refused_url
 
 pytestmark = pytest.mark.usefixtures("both_paths")
@@ -331,3 +331,30 @@ def test_every_offered_coding_is_decoded_and_bounded(server, coding):
                      **FAST)[0]
     assert (bomb.status, bomb.error) == (200, "too_large")
     assert 5 * 1024 * 1024 < bomb.size < 6 * 1024 * 1024
+
+
+def test_response_headers_and_header_columns_on_rows(server):
+    """Issue 17, item 3: curl -i and -D as rows have them."""
+    url = server.url("/cookies/set?a=1&b=2")
+    row = fetch_all([url], response_headers=True, header_columns=["set-cookie", "ETag"],
+                    **FAST)[0]
+    assert row.headers == {"Set-Cookie": ["a=1; Path=/", "b=2; Path=/"],
+                           "Content-Type": "text/plain; charset=utf-8", "Content-Length": "3"}
+    record = row.to_record(headers=True, header_columns=["set-cookie", "ETag"])
+    assert (record["set_cookie"], record["etag"]) == ("a=1; Path=/, b=2; Path=/", None)
+    picked = fetch_all([url, server.url("/redirect/1")], header_columns=["Content-Length"],
+                       **FAST)
+    assert [row.headers for row in picked] == [{"Content-Length": "3"}, {"Content-Length": "3"}]
+    assert fetch_all([url], **FAST)[0].headers is None  # not asked: not kept
+    failed = fetch_all(["http://[::1"], response_headers=True, **FAST)[0]
+    assert failed.headers is None
+
+
+def test_header_columns_that_are_not_headers_or_clash_are_refused():
+    for value, problem in ((["Bad Name"], "'Bad Name' is not a header name"),
+                           (["Content-Type"], "would be the column 'content_type'"),
+                           ([3], "header names")):
+        with pytest.raises(OptionError, match=problem):
+            FetchOptions(header_columns=value)
+    assert FetchOptions(header_columns="ETag").header_columns == ("ETag",)
+    assert FetchOptions(header_columns=["ETag", "etag"]).header_columns == ("ETag",)

@@ -94,7 +94,12 @@ def test_a_signal_mid_run_then_resume_covers_every_input_once(server, held_serve
         assert "Traceback" not in stderr and "Aborted" not in stderr
         written = len(rows_in(output))
         assert f"interrupted: {written} rows written" in stderr and 7 <= written < 40
-        assert stderr.rstrip().endswith("requests cancelled; add --resume to fetch the rest")
+        left = re.search(r"interrupted: \d+ rows written, (\d+) requests in flight cancelled, "
+                         r"(\d+) inputs not started; add --resume to fetch the rest$",
+                         stderr.rstrip())
+        assert left, stderr
+        in_flight, not_started = map(int, left.groups())
+        assert in_flight <= 4 and written + in_flight + not_started == 40
     held_server.released.set()
     resumed = invoke("-c", "4", *FAST, "--resume", "-o", output, tmp_path / "urls.txt")
     assert resumed.exit_code == 0, resumed.output

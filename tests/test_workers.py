@@ -315,3 +315,13 @@ def test_input_is_pulled_within_max_pending(counting_input):
         if count == 100:
             break
     rows.close()
+
+
+def test_rows_from_worker_processes_carry_their_response_headers(server, shares_at_once):
+    # Issue 17, item 3: the options travel to the workers, the headers back on the rows.
+    urls = [server.url(f"/cookies/set?n={n}") for n in range(40)]
+    table = fetch_all(urls, workers=2, concurrency=4, max_pending=8, retries=0,
+                      response_headers=True, header_columns=["Set-Cookie"])
+    assert [row.headers["Set-Cookie"] for row in table] == [f"n={n}; Path=/" for n in range(40)]
+    records = table.to_records()
+    assert records[7]["set_cookie"] == "n=7; Path=/" and "headers" in records[7]

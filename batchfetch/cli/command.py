@@ -155,14 +155,19 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @output_option("--body", "keep_body", is_flag=True, default=None,
                help="Keep each response body, in body and body_encoding (utf-8 or base64) "
                     "columns; each capped at 10M unless --max-bytes says otherwise.")
+@output_option("-i", "--response-headers", is_flag=True, default=None,
+               help="Add each response's headers to its row: an object in jsonl (a list for "
+                    "a repeated header), a JSON text cell in csv.")
+@output_option("--header-column", "header_columns", multiple=True, metavar="NAME",
+               help="A column of that response header on every row (ETag: etag); "
+                    "repeatable.")
 @output_option("--save", "save_dir", type=click.Path(file_okay=False), metavar="DIR",
-               help="Stream each body to a file in DIR (created if missing); the path column "
-                    "names it. A body cut short leaves no file.")
+               help="Stream each body to a file in DIR (created if missing), named in the "
+                    "path column; a body cut short leaves no file.")
 @output_option("--resume", is_flag=True, allow_from_autoenv=False,
                help=f"Keep the rows already in -o FILE ({listed(RESUMABLE_FORMATS)}; failed ones "
-                    "too), fetch only the inputs without one and append their rows. Rows keep "
-                    "their input's index; a row whose url is not its input's exits 2. A missing "
-                    "FILE starts afresh.")
+                    "too), fetch the inputs without one and append their rows (README: Long "
+                    "runs).")
 @output_option("--retry-failed", is_flag=True, allow_from_autoenv=False,
                help="With --resume: fetch the inputs whose rows failed again, replacing those "
                     "rows.")
@@ -230,7 +235,7 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     try:
         if recorded is None:
             target = open_rows_output(output)
-            writer = writer_for(fmt, target, options.keep_body)
+            writer = writer_for(fmt, target, options.keep_body, **options.record_shape)
             # A format written at the end is written in input order: the table writer
             # orders its rows itself, the library's json writer streams them unordered.
             if not OUTPUT_FORMATS[fmt].streams and not writer.orders_rows:
@@ -303,7 +308,8 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
         raise click.BadParameter(f"--resume reads the rows already in {output!r}, which is "
                                  f"not a regular file", param_hint="'-o' / '--output'")
     try:
-        return RecordedRows(output, fmt, options.keep_body, retry_failed)
+        return RecordedRows(output, fmt, options.keep_body, retry_failed,
+                            **options.record_shape)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {output!r}: {exc.strerror}",
                                  param_hint="'-o' / '--output'") from None

@@ -24,10 +24,8 @@ ALREADY_DONE = {
 
 #: curl flags batchfetch has no twin of: (the flag takes a value, what to do instead).
 REFUSED = {
-    ("-i", "--include"): (False, "rows do not carry response headers; batchfetch writes one "
-                                 "row per input (status, size, error) to -o"),
-    ("-D", "--dump-header"): (True, "rows do not carry response headers; batchfetch writes "
-                                    "one row per input (status, size, error) to -o"),
+    ("-D", "--dump-header"): (True, "-i (--response-headers) adds each response's headers "
+                                    "to its row, --header-column NAME one header's column"),
     ("-O", "--remote-name"): (False, "give --save DIR: each body goes to a file in DIR named "
                                      "from its URL, and the path column names it"),
     ("-F", "--form"): (True, "batchfetch sends no multipart forms: -d NAME=VALUE sends a "

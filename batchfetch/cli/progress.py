@@ -1,8 +1,9 @@
 """The progress bar of a command-line run, on stderr: done/total, rate, ok, failed and
 retries, ETA; and a log handler that writes its lines above the bar instead of through it.
 
-Drawn only from the consumer loop (the main greenlet), one update per row; tqdm's own
-monitor thread is off, so nothing else ever writes it.
+Drawn only from the consumer loop (the main greenlet): once per row, and every half second
+while no row completes or the output waits for its reader; tqdm's own monitor thread is
+off, so nothing else ever writes it.
 """
 from __future__ import annotations
 
@@ -64,12 +65,20 @@ class Progress:
                                      nrows=None if sized else _HEIGHT, mininterval=0.1,
                                      smoothing=0.1, postfix="ok 0, failed 0, retries 0")
 
-    def update(self, tally: SummaryCounter) -> None:
-        """One more row; the counts come from ``tally``, which has counted it."""
+    def update(self, tally: SummaryCounter, in_flight: int | None = None,
+               row: bool = True) -> None:
+        """One more row (``row``), or none (a redraw while rows are slow to come: the time,
+        the rate and ``in_flight`` go on); the counts come from ``tally``, which has
+        counted the rows, and ``in_flight`` from the engine (None: not shown)."""
         if self._bar is not None:
-            self._bar.set_postfix_str(f"ok {tally.ok}, failed {tally.total - tally.ok}, "
-                                      f"retries {tally.retries}", refresh=False)
-            self._bar.update(1)
+            counts = f"ok {tally.ok}, failed {tally.total - tally.ok}, retries {tally.retries}"
+            if in_flight is not None:
+                counts += f", in flight {in_flight}"
+            self._bar.set_postfix_str(counts, refresh=False)
+            if row:
+                self._bar.update(1)
+            else:
+                self._bar.refresh()
 
     def close(self) -> None:
         """Draw the bar a last time and leave it on screen, above the summary."""

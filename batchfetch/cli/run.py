@@ -8,8 +8,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+import gevent
+import gevent.queue
 
-from ..api import iter_fetch
+from ..api import Fetcher
 from ..config import FetchOptions
 from ..host_rules import MatchedPatterns
 from ..results import FetchResult, SummaryCounter
@@ -24,6 +26,9 @@ __all__ = ["AppendedByTheLibrary", "EXIT_FAILED_ROWS", "EXIT_OK", "InInputOrder"
            "RowsToOutput"]
 
 EXIT_OK, EXIT_FAILED_ROWS = 0, 1  # click exits 2 on usage errors; EXIT_INTERRUPTED is 130
+#: Seconds between redraws of the progress bar while no row completes, and while the output
+#: waits for its reader: the counts and the time go on.
+IDLE_REDRAW = 0.5
 
 
 class InInputOrder(RowWriter):
@@ -64,6 +69,7 @@ class RowsToOutput:
         self.options, self.writer, self.say, self.bar = options, writer, say, bar
         self.recorded = recorded
         self.resumable = False  # the output is a csv or jsonl file that --resume can finish
+        self._fetcher: Fetcher | None = None  # the run's, while it runs
 
     def __call__(self, items: NumberedItems,
                  on_row: Callable[[FetchResult], Any] | None = None) -> int:
@@ -81,27 +87,37 @@ class RowsToOutput:
         if self.recorded is not None and self.recorded.existed:
             self.say(self.recorded.describe())
         self.bar.start(total, initial=self.recorded.kept if self.recorded else 0)
-        rows = self._rows(items)
+        pump = _RowPump(self._rows(items))
+        redraw = lambda: self.bar.update(tally, self.in_flight, row=False)  # noqa: E731
+        if isinstance(self.writer.stream, PipeText):
+            self.writer.stream.while_waiting = (IDLE_REDRAW, redraw)
+        in_flight = pending = None
         try:
-            for row in rows:
+            while (row := pump.next(IDLE_REDRAW)) is not _END:
+                if row is _IDLE:
+                    redraw()
+                    continue
                 tally.add(row)  # before: a Ctrl-C while a pipe takes it leaves it to close()
                 if matched is not None:
                     matched.add(row.url)
                 self.writer.write(row)
-                self.bar.update(tally)
+                self.bar.update(tally, self.in_flight)
                 if on_row is not None:
                     on_row(row)
         except KeyboardInterrupt:
             interrupted = True
+            in_flight, pending = self.in_flight, items.pending
         except InputTextError as exc:
             bad_input = exc
         finally:
-            rows.close()  # cancels whatever is still in flight
+            pump.close()  # cancels whatever is still in flight
+            if isinstance(self.writer.stream, PipeText):
+                self.writer.stream.while_waiting = None
         self.bar.close()  # first: a table may go to the same terminal
         summary = tally.summary(time.monotonic() - started)
         if interrupted:
             note = (f"{summary}\ninterrupted: {tally.total} rows written, "
-                    f"{items.pending} requests cancelled"
+                    f"{_left(in_flight, pending, total, tally.total, self.recorded)}"
                     + ("; add --resume to fetch the rest" if self.resumable else ""))
             if isinstance(self.writer.stream, PipeText):
                 # Its reader may be reading nothing (| less): say so before waiting for it,
@@ -134,11 +150,101 @@ class RowsToOutput:
         the inputs without one, appended to the file as iter_fetch(resume=) does, but
         after the line is named (the library cannot know it)."""
         recorded = self.recorded
-        # indexed: rows (and saved bodies' names) keep the input's index when --resume skips
-        rows = iter_fetch(items if recorded is None else recorded.unrecorded(items),
-                          self.options, indexed=True)
+        fetcher = self._fetcher = Fetcher(self.options)
         try:
-            named = (items.annotate(row) for row in rows)
-            yield from named if recorded is None else recorded.appending(named)
+            # indexed: rows (and saved bodies' names) keep the input's index when --resume
+            # skips some
+            rows = fetcher.iter_fetch(items if recorded is None else recorded.unrecorded(items),
+                                      indexed=True)
+            try:
+                named = (items.annotate(row) for row in rows)
+                yield from named if recorded is None else recorded.appending(named)
+            finally:
+                rows.close()
         finally:
-            rows.close()
+            fetcher.close()
+
+    @property
+    def in_flight(self) -> int | None:
+        """Requests in flight now, if the run's engine can tell (None: it cannot)."""
+        return self._fetcher.in_flight if self._fetcher is not None else None
+
+
+#: What :meth:`_RowPump.next` gives when no row came in time, and after the last row.
+_IDLE, _END = object(), object()
+
+
+class _RowPump:
+    """Pulls ``rows`` in a greenlet of its own, so that the consumer loop can wait for the
+    next row with a timeout (and redraw the bar meanwhile). It only pulls: everything that
+    writes to the terminal or the output stays in the consumer loop.
+
+    Example::
+
+        >>> pump = _RowPump(iter([1, 2]))
+        >>> [pump.next(0.5), pump.next(0.5), pump.next(0.5) is _END]
+        [1, 2, True]
+        >>> pump.close()
+    """
+
+    def __init__(self, rows: Iterator[Any]) -> None:
+        self._rows = rows
+        self._queue: gevent.queue.Queue = gevent.queue.Queue(maxsize=1)  # one row ahead
+        self._greenlet = gevent.spawn(self._pull)
+
+    def _pull(self) -> None:
+        try:
+            for row in self._rows:
+                self._queue.put((True, row))
+            self._queue.put((True, _END))
+        except gevent.GreenletExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001 - raised again in the consumer loop
+            self._queue.put((False, exc))
+
+    def next(self, timeout: float) -> Any:
+        """The next row, :data:`_END` after the last, or :data:`_IDLE` after ``timeout``
+        seconds without one; what the rows raised is raised here."""
+        try:
+            fine, value = self._queue.get(timeout=timeout)
+        except gevent.queue.Empty:
+            return _IDLE
+        if not fine:
+            raise value
+        return value
+
+    def close(self) -> None:
+        """Stop pulling: the rows' generator is closed, which cancels what is in flight."""
+        self._greenlet.kill(block=True)
+        close = getattr(self._rows, "close", None)
+        if close is not None:
+            close()
+
+
+def _left(in_flight: int | None, pending: int | None, total: int | None, written: int,
+          recorded: RecordedRows | None) -> str:
+    """What an interrupted run left, in the words of the Ctrl-C note: the requests in flight
+    (cancelled) and the inputs not started.
+
+    Example::
+
+        >>> _left(2, 256, 1000, 6, None)
+        '2 requests in flight cancelled, 992 inputs not started'
+        >>> _left(None, 40, None, 6, None)
+        '40 inputs read and not finished (in flight or waiting), and the rest of the input'
+    """
+    pending = pending or 0
+    if in_flight is None:
+        said = f"{pending} inputs read and not finished (in flight or waiting)"
+    else:
+        said = f"{in_flight} requests in flight cancelled"
+    if total is None:
+        return said + (", and the rest of the input" if in_flight is None
+                       else f", {pending - in_flight} read ahead and the rest of the input "
+                            "not started")
+    kept = recorded.kept if recorded is not None else 0
+    not_started = total - kept - written - (in_flight or 0)
+    if in_flight is None:
+        not_started = total - kept - written - pending
+        return said + (f", {not_started} inputs not read" if not_started else "")
+    return said + f", {not_started} inputs not started"

@@ -91,6 +91,13 @@ class GuardedText:
                 getattr(self.stream, "discard", self.stream.close)()
 
 
+class _StillWaiting(Exception):
+    """A wait for the reader went on past its interval (PipeText.while_waiting)."""
+
+
+_STILL = _StillWaiting()
+
+
 class PipeText:
     """Standard output on a pipe or socket: rows go out whole, and waiting for the reader
     lets every greenlet (the signal handling included) run meanwhile.
@@ -109,6 +116,8 @@ class PipeText:
         self._unsent = b""  # encoded, not yet taken by the pipe (an interrupted flush)
         #: Called once, the next time a write has to wait for the reader (then cleared).
         self.on_wait: Callable[[], None] | None = None
+        #: ``(seconds, callback)``: called every so many seconds while a write waits.
+        self.while_waiting: tuple[float, Callable[[], None]] | None = None
 
     def write(self, text: str) -> int:
         self._texts.append(text)
@@ -144,6 +153,13 @@ class PipeText:
             if self.on_wait is not None:
                 notice, self.on_wait = self.on_wait, None
                 notice()
+            while self.while_waiting is not None:
+                interval, callback = self.while_waiting
+                try:
+                    gevent.socket.wait_write(self.fd, timeout=interval, timeout_exc=_STILL)
+                    return
+                except _StillWaiting:
+                    callback()
             gevent.socket.wait_write(self.fd)
 
     def isatty(self) -> bool:

@@ -109,6 +109,11 @@ class LocalEngine:
                 batch.polite.pacer.window_cap = options.host_limit
             batch.rate.interval = 1.0 / options.rate if options.rate else 0.0
 
+    @property
+    def in_flight(self) -> int:
+        """Attempts in flight now (0 between runs)."""
+        return self._batch.in_flight if self._batch is not None else 0
+
     def within(self, concurrency: int) -> bool:
         """Are no more than ``concurrency`` attempts in flight and connections open?"""
         in_flight = self._batch.in_flight if self._batch is not None else 0
@@ -411,4 +416,4 @@ class _Batch:
             final_url=mask_url(outcome.final_url), content_type=outcome.content_type,
             error=error, message=mask_passwords(message), path=outcome.path,
             waited=job.waited, wait_reason=job.wait_reason, throttled=job.throttled
-            + (outcome.status == THROTTLED_STATUS), body=outcome.body)
+            + (outcome.status == THROTTLED_STATUS), body=outcome.body, headers=outcome.headers)

@@ -106,6 +106,10 @@ class _PlainRaw:
     def closed(self) -> bool:
         return self._body.closed
 
+    def header_items(self) -> list[tuple[str, str]]:
+        """Every header line of the answer, a repeated header's one by one, in order."""
+        return list(self._body.head.items())
+
     def lend_chunks(self) -> int:
         """The caller keeps no chunk past the next one: from now on ``stream`` yields views
         of the sender's scratch buffer, each overwritten by the next read. Returns the

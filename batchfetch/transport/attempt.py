@@ -13,10 +13,12 @@ from typing import Any
 import gevent
 import grequests
 import requests
+from urllib3 import HTTPHeaderDict
 
 from ..config import FetchOptions
 from ..errors import BodyTooLargeError, DeadlineExceeded, ErrorKind, classify
 from ..redaction import mask_url
+from ..results import grouped_headers
 from ..saving import BodyFile
 from .base import Outcome
 
@@ -71,6 +73,17 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
         outcome.body = b"".join(chunks)
 
 
+def _header_items(response: requests.Response) -> list[tuple[str, str]]:
+    """The final response's header lines, a repeated header's one by one (requests' own
+    ``headers`` joins them): from the native transport's answer, or urllib3's."""
+    raw = response.raw
+    if hasattr(raw, "header_items"):
+        return raw.header_items()
+    if isinstance(getattr(raw, "headers", None), HTTPHeaderDict):
+        return list(raw.headers.items())  # urllib3's items() gives each value of a name
+    return list(response.headers.items())
+
+
 def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[str, Any],
                 options: FetchOptions, index: int = 0) -> Outcome:
     """Make one attempt and describe it. Never raises (except GreenletExit on cancel).
@@ -103,6 +116,10 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
         outcome.final_url = response.url
         outcome.content_type = response.headers.get("Content-Type", "")
         outcome.retry_after = response.headers.get("Retry-After")
+        if options.response_headers or options.header_columns:
+            outcome.headers = grouped_headers(
+                _header_items(response), None if options.response_headers else
+                {name.lower() for name in options.header_columns})
         _read_body(response, outcome, options, index, url)
     except Exception as exc:  # noqa: BLE001 - every failure becomes an error kind
         outcome.exception = exc

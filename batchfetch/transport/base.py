@@ -35,6 +35,8 @@ class Outcome:
     retry_after: str | None = None
     size: int = 0
     body: bytes | None = None
+    #: The final response's headers when the options ask for them (results.grouped_headers).
+    headers: dict[str, Any] | None = None
     path: str = ""
     error: str = ""
     message: str = ""
