@@ -93,7 +93,41 @@ def targets(data: dict, by_client: ByClient) -> list[str]:
         lines += ["", "With workers, the parent's own CPU per row (its own share of the "
                   "fetching, reading the input, handing items out, taking rows back): "
                   + "; ".join(costs) + "."]
-    return lines + ["", *_w1_profile(data, base, w1.get("geventhttpclient_plain"))]
+    return lines + ["", *_w1_profile(data, base, w1.get("geventhttpclient_plain")),
+                    *_efficiency_why(data, by_client)]
+
+
+def _efficiency_why(data: dict, by_client: ByClient) -> list[str]:
+    """For each latency-bound workload where batchfetch's efficiency is below aiohttp's:
+    how far, against aiohttp's own spread, and the two costs that separate them, from the
+    same runs: CPU per request (on each request's path from its answer to the next request
+    on that connection; the W1 profile says where it goes) and connections opened."""
+    lines = []
+    for name in ("W2", "W4", "W6"):
+        if name not in data["workloads"]:
+            continue
+        clients = by_client(data, name)
+        ours, theirs = clients.get("batchfetch"), clients.get("aiohttp")
+        ideal = data["workloads"][name]["ideal"]
+        if not (ours and theirs and ideal) or ours["time"] <= theirs["time"]:
+            continue
+        concurrency = data["workloads"][name]["concurrency"]
+        text = (f"Why {name}'s efficiency is below aiohttp's: {ideal / ours['time']:.3f} against "
+                f"{ideal / theirs['time']:.3f}, {(ours['time'] - theirs['time']) * 1000:.0f} "
+                f"ms on a {ideal:.1f} s run (aiohttp's own runs spread over "
+                f"{(theirs['max'] - theirs['min']) * 1000:.0f} ms). batchfetch spends "
+                f"{ours['cpu_ms']:.3f} ms of CPU per request against aiohttp's "
+                f"{theirs['cpu_ms']:.3f}, on two cores shared with nginx; closing that is "
+                "the W1 target's work (above).")
+        if ours["connections"] > 2 * theirs["connections"]:
+            text += (f" It also opened {ours['connections']:,.0f} connections against "
+                     f"aiohttp's {theirs['connections']:,.0f}: staying within concurrency "
+                     f"{concurrency} over more hosts than that closes an idle connection to "
+                     "open one for most requests, while aiohttp's connector counts only the "
+                     f"connections in use and kept {theirs['most_open']:,.0f} open. The issue "
+                     "asks for the first; matching aiohttp here would take exceeding it.")
+        lines += [text, ""]
+    return lines
 
 
 def _w1_profile(data: dict, base: dict | None, floor: dict | None) -> list[str]:
