@@ -129,8 +129,8 @@ class Fetcher:
 
     @property
     def in_flight(self) -> int | None:
-        """Requests in flight now, when the engine can tell (one process can; with worker
-        processes, None)."""
+        """Requests in flight now (with worker processes, each worker's as of its latest
+        row), or None from an engine that cannot tell."""
         return getattr(self.engine, "in_flight", None)
 
     def close(self) -> None:

@@ -19,7 +19,7 @@ from ._checks import (existing_path, integer, number, parse_status_set, proxy_pr
 from ._options_json import keywords_from_dict, options_to_dict
 from ._version import __version__
 from .errors import OptionError
-from .headers import form_problem, header_problem, is_latin1
+from .headers import form_problem, header_problem, is_latin1, multipart_parts
 from .host_rules import HostRules, HostsValue
 from .methods import normalize_method
 from .policies import DEFAULT_RETRY_ON, Limits, RetryPolicy, Timeouts, flat_keywords
@@ -89,6 +89,9 @@ class FetchOptions:
     data: Any = None
     #: JSON body for every request; an item's body replaces it.
     json: Any = None
+    #: Multipart parts for every request (curl's ``-F``): name -> text, or ``{"path": FILE}``
+    #: with optional ``"type"`` and ``"filename"`` for a file; an item's body replaces them.
+    files: Mapping[str, Any] | None = None
     #: ``(user, password)`` for basic auth, or a ``requests.auth.AuthBase``.
     auth: Any = None
     #: Cookies sent with every request; cookies a response sets are never shared.
@@ -198,6 +201,17 @@ class FetchOptions:
         problem = form_problem(self.data)
         if problem:
             raise OptionError("data", self.data, "a string, bytes or form fields", problem)
+        if self.files is not None:
+            if self.json is not None:
+                raise OptionError("files", self.files, "unset when json is set (one body only)")
+            if isinstance(self.data, (str, bytes)):
+                raise OptionError("files", self.files, "parts beside form fields, not a "
+                                  "string body", "data must be form fields with files")
+            try:
+                multipart_parts(self.files)  # a file that cannot be read fails here, once
+            except ValueError as exc:
+                raise OptionError("files", self.files, "multipart parts", str(exc)) from None
+            set_(self, "files", dict(self.files))
         if self.auth is not None and not isinstance(self.auth, AuthBase) and not (
                 isinstance(self.auth, tuple) and len(self.auth) == 2
                 and all(isinstance(part, str) for part in self.auth)):

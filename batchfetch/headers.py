@@ -1,4 +1,5 @@
-"""Checking request header, cookie and form values before any request path sees them.
+"""Checking request header, cookie, form and multipart values before any request path sees
+them.
 
 requests refuses a header value with a line break or leading whitespace, http.client
 lets some through (a folded ``"a\\r\\n b"``), and a value outside Latin-1 fails only when
@@ -7,12 +8,13 @@ takes: as a usage error for an option, as an ``invalid_request`` row for an item
 """
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from typing import Any
 
 __all__ = ["header_problem", "cookie_problem", "first_header_problem", "first_cookie_problem",
-           "form_problem", "is_latin1"]
+           "form_problem", "is_latin1", "multipart_parts"]
 
 # requests' own rules (requests._internal_utils._HEADER_VALIDATORS_STR), which its path
 # enforces: a name neither empty nor starting with whitespace or ':', without ':' or a line
@@ -180,3 +182,39 @@ def form_problem(data: Any) -> str | None:
             return (f"'data' field {name!r} must be text, a number or a list of them, got "
                     f"{type(value).__name__}")
     return None
+
+
+def multipart_parts(files: Any) -> dict[str, tuple[str | None, Any, str | None]]:
+    """The parts of a multipart body as requests' ``files`` takes them, from ``files``:
+    name -> text (a plain field, as curl's ``-F name=value``) or ``{"path": FILE}`` (a file
+    read now, named by its base name, as ``-F name=@FILE``; ``"type"`` sets its
+    Content-Type, ``"filename"`` the name sent). Raises ValueError saying what is wrong.
+
+    Example::
+
+        >>> multipart_parts({"note": "hi"})
+        {'note': (None, 'hi', None)}
+    """
+    if not isinstance(files, Mapping) or not files:
+        raise ValueError(f"'files' must be an object of parts, got {files!r}")
+    parts = {}
+    for name, part in files.items():
+        if not isinstance(name, str) or not name:
+            raise ValueError(f"'files' part names must be text, got {name!r}")
+        if isinstance(part, str):
+            parts[name] = (None, part, None)
+            continue
+        if not isinstance(part, Mapping) or not isinstance(part.get("path"), str) or any(
+                key not in ("path", "type", "filename") for key in part):
+            raise ValueError(f"'files' part {name!r} must be text or "
+                             f"{{\"path\": FILE, \"type\": ..., \"filename\": ...}}, "
+                             f"got {part!r}")
+        try:
+            with open(part["path"], "rb") as stream:
+                content = stream.read()
+        except OSError as exc:
+            raise ValueError(f"'files' part {name!r}: cannot read {part['path']!r}: "
+                             f"{exc.strerror}") from None
+        parts[name] = (part.get("filename") or os.path.basename(part["path"]), content,
+                       part.get("type"))
+    return parts

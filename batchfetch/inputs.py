@@ -15,7 +15,8 @@ from urllib3.util import parse_url
 
 from .config import FetchOptions
 from .errors import ErrorKind, InvalidItemError
-from .headers import first_cookie_problem, first_header_problem, form_problem
+from .headers import (first_cookie_problem, first_header_problem, form_problem,
+                      multipart_parts)
 from .methods import normalize_method
 from .redaction import mask_line
 from .urls import DEFAULT_PORTS, HostKeys, host_key, is_plain_url
@@ -25,7 +26,8 @@ __all__ = ["RequestSpec", "to_spec", "host_key", "HostKeys", "SPEC_KEYS"]
 #: The Content-Type of a str or bytes body that names none, as curl's -d sends it.
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: Keys a dict item may have.
-SPEC_KEYS = frozenset({"url", "method", "headers", "params", "json", "data", "cookies", "id"})
+SPEC_KEYS = frozenset({"url", "method", "headers", "params", "json", "data", "files",
+                       "cookies", "id"})
 _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
@@ -47,6 +49,10 @@ class RequestSpec:
     params: Any = None
     json: Any = None
     data: Any = None
+    #: Multipart parts: name -> text, or ``{"path": FILE}`` (with optional ``"type"`` and
+    #: ``"filename"``) for a file (:func:`multipart_parts`); after :func:`to_spec`, the
+    #: parts as requests' ``files`` takes them.
+    files: Mapping[str, Any] | None = None
     cookies: Mapping[str, str] | None = None
     id: Any = None
 
@@ -204,11 +210,14 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
     if fields.get("json") is not None and fields.get("data") is not None:
         raise InvalidItemError(ErrorKind.INVALID_REQUEST,
                                "an item may have 'json' or 'data', not both")
+    if fields.get("json") is not None and fields.get("files") is not None:
+        raise InvalidItemError(ErrorKind.INVALID_REQUEST,
+                               "an item may have 'json' or 'files', not both")
     params = fields.get("params")
     if params is not None and not isinstance(params, (Mapping, list, tuple)):
         raise InvalidItemError(ErrorKind.INVALID_REQUEST,
                                f"'params' must be an object or a list of pairs, got {params!r}")
-    has_body = fields.get("json") is not None or fields.get("data") is not None
+    has_body = any(fields.get(name) is not None for name in ("json", "data", "files"))
     own_headers, own_cookies = _mapping(fields, "headers"), _mapping(fields, "cookies")
     if own_headers or own_cookies or fields.get("data") is not None:  # a plain URL has none
         problem = (first_header_problem(own_headers, allow_none=True)
@@ -217,13 +226,19 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
             raise InvalidItemError(ErrorKind.INVALID_REQUEST, problem)
     json = fields.get("json") if has_body else options.json
     data = fields.get("data") if has_body else options.data
+    files = fields.get("files") if has_body else options.files
+    if files is not None:
+        try:
+            files = multipart_parts(files)
+        except ValueError as exc:
+            raise InvalidItemError(ErrorKind.INVALID_REQUEST, str(exc)) from None
     headers = options.headers
     if options.hosts is not None:  # the host's headers, over the run's and under the item's
         rule = options.hosts.for_url(url)
         if rule is not None and rule.request_headers:
             headers = _merge_headers(headers, rule.request_headers)
     headers = _merge_headers(headers, own_headers)
-    if isinstance(data, (str, bytes)) and json is None and not any(
+    if isinstance(data, (str, bytes)) and json is None and files is None and not any(
             name.lower() == "content-type" for name in headers):
         # What curl's -d sends; requests would send a str body with no Content-Type at all.
         headers["Content-Type"] = FORM_CONTENT_TYPE
@@ -234,6 +249,7 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
         params=_merge_params(options.params, params),
         json=json,
         data=data,
+        files=files,
         cookies={**options.cookies, **own_cookies},
         id=fields.get("id"),
     )

@@ -245,10 +245,10 @@ _REPR_ROWS = 5
 _REPR_URL_WIDTH = 50
 
 #: The pandas dtype of each column :meth:`ResultTable.to_pandas` gives, for ``read_csv`` and
-#: ``read_json`` too: ``pandas.read_csv("rows.csv", dtype=PANDAS_DTYPES)``. ``id`` is left
-#: out: it holds whatever the inputs gave.
+#: ``read_json`` too: ``pandas.read_csv("rows.csv", dtype=PANDAS_DTYPES)``. ``id`` holds
+#: whatever the inputs gave (an empty column stays empty, not a float NaN column).
 PANDAS_DTYPES = {
-    "index": "int64", "url": "string", "method": "string", "ok": "boolean",
+    "index": "int64", "id": "object", "url": "string", "method": "string", "ok": "boolean",
     "status": "Int64", "reason": "string", "elapsed": "float64", "size": "int64",
     "attempts": "int64", "final_url": "string", "content_type": "string",
     "error": "string", "message": "string", "path": "string", "waited": "float64",

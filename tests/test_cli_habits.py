@@ -377,3 +377,56 @@ def test_the_bar_redraws_while_the_output_waits_for_its_reader(server, tmp_path,
         process.kill()
         process.wait()
     assert 0 < stalled < 3000
+
+
+# -- -F: multipart, with its API and JSON Lines twins ----------------------------------------
+
+
+def test_form_parts_go_as_curl_sends_them(server, tmp_path):
+    doc = tmp_path / "notes.txt"
+    doc.write_bytes(b"line one\r\nline two\x00")
+    result = invoke(*FAST, "--body", "-F", "note=hi there", "-F", f"doc=@{doc};type=text/plain",
+                    "-F", f"text=<{doc}", server.url("/echo"))
+    assert result.exit_code == 0, result.output
+    seen = echoed(rows_of(result)[0])
+    assert seen["method"] == "POST"
+    assert seen["headers"]["Content-Type"].startswith("multipart/form-data; boundary=")
+    body = seen["body"]
+    assert 'Content-Disposition: form-data; name="note"\r\n\r\nhi there\r\n' in body
+    assert ('Content-Disposition: form-data; name="doc"; filename="notes.txt"\r\n'
+            "Content-Type: text/plain\r\n\r\nline one\r\nline two\x00\r\n") in body
+    assert 'name="text"\r\n\r\nline one\r\nline two\x00\r\n' in body
+
+
+def test_form_usage_errors_are_one_line(server, tmp_path):
+    for args, problem in ((["-F", "a=1", "-d", "b=2"], "-F sends a multipart body"),
+                          (["-F", "novalue"], "'novalue' is not NAME=VALUE or NAME=@FILE"),
+                          (["-F", "a=1", "-F", "a=2"], "the part 'a' is given twice"),
+                          (["-F", f"a=@{tmp_path / 'missing'}"], "cannot read"),
+                          (["-F", "a=@x;charset=utf-8"], "batchfetch reads type= and filename=")):
+        result = invoke(*args, server.url("/echo"))
+        assert result.exit_code == 2, args
+        assert problem in result.stderr and "Traceback" not in result.output, result.stderr
+
+
+def test_files_in_json_lines_specs_and_the_api(server, tmp_path):
+    from batchfetch import FetchOptions, OptionError, fetch_all
+
+    doc = tmp_path / "a.csv"
+    doc.write_text("x,y\n")
+    specs = tmp_path / "calls.jsonl"
+    specs.write_text(json.dumps({"url": server.url("/echo"), "method": "POST", "id": 1,
+                                 "files": {"doc": {"path": str(doc), "filename": "up.csv"}}})
+                     + "\n" + json.dumps({"url": server.url("/echo"), "method": "POST",
+                                          "files": {"doc": {"path": str(tmp_path / "no")}}})
+                     + "\n")
+    rows = sorted(rows_of(invoke(*FAST, "--body", specs)), key=lambda row: row["index"])
+    assert 'name="doc"; filename="up.csv"\r\n\r\nx,y\n' in echoed(rows[0])["body"]
+    assert rows[1]["error"] == "invalid_request"
+    assert rows[1]["message"].startswith(f"line 2 of {specs}: 'files' part 'doc': cannot read")
+    table = fetch_all([server.url("/echo")], files={"n": "1"}, method="POST", keep_body=True)
+    assert 'name="n"\r\n\r\n1\r\n' in table[0].json()["body"]
+    with pytest.raises(OptionError, match="cannot read"):
+        FetchOptions(files={"doc": {"path": str(tmp_path / "no")}})
+    with pytest.raises(OptionError, match="one body only"):
+        FetchOptions(files={"n": "1"}, json={})

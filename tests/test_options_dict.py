@@ -55,12 +55,21 @@ def test_defaults_travel():
 def test_every_option_travels(every_option_set):
     options = every_option_set
     for field in dataclasses.fields(FetchOptions):  # a new option must be added above
-        # data and json exclude each other: data travels in the tests below.
-        assert getattr(options, field.name) != field.default or field.name == "data", field.name
+        # data and files exclude json: they travel in the tests below.
+        assert getattr(options, field.name) != field.default or \
+            field.name in ("data", "files"), field.name
     back = through_json(options)
     assert back == options
     assert back.hosts.for_host("api.example.com").hidden_headers == {"X-Api-Key"}
     assert "k3y" not in repr(back.hosts.for_host("api.example.com"))
+
+
+def test_multipart_parts_travel(tmp_path):
+    doc = tmp_path / "doc.txt"
+    doc.write_text("x")
+    options = FetchOptions(data={"a": "1"}, files={
+        "note": "hi", "doc": {"path": str(doc), "type": "text/plain", "filename": "d.txt"}})
+    assert through_json(options) == options
 
 
 def test_bytes_are_marked_base64():

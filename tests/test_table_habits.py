@@ -80,7 +80,7 @@ def test_read_back_with_pandas_dtypes_gives_the_same_types(table, tmp_path, name
     else:
         frame = pandas.read_json(path, lines=True, dtype=PANDAS_DTYPES)
     expected = table.to_pandas()
-    for column in ("status", "ok", "elapsed", "url", "error", "path"):
+    for column in ("status", "ok", "elapsed", "url", "error", "path", "id"):
         assert frame[column].dtype == expected[column].dtype, column
     assert frame["status"].isna().tolist() == expected["status"].isna().tolist()
 

@@ -325,3 +325,19 @@ def test_rows_from_worker_processes_carry_their_response_headers(server, shares_
     assert [row.headers["Set-Cookie"] for row in table] == [f"n={n}; Path=/" for n in range(40)]
     records = table.to_records()
     assert records[7]["set_cookie"] == "n=7; Path=/" and "headers" in records[7]
+
+
+def test_the_engine_says_how_many_requests_are_in_flight_across_processes(server,
+                                                                          shares_at_once):
+    """Issue 17, item 5: the progress bar's count, worker processes included."""
+    from batchfetch import Fetcher
+
+    seen = []
+    with Fetcher(workers=2, concurrency=6, max_pending=12, retries=0) as fetcher:
+        for _ in fetcher.iter_fetch([server.url("/delay/0.2")] * 60):
+            own = fetcher.engine._shares.all[0].engine.in_flight
+            seen.append((own, fetcher.in_flight))
+        after = fetcher.in_flight
+    assert any(total > own for own, total in seen), seen  # a worker's count is in it
+    assert all(total <= 6 for _, total in seen), seen
+    assert after == 0

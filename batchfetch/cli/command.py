@@ -94,19 +94,20 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @retrying_option("--retry-non-idempotent", is_flag=True, default=None,
                  help="Also retry POST and PATCH after timeouts, resets and retryable statuses.")
 @request_option("-X", "--method", metavar="METHOD", default_of="method",
-                help="Method for items that name none (POST with -d or --json).")
+                help="Method for items that name none (POST with -d, -F or --json).")
 @request_option("-H", "--header", "headers", multiple=True,
                 type=PairParam(":", "'NAME: VALUE'", "\n"),
                 help="A header for every request; repeatable (one per line in the variable).")
-@request_option("-I", "--head", is_flag=True, default=None,
-                help="Send HEAD requests (-X HEAD).")
+@request_option("-I", "--head", is_flag=True, default=None, help="Send HEAD requests.")
 @request_option("-d", "--data", multiple=True, metavar="BODY",
-                help="Form body for every request; repeats join with '&'; @FILE reads FILE, @- "
-                     "standard input (without CR and LF, as curl does). Implies POST, like curl.")
+                help="Form body for every request, as curl's: repeats join with '&'; @FILE "
+                     "and @- (stdin) are read without CR and LF. Implies POST.")
 @request_option("--data-binary", multiple=True, metavar="BODY",
                 help="As -d, but @FILE's bytes go as they are.")
-@request_option("--data-urlencode", multiple=True, metavar="[NAME]=TEXT|[NAME]@FILE",
-                help="As -d, with TEXT or FILE's bytes percent-encoded, as curl does.")
+@request_option("--data-urlencode", multiple=True, metavar="[NAME]=TEXT",
+                help="As -d, TEXT (or NAME@FILE's bytes) percent-encoded, as curl does.")
+@request_option("-F", "--form", "files", multiple=True, metavar="NAME=[@]VALUE",
+                help="A multipart part for every request, as curl's -F; repeatable.")
 @request_option("--json", metavar="BODY",
                 help="JSON body for every request; sets Content-Type and Accept to "
                      "application/json. Implies POST, like curl.")

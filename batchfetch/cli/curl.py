@@ -28,8 +28,6 @@ REFUSED = {
                                     "to its row, --header-column NAME one header's column"),
     ("-O", "--remote-name"): (False, "give --save DIR: each body goes to a file in DIR named "
                                      "from its URL, and the path column names it"),
-    ("-F", "--form"): (True, "batchfetch sends no multipart forms: -d NAME=VALUE sends a "
-                             "form, --json a JSON body"),
     ("--limit-rate",): (True, "curl's --limit-rate caps bandwidth, which batchfetch does not; "
                               "--rate caps requests started per second"),
     ("-K", "--config"): (True, "batchfetch reads no curl config file: set defaults in "

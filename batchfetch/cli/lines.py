@@ -199,6 +199,11 @@ def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
              *map(_urlencoded_part, given.pop("data_urlencode", ()))]
     if parts:
         given["data"] = _joined(parts)
+    if "files" in given:
+        if parts:
+            raise click.UsageError("-F sends a multipart body, -d a form or raw body: give "
+                                   "one of them, as curl asks")
+        given["files"] = _form_parts(given["files"])
     if given.pop("head", False):
         if parts or "json" in given or given.get("method", "HEAD").upper() != "HEAD":
             raise click.UsageError("-I sends HEAD requests, which have no body: it does not "
@@ -211,7 +216,7 @@ def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
             raise click.BadParameter(f"invalid JSON: {exc}", param_hint="'--json'") from None
         default_header("Content-Type", "application/json")
         default_header("Accept", "application/json")
-    if "data" in given or "json" in given:
+    if "data" in given or "json" in given or "files" in given:
         given.setdefault("method", "POST")
     if headers:
         given["headers"] = headers
@@ -284,6 +289,44 @@ def _urlencoded_part(value: str) -> str:
     if not equals:
         return urllib.parse.quote(value, safe="")
     return f"{name}={urllib.parse.quote(text, safe='')}"
+
+
+def _form_parts(values: tuple[str, ...]) -> dict[str, Any]:
+    """-F values as FetchOptions.files: ``NAME=VALUE`` a text part, ``NAME=@FILE`` a file
+    (``;type=TYPE`` and ``;filename=NAME`` after it, as curl reads them), ``NAME=<FILE``
+    a text part holding FILE's text.
+
+    Example::
+
+        >>> _form_parts(("note=hi", "doc=@report.pdf;type=application/pdf"))
+        {'note': 'hi', 'doc': {'path': 'report.pdf', 'type': 'application/pdf'}}
+    """
+    parts: dict[str, Any] = {}
+    for value in values:
+        name, equals, content = value.partition("=")
+        if not equals or not name:
+            raise click.BadParameter(f"{value!r} is not NAME=VALUE or NAME=@FILE",
+                                     param_hint="'-F' / '--form'")
+        if name in parts:
+            raise click.BadParameter(f"the part {name!r} is given twice",
+                                     param_hint="'-F' / '--form'")
+        if content.startswith("@"):
+            path, *options = content[1:].split(";")
+            part = {"path": path}
+            for option in options:
+                key, _, setting = option.partition("=")
+                if key.strip() not in ("type", "filename"):
+                    raise click.BadParameter(f"{option!r} in {value!r}: batchfetch reads "
+                                             f"type= and filename=",
+                                             param_hint="'-F' / '--form'")
+                part[key.strip()] = setting
+            parts[name] = part
+        elif content.startswith("<"):
+            parts[name] = _read_body_file(content[1:], "'-F' / '--form'").decode(
+                "utf-8", errors="replace")
+        else:
+            parts[name] = content
+    return parts
 
 
 def _joined(parts: list[str | bytes]) -> str | bytes:

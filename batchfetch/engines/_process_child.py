@@ -31,7 +31,7 @@ def serve(stdin, stdout) -> None:
     try:
         serve_share(engine, lambda: read_frame(stdin),
                     lambda serial, row, exception: frames.write(
-                        ("row", serial, row, _picklable(exception))))
+                        ("row", serial, row, _picklable(exception), engine.in_flight)))
     finally:
         engine.close()
     frames.write(("done",))

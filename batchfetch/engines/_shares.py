@@ -40,6 +40,8 @@ class WorkerProcess:
         self.alive = True
         self.ready = False  # said it has started
         self.admitted = False  # given its options: it may be handed items
+        #: Its requests in flight, as it said with its latest row.
+        self.in_flight = 0
         self._frames = FrameWriter(self.process.stdin)
 
     def send(self, message: Any) -> bool:
@@ -126,7 +128,7 @@ def read_rows(worker: WorkerProcess, events: gevent.queue.Queue,
             worker.ready = True
             started.put(worker)
             continue
-        _, serial, row, exception = frame
+        _, serial, row, exception, worker.in_flight = frame
         events.put(("row", worker, serial, row, exception))
 
 
@@ -173,6 +175,12 @@ class Shares:
     def working(self) -> int:
         """Worker processes that have their share and are alive."""
         return sum(1 for share in self.all[1:] if share.alive and share.admitted)
+
+    def in_flight(self) -> int:
+        """Requests in flight: this process's now, each worker's as of its latest row."""
+        own, *workers = self.all
+        return own.engine.in_flight + sum(worker.in_flight for worker in workers
+                                          if worker.alive)
 
     def replace_all(self) -> None:
         """Forget where each origin went: its next item goes to the least busy share."""

@@ -83,17 +83,24 @@ class ProcessEngine:
 
     def __init__(self, options: FetchOptions) -> None:
         self.options = options
+        self._shares: Shares | None = None  # the running batch's
 
     def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
-        return _sharded_events(pairs, self.options)
+        return _sharded_events(pairs, self.options, self)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests in flight: this process's now, each worker process's as it said with
+        its latest row (0 between runs)."""
+        return self._shares.in_flight() if self._shares is not None else 0
 
     def close(self) -> None:
         """Nothing to release: each run starts and stops its own worker processes."""
 
 
-def _sharded_events(pairs: Iterator[tuple[int, Any]],
-                    options: FetchOptions) -> Iterator[RowEvent]:
+def _sharded_events(pairs: Iterator[tuple[int, Any]], options: FetchOptions,
+                    engine: ProcessEngine) -> Iterator[RowEvent]:
     worker_options = _worker_options(options)
     events: gevent.queue.Queue = gevent.queue.Queue()
     # The whole of the limits until a worker process takes a share, but a worker's part
@@ -103,7 +110,7 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
     own = OwnShare(options.replace(workers=1, limits=dataclasses.replace(
         options.limits, max_pending=max(worker_options.limits.max_pending,
                                         options.concurrency))), events)
-    shares = Shares(own, slack=max(1, worker_options.concurrency // 4))
+    shares = engine._shares = Shares(own, slack=max(1, worker_options.concurrency // 4))
     started: gevent.queue.Queue = gevent.queue.Queue()  # a new worker process's first word
     room = gevent.lock.Semaphore(options.pending_limit)
     greenlets: list[gevent.Greenlet] = []
@@ -137,6 +144,7 @@ def _sharded_events(pairs: Iterator[tuple[int, Any]],
                 for serial, (index, item) in sorted(left.items()):
                     shares.hand(serial, index, item)
     finally:
+        engine._shares = None
         gevent.killall(greenlets, block=True, timeout=1.0)
         for worker in shares.all:
             worker.stop()

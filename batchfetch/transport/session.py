@@ -119,4 +119,6 @@ class RequestSettings:
             kwargs["json"] = spec.json
         elif spec.data is not None:
             kwargs["data"] = spec.data
+        if spec.files is not None:
+            kwargs["files"] = spec.files  # requests' own path sends multipart bodies
         return kwargs
