@@ -125,6 +125,11 @@ class Fetcher:
         if resume.include_body != self.options.keep_body:
             raise ValueError(f"resume= is a RecordedRows with include_body="
                              f"{resume.include_body}, but keep_body={self.options.keep_body}")
+        shape = {"headers": False, "header_columns": (), **resume.shape}
+        if shape != self.options.record_shape:
+            raise ValueError(f"resume= is a RecordedRows for {shape}, but these options write "
+                             f"{self.options.record_shape}: give RecordedRows "
+                             f"**options.record_shape")
         return resume
 
     @property

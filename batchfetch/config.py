@@ -208,7 +208,8 @@ class FetchOptions:
                 raise OptionError("files", self.files, "parts beside form fields, not a "
                                   "string body", "data must be form fields with files")
             try:
-                multipart_parts(self.files)  # a file that cannot be read fails here, once
+                # Read once, here: every request shares these bytes.
+                set_(self, "_multipart", multipart_parts(self.files))
             except ValueError as exc:
                 raise OptionError("files", self.files, "multipart parts", str(exc)) from None
             set_(self, "files", dict(self.files))
@@ -310,6 +311,12 @@ class FetchOptions:
     def pending_limit(self) -> int:
         """Items pulled from the input but not yet yielded, at most."""
         return self.limits.pending_limit
+
+    @property
+    def multipart(self) -> dict[str, tuple[str | None, Any, str | None]] | None:
+        """``files`` as requests sends them, each file read once (when the options were
+        made); None without ``files``."""
+        return getattr(self, "_multipart", None)
 
     @property
     def record_shape(self) -> dict[str, Any]:

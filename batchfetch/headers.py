@@ -184,11 +184,15 @@ def form_problem(data: Any) -> str | None:
     return None
 
 
-def multipart_parts(files: Any) -> dict[str, tuple[str | None, Any, str | None]]:
+def multipart_parts(files: Any, contained: bool = False
+                    ) -> dict[str, tuple[str | None, Any, str | None]]:
     """The parts of a multipart body as requests' ``files`` takes them, from ``files``:
     name -> text (a plain field, as curl's ``-F name=value``) or ``{"path": FILE}`` (a file
     read now, named by its base name, as ``-F name=@FILE``; ``"type"`` sets its
-    Content-Type, ``"filename"`` the name sent). Raises ValueError saying what is wrong.
+    Content-Type, ``"filename"`` the name sent). With ``contained`` (an input item's
+    parts, which a file of request specs may hold), a file must be a regular file in the
+    working directory or below it: a line of input cannot send ``/home/me/.ssh/id_rsa``
+    or ``/dev/zero``. Raises ValueError saying what is wrong.
 
     Example::
 
@@ -201,7 +205,7 @@ def multipart_parts(files: Any) -> dict[str, tuple[str | None, Any, str | None]]
     for name, part in files.items():
         if not isinstance(name, str) or not name:
             raise ValueError(f"'files' part names must be text, got {name!r}")
-        if isinstance(part, str):
+        if isinstance(part, (str, bytes)):
             parts[name] = (None, part, None)
             continue
         if not isinstance(part, Mapping) or not isinstance(part.get("path"), str) or any(
@@ -209,6 +213,10 @@ def multipart_parts(files: Any) -> dict[str, tuple[str | None, Any, str | None]]
             raise ValueError(f"'files' part {name!r} must be text or "
                              f"{{\"path\": FILE, \"type\": ..., \"filename\": ...}}, "
                              f"got {part!r}")
+        if contained and not _inside_working_directory(part["path"]):
+            raise ValueError(f"'files' part {name!r}: an input item's file must be a regular "
+                             f"file in the working directory or below, not "
+                             f"{part['path']!r} (give other files with -F or files=)")
         try:
             with open(part["path"], "rb") as stream:
                 content = stream.read()
@@ -218,3 +226,13 @@ def multipart_parts(files: Any) -> dict[str, tuple[str | None, Any, str | None]]
         parts[name] = (part.get("filename") or os.path.basename(part["path"]), content,
                        part.get("type"))
     return parts
+
+
+def _inside_working_directory(path: str) -> bool:
+    """Whether ``path`` (links resolved) is a regular file in the working directory or
+    below it."""
+    here = os.path.realpath(os.getcwd())
+    real = os.path.realpath(path)
+    # A missing file passes here, and fails as one that cannot be read.
+    return os.path.commonpath([here, real]) == here and (
+        os.path.isfile(real) or not os.path.exists(real))

@@ -226,12 +226,15 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
             raise InvalidItemError(ErrorKind.INVALID_REQUEST, problem)
     json = fields.get("json") if has_body else options.json
     data = fields.get("data") if has_body else options.data
-    files = fields.get("files") if has_body else options.files
-    if files is not None:
+    if not has_body:
+        files = options.multipart  # read once, when the options were made
+    elif fields.get("files") is not None:
         try:
-            files = multipart_parts(files)
+            files = multipart_parts(fields["files"], contained=True)
         except ValueError as exc:
             raise InvalidItemError(ErrorKind.INVALID_REQUEST, str(exc)) from None
+    else:
+        files = None
     headers = options.headers
     if options.hosts is not None:  # the host's headers, over the run's and under the item's
         rule = options.hosts.for_url(url)

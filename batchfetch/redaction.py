@@ -121,7 +121,7 @@ def shown_option(name: str, value: Any) -> Any:
         if isinstance(value, tuple) and value:
             return (value[0], *[MASK] * (len(value) - 1))
         return MASK if isinstance(value, (str, bytes)) else value
-    if name == "cookies" and isinstance(value, Mapping):
+    if name in ("cookies", "files") and isinstance(value, Mapping):  # a part may be a secret
         return {key: MASK for key in value}
     if name == "headers" and isinstance(value, Mapping):
         return {key: MASK if _SECRET_HEADER.search(str(key)) else item

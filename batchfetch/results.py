@@ -135,13 +135,15 @@ class FetchResult:
         return record
 
     @classmethod
-    def from_record(cls, record: Mapping[str, Any]) -> "FetchResult":
+    def from_record(cls, record: Mapping[str, Any],
+                    header_columns: Sequence[str] = ()) -> "FetchResult":
         """The row :meth:`to_record` gave ``record``: the body decoded by its
         ``body_encoding`` (``utf-8`` text or ``base64``), and ``None`` without one.
 
         ``index``, ``url`` and ``ok`` must be there; a column that is not (the
         :data:`ADDED_COLUMNS` of a file written before them, an empty CSV cell) takes its
-        default, and a key that is no column is ignored.
+        default, and a key that is no column is ignored. ``header_columns`` (the run's)
+        puts the values of those columns back in ``headers`` when the record has none.
 
         Raises ``ValueError`` naming the column: one of those three missing, a value of
         the wrong type (:data:`RECORD_TYPES`), a body that does not decode.
@@ -169,6 +171,9 @@ class FetchResult:
         headers = record.get("headers")
         if isinstance(headers, str) and headers:  # a CSV cell holds the JSON text
             headers = json.loads(headers)
+        if not isinstance(headers, dict) and header_columns:  # the picked ones, back
+            headers = {name: record[header_column(name)] for name in header_columns
+                       if record.get(header_column(name)) not in (None, "")}
         if isinstance(headers, dict):
             values["headers"] = headers
         return cls(**values)
@@ -182,8 +187,9 @@ class BodyNotKept(ValueError):
     """A row's body was asked for, and the run did not keep it."""
 
     def __init__(self, row: FetchResult) -> None:
-        super().__init__(f"row {row.index} ({row.url}) has no body: bodies are kept with "
-                         "keep_body=True (--body on the command line), or saved with save_dir")
+        super().__init__(f"row {row.index} ({row.url}) has no body: a run keeps the bodies "
+                         "of the responses it reads whole with keep_body=True (--body on the "
+                         "command line); save_dir writes them to files (row.path) instead")
 
 
 #: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).

@@ -139,7 +139,8 @@ class RecordedRows:
         elif header != self.columns:
             raise ResumeError(
                 f"{self.path} has the columns {', '.join(header)}; this run writes "
-                f"{', '.join(self.columns)} (use the same --body as the run that wrote it)")
+                f"{', '.join(self.columns)} (use the same --body, -i and --header-column as "
+                f"the run that wrote it)")
         self.header = True
 
     def _older_columns(self) -> list[tuple[str, ...]]:
@@ -149,7 +150,8 @@ class RecordedRows:
 
     def _row(self, number: int, raw: bytes) -> FetchResult:
         try:
-            row = FetchResult.from_record(self.reader.record(raw, self.columns))
+            row = FetchResult.from_record(self.reader.record(raw, self.columns),
+                                          self.shape.get("header_columns", ()))
             if row.index < 0:
                 raise ValueError(f"index {row.index} is negative")
         except ValueError as exc:

@@ -409,16 +409,16 @@ def test_form_usage_errors_are_one_line(server, tmp_path):
         assert problem in result.stderr and "Traceback" not in result.output, result.stderr
 
 
-def test_files_in_json_lines_specs_and_the_api(server, tmp_path):
+def test_files_in_json_lines_specs_and_the_api(server, tmp_path, monkeypatch):
     from batchfetch import FetchOptions, OptionError, fetch_all
 
-    doc = tmp_path / "a.csv"
-    doc.write_text("x,y\n")
+    monkeypatch.chdir(tmp_path)  # a spec's files are read below the working directory
+    (tmp_path / "a.csv").write_text("x,y\n")
     specs = tmp_path / "calls.jsonl"
     specs.write_text(json.dumps({"url": server.url("/echo"), "method": "POST", "id": 1,
-                                 "files": {"doc": {"path": str(doc), "filename": "up.csv"}}})
+                                 "files": {"doc": {"path": "a.csv", "filename": "up.csv"}}})
                      + "\n" + json.dumps({"url": server.url("/echo"), "method": "POST",
-                                          "files": {"doc": {"path": str(tmp_path / "no")}}})
+                                          "files": {"doc": {"path": "no"}}})
                      + "\n")
     rows = sorted(rows_of(invoke(*FAST, "--body", specs)), key=lambda row: row["index"])
     assert 'name="doc"; filename="up.csv"\r\n\r\nx,y\n' in echoed(rows[0])["body"]
@@ -430,3 +430,87 @@ def test_files_in_json_lines_specs_and_the_api(server, tmp_path):
         FetchOptions(files={"doc": {"path": str(tmp_path / "no")}})
     with pytest.raises(OptionError, match="one body only"):
         FetchOptions(files={"n": "1"}, json={})
+
+
+# -- what a review of the above found ---------------------------------------------------------
+
+
+def test_an_options_file_part_is_read_once_for_every_request(server, tmp_path):
+    from batchfetch import FetchOptions, fetch_all
+
+    doc = tmp_path / "doc.txt"
+    doc.write_text("first")
+    options = FetchOptions(files={"doc": {"path": str(doc)}}, method="POST", keep_body=True)
+    doc.write_text("changed")  # read when the options were made, not per request
+    table = fetch_all([server.url("/echo")] * 3, options)
+    assert all("\r\n\r\nfirst\r\n" in row.json()["body"] for row in table)
+    assert "first" not in repr(options) and "'doc': '***'" in repr(options)
+
+
+def test_a_spec_reads_file_parts_only_below_the_working_directory(server, tmp_path,
+                                                                    monkeypatch):
+    from batchfetch import fetch_all
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "here.txt").write_text("ok")
+    (tmp_path / "link").symlink_to("/etc/hostname")
+    items = [{"url": server.url("/echo"), "method": "POST", "files": {"k": {"path": path}}}
+             for path in ("here.txt", "/etc/hostname", "../outside.txt", "link", "/dev/zero")]
+    rows = fetch_all(items, retries=0)
+    assert [row.error for row in rows] == ["", *["invalid_request"] * 4]
+    assert all("must be a regular file in the working directory" in row.message
+               for row in rows[1:])
+
+
+def test_form_parts_and_json_from_standard_input(server, tmp_path):
+    result = invoke(*FAST, "--body", "-F", "note=<-", server.url("/echo"), input="from\x00in")
+    assert 'name="note"\r\n\r\nfrom\x00in\r\n' in echoed(rows_of(result)[0])["body"]
+    body = tmp_path / "body.json"
+    body.write_text('{"n": 2}')
+    result = invoke(*FAST, "--body", "--json", f"@{body}", server.url("/echo"))
+    assert echoed(rows_of(result)[0])["json"] == {"n": 2}
+    for args, problem in ((["-F", "note=<-"], "standard input, which is an input too"),
+                          (["--json", "@-"], "standard input, which is an input too"),
+                          (["-F", "f=@-", server.url("/echo")], "f=<- sends its text"),
+                          (["-I", "-F", "a=1", server.url("/echo")], "-I sends HEAD")):
+        result = invoke(*args, input=server.url("/echo"))
+        assert result.exit_code == 2 and problem in result.stderr, (args, result.stderr)
+
+
+def test_many_input_files_hold_no_descriptors_until_their_turn(server, tmp_path, child_env):
+    import resource
+
+    names = []
+    for n in range(150):
+        path = tmp_path / f"part{n:03}.txt"
+        path.write_text(server.url(f"/ok?n={n}") + "\n")
+        names.append(str(path))
+
+    def low_limit():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (100, 100))
+
+    result = subprocess.run([sys.executable, "-m", "batchfetch", "-q", "-c", "4", *names],
+                            capture_output=True, text=True, env=child_env,
+                            preexec_fn=low_limit)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len(result.stdout.splitlines()) == 150
+
+
+def test_a_url_argument_password_stays_masked_in_messages(server, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    assert invoke(*FAST, server.url("/ok"), server.url("/json"), "-o", out).exit_code == 0
+    secret = server.url("/ok").replace("http://", "http://ann:s3cret@")
+    result = invoke(*FAST, secret, "-o", out, "--resume")
+    assert result.exit_code == 2 and "s3cret" not in result.output and "***" in result.output
+
+
+def test_resumed_rows_keep_their_header_columns(server, tmp_path):
+    from batchfetch import fetch_all, iter_fetch
+
+    rows_file = tmp_path / "rows.jsonl"
+    urls = [server.url("/ok"), server.url("/json")]
+    first = list(iter_fetch(urls[:1], resume=rows_file, header_columns=["Content-Length"]))
+    assert len(first) == 1  # as if the run had stopped after the first input
+    table = fetch_all(urls, resume=rows_file, header_columns=["Content-Length"])
+    assert [row.headers for row in table] == [{"Content-Length": "3"},
+                                              {"Content-Length": str(table[1].size)}]

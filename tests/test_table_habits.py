@@ -92,8 +92,8 @@ def test_rows_with_bodies_read_as_requests_responses_do(table, server):
     with pytest.raises(json.JSONDecodeError):
         table[5].json()
     unkept = fetch_all([server.url("/ok")])[0]
-    with pytest.raises(BodyNotKept, match="row 0 .* has no body: bodies are kept with "
-                                          "keep_body=True"):
+    with pytest.raises(BodyNotKept, match="row 0 .* has no body: a run keeps the bodies .* "
+                                          "with keep_body=True"):
         unkept.content
     with pytest.raises(ValueError):
         unkept.text

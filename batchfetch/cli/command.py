@@ -222,7 +222,8 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     fmt = fmt or format_for(output, demo)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
     if output not in (None, "-"):
-        check_output_file(output, [source.stream for source in sources if source.stream])
+        check_output_file(output, [source.path or source.stream for source in sources
+                                   if not source.is_url])
     if sys.stderr is None:  # started with 2>&-: the summary and logs go nowhere
         sys.stderr = open(os.devnull, "w")
     say: Callable[[str], None] = (lambda text: None) if quiet else (

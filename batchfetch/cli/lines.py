@@ -6,6 +6,7 @@ come back from the library, and :meth:`NumberedItems.annotate` puts the line in 
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import itertools
 import json
@@ -19,9 +20,10 @@ from typing import IO, Any
 import click
 
 from .help import variable_of
-from .input_text import text_lines
+from .input_text import InputTextError, text_lines
 from ..config import FetchOptions
 from ..errors import ErrorKind, OptionError
+from ..redaction import mask_line
 from ..results import FetchResult
 from ..resume import RecordedRows
 
@@ -205,11 +207,15 @@ def _keywords(flags: dict[str, Any]) -> dict[str, Any]:
                                    "one of them, as curl asks")
         given["files"] = _form_parts(given["files"])
     if given.pop("head", False):
-        if parts or "json" in given or given.get("method", "HEAD").upper() != "HEAD":
+        if parts or "json" in given or "files" in given or \
+                given.get("method", "HEAD").upper() != "HEAD":
             raise click.UsageError("-I sends HEAD requests, which have no body: it does not "
-                                   "go with -d, --json or another -X")
+                                   "go with -d, -F, --json or another -X")
         given["method"] = "HEAD"
     if "json" in given:
+        if given["json"].startswith("@"):  # curl's --json @FILE (@- standard input)
+            given["json"] = _read_body_file(given["json"][1:], "'--json'").decode(
+                "utf-8", errors="replace")
         try:
             given["json"] = json.loads(given["json"])
         except ValueError as exc:
@@ -245,7 +251,9 @@ def reads_stdin(flags: dict[str, Any]) -> bool:
     return any(value.startswith("@-") and len(value) == 2 or
                name == "data_urlencode" and value.partition("=")[0].endswith("@-")
                for name in ("data", "data_binary", "data_urlencode")
-               for value in flags.get(name) or ())
+               for value in flags.get(name) or ()) or any(
+        value.partition("=")[2].split(";")[0] in ("<-", "@-")
+        for value in flags.get("files") or ()) or flags.get("json") == "@-"
 
 
 def _read_body_file(path: str, hint: str) -> bytes:
@@ -312,6 +320,10 @@ def _form_parts(values: tuple[str, ...]) -> dict[str, Any]:
                                      param_hint="'-F' / '--form'")
         if content.startswith("@"):
             path, *options = content[1:].split(";")
+            if path == "-":
+                raise click.BadParameter(f"{value!r}: a file part from standard input is not "
+                                         f"supported; {name}=<- sends its text",
+                                         param_hint="'-F' / '--form'")
             part = {"path": path}
             for option in options:
                 key, _, setting = option.partition("=")
@@ -322,8 +334,7 @@ def _form_parts(values: tuple[str, ...]) -> dict[str, Any]:
                 part[key.strip()] = setting
             parts[name] = part
         elif content.startswith("<"):
-            parts[name] = _read_body_file(content[1:], "'-F' / '--form'").decode(
-                "utf-8", errors="replace")
+            parts[name] = _read_body_file(content[1:], "'-F' / '--form'")  # bytes as they are
         else:
             parts[name] = content
     return parts
@@ -368,16 +379,37 @@ class _BadLine:
 
 @dataclasses.dataclass(frozen=True)
 class InputSource:
-    """One input the command was given: a file's (or standard input's) ``stream``, read
-    line by line, or, without a stream, the one URL ``name`` given as an argument."""
+    """One input the command was given: a ``stream`` (standard input's) or the file at
+    ``path`` (opened when its turn comes, closed after: a thousand files do not hold a
+    thousand descriptors), read line by line; or, with neither, the one URL ``name``."""
 
     name: str
     stream: IO[bytes] | None = None
+    path: str | None = None
+
+    @property
+    def is_url(self) -> bool:
+        return self.stream is None and self.path is None
 
     @property
     def shown(self) -> str:
-        """How messages name it."""
-        return "standard input" if self.name in ("-", "<stdin>") else self.name
+        """How messages name it (a URL's password masked)."""
+        if self.name in ("-", "<stdin>"):
+            return "standard input"
+        return mask_line(self.name) if self.is_url else self.name
+
+    @contextlib.contextmanager
+    def opened(self) -> Iterator[IO[bytes]]:
+        """Its stream: the file opened (and closed after), or the stream as it is."""
+        if self.path is None:
+            yield self.stream
+            return
+        try:
+            stream = open(self.path, "rb")  # noqa: SIM115 - closed below
+        except OSError as exc:  # there when the run started, gone now
+            raise InputTextError(f"cannot read {self.path}: {exc.strerror}") from None
+        with stream:
+            yield stream
 
 
 class NumberedItems:
@@ -427,7 +459,7 @@ class NumberedItems:
         recorded rows, checks that the inputs have as many items as they need."""
         count = 0
         for position, source in enumerate(self._sources, start=1):
-            if source.stream is None:
+            if source.is_url:
                 count += 1
                 yield count - 1, f"argument {position}", source.name, None
                 continue
@@ -439,16 +471,17 @@ class NumberedItems:
             self._recorded.check_count(count, named)
 
     def _parsed_lines(self, source: InputSource) -> Iterator[tuple[int, Any, str | None]]:
-        lines = _content_lines(source.stream, source.name)
-        first = next(lines, None)
-        if first is None:
-            return
-        input_format = self.format
-        if input_format == "auto":
-            input_format = detect_format(source.name, first[1])
-        parse = _parse_json if input_format == "jsonl" else _parse_url
-        for number, text in itertools.chain([first], lines):
-            yield (number, *parse(text))
+        with source.opened() as stream:
+            lines = _content_lines(stream, source.name)
+            first = next(lines, None)
+            if first is None:
+                return
+            input_format = self.format
+            if input_format == "auto":
+                input_format = detect_format(source.name, first[1])
+            parse = _parse_json if input_format == "jsonl" else _parse_url
+            for number, text in itertools.chain([first], lines):
+                yield (number, *parse(text))
 
     def scan(self) -> int | None:
         """Count the items of inputs that are files ahead and rewind them, so a line that is
@@ -466,8 +499,7 @@ class NumberedItems:
             return None
         try:
             if self._recorded is None:
-                return sum(1 if source.stream is None else
-                           sum(1 for _ in _content_lines(source.stream, source.name))
+                return sum(1 if source.is_url else self._count(source)
                            for source in self._sources)
             count = 0
             for count, (index, where, item, _) in enumerate(self._parsed(), start=1):
@@ -476,6 +508,11 @@ class NumberedItems:
         finally:
             for stream, start in starts:
                 stream.seek(start)
+
+    @staticmethod
+    def _count(source: InputSource) -> int:
+        with source.opened() as stream:
+            return sum(1 for _ in _content_lines(stream, source.name))
 
     @property
     def pending(self) -> int:
@@ -499,9 +536,10 @@ _HOST_LIKE = re.compile(r"^(?:www\.|localhost\b|\d{1,3}(?:\.\d{1,3}){3}\b|"
 
 def open_inputs(ctx: click.Context, arguments: tuple[str, ...]) -> list[InputSource]:
     """The command's INPUT arguments as sources, in order: one with a scheme and ``://``
-    is a URL, ``-`` standard input (also when there is no argument), anything else a file,
-    opened here (closed with ``ctx``). A file that cannot be opened is a usage error; a
-    name that looks like a URL without its scheme says how to fetch it.
+    is a URL, ``-`` standard input (also when there is no argument), anything else a file
+    (opened here to see that it can be, and again when its turn comes). A file that cannot
+    be opened is a usage error; a name that looks like a URL without its scheme says how
+    to fetch it.
 
     Example::
 
@@ -519,15 +557,15 @@ def open_inputs(ctx: click.Context, arguments: tuple[str, ...]) -> list[InputSou
             sources.append(InputSource("-", click.open_file("-", "rb")))
         else:
             try:
-                stream = open(argument, "rb")  # noqa: SIM115 - closed with the context
+                open(argument, "rb").close()
             except OSError as exc:
                 hint = ""
                 if _HOST_LIKE.match(argument) and not os.path.exists(argument):
                     hint = f"; to fetch it, give the URL with its scheme: 'https://{argument}'"
-                raise click.BadParameter(f"cannot read {argument!r}: {exc.strerror}{hint}",
-                                         ctx=ctx, param_hint="INPUT") from None
-            ctx.call_on_close(stream.close)
-            sources.append(InputSource(argument, stream))
+                raise click.BadParameter(f"cannot read {mask_line(argument)!r}: "
+                                         f"{exc.strerror}{hint}", ctx=ctx,
+                                         param_hint="INPUT") from None
+            sources.append(InputSource(argument, path=argument))
     return sources
 
 

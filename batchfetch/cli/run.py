@@ -106,6 +106,14 @@ class RowsToOutput:
                     on_row(row)
         except KeyboardInterrupt:
             interrupted = True
+            # Rows the pump took already are finished (with --resume, in the file already):
+            # they are written and counted like the others, unless the output is a pipe
+            # whose reader takes nothing now (the note must not wait behind them).
+            stream = self.writer.stream
+            if not (isinstance(stream, PipeText) and stream.lines_waiting()):
+                for row in pump.drain():
+                    tally.add(row)
+                    self.writer.write(row)
             in_flight, pending = self.in_flight, items.pending
         except InputTextError as exc:
             bad_input = exc
@@ -190,12 +198,17 @@ class _RowPump:
     def __init__(self, rows: Iterator[Any]) -> None:
         self._rows = rows
         self._queue: gevent.queue.Queue = gevent.queue.Queue(maxsize=1)  # one row ahead
+        self._stopping = self._putting = False
         self._greenlet = gevent.spawn(self._pull)
 
     def _pull(self) -> None:
         try:
             for row in self._rows:
+                self._putting = True
                 self._queue.put((True, row))
+                self._putting = False
+                if self._stopping:
+                    return
             self._queue.put((True, _END))
         except gevent.GreenletExit:
             raise
@@ -212,6 +225,22 @@ class _RowPump:
         if not fine:
             raise value
         return value
+
+    def drain(self) -> list[Any]:
+        """Stop pulling, and return the rows pulled already: the one waiting in the queue,
+        and the one a put was waiting to hand over."""
+        self._stopping = True
+        rows = []
+        while True:
+            try:
+                fine, value = self._queue.get_nowait()
+            except gevent.queue.Empty:
+                if self._greenlet.dead or not self._putting:
+                    return rows
+                gevent.sleep(0)  # the waiting put hands its row over
+                continue
+            if fine and value is not _END:
+                rows.append(value)
 
     def close(self) -> None:
         """Stop pulling: the rows' generator is closed, which cancels what is in flight."""

@@ -95,9 +95,6 @@ class _StillWaiting(Exception):
     """A wait for the reader went on past its interval (PipeText.while_waiting)."""
 
 
-_STILL = _StillWaiting()
-
-
 class PipeText:
     """Standard output on a pipe or socket: rows go out whole, and waiting for the reader
     lets every greenlet (the signal handling included) run meanwhile.
@@ -156,7 +153,9 @@ class PipeText:
             while self.while_waiting is not None:
                 interval, callback = self.while_waiting
                 try:
-                    gevent.socket.wait_write(self.fd, timeout=interval, timeout_exc=_STILL)
+                    # the class, not one instance: each raise would lengthen its traceback
+                    gevent.socket.wait_write(self.fd, timeout=interval,
+                                             timeout_exc=_StillWaiting)
                     return
                 except _StillWaiting:
                     callback()
@@ -394,12 +393,14 @@ def format_for(path: str | None, demo: bool) -> str:
     return "table" if demo or stdout_is_a_terminal() else "jsonl"
 
 
-def check_output_file(output: str, inputs: list[IO[bytes]]) -> None:
-    """Usage errors, before anything is written: -o FILE is an input, or not writable."""
+def check_output_file(output: str, inputs: list[str | IO[bytes]]) -> None:
+    """Usage errors, before anything is written: -o FILE is an input (a path or a stream),
+    or not writable."""
     same = False
-    for stream in inputs if os.path.exists(output) else ():
+    for source in inputs if os.path.exists(output) else ():
         try:
-            same = same or os.path.samestat(os.fstat(stream.fileno()), os.stat(output))
+            found = os.stat(source) if isinstance(source, str) else os.fstat(source.fileno())
+            same = same or os.path.samestat(found, os.stat(output))
         except (AttributeError, OSError, ValueError):  # an in-memory input: not a file
             pass
     if same:
