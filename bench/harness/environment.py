@@ -91,9 +91,15 @@ def batchfetch_origin(env: dict[str, str], repo: str) -> dict[str, str]:
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           env=env, timeout=30)
     version, _, path = done.stdout.strip().partition(" ")
-    commit = _first_line(["git", "-C", repo, "rev-parse", "--short", "HEAD"])
-    dirty = subprocess.run(["git", "-C", repo, "status", "--porcelain", "--", "batchfetch"],
+    # The tree the clients import, which is not --batchfetch-path's when an editable
+    # install's import finder (it comes before PYTHONPATH) points elsewhere: say so.
+    tree = os.path.dirname(path) if path else repo
+    commit = _first_line(["git", "-C", tree, "rev-parse", "--short", "HEAD"])
+    dirty = subprocess.run(["git", "-C", tree, "status", "--porcelain", "--", "batchfetch"],
                            capture_output=True, text=True).stdout.strip()
+    if path and os.path.realpath(tree) != os.path.realpath(repo):
+        commit += (f"; not the --batchfetch-path {repo}: an editable install of {tree} "
+                   "wins over PYTHONPATH")
     return {"version": version or done.stderr.strip()[-200:], "path": path,
             "commit": commit + (" + uncommitted changes in batchfetch/" if dirty else "")}
 
