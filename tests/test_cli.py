@@ -21,7 +21,7 @@ from click.testing import CliRunner
 
 from batchfetch import FetchOptions
 from batchfetch.results import COLUMNS
-from batchfetch.cli.lines import keyword_of, parse_pair, parse_size
+from batchfetch.cli.flags import keyword_of, parse_pair, parse_size
 from batchfetch.cli import main
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -297,7 +297,7 @@ def test_body_is_capped_at_10m_unless_max_bytes_none(server):
 def test_none_on_the_command_line_lifts_a_limit():
     """'none' parsed to None, which was then dropped as "not given": --deadline none kept
     the 120 s deadline, and --max-bytes none would have kept the kept-body cap."""
-    from batchfetch.cli.lines import build_options
+    from batchfetch.cli.flags import build_options
 
     args = ["--deadline", "none", "-t", "none", "--max-bytes", "none", "--body"]
     with main.make_context("batchfetch", args) as ctx:

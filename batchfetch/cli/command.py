@@ -26,8 +26,8 @@ from .help import (EPILOG, SectionedCommand, general_option, listed, output_opti
                    timing_option, tls_option)
 from .curl import FormatChoice, curl_habits
 from .input_text import InputTextError
-from .lines import (INPUT_FORMATS, NumberedItems, PairParam, SecondsParam, SizeParam,
-                    UserParam, build_options, open_inputs, reads_stdin)
+from .flags import PairParam, SecondsParam, SizeParam, UserParam, build_options, reads_stdin
+from .lines import INPUT_FORMATS, NumberedItems, open_inputs
 from .progress import Progress
 from .run import AppendedByTheLibrary, InInputOrder, RowsToOutput
 from .streams import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText, check_output_file,
