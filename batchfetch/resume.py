@@ -134,6 +134,12 @@ class RecordedRows:
             header = self.reader.columns(raw)
         except ValueError as exc:
             raise ResumeError(f"line 1 of {self.path} is not a header: {exc}") from None
+        self._check_keys(header)
+        self.header = True
+
+    def _check_keys(self, header: tuple[str, ...]) -> None:
+        """The columns of the file (a CSV header, the first JSON Lines row's keys) must be
+        this run's, or an older file's of the same options."""
         if header in self._older_columns():
             self.columns = header  # its rows, and the rows added to it, lack the new ones
         elif header != self.columns:
@@ -141,7 +147,18 @@ class RecordedRows:
                 f"{self.path} has the columns {', '.join(header)}; this run writes "
                 f"{', '.join(self.columns)} (use the same --body, -i and --header-column as "
                 f"the run that wrote it)")
-        self.header = True
+
+    def _check_optional_keys(self, record: dict[str, Any]) -> None:
+        """A JSON Lines file's first row must have the columns beyond COLUMNS (the body's,
+        the headers') that this run writes, and no others: the standard ones may be
+        missing (a row needs only index, url and ok)."""
+        found = sorted(key for key in record if key not in COLUMNS)
+        wanted = sorted(self.columns[len(COLUMNS):])
+        if found != wanted:
+            raise ResumeError(
+                f"{self.path} has rows with {', '.join(found) or 'no columns'} beyond the "
+                f"standard ones; this run writes {', '.join(wanted) or 'none'} (use the same "
+                f"--body, -i and --header-column as the run that wrote it)")
 
     def _older_columns(self) -> list[tuple[str, ...]]:
         """The columns of files written before the latest columns were added."""
@@ -150,10 +167,14 @@ class RecordedRows:
 
     def _row(self, number: int, raw: bytes) -> FetchResult:
         try:
-            row = FetchResult.from_record(self.reader.record(raw, self.columns),
-                                          self.shape.get("header_columns", ()))
+            record = self.reader.record(raw, self.columns)
+            if not self.reader.header and not self.count:
+                self._check_optional_keys(record)  # a JSON Lines file has no header line
+            row = FetchResult.from_record(record, self.shape.get("header_columns", ()))
             if row.index < 0:
                 raise ValueError(f"index {row.index} is negative")
+        except ResumeError:
+            raise
         except ValueError as exc:
             raise ResumeError(f"line {number} of {self.path} is not a row: {exc}") from None
         return row

@@ -14,6 +14,9 @@ from .writers import format_for_path, open_target, render_table, writer_for
 
 __all__ = ["PANDAS_DTYPES", "ResultTable"]
 
+#: ``where``'s "no condition" for status, where None means "no response".
+_ANY: Any = object()
+
 
 class ResultTable(Sequence[FetchResult]):
     """The rows of a run, one per input, in input order.
@@ -81,12 +84,12 @@ class ResultTable(Sequence[FetchResult]):
         """Whether every row is ok (True for no rows, as ``all``)."""
         return all(row.ok for row in self._rows)
 
-    def where(self, *, ok: bool | None = None, error: Any = None, status: Any = None,
+    def where(self, *, ok: bool | None = None, error: Any = None, status: Any = _ANY,
               host: Any = None, method: Any = None) -> ResultTable:
         """The rows that match every condition given, as a table. Each condition is a value
         or a collection of values (a ``range`` of statuses, say); ``error`` is an error kind
         (``"timeout"``, an :class:`~batchfetch.ErrorKind`; ``""`` for ok rows), ``status``
-        a status (``[None]`` for rows that got no response), ``host`` a host name or
+        a status (None: the rows that got no response), ``host`` a host name or
         ``host:port`` of the row's URL, ``method`` a method.
 
         Example::
@@ -105,8 +108,10 @@ class ResultTable(Sequence[FetchResult]):
         tests = []
         if ok is not None:
             tests.append(lambda row: row.ok is ok)
+        if status is None:  # the rows without a response
+            tests.append(lambda row: row.status is None)
         for name, wanted in (("error", error), ("status", status), ("method", method)):
-            if wanted is not None:
+            if wanted is not None and wanted is not _ANY:
                 values = _values(wanted)
                 unknown = [value for value in values if name == "error" and value != ""
                            and value not in ERROR_KINDS]

@@ -130,4 +130,15 @@ def proxy_url_problem(url: str) -> str | None:
         return mask_passwords(f"is not a URL ({exc})")
     if parsed.scheme not in _PROXY_SCHEMES or not parsed.host:
         return f"needs a host and one of the schemes {', '.join(_PROXY_SCHEMES)}"
+    if parsed.scheme.startswith("socks") and not _has_socks():
+        return "is a SOCKS proxy, which needs PySocks: pip install 'requests[socks]'"
     return None
+
+
+def _has_socks() -> bool:
+    """Whether urllib3 can reach SOCKS proxies (PySocks is installed)."""
+    try:
+        import socks  # noqa: F401
+    except ImportError:
+        return False
+    return True

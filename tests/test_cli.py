@@ -512,7 +512,8 @@ def test_environment_gives_defaults_and_flags_win(server):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-c", "0"], "Invalid value for '-c' / '--concurrency': must be an integer >= 1, got 0"),
+    (["-c", "0"], "Invalid value for '-c' / '--concurrency' / '--parallel-max': must be an "
+                  "integer >= 1, got 0"),
     (["--per-host", "0"], "'--per-host': must be an integer >= 1 or None, got 0"),
     (["--rate", "-1"], "'--rate': must be a number > 0 or None, got -1.0"),
     (["-t", "soon"], "'-t' / '--timeout': 'soon' is not a number of seconds or 'none'"),

@@ -68,9 +68,14 @@ def test_a_missing_file_that_looks_like_a_url_says_to_add_the_scheme():
     result = invoke("example.com/page")
     assert result.exit_code == 2
     assert "cannot read 'example.com/page': No such file or directory; to fetch it, give the " \
-           "URL with its scheme: 'https://example.com/page'" in result.stderr
-    plain = invoke("no-such-list.txt")
-    assert plain.exit_code == 2 and "cannot read 'no-such-list.txt'" in plain.stderr
+           "URL with its scheme: 'http://example.com/page' (curl assumes http://) or " \
+           "'https://...'" in result.stderr
+    for name in ("no-such-list.txt", "nosuchfile.csv"):  # a file name, not a host
+        plain = invoke(name)
+        assert plain.exit_code == 2 and f"cannot read {name!r}: No such file or directory\n" \
+            in plain.stderr, plain.stderr
+    ip = invoke("127.0.0.1:8123/ok")
+    assert "'http://127.0.0.1:8123/ok' (curl assumes http://)" in ip.stderr
 
 
 def test_stdin_twice_and_stdin_with_a_body_from_stdin_are_usage_errors(server):
@@ -514,3 +519,32 @@ def test_resumed_rows_keep_their_header_columns(server, tmp_path):
     table = fetch_all(urls, resume=rows_file, header_columns=["Content-Length"])
     assert [row.headers for row in table] == [{"Content-Length": "3"},
                                               {"Content-Length": str(table[1].size)}]
+
+
+def test_socks_proxies_without_pysocks_are_one_usage_line(server):
+    try:
+        import socks  # noqa: F401
+        pytest.skip("PySocks is installed here")
+    except ImportError:
+        pass
+    result = invoke("-x", "socks5://127.0.0.1:1", server.url("/ok"))
+    assert result.exit_code == 2 and "needs PySocks: pip install 'requests[socks]'" \
+        in result.stderr
+
+
+def test_parallel_flags_mean_what_batchfetch_does(server):
+    result = invoke(*FAST, "--parallel", "--parallel-max", "3", server.url("/ok"))
+    assert result.exit_code == 0, result.output
+    assert invoke("--parallel-max", "0", server.url("/ok")).exit_code == 2
+
+
+def test_resume_refuses_a_json_lines_file_written_with_other_columns(server, tmp_path):
+    out = tmp_path / "rows.jsonl"
+    urls = [server.url("/ok"), server.url("/json")]
+    assert invoke(*FAST, "-i", "--header-column", "ETag", urls[0], "-o", out).exit_code == 0
+    for other in (["--body"], [], ["-i"], ["-i", "--header-column", "X-Foo"]):
+        result = invoke(*FAST, *other, *urls, "-o", out, "--resume")
+        assert result.exit_code == 2, other
+        assert "use the same --body, -i and --header-column" in result.stderr, result.stderr
+    same = invoke(*FAST, "-i", "--header-column", "ETag", *urls, "-o", out, "--resume")
+    assert same.exit_code == 0 and len(out.read_text().splitlines()) == 2

@@ -32,6 +32,7 @@ def test_where_by_error_status_host_and_method(table, server):
     assert [row.index for row in table.where(error=ErrorKind.INVALID_URL)] == [3]
     assert [row.index for row in table.where(status=range(500, 600))] == [2]
     assert [row.index for row in table.where(status=[None])] == [3]
+    assert [row.index for row in table.where(status=None)] == [3]  # no response
     assert len(table.where(host="127.0.0.1")) == 6
     assert len(table.where(host=f"127.0.0.1:{server.port}")) == 6
     assert len(table.where(host="example.com")) == 0

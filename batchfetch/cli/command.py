@@ -50,7 +50,7 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                context_settings={"auto_envvar_prefix": "BATCHFETCH",
                                  "help_option_names": ["-h", "--help"]})
 @click.argument("inputs", nargs=-1, metavar="[INPUT]...")
-@timing_option("-c", "--concurrency", type=int, metavar="N", default_of="concurrency",
+@timing_option("-c", "--concurrency", "--parallel-max", type=int, metavar="N", default_of="concurrency",
                help="Requests in flight at once, across all hosts.")
 @timing_option("--per-host", type=int, metavar="N", help="Requests in flight at once per host.")
 @timing_option("--rate", type=float, metavar="PER_SECOND",
@@ -124,8 +124,8 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @request_option("--max-redirects", type=int, metavar="N", default_of="max_redirects",
                 help="Redirects followed before the row fails with too_many_redirects.")
 @request_option("--hosts", type=click.Path(exists=True, dir_okay=False), metavar="FILE",
-                help="Settings by host pattern from a TOML file: concurrency, rate, retries, "
-                     "timeouts, headers, auth, proxy (README: Per-host settings).")
+                help="Settings by host pattern (rate, retries, headers, auth, proxy, ...) "
+                     "from a TOML file.")
 @request_option("--ok-status", metavar="STATUSES", default_of="ok_status",
                 help="Statuses that make a row ok, e.g. 200-299,404.")
 @request_option("--max-bytes", type=SizeParam(), default_of="max_bytes",

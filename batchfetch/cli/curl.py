@@ -20,6 +20,7 @@ ALREADY_DONE = {
     ("--fail",): "a row whose status is not in --ok-status (default 100-399) fails, and so "
                  "does the exit status",
     ("-S", "--show-error"): "a failed row always says why, in its error and message columns",
+    ("-Z", "--parallel"): "batchfetch always fetches in parallel (-c sets how many at once)",
 }
 
 #: curl flags batchfetch has no twin of: (the flag takes a value, what to do instead).

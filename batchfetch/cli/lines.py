@@ -212,8 +212,10 @@ class NumberedItems:
 
 
 #: A file name that is more likely a URL given without its scheme (example.com/page).
+#: A name with a path or a port after a host name, or a www., localhost or IPv4 start;
+#: ``urls.txt`` is a file name, not a host.
 _HOST_LIKE = re.compile(r"^(?:www\.|localhost\b|\d{1,3}(?:\.\d{1,3}){3}\b|"
-                        r"[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?::\d+)?(?:/|$))")
+                        r"[\w-]+(?:\.[\w-]+)*\.[A-Za-z]{2,}(?::\d+/?|/))")
 
 
 def open_inputs(ctx: click.Context, arguments: tuple[str, ...]) -> list[InputSource]:
@@ -243,7 +245,8 @@ def open_inputs(ctx: click.Context, arguments: tuple[str, ...]) -> list[InputSou
             except OSError as exc:
                 hint = ""
                 if _HOST_LIKE.match(argument) and not os.path.exists(argument):
-                    hint = f"; to fetch it, give the URL with its scheme: 'https://{argument}'"
+                    hint = (f"; to fetch it, give the URL with its scheme: "
+                            f"'http://{argument}' (curl assumes http://) or 'https://...'")
                 raise click.BadParameter(f"cannot read {mask_line(argument)!r}: "
                                          f"{exc.strerror}{hint}", ctx=ctx,
                                          param_hint="INPUT") from None
