@@ -6,7 +6,6 @@ dispatcher turns that into an error row, so one bad line never stops a batch.
 from __future__ import annotations
 
 import dataclasses
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -19,7 +18,7 @@ from .headers import (first_cookie_problem, first_header_problem, form_problem,
                       multipart_parts)
 from .methods import normalize_method
 from .redaction import mask_line
-from .urls import DEFAULT_PORTS, HostKeys, host_key, is_plain_url
+from .urls import DEFAULT_PORTS, SCHEME, HostKeys, host_key, is_plain_url
 
 __all__ = ["RequestSpec", "to_spec", "host_key", "HostKeys", "SPEC_KEYS"]
 
@@ -28,7 +27,6 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 #: Keys a dict item may have.
 SPEC_KEYS = frozenset({"url", "method", "headers", "params", "json", "data", "files",
                        "cookies", "id"})
-_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,7 +71,7 @@ def check_url(url: Any) -> str:
         return url  # the common case, without parse_url's cost (a twentieth of a request's)
     if not url:
         raise InvalidItemError(ErrorKind.INVALID_URL, "empty URL")
-    scheme = _SCHEME.match(url)
+    scheme = SCHEME.match(url)
     if not scheme or not url[scheme.end():].startswith("//"):
         raise InvalidItemError(ErrorKind.INVALID_URL, f"no scheme in {_short(url)} "
                                                       "(expected http:// or https://)")

@@ -15,7 +15,24 @@ from ._cache import BoundedCache
 
 from .redaction import mask_passwords
 
-__all__ = ["DEFAULT_PORTS", "HostKeys", "host_key", "is_plain_url", "proxy_url_problem"]
+__all__ = ["DEFAULT_PORTS", "SCHEME", "HostKeys", "host_key", "is_plain_url",
+           "proxy_url_problem", "starts_as_url"]
+
+#: A URL's scheme (group 1) and its colon, as RFC 3986 spells a scheme.
+SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*):")
+
+
+def starts_as_url(text: str) -> bool:
+    """Whether ``text`` starts as a URL does: a scheme, then ``://``.
+
+    Example::
+
+        >>> starts_as_url("https://a.example/x"), starts_as_url("urls.txt")
+        (True, False)
+    """
+    scheme = SCHEME.match(text)
+    return scheme is not None and text.startswith("//", scheme.end())
+
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 

@@ -21,6 +21,7 @@ from .input_text import InputTextError, text_lines
 from ..errors import ErrorKind
 from ..redaction import mask_line
 from ..results import FetchResult
+from ..urls import starts_as_url
 from ..resume import RecordedRows
 
 __all__ = ["INPUT_FORMATS", "InputSource", "NumberedItems", "detect_format", "open_inputs"]
@@ -29,8 +30,6 @@ INPUT_FORMATS = ("auto", "text", "jsonl")
 _JSONL_SUFFIXES = (".jsonl", ".ndjson")
 #: Error kinds that come from the input line itself rather than from fetching it.
 _INPUT_ERRORS = frozenset({ErrorKind.INVALID_URL, ErrorKind.INVALID_REQUEST})
-#: An argument or a line that starts as a URL does: a scheme and "://".
-_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def detect_format(name: str, first_line: str) -> str:
@@ -233,7 +232,7 @@ def open_inputs(ctx: click.Context, arguments: tuple[str, ...]) -> list[InputSou
     """
     sources: list[InputSource] = []
     for argument in arguments or ("-",):
-        if _SCHEME.match(argument):
+        if starts_as_url(argument):
             sources.append(InputSource(argument))
         elif argument == "-":
             if any(source.name == "-" for source in sources):
@@ -262,7 +261,7 @@ def _parse_json(text: str) -> tuple[Any, str | None]:
     try:
         return json.loads(text), None
     except ValueError as exc:
-        if _SCHEME.match(text):  # a list of URLs in a file named .jsonl, most likely
+        if starts_as_url(text):  # a list of URLs in a file named .jsonl, most likely
             return _BadLine(text), ("a plain URL where JSON Lines specs were expected: give "
                                     "--input-format text to read the file as URLs")
         return _BadLine(text), f"invalid JSON: {exc}"
