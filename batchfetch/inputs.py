@@ -215,7 +215,8 @@ def to_spec(item: Any, options: FetchOptions) -> RequestSpec:
     if params is not None and not isinstance(params, (Mapping, list, tuple)):
         raise InvalidItemError(ErrorKind.INVALID_REQUEST,
                                f"'params' must be an object or a list of pairs, got {params!r}")
-    has_body = any(fields.get(name) is not None for name in ("json", "data", "files"))
+    has_body = (fields.get("json") is not None or fields.get("data") is not None
+                or fields.get("files") is not None)
     own_headers, own_cookies = _mapping(fields, "headers"), _mapping(fields, "cookies")
     if own_headers or own_cookies or fields.get("data") is not None:  # a plain URL has none
         problem = (first_header_problem(own_headers, allow_none=True)
