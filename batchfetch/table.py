@@ -108,19 +108,19 @@ class ResultTable(Sequence[FetchResult]):
         tests = []
         if ok is not None:
             tests.append(lambda row: row.ok is ok)
-        if status is None:  # the rows without a response
-            tests.append(lambda row: row.status is None)
-        for name, wanted in (("error", error), ("status", status), ("method", method)):
-            if wanted is not None and wanted is not _ANY:
-                values = _values(wanted)
-                unknown = [value for value in values if name == "error" and value != ""
-                           and value not in ERROR_KINDS]
-                if unknown:
-                    raise ValueError(f"{unknown[0]!r} is not an error kind; the kinds: "
-                                     f"{', '.join(ERROR_KINDS)} ('' for ok rows)")
-                if name == "method":
-                    values = {str(value).upper() for value in values}
-                tests.append(lambda row, name=name, values=values: getattr(row, name) in values)
+        if error is not None:
+            errors = _values(error)
+            unknown = [kind for kind in errors if kind != "" and kind not in ERROR_KINDS]
+            if unknown:
+                raise ValueError(f"{unknown[0]!r} is not an error kind; the kinds: "
+                                 f"{', '.join(ERROR_KINDS)} ('' for ok rows)")
+            tests.append(lambda row: row.error in errors)
+        if status is not _ANY:  # None is a value here: the rows without a response
+            statuses = _values(status)
+            tests.append(lambda row: row.status in statuses)
+        if method is not None:
+            methods = {str(value).upper() for value in _values(method)}
+            tests.append(lambda row: row.method in methods)
         if host is not None:
             hosts = {str(value).lower() for value in _values(host)}
             tests.append(lambda row: bool(_host_names(row.url) & hosts))
