@@ -17,7 +17,8 @@ import logging
 from ._version import __version__
 from .config import FetchOptions
 from .api import Fetcher, fetch_all, iter_fetch
-from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, DeadlineExceeded,
+from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, BrokerError,
+                     DeadlineExceeded,
                      ErrorKind, FetchFailedError, HostRulesError, HTTPStatusError,
                      InvalidItemError, OptionError, RowError, SaveError)
 from .host_rules import HostRule, HostRules
@@ -33,6 +34,7 @@ __all__ = [
     "BatchFetchError",
     "BodyNotKept",
     "BodyTooLargeError",
+    "BrokerError",
     "DeadlineExceeded",
     "ERROR_KINDS",
     "ErrorKind",

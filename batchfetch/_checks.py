@@ -14,7 +14,7 @@ from .headers import first_cookie_problem, first_header_problem
 from .redaction import mask_passwords
 from .urls import proxy_url_problem
 
-__all__ = ["existing_path", "integer", "number", "parse_status_set", "proxy_problem",
+__all__ = ["broker_problem", "existing_path", "integer", "number", "parse_status_set", "proxy_problem",
            "status_ranges", "string_mapping"]
 
 _STATUS_RANGE = re.compile(r"^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$")
@@ -139,3 +139,15 @@ def existing_path(option: str, value: Any) -> str:
     if not isinstance(value, (str, os.PathLike)) or not os.path.exists(value):
         raise OptionError(option, value, "the path of an existing file or directory")
     return os.fspath(value)
+
+
+def broker_problem(url: Any) -> str | None:
+    """What is wrong with ``url`` as a broker, or None: a ``redis://`` or ``rediss://``
+    URL (the leases, rows and cancel key live in Redis too)."""
+    if not isinstance(url, str) or not url:
+        return "the broker is a URL such as redis://HOST:6379/0"
+    if url.split("://", 1)[0] not in ("redis", "rediss"):
+        return (f"{mask_passwords(url)} is not a Redis URL: the distributed engine keeps its "
+                "leases, rows and cancel key in Redis, so the broker is redis://HOST:PORT/DB "
+                "or rediss:// (TLS)")
+    return None

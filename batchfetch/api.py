@@ -51,8 +51,12 @@ def _check_items(items: Any, called: str) -> None:
 
 
 def engine_for(options: FetchOptions) -> Engine:
-    """The engine ``options`` call for: this process and worker processes when
-    ``workers > 1``."""
+    """The engine ``options`` call for: the workers of ``broker`` when it is set, this
+    process and worker processes when ``workers > 1``, else this process."""
+    if options.broker is not None:
+        from .engines.distributed import DistributedEngine  # Celery only when asked for
+
+        return DistributedEngine(options)
     return ProcessEngine(options) if options.workers > 1 else LocalEngine(options)
 
 

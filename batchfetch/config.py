@@ -14,8 +14,8 @@ from typing import Any, Union
 
 from requests.auth import AuthBase
 
-from ._checks import (existing_path, integer, number, parse_status_set, proxy_problem,
-                      string_mapping)
+from ._checks import (broker_problem, existing_path, integer, number, parse_status_set,
+                      proxy_problem, string_mapping)
 from ._options_json import keywords_from_dict, options_to_dict
 from ._version import __version__
 from .errors import OptionError
@@ -168,6 +168,18 @@ class FetchOptions:
     #: Items pulled from the input but not yet yielded (the look-ahead window in which
     #: per-host fairness holds). None: 4 x concurrency, at least 256.
     max_pending: int | None = Limits.max_pending
+    #: The Redis broker (``redis://HOST:6379/0``, ``rediss://`` for TLS) of a distributed
+    #: run: ``batchfetch-worker`` processes on any number of machines fetch the batch in
+    #: chunks (see "More than one machine" in the README). None: this machine only.
+    broker: str | None = None
+    #: Items per chunk of a distributed run.
+    chunk_size: int = 200
+    #: Seconds a distributed worker's hold on a chunk lasts unless renewed (every third of
+    #: it): a chunk whose worker died is sent again this long after its last renewal.
+    lease: float = 30.0
+    #: Seconds one chunk of a distributed run may take on its worker; the inputs it has not
+    #: answered by then get ``lost`` rows.
+    chunk_time_limit: float = 1800.0
     #: Settings by host pattern (concurrency, rate, retries, timeouts, headers, auth, proxy):
     #: the path of a TOML file, a mapping of the same shape, or HostRules; read and checked
     #: here, once (see :mod:`batchfetch.host_rules`). None: the run's settings everywhere.
@@ -252,8 +264,32 @@ class FetchOptions:
                 or self.max_bytes < 0):
             raise OptionError("max_bytes", self.max_bytes, "an integer >= 0, 'auto' or None")
         set_(self, "workers", integer("workers", self.workers, minimum=1))
+        self._check_distribution()
         if self.hosts is not None:
             set_(self, "hosts", HostRules.coerce(self.hosts))
+
+    def _check_distribution(self) -> None:
+        set_ = object.__setattr__
+        set_(self, "chunk_size", integer("chunk_size", self.chunk_size, minimum=1))
+        set_(self, "lease", number("lease", self.lease, minimum=0.5, strictly_positive=False))
+        set_(self, "chunk_time_limit", number("chunk_time_limit", self.chunk_time_limit))
+        if self.broker is None:
+            return
+        problem = broker_problem(self.broker)
+        if problem:
+            raise OptionError("broker", self.broker, "a Redis URL", problem)
+        if self.workers > 1:
+            raise OptionError("workers", self.workers, "1 with broker", "workers and broker "
+                              "are two ways of running a batch: give one (with a broker, "
+                              "start one batchfetch-worker per core instead)")
+        if self.keep_body and (self.body_limit is None or self.body_limit > KEPT_BODY_LIMIT):
+            raise OptionError("max_bytes", self.max_bytes, "at most 10 MiB with broker and "
+                              "keep_body", "kept bodies travel through Redis with a broker: "
+                              f"max_bytes must be at most {KEPT_BODY_LIMIT} (10 MiB)")
+        if isinstance(self.auth, AuthBase):
+            raise OptionError("auth", self.auth, "a (user, password) pair with broker",
+                              "an AuthBase object cannot travel to the workers: give a "
+                              "(user, password) pair or an Authorization header")
 
     def __repr__(self) -> str:
         # Options are printed and logged: the auth password, credential headers, cookies and

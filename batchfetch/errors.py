@@ -18,7 +18,7 @@ from .redaction import shown_option
 __all__ = ["ERROR_KINDS", "ErrorKind", "BatchFetchError", "OptionError", "HostRulesError",
            "InvalidItemError", "RedirectLocationError", "DeadlineExceeded",
            "BodyTooLargeError", "SaveError", "HTTPStatusError", "RobotsDisallowedError",
-           "RowError", "FetchFailedError", "classify"]
+           "RowError", "FetchFailedError", "BrokerError", "classify"]
 
 class BatchFetchError(Exception):
     """Base class of every exception batchfetch raises.
@@ -284,6 +284,25 @@ class FetchFailedError(BatchFetchError):
         more = f" (and {len(self.failed) - 1} more)" if len(self.failed) > 1 else ""
         return f"{len(self.failed)} of the fetches failed; first: {first.url}: {first.error}: " \
                f"{first.message}{more}"
+
+
+class BrokerError(BatchFetchError):
+    """The broker of a distributed run (``broker=``) cannot be reached, or went away during
+    the run: the rows yielded before it stand; the run stops.
+
+    Example::
+
+        >>> str(BrokerError("redis://127.0.0.1:1/0", ConnectionRefusedError("refused")))
+        'cannot reach the broker redis://127.0.0.1:1/0: refused'
+    """
+
+    def __init__(self, broker: str, cause: BaseException) -> None:
+        super().__init__(broker, cause)
+        self.broker = broker
+        self.cause = cause
+
+    def __str__(self) -> str:
+        return f"cannot reach the broker {self.broker}: {self.cause}"
 
 
 class OutputError(BatchFetchError):

@@ -189,7 +189,9 @@ def multipart_parts(files: Any, contained: bool = False
     """The parts of a multipart body as requests' ``files`` takes them, from ``files``:
     name -> text (a plain field, as curl's ``-F name=value``) or ``{"path": FILE}`` (a file
     read now, named by its base name, as ``-F name=@FILE``; ``"type"`` sets its
-    Content-Type, ``"filename"`` the name sent). With ``contained`` (an input item's
+    Content-Type, ``"filename"`` the name sent), or ``{"content": BYTES}`` (a file's
+    content given inline, with the same optional keys: how the distributed engine sends
+    a file part to its workers). With ``contained`` (an input item's
     parts, which a file of request specs may hold), a file must be a regular file in the
     working directory or below it: a line of input cannot send ``/home/me/.ssh/id_rsa``
     or ``/dev/zero``. Raises ValueError saying what is wrong.
@@ -207,6 +209,10 @@ def multipart_parts(files: Any, contained: bool = False
             raise ValueError(f"'files' part names must be text, got {name!r}")
         if isinstance(part, (str, bytes)):
             parts[name] = (None, part, None)
+            continue
+        if isinstance(part, Mapping) and isinstance(part.get("content"), (str, bytes)) and all(
+                key in ("content", "type", "filename") for key in part):
+            parts[name] = (part.get("filename"), part["content"], part.get("type"))
             continue
         if not isinstance(part, Mapping) or not isinstance(part.get("path"), str) or any(
                 key not in ("path", "type", "filename") for key in part):

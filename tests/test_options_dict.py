@@ -34,7 +34,8 @@ def every_option_set(tmp_path, monkeypatch):
         save_dir=str(tmp_path / "bodies"), retries=5, backoff=0.0,
         retry_on="503", max_retry_wait=5.0, throttled_retries=2, retry_non_idempotent=True,
         deadline=None, max_bytes=1000, per_host=2, rate=3.5, fast_path=False, robots=True,
-        adaptive=True, polite=True, workers=3, max_pending=40,
+        adaptive=True, polite=True, workers=3, max_pending=40, chunk_size=50, lease=5.0,
+        chunk_time_limit=60.0,
         hosts={"api.example.com": {"concurrency": 2, "timeout": [3, 20],
                                    "headers": {"X-Api-Key": {"env": "API_KEY"}, "A": "b"},
                                    "auth": {"bearer": "t0ken"}},
@@ -55,9 +56,9 @@ def test_defaults_travel():
 def test_every_option_travels(every_option_set):
     options = every_option_set
     for field in dataclasses.fields(FetchOptions):  # a new option must be added above
-        # data and files exclude json: they travel in the tests below.
+        # data and files exclude json, broker excludes workers: they travel below.
         assert getattr(options, field.name) != field.default or \
-            field.name in ("data", "files"), field.name
+            field.name in ("data", "files", "broker"), field.name
     back = through_json(options)
     assert back == options
     assert back.hosts.for_host("api.example.com").hidden_headers == {"X-Api-Key"}
@@ -139,3 +140,9 @@ def test_an_option_that_cannot_travel_is_named(keywords, option, problem):
 
 def test_docstring_examples_run():
     assert doctest.testmod(_options_json).failed == 0
+
+
+def test_the_broker_travels():
+    options = FetchOptions(broker="redis://:pw@127.0.0.1:6379/2", chunk_size=9)
+    assert through_json(options) == options
+    assert "pw" not in repr(options)

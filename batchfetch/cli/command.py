@@ -18,10 +18,11 @@ import click
 import gevent
 
 from ..config import FetchOptions
+from ..errors import BrokerError, OptionError
 from ..redaction import mask_passwords
 from ..resume import RESUMABLE_FORMATS, RecordedRows, ResumeError
 from ..writers import FORMATS, OUTPUT_FORMATS, writer_for
-from .help import (EPILOG, SectionedCommand, general_option, listed, output_option,
+from .help import (EPILOG, SectionedCommand, cluster_option, general_option, listed, output_option,
                    output_suffixes, print_version, request_option, retrying_option,
                    timing_option, tls_option)
 from .curl import FormatChoice, curl_habits
@@ -38,6 +39,8 @@ __all__ = ["main"]
 
 #: Rows could not be written (a full disk): sysexits.h's EX_IOERR.
 EXIT_IO_ERROR = 74
+#: The broker of a distributed run cannot be reached, or went away (sysexits' EX_UNAVAILABLE).
+EXIT_BROKER_LOST = 69
 #: A closed stdout (``batchfetch urls.txt | head``): what a shell reports for a program
 #: killed by SIGPIPE, so ``set -o pipefail`` scripts see what they see from ``cat``.
 EXIT_OUTPUT_CLOSED = 141
@@ -172,6 +175,15 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @output_option("--retry-failed", is_flag=True, allow_from_autoenv=False,
                help="With --resume: fetch the inputs whose rows failed again, replacing those "
                     "rows.")
+@cluster_option("--broker", metavar="URL",
+                help="Fetch on the batchfetch-worker processes of this Redis broker "
+                     "(redis://HOST:6379/0); -c and --per-host then hold per worker process.")
+@cluster_option("--chunk-size", type=int, metavar="N", default_of="chunk_size",
+                help="Inputs per chunk sent to a worker.")
+@cluster_option("--lease", type=float, metavar="SECONDS", default_of="lease",
+                help="A dead worker's chunk is sent again this long after its last renewal.")
+@cluster_option("--chunk-time-limit", type=float, metavar="SECONDS",
+                default_of="chunk_time_limit", help="Most a chunk may take on its worker.")
 @general_option("--progress/--no-progress", default=None,
                 help="A progress bar on stderr (done/total, rate, ok, failed, retries, ETA). "
                      "Default: on when stderr is a terminal, unless -q or rows stream to it.")
@@ -269,7 +281,10 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
         silence_stdout()  # the interpreter's last flush of stdout must not fail again
         click.echo(f"batchfetch: {exc}", err=True)
         code = EXIT_IO_ERROR
-    except (ResumeError, InputTextError) as exc:
+    except BrokerError as exc:  # the rows that came before stay written
+        click.echo(f"batchfetch: {exc}", err=True)
+        code = EXIT_BROKER_LOST
+    except (ResumeError, InputTextError, OptionError) as exc:  # OptionError: --save's probe
         if isinstance(target, GuardedText):
             target.discard()  # an -o FILE not written to yet stays as it was
         raise _InputRefused(str(exc)) from None

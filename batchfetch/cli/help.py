@@ -16,11 +16,11 @@ from ..config import FetchOptions
 from ..writers import OUTPUT_FORMATS
 
 __all__ = ["EPILOG", "SectionedCommand", "print_version", "variable_of", "timing_option", "retrying_option",
-           "request_option", "tls_option", "output_option", "general_option", "listed",
+           "request_option", "tls_option", "output_option", "cluster_option", "general_option", "listed",
            "output_suffixes"]
 
 SECTIONS = ("Concurrency and timing", "Retries", "Request", "TLS and proxies", "Input and output",
-            "General")
+            "More than one machine", "General")
 _DEFAULTS = {field.name: field.default for field in dataclasses.fields(FetchOptions)}
 
 
@@ -88,8 +88,8 @@ def _section(title: str) -> Callable[..., Callable]:
 
 
 #: One option decorator per help section: @timing_option("--rate", ...).
-timing_option, retrying_option, request_option, tls_option, output_option, general_option = (
-    map(_section, SECTIONS))
+(timing_option, retrying_option, request_option, tls_option, output_option, cluster_option,
+ general_option) = map(_section, SECTIONS)
 
 
 def listed(words: Iterable[str], conjunction: str = "or") -> str:

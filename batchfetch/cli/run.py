@@ -13,6 +13,7 @@ import gevent.queue
 
 from ..api import Fetcher
 from ..config import FetchOptions
+from ..errors import BrokerError
 from ..host_rules import MatchedPatterns
 from ..results import FetchResult, SummaryCounter
 from ..resume import RecordedRows
@@ -76,11 +77,12 @@ class RowsToOutput:
         """Return the exit code: 0 when every row (kept ones too) is ok, 1 when any is not,
         130 on Ctrl-C or SIGTERM (after writing what completed). A closed output raises
         BrokenPipeError; another input's --resume file raises ResumeError; input that is
-        not text raises InputTextError, after writing the rows of the lines before it.
+        not text raises InputTextError, after writing the rows of the lines before it; a
+        broker that went away raises BrokerError, after writing the rows that came before.
         """
         tally, interrupted, started = SummaryCounter(), False, time.monotonic()
         matched = MatchedPatterns(self.options.hosts) if self.options.hosts else None
-        bad_input: InputTextError | None = None
+        stopped: InputTextError | BrokerError | None = None
         # A file is read through once first (0.4 s per million lines): a line that is not
         # text, or another input's --resume file, stops the run before anything is fetched.
         total = items.scan()
@@ -115,8 +117,8 @@ class RowsToOutput:
                     tally.add(row)
                     self.writer.write(row)
             in_flight, pending = self.in_flight, items.pending
-        except InputTextError as exc:
-            bad_input = exc
+        except (InputTextError, BrokerError) as exc:  # the rows before it are written
+            stopped = exc
         finally:
             pump.close()  # cancels whatever is still in flight
             if isinstance(self.writer.stream, PipeText):
@@ -140,9 +142,9 @@ class RowsToOutput:
                 self.say(note)
             return EXIT_INTERRUPTED
         self.writer.close()
-        if bad_input is not None:
+        if stopped is not None:
             self.say(str(summary))
-            raise bad_input
+            raise stopped
         self.say(str(summary))
         if not tally.total and not (self.recorded and self.recorded.kept):
             self.say("batchfetch: the input held no URLs (blank lines and lines starting "

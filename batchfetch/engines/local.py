@@ -68,8 +68,11 @@ class LocalEngine:
         >>> engine.close()
     """
 
-    def __init__(self, options: FetchOptions) -> None:
+    def __init__(self, options: FetchOptions, start_rate: Any = None) -> None:
+        """``start_rate``: what paces the run's starts instead of a StartRate of
+        ``options.rate`` (a distributed run's SharedStartRate); the same two calls."""
         self.options = options
+        self.start_rate = start_rate
         self.transport: Transport = transport_for(options)  # connects on first use
         self._running = False
         self._runs: weakref.WeakSet = weakref.WeakSet()  # to cancel on close()
@@ -77,7 +80,7 @@ class LocalEngine:
 
     def run(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[RowEvent]:
         """One RowEvent per ``(index, item)`` pair, in completion order (see Engine)."""
-        batch = self._batch = _Batch(self.options, self.transport)
+        batch = self._batch = _Batch(self.options, self.transport, self.start_rate)
         events = batch.row_events(pairs, self)
         self._runs.add(events)
         return events
@@ -161,7 +164,8 @@ class _Job:
 class _Batch:
     """The state of one run: the scheduler's queues, timers and in-flight attempts."""
 
-    def __init__(self, options: FetchOptions, transport: Transport) -> None:
+    def __init__(self, options: FetchOptions, transport: Transport,
+                 start_rate: Any = None) -> None:
         self.options = options
         self.transport = transport
         # LocalEngine.limit may change it, the host limit and the rate during the run.
@@ -170,7 +174,7 @@ class _Batch:
                                                   connections=options.concurrency,
                                                   clock=WaitClock(),
                                                   open_by_time=not options.adapts)
-        self.rate = StartRate(options.rate)
+        self.rate = start_rate if start_rate is not None else StartRate(options.rate)
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
         # Items, robots.txt policies and wake-ups, for the scheduler's greenlet.

@@ -1,0 +1,165 @@
+"""What the driver and the workers of the distributed engine share: the Celery app and its
+settings, a run's Redis keys, and the JSON messages on them.
+
+A run's keys (``batchfetch:<run>:...``) live in the broker's Redis database:
+
+- ``alive``: the driver is there (refreshed while it runs); its value is the run's lease
+  in seconds. A worker skips the chunks of a run without it.
+- ``cancel``: set by the driver on Ctrl-C; a worker starts no chunk of the run, and a
+  chunk running stops taking its items.
+- ``lease:<chunk>``: the worker holding the chunk (received or running), renewed while it
+  does; when it lapses before the chunk is done, the driver sends its items again.
+- ``done``: the chunks finished (or given up by the driver): a copy of such a chunk that
+  arrives late is skipped.
+- ``rows``: a list of JSON messages from the workers to the driver (rows and events).
+- ``rate``: the shared token bucket of ``rate``.
+"""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from .._options_json import _encoded, options_to_dict
+from ..headers import multipart_parts
+from ..inputs import RequestSpec
+from ..redaction import mask_url
+
+if TYPE_CHECKING:
+    from ..config import FetchOptions
+
+__all__ = ["QUEUE", "TASK", "RunKeys", "chunk_task_id", "parse_task_id", "make_app",
+           "redis_client", "shown_broker", "PROTOCOL", "wire_item",
+           "wire_options"]
+
+#: The Celery queue chunks go to (a worker consumes it).
+QUEUE = "batchfetch"
+#: The name of the chunk task.
+TASK = "batchfetch.chunk"
+#: Bumped when a chunk's or a message's shape changes (the version check covers the rest).
+PROTOCOL = 1
+#: Every key of a run expires after this many seconds without a write: a driver that dies
+#: leaves nothing behind for long.
+KEY_TTL = 24 * 3600
+#: Seconds kombu waits before it puts an unacknowledged chunk back on the queue. The
+#: leases recover a dead worker's chunks much sooner; this only clears the copies left in
+#: kombu's unacked table (see the sweep in ``distributed.py``), so it is long: a copy put
+#: back while its chunk still runs is skipped by its lease, but costs a message.
+VISIBILITY_TIMEOUT = 3600
+#: The largest item, as JSON, a chunk carries (a request body included).
+ITEM_LIMIT = 1024 * 1024
+
+
+class RunKeys:
+    """The Redis keys of one run."""
+
+    def __init__(self, run: str) -> None:
+        self.run = run
+        prefix = f"batchfetch:{run}"
+        self.alive = f"{prefix}:alive"
+        self.cancel = f"{prefix}:cancel"
+        self.done = f"{prefix}:done"
+        self.rows = f"{prefix}:rows"
+        self.rate = f"{prefix}:rate"
+        self.grants = f"{prefix}:grants"
+        self._lease = f"{prefix}:lease:"
+
+    def lease(self, chunk: int) -> str:
+        return f"{self._lease}{chunk}"
+
+    def all(self) -> list[str]:
+        """The run's keys but the leases (which expire by themselves)."""
+        return [self.alive, self.cancel, self.done, self.rows, self.rate, self.grants]
+
+
+def chunk_task_id(run: str, chunk: int) -> str:
+    """The Celery task id of a chunk: the run and the chunk can be read back from it."""
+    return f"batchfetch.{run}.{chunk}"
+
+
+def parse_task_id(task_id: str) -> tuple[str, int] | None:
+    """``(run, chunk)`` of :func:`chunk_task_id`, or None for another task's id."""
+    parts = task_id.split(".")
+    if len(parts) != 3 or parts[0] != "batchfetch" or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
+
+
+def shown_broker(url: str) -> str:
+    """The broker URL as outputs show it: the password masked."""
+    return mask_url(url)
+
+
+def make_app(broker: str, prefetch: int = 2):
+    """The Celery app of a driver or a worker of ``broker``.
+
+    JSON only (no pickle on the broker); chunks are acknowledged when they end (a worker
+    that dies before leaves them unacknowledged); no result backend: rows come back on the
+    run's ``rows`` list, read and trimmed by the driver as they arrive.
+    """
+    from celery import Celery
+
+    app = Celery("batchfetch", broker=broker, set_as_current=False)
+    app.conf.update(
+        task_serializer="json", accept_content=["json"], result_serializer="json",
+        task_ignore_result=True, result_backend=None, task_acks_late=True,
+        task_reject_on_worker_lost=True, worker_prefetch_multiplier=prefetch,
+        task_default_queue=QUEUE, task_create_missing_queues=True,
+        broker_transport_options={"visibility_timeout": VISIBILITY_TIMEOUT},
+        broker_connection_retry_on_startup=True, worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False, broker_heartbeat=0)
+    return app
+
+
+def redis_client(url: str):
+    """A Redis client of ``url`` whose calls give up instead of waiting forever."""
+    import redis
+
+    return redis.Redis.from_url(url, socket_connect_timeout=10, socket_timeout=30,
+                                health_check_interval=15)
+
+
+def dumps(message: dict[str, Any]) -> str:
+    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+
+
+def loads(raw: bytes | str) -> dict[str, Any]:
+    return json.loads(raw)
+
+
+def wire_options(options: FetchOptions) -> dict[str, Any]:
+    """The options the workers run with, as JSON: files' contents inline (a worker cannot
+    read this machine's files), no broker."""
+    wire = options_to_dict(options.replace(broker=None))
+    if options.multipart is not None:
+        wire["files"] = {name: _inline_part(part) for name, part in options.multipart.items()}
+    return wire
+
+
+def _inline_part(part: tuple[str | None, Any, str | None]) -> Any:
+    filename, content, kind = part
+    if filename is None and kind is None:
+        return _encoded("files", content, content)
+    inline = {"content": content, "filename": filename, "type": kind}
+    return _encoded("files", {k: v for k, v in inline.items() if v is not None}, inline,
+                    marks=True)
+
+
+def wire_item(item: Any) -> Any:
+    """``item`` as JSON carries it to a worker (files read here, inline); ValueError or
+    OptionError when it cannot travel."""
+    if isinstance(item, RequestSpec):
+        item = {name: getattr(item, name) for name in
+                ("url", "method", "headers", "params", "json", "data", "files", "cookies", "id")
+                if getattr(item, name) is not None}
+    if isinstance(item, dict) and item.get("files") is not None:
+        parts = multipart_parts(item["files"], contained=True)
+        item = {**item, "files": {name: {"content": content,
+                                         **({"filename": filename} if filename else {}),
+                                         **({"type": kind} if kind else {})}
+                                  for name, (filename, content, kind) in parts.items()}}
+    wire = _encoded("item", item, item)
+    size = len(dumps({"i": wire}))
+    if size > ITEM_LIMIT:
+        raise ValueError(f"the item is {size} bytes as JSON: a distributed run sends items "
+                         f"of at most {ITEM_LIMIT} bytes through the broker")
+    return wire

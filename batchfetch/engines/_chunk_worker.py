@@ -1,0 +1,378 @@
+"""The worker side of the distributed engine: the chunk task, the leases a worker process
+holds, and the local runs that fetch its chunks.
+
+A worker process keeps one :class:`~batchfetch.engines.local.LocalEngine` run per
+distributed run (its session, connections and limits), fed by every chunk of that run
+it takes, so the limits hold per process whatever the number of Celery slots.
+"""
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import gevent
+import gevent.queue
+
+from .._options_json import _decoded
+from .._version import __version__
+from ..config import FetchOptions
+from ..errors import ErrorKind
+from ..inputs import describe_item, item_id, item_method
+from ..redaction import mask_line
+from ..results import FetchResult
+from ..scheduling.shared_rate import SharedStartRate
+from . import _broker
+from ._broker import KEY_TTL, PROTOCOL, RunKeys
+from .local import LocalEngine
+
+__all__ = ["WorkerProcess"]
+
+log = logging.getLogger("batchfetch")
+
+#: A chunk's rows go to the driver at least this often (seconds), or sooner when this many
+#: rows or bytes are waiting.
+FLUSH_EVERY, FLUSH_ROWS, FLUSH_BYTES = 0.25, 200, 1024 * 1024
+#: Local runs kept at once (one per distributed run); an idle one over this is closed.
+RUNS_KEPT = 4
+#: Seconds a local run with no chunk may stay open.
+RUN_IDLE = 60.0
+
+# Renew a lease only if this worker still holds it: another may have taken the chunk
+# after ours lapsed (a pause), and must keep it.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then
+  return redis.call('pexpire', KEYS[1], ARGV[2])
+end
+return 0
+"""
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+
+class _ChunkOnWorker:
+    """One chunk being fetched here: its rows as they come, until each input has one."""
+
+    def __init__(self, items: list[list[Any]]) -> None:
+        self.owed = {serial: (index, item) for serial, index, item in items}
+        self.rows: gevent.queue.Queue = gevent.queue.Queue()
+        self.cancelled = False
+
+    def answer(self, serial: int, row: FetchResult | None) -> None:
+        self.rows.put((serial, row))
+
+
+class _LocalRun:
+    """A LocalEngine run kept open across the chunks of one distributed run: chunks put
+    their items in, and each row goes back to the chunk of its item."""
+
+    def __init__(self, options: FetchOptions, start_rate: Any = None) -> None:
+        self.engine = LocalEngine(options, start_rate)
+        self.inbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.routes: dict[int, list[tuple[_ChunkOnWorker, int]]] = {}  # id(item) -> chunks
+        self.chunks = 0
+        self.cancelled = False  # the driver cancelled the run (or went away)
+        self.idle_since = time.monotonic()
+        self.greenlet = gevent.spawn(self._serve)
+
+    def put(self, chunk: _ChunkOnWorker) -> None:
+        for serial, (index, item) in chunk.owed.items():
+            self.inbox.put((chunk, serial, index, item))
+
+    def _pairs(self) -> Iterator[tuple[int, Any]]:
+        while True:
+            entry = self.inbox.get()
+            if entry is None:
+                return
+            chunk, serial, index, item = entry
+            if chunk.cancelled:
+                chunk.answer(serial, None)
+                continue
+            self.routes.setdefault(id(item), []).append((chunk, serial))
+            yield index, item
+
+    def _serve(self) -> None:
+        for row, _exception, item in self.engine.run(self._pairs()):
+            waiting = self.routes[id(item)]
+            chunk, serial = waiting.pop(0)
+            if not waiting:
+                del self.routes[id(item)]
+            chunk.answer(serial, row)
+
+    def close(self) -> None:
+        self.greenlet.kill(block=True, timeout=1.0)
+        self.engine.close()
+
+
+class WorkerProcess:
+    """What one worker process holds: its Redis client, its leases, its local runs.
+
+    ``max_in_flight`` caps each run's ``concurrency`` (and ``per_host``) here.
+    """
+
+    def __init__(self, broker: str, max_in_flight: int, name: str) -> None:
+        self.client = _broker.redis_client(broker)
+        self.max_in_flight = max_in_flight
+        self.name = name
+        self.token = f"{name}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.leases: dict[str, int] = {}  # key -> milliseconds
+        self.runs: collections.OrderedDict[tuple[str, str], _LocalRun] = \
+            collections.OrderedDict()
+        self.writable: dict[tuple[str, str], str] = {}  # (run, save_dir) -> "" or the error
+        self._renew = self.client.register_script(_RENEW)
+        self._release = self.client.register_script(_RELEASE)
+        self.renewer = gevent.spawn(self._renew_leases)
+
+    # -- called by Celery --------------------------------------------------------
+
+    def received(self, task_id: str) -> None:
+        """A chunk arrived (it may wait for a slot): hold its lease from now."""
+        parsed = _broker.parse_task_id(task_id)
+        if parsed is None:
+            return
+        run, number = parsed
+        keys = RunKeys(run)
+        alive = self.client.get(keys.alive)
+        if alive is None:
+            return  # the run is over: the chunk is skipped when it runs
+        lease_ms = int(json.loads(alive)["lease"] * 1000)
+        if self._take(keys.lease(number), lease_ms):
+            self._tell(keys, {"e": "taken", "c": number, "w": self.name})
+
+    def run_chunk(self, message: dict[str, Any]) -> None:
+        """Fetch one chunk and send its rows to the driver (the Celery task's body)."""
+        keys = RunKeys(message["run"])
+        if "probe" in message:
+            self._probe(keys, message)
+            return
+        number = message["chunk"]
+        if message.get("version") != __version__ or message.get("protocol") != PROTOCOL:
+            self._tell(keys, {"e": "refused", "c": number, "w": self.name, "m": (
+                f"worker {self.name} runs batchfetch {__version__}, and this run is "
+                f"batchfetch {message.get('version')}: run the same version on the driver "
+                "and every worker")})
+            return
+        lease = keys.lease(number)
+        alive, cancelled, done = self._redis_many(
+            ("get", keys.alive), ("exists", keys.cancel), ("sismember", keys.done, number))
+        if alive is None or cancelled or done:
+            self._drop(lease)
+            log.info("skipped chunk %d of run %s (over, cancelled or done)", number, keys.run)
+            return
+        lease_ms = int(json.loads(alive)["lease"] * 1000)
+        if not self._take(lease, lease_ms):
+            return  # another worker holds it (this is a late copy)
+        self._tell(keys, {"e": "started", "c": number, "w": self.name})
+        log.info("started chunk %d of run %s at %.3f", number, keys.run, time.time())
+        try:
+            self._fetch(keys, number, message)
+            pipe = self.client.pipeline(transaction=False)
+            pipe.sadd(keys.done, number)
+            pipe.expire(keys.done, KEY_TTL)
+            pipe.execute()
+            self._tell(keys, {"e": "done", "c": number, "w": self.name})
+        finally:
+            self._drop(lease)
+
+    # -- a chunk -------------------------------------------------------------------
+
+    def _fetch(self, keys: RunKeys, number: int, message: dict[str, Any]) -> None:
+        options = FetchOptions.from_dict(message["options"])
+        chunk = _ChunkOnWorker([[serial, index, _decoded("item", item)]
+                                for serial, index, item in message["items"]])
+        refusal = self._cannot_save(keys.run, options.save_dir)
+        if refusal:
+            self._send(keys, number, [(serial, self._error_row(
+                index, item, options, ErrorKind.SAVE, refusal))
+                for serial, (index, item) in chunk.owed.items()], 0)
+            return
+        local = self._local_run(keys.run, options)
+        local.chunks += 1
+        try:
+            local.put(chunk)
+            self._collect(keys, number, chunk, local, options, message["time_limit"])
+        finally:
+            local.chunks -= 1
+            local.idle_since = time.monotonic()
+            chunk.cancelled = True  # its items still queued are not started
+
+    def _collect(self, keys: RunKeys, number: int, chunk: _ChunkOnWorker, local: _LocalRun,
+                 options: FetchOptions, time_limit: float) -> None:
+        """Send the chunk's rows as they come, until each input has one, the run is
+        cancelled, or the time limit passes."""
+        owed = dict(chunk.owed)
+        batch: list[tuple[int, FetchResult]] = []
+        size, last_flush = 0, time.monotonic()
+        ends = last_flush + time_limit
+        while owed:
+            now = time.monotonic()
+            try:
+                serial, row = chunk.rows.get(timeout=max(0.0, min(
+                    last_flush + FLUSH_EVERY, ends) - now))
+            except gevent.queue.Empty:
+                serial = row = None
+            if row is not None and serial in owed:
+                del owed[serial]
+                batch.append((serial, row))
+                size += len(row.body or b"") + 300
+            now = time.monotonic()
+            if batch and (now >= last_flush + FLUSH_EVERY or len(batch) >= FLUSH_ROWS
+                          or size >= FLUSH_BYTES):
+                self._send(keys, number, batch, local.engine.in_flight)
+                batch, size, last_flush = [], 0, now
+            if local.cancelled:  # seen by the lease renewer
+                chunk.cancelled = True
+                log.info("run %s cancelled: chunk %d stops", keys.run, number)
+                return
+            if now >= ends:
+                batch += [(serial, self._error_row(
+                    index, item, options, ErrorKind.LOST,
+                    f"the chunk's time limit ({time_limit:g} s) passed before this input "
+                    f"had a row on worker {self.name}"))
+                    for serial, (index, item) in owed.items()]
+                break
+        if batch:
+            self._send(keys, number, batch, local.engine.in_flight)
+
+    def _send(self, keys: RunKeys, number: int, batch: list[tuple[int, FetchResult]],
+              in_flight: int) -> None:
+        rows = [[serial, row.to_record(include_body=row.body is not None,
+                                       headers=row.headers is not None)]
+                for serial, row in batch]
+        self._tell(keys, {"c": number, "w": self.name, "f": in_flight, "rows": rows})
+
+    def _error_row(self, index: int, item: Any, options: FetchOptions, kind: ErrorKind,
+                   message: str) -> FetchResult:
+        return FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
+                           method=item_method(item, options.method), error=kind,
+                           message=message)
+
+    def _local_run(self, run: str, options: FetchOptions) -> _LocalRun:
+        digest = hashlib.sha256(json.dumps(options.to_dict(), sort_keys=True).encode()
+                                ).hexdigest()
+        key = (run, digest)
+        local = self.runs.get(key)
+        if local is not None:
+            self.runs.move_to_end(key)
+            return local
+        now = time.monotonic()
+        for old_key, old in list(self.runs.items()):
+            if not old.chunks and (len(self.runs) >= RUNS_KEPT
+                                   or now - old.idle_since > RUN_IDLE):
+                del self.runs[old_key]
+                old.close()
+        cap = self.max_in_flight
+        # rate holds for the whole run: one schedule of slots in Redis for every worker
+        shared = None if options.rate is None else SharedStartRate(
+            self.client, RunKeys(run).rate, options.rate)
+        local = self.runs[key] = _LocalRun(options.replace(
+            concurrency=min(options.concurrency, cap),
+            per_host=None if options.per_host is None else min(options.per_host, cap)), shared)
+        return local
+
+    def _watch_cancels(self) -> None:
+        """Close the local runs whose distributed run was cancelled or whose driver went
+        away: their chunks stop, and their requests in flight are cancelled."""
+        busy = {key[0] for key, local in self.runs.items() if local.chunks}
+        if not busy:
+            return
+        pipe = self.client.pipeline(transaction=False)
+        for run in busy:
+            keys = RunKeys(run)
+            pipe.exists(keys.cancel)
+            pipe.exists(keys.alive)
+        answers = pipe.execute()
+        for position, run in enumerate(busy):
+            if answers[2 * position] or not answers[2 * position + 1]:
+                for key in [key for key in self.runs if key[0] == run]:
+                    local = self.runs.pop(key)
+                    local.cancelled = True
+                    local.close()
+
+    def _cannot_save(self, run: str, save_dir: str | None) -> str:
+        """Why this worker cannot write in save_dir ("" when it can, or without one)."""
+        if not save_dir:
+            return ""
+        key = (run, save_dir)
+        if key not in self.writable:
+            probe = os.path.join(save_dir, f".batchfetch-write-{uuid.uuid4().hex}")
+            try:
+                os.makedirs(save_dir, exist_ok=True)
+                with open(probe, "wb"):
+                    pass
+                os.unlink(probe)
+                self.writable[key] = ""
+            except OSError as exc:
+                self.writable[key] = (f"worker {self.name} cannot write in save_dir "
+                                      f"{save_dir}: {exc.strerror or exc}")
+        return self.writable[key]
+
+    def _probe(self, keys: RunKeys, message: dict[str, Any]) -> None:
+        """Write the driver's token in a file of save_dir, for it to read back."""
+        name = f".batchfetch-probe-{message['probe']}"
+        error = ""
+        try:
+            os.makedirs(message["save_dir"], exist_ok=True)
+            with open(os.path.join(message["save_dir"], name), "w", encoding="utf-8") as out:
+                out.write(message["probe"])
+        except OSError as exc:
+            error = exc.strerror or str(exc)
+        self._tell(keys, {"probe": message["probe"], "w": self.name, "file": name,
+                          "error": error})
+
+    # -- Redis -----------------------------------------------------------------------
+
+    def _tell(self, keys: RunKeys, message: dict[str, Any]) -> None:
+        pipe = self.client.pipeline(transaction=False)
+        pipe.rpush(keys.rows, _broker.dumps(message))
+        pipe.expire(keys.rows, KEY_TTL)
+        pipe.execute()
+
+    def _redis_many(self, *calls: tuple) -> list[Any]:
+        pipe = self.client.pipeline(transaction=False)
+        for name, *args in calls:
+            getattr(pipe, name)(*args)
+        return pipe.execute()
+
+    def _take(self, key: str, lease_ms: int) -> bool:
+        """Hold the lease ``key`` (True), unless another worker holds it."""
+        if self.client.set(key, self.token, nx=True, px=lease_ms) or (
+                self.client.get(key) or b"").decode() == self.token:
+            self.leases[key] = lease_ms
+            return True
+        return False
+
+    def _drop(self, key: str) -> None:
+        if self.leases.pop(key, None) is not None:
+            self._release(keys=[key], args=[self.token])
+
+    def _renew_leases(self) -> None:
+        """Renew every lease held, each every third of its length; watch for cancels."""
+        due: dict[str, float] = {}
+        while True:
+            gevent.sleep(0.2)
+            try:
+                self._watch_cancels()
+            except Exception as exc:  # noqa: BLE001 - Redis away: tried again soon
+                log.warning("could not look for cancelled runs: %s", exc)
+            now = time.monotonic()
+            for key, lease_ms in list(self.leases.items()):
+                if due.setdefault(key, now + lease_ms / 3000) > now:
+                    continue
+                due[key] = now + lease_ms / 3000
+                try:
+                    if not self._renew(keys=[key], args=[self.token, lease_ms]):
+                        self.leases.pop(key, None)  # lapsed: the driver sends it again
+                except Exception as exc:  # noqa: BLE001 - Redis away: tried again soon
+                    log.warning("could not renew %s: %s", key, exc)
+            for key in list(due):
+                if key not in self.leases:
+                    del due[key]

@@ -1,0 +1,301 @@
+"""broker=: a batch fetched by real batchfetch-worker processes through a real redis-server,
+with the guarantees of a local run (issue 18)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import gevent
+import pytest
+
+from batchfetch import BrokerError, FetchOptions, fetch_all, iter_fetch
+from batchfetch.engines import distributed
+from batchfetch.engines._broker import RunKeys
+from batchfetch.engines._chunk_worker import WorkerProcess
+
+from cluster import RedisServer, Worker, stop_all
+
+#: Fields that differ between two fetches of the same URL whatever the engine.
+TIMING = ("elapsed", "waited")
+
+
+@pytest.fixture(scope="module")
+def redis_server(tmp_path_factory):
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def workers(redis_server, tmp_path_factory):
+    """Two workers on database 0, shared by the tests that kill nothing."""
+    directory = tmp_path_factory.mktemp("workers")
+    started = [Worker(redis_server.url(0), f"w{n}", directory) for n in (1, 2)]
+    yield started
+    stop_all([worker.process for worker in started])
+
+
+def broker_options(redis_server, db=0, **options):
+    return dict(broker=redis_server.url(db), chunk_size=3, lease=1.5, **options)
+
+
+def same_fields(row):
+    return {key: value for key, value in row.to_record(include_body=True, headers=True).items()
+            if key not in TIMING}
+
+
+def test_rows_are_those_of_a_local_run(server, redis_server, workers):
+    items = [server.url("/ok"), "not a url", server.url("/status/404"),
+             {"url": server.url("/echo"), "method": "POST", "json": {"n": 1}, "id": "rpc"},
+             server.url("/fault/reset"), server.url("/redirect/2"),
+             {"url": server.url("/echo"), "data": b"\x00\xff", "method": "PUT"}] * 3
+    options = dict(keep_body=True, response_headers=True, retries=0)
+    local = fetch_all(items, **options)
+    spread = fetch_all(items, **broker_options(redis_server, **options))
+    assert [row.index for row in spread] == list(range(len(items)))
+    assert [row.error for row in spread[:7]] == ["", "invalid_url", "http", "", "reset", "", ""]
+    for here, there in zip(local, spread):
+        here_fields, there_fields = same_fields(here), same_fields(there)
+        for fields in (here_fields, there_fields):  # the echo shows each connection's port
+            fields.pop("headers")
+            if fields["url"].endswith("/echo"):
+                fields.pop("body")
+                fields.pop("size")
+        assert here_fields == there_fields
+    assert json.loads(spread[3].body)["json"] == {"n": 1}
+    assert json.loads(spread[6].body)["body"] == "\x00\ufffd" or spread[6].ok
+
+
+def test_hooks_run_here_with_exceptions_rebuilt(server, redis_server, workers):
+    seen, failures = [], []
+    items = [server.url("/ok"), server.url("/status/503"), "ftp://nope"]
+    table = fetch_all(items, on_result=lambda row: seen.append(row.index),
+                      exception_handler=lambda item, exc: failures.append((item, exc)),
+                      **broker_options(redis_server, retries=0))
+    assert sorted(seen) == [0, 1, 2]
+    assert {item for item, _ in failures} == {items[1], items[2]}
+    by_item = dict(failures)
+    assert type(by_item[items[1]]).__name__ == "HTTPStatusError"
+    assert by_item[items[1]].status == 503
+    assert table[1].status == 503
+
+
+def test_bodies_saved_by_the_workers_where_the_driver_sees_them(server, redis_server, workers,
+                                                                tmp_path):
+    items = [server.url(f"/random/100?seed={n}") for n in range(7)]
+    table = fetch_all(items, save_dir=str(tmp_path / "bodies"),
+                      **broker_options(redis_server))
+    assert all(row.ok for row in table)
+    for row in table:
+        assert os.path.getsize(row.path) == 100
+    assert not [name for name in os.listdir(tmp_path / "bodies") if name.startswith(".")]
+
+
+def test_a_save_dir_the_workers_do_not_share_is_refused(server, redis_server, workers,
+                                                        tmp_path, monkeypatch):
+    """A relative --save is another directory on each side (the workers run elsewhere):
+    the probe file a worker writes is not seen here."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(Exception, match="is not storage the workers share"):
+        fetch_all([server.url("/ok")], save_dir="bodies", **broker_options(redis_server))
+
+
+def test_a_worker_that_cannot_write_fails_its_chunks_clearly(server, redis_server, tmp_path):
+    """A worker that joins late and cannot write in save_dir (here a file is in the way):
+    each input of its chunk gets a ``save`` row saying so."""
+    (tmp_path / "blocked").write_text("not a directory")
+    keys = RunKeys("latejoin")
+    process = WorkerProcess(redis_server.url(3), 10, "late@host")
+    process.client.set(keys.alive, json.dumps({"lease": 5}))
+    message = {"protocol": 1, "version": distributed.__version__, "run": "latejoin", "chunk": 0,
+               "options": FetchOptions(save_dir=str(tmp_path / "blocked" / "x")).to_dict(),
+               "items": [[0, 0, server.url("/ok")], [1, 1, server.url("/json")]],
+               "time_limit": 60}
+    process.run_chunk(message)
+    sent = [json.loads(raw) for raw in process.client.lrange(keys.rows, 0, -1)]
+    rows = [row for message in sent for _, row in message.get("rows", [])]
+    assert [row["error"] for row in rows] == ["save", "save"]
+    assert "worker late@host cannot write in save_dir" in rows[0]["message"]
+    assert sent[0]["e"] == "started" and sent[-1]["e"] == "done"
+    process.client.flushdb()
+
+
+def test_a_worker_of_another_version_refuses_the_chunk(server, redis_server, workers,
+                                                       monkeypatch):
+    monkeypatch.setattr(distributed, "__version__", "0.0.0-other")
+    table = fetch_all([server.url("/ok"), server.url("/json")], **broker_options(redis_server))
+    assert [row.error for row in table] == ["lost", "lost"]
+    assert "and this run is batchfetch 0.0.0-other" in table[0].message
+
+
+def test_options_that_cannot_travel_are_refused_before_anything_is_sent(redis_server):
+    import requests.auth
+
+    with pytest.raises(Exception, match="cannot travel"):
+        fetch_all(["http://127.0.0.1:1/"], json={"tags": {"a", "b"}},
+                  **broker_options(redis_server))
+    with pytest.raises(ValueError, match="AuthBase object cannot travel"):
+        FetchOptions(broker=redis_server.url(), auth=requests.auth.HTTPDigestAuth("a", "b"))
+    with pytest.raises(ValueError, match="is not a Redis URL"):
+        FetchOptions(broker="amqp://guest@127.0.0.1//")
+    with pytest.raises(ValueError, match="workers and broker"):
+        FetchOptions(broker=redis_server.url(), workers=2)
+
+
+def test_a_killed_worker_s_chunks_come_back_and_each_input_has_one_row(server, redis_server,
+                                                                        tmp_path, caplog):
+    """kill -9 of a worker mid-chunk: its chunks are sent again once its lease lapses, and
+    every index comes back exactly once (the recovery time is printed, not asserted)."""
+    broker = redis_server.url(1)
+    pair = [Worker(broker, f"k{n}", tmp_path, max_in_flight=4) for n in (1, 2)]
+    items = [server.url(f"/delay/0.2?n={n}") for n in range(120)]
+    killed_at = []
+
+    def kill_first_worker(row):
+        if not killed_at:
+            pair[0].stop(signal.SIGKILL)
+            killed_at.append(time.time())
+
+    try:
+        rows = list(iter_fetch(items, on_result=kill_first_worker, broker=broker,
+                               chunk_size=6, lease=2, concurrency=4))
+    finally:
+        stop_all([worker.process for worker in pair])
+    indexes = sorted(row.index for row in rows)
+    assert indexes == list(range(len(items)))
+    assert all(row.ok for row in rows), [row.message for row in rows if not row.ok]
+    resent = [record.created for record in caplog.records if "lease lapsed" in record.message]
+    assert resent, "the killed worker held a chunk"
+    print(f"\nthe killed worker's first chunk was sent again {resent[0] - killed_at[0]:.1f} s "
+          f"after the kill (lease 2 s); {len(resent)} chunks sent again")
+
+
+def test_a_lapsed_chunk_does_not_send_a_post_again(server, redis_server, tmp_path):
+    """A chunk whose worker died after starting it: its POSTs get ``lost`` rows (they may
+    have been sent) unless retry_non_idempotent; its GETs are fetched."""
+    broker = redis_server.url(2)
+    pair = [Worker(broker, f"p{n}", tmp_path, max_in_flight=2) for n in (1, 2)]
+    items = []
+    for n in range(16):
+        items.append({"url": server.url(f"/delay/0.3?post={n}"), "method": "POST"})
+        items.append(server.url(f"/delay/0.3?get={n}"))
+    killed = []
+
+    def kill_first_worker(row):
+        if not killed:
+            pair[0].stop(signal.SIGKILL)
+            killed.append(True)
+
+    try:
+        table = fetch_all(items, on_result=kill_first_worker, broker=broker, chunk_size=4,
+                          lease=1.5, concurrency=2)
+    finally:
+        stop_all([worker.process for worker in pair])
+    assert [row.index for row in table] == list(range(len(items)))
+    lost = [row for row in table if row.error == "lost"]
+    assert lost, "the killed worker held a started chunk with POSTs"
+    assert all(row.method == "POST" and "not sent again" in row.message for row in lost)
+    assert all(row.ok for row in table if row.method == "GET")
+
+
+def test_the_broker_going_away_stops_the_run_with_the_rows_so_far(server, tmp_path):
+    own_redis = RedisServer(tmp_path)
+    worker = Worker(own_redis.url(), "lonely", tmp_path, max_in_flight=2)
+    rows = []
+    try:
+        with pytest.raises(BrokerError, match="cannot reach the broker redis://127.0.0.1"):
+            for row in iter_fetch([server.url(f"/delay/0.1?n={n}") for n in range(200)],
+                                  broker=own_redis.url(), chunk_size=2, concurrency=2):
+                rows.append(row)
+                if len(rows) == 5:
+                    own_redis.stop(signal.SIGKILL)
+    finally:
+        worker.stop()
+        own_redis.stop()
+    assert len(rows) >= 5 and all(row.ok for row in rows)
+    assert len({row.index for row in rows}) == len(rows)
+
+
+def test_the_command_with_a_broker_gone_exits_69_with_its_rows(server, tmp_path, child_env):
+    result = subprocess.run(
+        [sys.executable, "-m", "batchfetch", "--broker", f"redis://:pw@127.0.0.1:{1}/0",
+         server.url("/ok")], capture_output=True, text=True, env=child_env)
+    assert result.returncode == 69, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(
+        "batchfetch: cannot reach the broker redis://:***@127.0.0.1:1/0:")
+    assert "pw@" not in result.stderr
+
+
+def test_ctrl_c_starts_no_chunk_afterwards_and_resume_completes(server, redis_server,
+                                                                 workers, tmp_path, child_env):
+    rows_file = tmp_path / "rows.jsonl"
+    urls = tmp_path / "urls.txt"
+    urls.write_text("".join(server.url(f"/delay/0.1?n={n}\n") for n in range(200)))
+    command = [sys.executable, "-m", "batchfetch", str(urls), "-o", str(rows_file),
+               "--broker", redis_server.url(), "--chunk-size", "5", "-c", "4", "--lease", "1.5"]
+    driver = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=child_env)
+    while not rows_file.exists() or rows_file.read_text().count("\n") < 20:
+        gevent.sleep(0.05)
+    driver.send_signal(signal.SIGINT)
+    _, stderr = driver.communicate()
+    exited = time.time()
+    assert driver.returncode == 130, stderr
+    assert "interrupted:" in stderr and "add --resume to fetch the rest" in stderr
+    served = server.requests_served
+    gevent.sleep(3)  # two leases: a chunk started after the cancel would be fetching now
+    print(f"\n{server.requests_served - served} requests reached the server after the "
+          f"driver exited; {served} before")
+    starts = [float(line.rsplit(" at ", 1)[1]) for worker in workers
+              for line in worker.text().splitlines() if "started chunk" in line]
+    assert starts and max(starts) < exited
+    resumed = subprocess.run(command + ["--resume"], capture_output=True, text=True,
+                             env=child_env)
+    assert resumed.returncode == 0, resumed.stderr
+    indexes = [json.loads(line)["index"] for line in rows_file.read_text().splitlines()]
+    assert sorted(indexes) == list(range(200))
+
+
+def test_batchfetch_worker_refuses_a_broker_that_is_not_redis(child_env):
+    result = subprocess.run([sys.executable, "-m", "batchfetch.cli.worker", "--broker",
+                             "amqp://127.0.0.1//"], capture_output=True, text=True,
+                            env=child_env)
+    assert result.returncode == 2
+    assert "is not a Redis URL" in result.stderr
+    missing = subprocess.run([sys.executable, "-m", "batchfetch.cli.worker"],
+                             capture_output=True, text=True, env=child_env)
+    assert missing.returncode == 2 and "Missing option '--broker'" in missing.stderr
+
+
+def test_workers_log_no_monkey_patch_warning(workers):
+    for worker in workers:
+        assert "MonkeyPatchWarning" not in worker.text()
+
+
+def test_a_chunk_past_its_time_limit_ends_with_lost_rows(server, redis_server, workers,
+                                                         tmp_path, child_env):
+    result = subprocess.run(
+        [sys.executable, "-m", "batchfetch", server.url("/ok"), server.url("/delay/5"),
+         "--broker", redis_server.url(), "--chunk-size", "2", "--chunk-time-limit", "1",
+         "-f", "jsonl"], capture_output=True, text=True, env=child_env)
+    assert result.returncode == 1, result.stderr
+    rows = sorted((json.loads(line) for line in result.stdout.splitlines()),
+                  key=lambda row: row["index"])
+    assert [row["error"] for row in rows] == ["", "lost"]
+    assert rows[1]["message"].startswith("the chunk's time limit (1 s) passed before this "
+                                         "input had a row on worker w")
+
+
+def test_rate_holds_for_the_whole_run_across_workers(server, redis_server, workers):
+    """Two workers, rate 20: the server's bucket of 20 a second (bursts of 2) refuses
+    none, where each worker pacing itself at 20 would send 40 a second; 200 requests
+    take at least 199 intervals."""
+    items = [server.url(f"/limited/shared?rate=20&burst=2&delay=0&n={n}") for n in range(200)]
+    started = time.monotonic()
+    table = fetch_all(items, rate=20, throttled_retries=0, retries=0, concurrency=10,
+                      **dict(broker_options(redis_server), chunk_size=10))
+    took = time.monotonic() - started
+    assert [row.status for row in table] == [200] * 200
+    assert took >= 9.95
+    print(f"\n200 requests at rate 20 on two workers: {took:.2f} s")
