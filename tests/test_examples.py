@@ -53,3 +53,21 @@ def test_api_calls_jsonl_through_the_cli(server, tmp_path):
         else:
             assert received["body"] == call["data"]
     assert server.hits["/echo"] == len(sent)
+
+
+def test_cluster_example_runs_two_workers_and_keeps_one_row_per_input():
+    """examples/cluster/run.py: redis-server, two workers, one killed halfway (issue 18)."""
+    import shutil
+
+    if shutil.which("redis-server") is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-server is not installed: CI must install it")
+        pytest.skip("redis-server is not installed (apt-get install redis-server)")
+    env = dict(os.environ, PYTHONPATH=str(EXAMPLES.parent))
+    result = subprocess.run([sys.executable, str(EXAMPLES / "cluster" / "run.py")],
+                            capture_output=True, text=True, env=env,
+                            stdin=subprocess.DEVNULL)
+    assert result.returncode == 0, result.stderr
+    assert "400 rows for 400 inputs" in result.stdout
+    assert "each index once: True" in result.stdout
+    assert "Traceback" not in result.stderr

@@ -214,9 +214,11 @@ class WorkerProcess:
         ends = last_flush + time_limit
         while owed:
             now = time.monotonic()
+            # With rows waiting, until they are due to go; else until the next row (the
+            # time limit and the cancel watch still apply).
+            wake = min(last_flush + FLUSH_EVERY, ends) if batch else min(ends, now + 1.0)
             try:
-                serial, row = chunk.rows.get(timeout=max(0.0, min(
-                    last_flush + FLUSH_EVERY, ends) - now))
+                serial, row = chunk.rows.get(timeout=max(0.0, wake - now))
             except gevent.queue.Empty:
                 serial = row = None
             if row is not None and serial in owed:
