@@ -299,3 +299,54 @@ def test_rate_holds_for_the_whole_run_across_workers(server, redis_server, worke
     assert [row.status for row in table] == [200] * 200
     assert took >= 9.95
     print(f"\n200 requests at rate 20 on two workers: {took:.2f} s")
+
+
+def test_each_worker_process_stays_within_its_max_in_flight(server, redis_server, workers):
+    """-c 100 asks for more than the workers' --max-in-flight 20: the server never sees
+    more than 2 x 20 at once."""
+    items = [server.url(f"/busy/cap?workers=200&service=0.05&n={n}") for n in range(300)]
+    table = fetch_all(items, concurrency=100, **dict(broker_options(redis_server),
+                                                     chunk_size=30))
+    assert all(row.ok for row in table)
+    assert 1 < server.backends["cap"][2] <= 40
+
+
+def test_retry_failed_fetches_the_failed_rows_again(server, redis_server, workers, tmp_path,
+                                                    child_env):
+    rows_file = tmp_path / "rows.jsonl"
+    urls = [server.url(f"/flaky/again{n}?fail=1&status=500") for n in range(6)]
+    command = [sys.executable, "-m", "batchfetch", *urls, "-o", str(rows_file), "-r", "0",
+               "--broker", redis_server.url(), "--chunk-size", "2"]
+    first = subprocess.run(command, capture_output=True, text=True, env=child_env)
+    assert first.returncode == 1, first.stderr
+    again = subprocess.run(command + ["--resume", "--retry-failed"], capture_output=True,
+                           text=True, env=child_env)
+    assert again.returncode == 0, again.stderr
+    rows = [json.loads(line) for line in rows_file.read_text().splitlines()]
+    assert sorted(row["index"] for row in rows) == list(range(6))
+    assert all(row["status"] == 200 for row in rows)
+
+
+def test_batchfetch_worker_processes_runs_and_stops_its_children(server, redis_server, tmp_path,
+                                                                 child_env):
+    log = tmp_path / "supervisor.log"
+    with open(log, "wb") as out:
+        supervisor = subprocess.Popen(
+            [sys.executable, "-m", "batchfetch.cli.worker", "--broker", redis_server.url(4),
+             "--processes", "2", "--name", "sup@box", "--loglevel", "info"],
+            stdout=out, stderr=subprocess.STDOUT, env=child_env)
+    try:
+        while log.read_bytes().count(b" ready.") < 2:
+            assert supervisor.poll() is None, log.read_text()
+            gevent.sleep(0.05)
+        table = fetch_all([server.url(f"/ok?n={n}") for n in range(20)],
+                          broker=redis_server.url(4), chunk_size=2)
+        assert all(row.ok for row in table)
+        text = log.read_text()
+        assert "sup-1@box" in text and "sup-2@box" in text
+    finally:
+        stop_all([supervisor])
+    assert supervisor.returncode == 0
+    assert not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+                                                text=True).stdout.splitlines()
+                if "sup-1@box" in line or "sup-2@box" in line]

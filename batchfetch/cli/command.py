@@ -176,14 +176,14 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                help="With --resume: fetch the inputs whose rows failed again, replacing those "
                     "rows.")
 @cluster_option("--broker", metavar="URL",
-                help="Fetch on the batchfetch-worker processes of this Redis broker "
-                     "(redis://HOST:6379/0); -c and --per-host then hold per worker process.")
+                help="Fetch on the batchfetch-worker processes of this Redis broker; -c and "
+                     "--per-host then hold per worker process.")
 @cluster_option("--chunk-size", type=int, metavar="N", default_of="chunk_size",
-                help="Inputs per chunk sent to a worker.")
+                help="Inputs per chunk.")
 @cluster_option("--lease", type=float, metavar="SECONDS", default_of="lease",
-                help="A dead worker's chunk is sent again this long after its last renewal.")
+                help="A dead worker's chunks go to others this long after its last renewal.")
 @cluster_option("--chunk-time-limit", type=float, metavar="SECONDS",
-                default_of="chunk_time_limit", help="Most a chunk may take on its worker.")
+                default_of="chunk_time_limit", help="Most one chunk may take.")
 @general_option("--progress/--no-progress", default=None,
                 help="A progress bar on stderr (done/total, rate, ok, failed, retries, ETA). "
                      "Default: on when stderr is a terminal, unless -q or rows stream to it.")

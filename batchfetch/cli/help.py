@@ -144,7 +144,7 @@ Examples:
 
 \b
 Exit status: 0 every row ok, 1 some row failed, 2 usage error (or
-input that is not text, or --resume with another input's file), 74 rows
-could not be written (disk full), 130 interrupted (Ctrl-C, SIGTERM), 141
-output closed early (piped into head).
+input that is not text, or --resume with another input's file), 69 the
+--broker cannot be reached, 74 rows could not be written (disk full), 130
+interrupted (Ctrl-C, SIGTERM), 141 output closed early (piped into head).
 """
