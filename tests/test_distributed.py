@@ -350,3 +350,25 @@ def test_batchfetch_worker_processes_runs_and_stops_its_children(server, redis_s
     assert not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True,
                                                 text=True).stdout.splitlines()
                 if "sup-1@box" in line or "sup-2@box" in line]
+
+
+def test_files_and_bodies_travel_inline_and_capped(server, redis_server, workers, tmp_path,
+                                                   monkeypatch):
+    """-F @FILE is read here and sent inline (the workers, elsewhere, could not read it);
+    bodies kept or sent through Redis are capped."""
+    monkeypatch.chdir(tmp_path)  # a relative path: the workers run in another directory
+    (tmp_path / "note.txt").write_bytes(b"from the driver\n")
+    table = fetch_all([server.url("/echo")], method="POST", keep_body=True,
+                      files={"note": {"path": "note.txt", "type": "text/plain"}},
+                      **broker_options(redis_server))
+    assert table[0].ok, table[0].message
+    assert "from the driver" in table[0].json()["body"]
+    assert 'filename="note.txt"' in table[0].json()["body"]
+    with pytest.raises(ValueError, match="at most 10485760"):
+        FetchOptions(broker=redis_server.url(), keep_body=True, max_bytes=None)
+    with pytest.raises(ValueError, match="sends them with every chunk"):
+        fetch_all([server.url("/echo")], data=b"x" * (2 * 1024 * 1024),
+                  **broker_options(redis_server))
+    big = fetch_all([{"url": server.url("/echo"), "data": "y" * (2 * 1024 * 1024)}],
+                    **broker_options(redis_server))
+    assert big[0].error == "invalid_request" and "at most 1048576 bytes" in big[0].message

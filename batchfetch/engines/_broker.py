@@ -47,6 +47,8 @@ KEY_TTL = 24 * 3600
 VISIBILITY_TIMEOUT = 3600
 #: The largest item, as JSON, a chunk carries (a request body included).
 ITEM_LIMIT = 1024 * 1024
+#: The largest options, as JSON, that go with every chunk (bodies and -F files included).
+OPTIONS_LIMIT = 1024 * 1024
 
 
 class RunKeys:
@@ -132,6 +134,14 @@ def wire_options(options: FetchOptions) -> dict[str, Any]:
     wire = options_to_dict(options.replace(broker=None))
     if options.multipart is not None:
         wire["files"] = {name: _inline_part(part) for name, part in options.multipart.items()}
+    size = len(dumps(wire))
+    if size > OPTIONS_LIMIT:
+        from ..errors import OptionError
+
+        raise OptionError("options", "...", "", f"the options are {size} bytes as JSON (a "
+                          "request body or -F file included): a distributed run sends them "
+                          f"with every chunk, at most {OPTIONS_LIMIT} bytes; give large "
+                          "bodies per item instead")
     return wire
 
 
