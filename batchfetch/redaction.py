@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["MASK", "mask_line", "mask_passwords", "mask_url", "shown_option"]
+__all__ = ["MASK", "mask_broker", "mask_line", "mask_passwords", "mask_url", "shown_option"]
 
 MASK = "***"
 
@@ -117,6 +117,8 @@ def shown_option(name: str, value: Any) -> Any:
         >>> shown_option("headers", {"Authorization": "Bearer t", "Accept": "text/html"})
         {'Authorization': '***', 'Accept': 'text/html'}
     """
+    if name == "broker" and isinstance(value, str):
+        return mask_broker(value)
     if name == "auth":
         if isinstance(value, tuple) and value:
             return (value[0], *[MASK] * (len(value) - 1))
@@ -132,3 +134,15 @@ def shown_option(name: str, value: Any) -> Any:
     if isinstance(value, str):
         return mask_passwords(value)
     return value
+
+
+def mask_broker(url: str) -> str:
+    """A broker URL as outputs show it: the password masked in the user info and in a
+    ``?password=`` query, which redis-py also takes.
+
+    Example::
+
+        >>> mask_broker("redis://:s3cret@127.0.0.1:6379/0?password=s3cret")
+        'redis://:***@127.0.0.1:6379/0?password=***'
+    """
+    return re.sub(r"([?&]password=)[^&#]*", rf"\1{MASK}", mask_url(url))

@@ -344,10 +344,14 @@ def test_batchfetch_worker_processes_runs_and_stops_its_children(server, redis_s
         assert all(row.ok for row in table)
         text = log.read_text()
         assert "sup-1@box" in text and "sup-2@box" in text
+        commands = [line for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
+                                                    text=True).stdout.splitlines()
+                    if "sup-1@box" in line]
+        assert commands and not [line for line in commands if "redis://" in line]
     finally:
         stop_all([supervisor])
     assert supervisor.returncode == 0
-    assert not [line for line in subprocess.run(["ps", "-eo", "args"], capture_output=True,
+    assert not [line for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
                                                 text=True).stdout.splitlines()
                 if "sup-1@box" in line or "sup-2@box" in line]
 
@@ -372,3 +376,34 @@ def test_files_and_bodies_travel_inline_and_capped(server, redis_server, workers
     big = fetch_all([{"url": server.url("/echo"), "data": "y" * (2 * 1024 * 1024)}],
                     **broker_options(redis_server))
     assert big[0].error == "invalid_request" and "at most 1048576 bytes" in big[0].message
+
+
+def test_options_a_worker_cannot_take_give_error_rows_not_a_loop(server, redis_server,
+                                                                 workers, tmp_path,
+                                                                 monkeypatch):
+    """A CA bundle that exists only where the driver runs (a relative path: the workers run
+    in another directory): each row says so, once; the chunk is not sent round forever."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ca.pem").write_text("only here")
+    table = fetch_all([server.url("/ok"), server.url("/json")], verify="ca.pem",
+                      **broker_options(redis_server))
+    assert [row.error for row in table] == ["invalid_request"] * 2
+    assert "cannot run these options" in table[0].message and "ca.pem" in table[0].message
+
+
+def test_a_url_that_is_not_utf8_comes_back_as_locally(server, redis_server, workers):
+    url = server.url("/status/404?q=\udcff")
+    local = fetch_all([url], retries=0)
+    spread = fetch_all([url], retries=0, **broker_options(redis_server))
+    assert (spread[0].status, spread[0].error, spread[0].url) == \
+        (local[0].status, local[0].error, local[0].url)
+
+
+def test_many_runs_in_a_row_share_each_worker_cleanly(server, redis_server, workers):
+    """Past the runs a worker keeps open, the idle ones are closed while new chunks come:
+    that once raised KeyError in a chunk, and its POSTs came back lost."""
+    for run in range(6):
+        table = fetch_all([{"url": server.url(f"/echo?run={run}&n={n}"), "method": "POST"}
+                           for n in range(8)],
+                          **dict(broker_options(redis_server), chunk_size=1))
+        assert [row.error for row in table] == [""] * 8, [row.message for row in table]

@@ -7,6 +7,7 @@ it blocks the hub, and the worker takes chunks and hangs (measured, ../shared/no
 """
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import socket
@@ -84,6 +85,10 @@ def _run_celery(broker: str, max_in_flight: int, name: str, loglevel: str) -> No
 
     app = make_app(broker)
     process = WorkerProcess(broker, max_in_flight, name)
+    # A revoke (the driver's Ctrl-C) asks the result backend for each chunk's state; there
+    # is none (rows go through Redis lists), and Celery warns once per chunk.
+    logging.getLogger("celery.worker.control").addFilter(
+        lambda record: "as revoked in backend" not in record.getMessage())
     app.task(name=TASK)(process.run_chunk)
     signals.task_received.connect(
         lambda sender=None, request=None, **_: process.received(request.id), weak=False)
@@ -112,10 +117,12 @@ def _supervise(broker: str, max_in_flight: int, processes: int, name: str,
                loglevel: str) -> int:
     """Run ``processes`` worker processes and wait for them; Ctrl-C or SIGTERM stops them."""
     base, _, host = name.partition("@")
+    # The broker (its password) goes in the environment, never in an argv ps shows.
+    environment = dict(os.environ, BATCHFETCH_BROKER=broker)
     children = [subprocess.Popen([
-        sys.executable, "-m", "batchfetch.cli.worker", "--broker", broker, "--processes", "1",
+        sys.executable, "-m", "batchfetch.cli.worker", "--processes", "1",
         "--max-in-flight", str(max_in_flight), "--loglevel", loglevel,
-        "--name", f"{base}-{number}@{host}" if host else f"{base}-{number}"])
+        "--name", f"{base}-{number}@{host}" if host else f"{base}-{number}"], env=environment)
         for number in range(1, processes + 1)]
 
     def stop(signum, _frame) -> None:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from .._options_json import _encoded, options_to_dict
 from ..headers import multipart_parts
 from ..inputs import RequestSpec
-from ..redaction import mask_url
+from ..redaction import mask_broker
 
 if TYPE_CHECKING:
     from ..config import FetchOptions
@@ -37,14 +37,14 @@ QUEUE = "batchfetch"
 TASK = "batchfetch.chunk"
 #: Bumped when a chunk's or a message's shape changes (the version check covers the rest).
 PROTOCOL = 1
-#: Every key of a run expires after this many seconds without a write: a driver that dies
-#: leaves nothing behind for long.
-KEY_TTL = 24 * 3600
-#: Seconds kombu waits before it puts an unacknowledged chunk back on the queue. The
-#: leases recover a dead worker's chunks much sooner; this only clears the copies left in
-#: kombu's unacked table (see the sweep in ``distributed.py``), so it is long: a copy put
-#: back while its chunk still runs is skipped by its lease, but costs a message.
-VISIBILITY_TIMEOUT = 3600
+#: Every key of a run expires after this many seconds unless the driver renews it (it does
+#: while the run lasts): what a dead driver, or a worker's late write, leaves goes soon.
+KEY_TTL = 600
+#: Seconds before the workers' restore sweep (``cli/worker.py``) puts an unacknowledged
+#: chunk back on the queue. The leases bring back a dead worker's chunks much sooner; this
+#: returns what they cannot see: a chunk whose worker died between taking the message and
+#: leasing it. A copy put back while its chunk is held or done is skipped by the lease.
+VISIBILITY_TIMEOUT = 300
 #: The largest item, as JSON, a chunk carries (a request body included).
 ITEM_LIMIT = 1024 * 1024
 #: The largest options, as JSON, that go with every chunk (bodies and -F files included).
@@ -62,7 +62,6 @@ class RunKeys:
         self.done = f"{prefix}:done"
         self.rows = f"{prefix}:rows"
         self.rate = f"{prefix}:rate"
-        self.grants = f"{prefix}:grants"
         self._lease = f"{prefix}:lease:"
 
     def lease(self, chunk: int) -> str:
@@ -70,7 +69,7 @@ class RunKeys:
 
     def all(self) -> list[str]:
         """The run's keys but the leases (which expire by themselves)."""
-        return [self.alive, self.cancel, self.done, self.rows, self.rate, self.grants]
+        return [self.alive, self.cancel, self.done, self.rows, self.rate]
 
 
 def chunk_task_id(run: str, chunk: int) -> str:
@@ -87,8 +86,8 @@ def parse_task_id(task_id: str) -> tuple[str, int] | None:
 
 
 def shown_broker(url: str) -> str:
-    """The broker URL as outputs show it: the password masked."""
-    return mask_url(url)
+    """The broker URL as outputs show it (:func:`~batchfetch.redaction.mask_broker`)."""
+    return mask_broker(url)
 
 
 def make_app(broker: str, prefetch: int = 2):
@@ -113,15 +112,22 @@ def make_app(broker: str, prefetch: int = 2):
 
 
 def redis_client(url: str):
-    """A Redis client of ``url`` whose calls give up instead of waiting forever."""
+    """A Redis client of ``url`` whose calls give up instead of waiting forever, after
+    trying again for about a second (a pause of this process, Ctrl-Z or a blocked hub,
+    must not read as Redis gone)."""
     import redis
+    from redis.backoff import ExponentialBackoff
+    from redis.retry import Retry
 
-    return redis.Redis.from_url(url, socket_connect_timeout=10, socket_timeout=30,
-                                health_check_interval=15)
+    return redis.Redis.from_url(
+        url, socket_connect_timeout=10, socket_timeout=30, health_check_interval=15,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 4),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError])
 
 
 def dumps(message: dict[str, Any]) -> str:
-    return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    # ASCII: a lone surrogate (a URL decoded with surrogateescape) travels as \udcff.
+    return json.dumps(message, separators=(",", ":"))
 
 
 def loads(raw: bytes | str) -> dict[str, Any]:
@@ -154,9 +160,9 @@ def _inline_part(part: tuple[str | None, Any, str | None]) -> Any:
                     marks=True)
 
 
-def wire_item(item: Any) -> Any:
-    """``item`` as JSON carries it to a worker (files read here, inline); ValueError or
-    OptionError when it cannot travel."""
+def wire_item(item: Any) -> tuple[Any, int]:
+    """``item`` as JSON carries it to a worker (files read here, inline), and its size as
+    JSON; ValueError or OptionError when it cannot travel."""
     if isinstance(item, RequestSpec):
         item = {name: getattr(item, name) for name in
                 ("url", "method", "headers", "params", "json", "data", "files", "cookies", "id")
@@ -172,4 +178,4 @@ def wire_item(item: Any) -> Any:
     if size > ITEM_LIMIT:
         raise ValueError(f"the item is {size} bytes as JSON: a distributed run sends items "
                          f"of at most {ITEM_LIMIT} bytes through the broker")
-    return wire
+    return wire, size

@@ -8,6 +8,7 @@ it takes, so the limits hold per process whatever the number of Celery slots.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import hashlib
 import json
 import logging
@@ -75,6 +76,7 @@ class _LocalRun:
     their items in, and each row goes back to the chunk of its item."""
 
     def __init__(self, options: FetchOptions, start_rate: Any = None) -> None:
+        self.options = options  # as the run asked: the engine's limits are its share
         self.engine = LocalEngine(options, start_rate)
         self.inbox: gevent.queue.Queue = gevent.queue.Queue()
         self.routes: dict[int, list[tuple[_ChunkOnWorker, int]]] = {}  # id(item) -> chunks
@@ -154,25 +156,26 @@ class WorkerProcess:
             self._probe(keys, message)
             return
         number = message["chunk"]
-        if message.get("version") != __version__ or message.get("protocol") != PROTOCOL:
-            self._tell(keys, {"e": "refused", "c": number, "w": self.name, "m": (
-                f"worker {self.name} runs batchfetch {__version__}, and this run is "
-                f"batchfetch {message.get('version')}: run the same version on the driver "
-                "and every worker")})
-            return
         lease = keys.lease(number)
-        alive, cancelled, done = self._redis_many(
-            ("get", keys.alive), ("exists", keys.cancel), ("sismember", keys.done, number))
-        if alive is None or cancelled or done:
-            self._drop(lease)
-            log.info("skipped chunk %d of run %s (over, cancelled or done)", number, keys.run)
-            return
-        lease_ms = int(json.loads(alive)["lease"] * 1000)
-        if not self._take(lease, lease_ms):
-            return  # another worker holds it (this is a late copy)
-        self._tell(keys, {"e": "started", "c": number, "w": self.name})
-        log.info("started chunk %d of run %s at %.3f", number, keys.run, time.time())
         try:
+            if message.get("version") != __version__ or message.get("protocol") != PROTOCOL:
+                self._tell(keys, {"e": "refused", "c": number, "w": self.name, "m": (
+                    f"worker {self.name} runs batchfetch {__version__}, and this run is "
+                    f"batchfetch {message.get('version')}: run the same version on the "
+                    "driver and every worker")})
+                return
+            alive, cancelled, done = self._redis_many(
+                ("get", keys.alive), ("exists", keys.cancel), ("sismember", keys.done, number))
+            if cancelled or done:
+                log.info("skipped chunk %d of run %s (cancelled or done)", number, keys.run)
+                return
+            if alive is None:  # the driver died, or paused: if it is there, it sends again
+                self._tell(keys, {"e": "skipped", "c": number, "w": self.name})
+                return
+            if not self._take(lease, int(json.loads(alive)["lease"] * 1000)):
+                return  # another worker holds it (this is a late copy)
+            self._tell(keys, {"e": "started", "c": number, "w": self.name})
+            log.info("started chunk %d of run %s at %.3f", number, keys.run, time.time())
             self._fetch(keys, number, message)
             pipe = self.client.pipeline(transaction=False)
             pipe.sadd(keys.done, number)
@@ -185,13 +188,23 @@ class WorkerProcess:
     # -- a chunk -------------------------------------------------------------------
 
     def _fetch(self, keys: RunKeys, number: int, message: dict[str, Any]) -> None:
-        options = FetchOptions.from_dict(message["options"])
+        """Each input of the chunk gets a row: fetched, or an error row saying why this
+        worker cannot fetch it (options it cannot take, a save_dir it cannot write)."""
         chunk = _ChunkOnWorker([[serial, index, _decoded("item", item)]
                                 for serial, index, item in message["items"]])
+        try:
+            options = FetchOptions.from_dict(message["options"])
+        except Exception as exc:  # noqa: BLE001 - a path in the options not on this machine
+            self._send(keys, number, [(serial, self._error_row(
+                index, item, message["options"].get("method") or "GET",
+                ErrorKind.INVALID_REQUEST, f"worker {self.name} cannot run these options "
+                f"(paths in them must exist on every worker): {exc}"))
+                for serial, (index, item) in chunk.owed.items()], 0)
+            return
         refusal = self._cannot_save(keys.run, options.save_dir)
         if refusal:
             self._send(keys, number, [(serial, self._error_row(
-                index, item, options, ErrorKind.SAVE, refusal))
+                index, item, options.method, ErrorKind.SAVE, refusal))
                 for serial, (index, item) in chunk.owed.items()], 0)
             return
         local = self._local_run(keys.run, options)
@@ -236,7 +249,7 @@ class WorkerProcess:
                 return
             if now >= ends:
                 batch += [(serial, self._error_row(
-                    index, item, options, ErrorKind.LOST,
+                    index, item, options.method, ErrorKind.LOST,
                     f"the chunk's time limit ({time_limit:g} s) passed before this input "
                     f"had a row on worker {self.name}"))
                     for serial, (index, item) in owed.items()]
@@ -251,13 +264,15 @@ class WorkerProcess:
                 for serial, row in batch]
         self._tell(keys, {"c": number, "w": self.name, "f": in_flight, "rows": rows})
 
-    def _error_row(self, index: int, item: Any, options: FetchOptions, kind: ErrorKind,
+    def _error_row(self, index: int, item: Any, method: str, kind: ErrorKind,
                    message: str) -> FetchResult:
         return FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
-                           method=item_method(item, options.method), error=kind,
-                           message=message)
+                           method=item_method(item, method), error=kind, message=message)
 
     def _local_run(self, run: str, options: FetchOptions) -> _LocalRun:
+        """The local run of ``run`` with ``options``, made if need be; the idle ones past
+        :data:`RUNS_KEPT` or :data:`RUN_IDLE` are closed. Nothing here yields before the
+        new run is in ``self.runs``: chunks of one run arrive at once, and must share it."""
         digest = hashlib.sha256(json.dumps(options.to_dict(), sort_keys=True).encode()
                                 ).hexdigest()
         key = (run, digest)
@@ -266,19 +281,30 @@ class WorkerProcess:
             self.runs.move_to_end(key)
             return local
         now = time.monotonic()
-        for old_key, old in list(self.runs.items()):
-            if not old.chunks and (len(self.runs) >= RUNS_KEPT
-                                   or now - old.idle_since > RUN_IDLE):
-                del self.runs[old_key]
-                old.close()
-        cap = self.max_in_flight
+        idle = [old_key for old_key, old in self.runs.items() if not old.chunks and (
+            len(self.runs) >= RUNS_KEPT or now - old.idle_since > RUN_IDLE)]
+        closing = [self.runs.pop(old_key) for old_key in idle]
         # rate holds for the whole run: one schedule of slots in Redis for every worker
         shared = None if options.rate is None else SharedStartRate(
             self.client, RunKeys(run).rate, options.rate)
-        local = self.runs[key] = _LocalRun(options.replace(
-            concurrency=min(options.concurrency, cap),
-            per_host=None if options.per_host is None else min(options.per_host, cap)), shared)
+        local = self.runs[key] = _LocalRun(options, shared)
+        self._share_in_flight()
+        for old in closing:
+            gevent.spawn(old.close)
         return local
+
+    def _share_in_flight(self) -> None:
+        """Split --max-in-flight between the local runs open (one in the usual case), so
+        this process never has more requests in flight than it says."""
+        share = max(1, self.max_in_flight // max(1, len(self.runs)))
+        for local in self.runs.values():
+            wanted = local.engine.options
+            limits = dataclasses.replace(
+                local.options.limits, concurrency=min(local.options.concurrency, share),
+                per_host=None if local.options.per_host is None
+                else min(local.options.per_host, share))
+            if (wanted.concurrency, wanted.per_host) != (limits.concurrency, limits.per_host):
+                local.engine.limit(limits)
 
     def _watch_cancels(self) -> None:
         """Close the local runs whose distributed run was cancelled or whose driver went
@@ -297,7 +323,8 @@ class WorkerProcess:
                 for key in [key for key in self.runs if key[0] == run]:
                     local = self.runs.pop(key)
                     local.cancelled = True
-                    local.close()
+                    gevent.spawn(local.close)  # not here: the leases must be renewed on time
+                self._share_in_flight()
 
     def _cannot_save(self, run: str, save_dir: str | None) -> str:
         """Why this worker cannot write in save_dir ("" when it can, or without one)."""

@@ -51,6 +51,11 @@ NO_WORKER_HINT = 10.0
 CHUNKS_OUT = 64
 #: Seconds an incomplete chunk waits for more input (a slow pipe) before it is sent.
 FILL_WAIT = 0.25
+#: A chunk is sent once its items reach this many bytes as JSON, whatever chunk_size says.
+CHUNK_BYTES = 4 * 1024 * 1024
+#: Times an input is sent to workers before it gets a ``lost`` row (each went away, or
+#: failed the chunk): a poison input must not go round forever.
+MAX_SENDS = 3
 
 
 class _Chunk:
@@ -125,8 +130,8 @@ class _DriverRun:
         self.client, self.app = engine._client, engine._app
         self.keys = RunKeys(uuid.uuid4().hex[:16])
         self.happened: gevent.queue.Queue = gevent.queue.Queue()
-        # serial -> (index, item, its chunk, the item as JSON carries it)
-        self.owed: dict[int, tuple[int, Any, int, Any]] = {}
+        # serial -> [index, item, its chunk, the item as JSON carries it, its size, sends]
+        self.owed: dict[int, list[Any]] = {}
         self.chunks: dict[int, _Chunk] = {}
         self.chunk_numbers = itertools.count()
         self.room = gevent.lock.Semaphore(CHUNKS_OUT)
@@ -176,7 +181,7 @@ class _DriverRun:
             if owed is None:
                 self.duplicates += 1
                 continue
-            index, item, number, _ = owed
+            index, item, number = owed[:3]
             chunk = self.chunks.get(number)
             if chunk is not None:
                 chunk.owed.discard(serial)
@@ -197,9 +202,12 @@ class _DriverRun:
                 chunk.state = what
         elif what == "done" and chunk.owed:  # it answered everything it could
             yield from self._lapsed(chunk.number, "its worker ended it without a row")
+        elif what == "skipped":  # the worker saw this run as over: a pause of ours
+            yield from self._lapsed(chunk.number, "a worker skipped it (the run looked over)",
+                                    started=False)
         elif what == "refused":
             for serial in sorted(chunk.owed):
-                index, item, _, _ = self.owed.pop(serial)
+                index, item = self.owed.pop(serial)[:2]
                 yield RowEvent(self._lost_row(index, item, message["m"]), None, item)
             chunk.owed.clear()
             self._finished(chunk)
@@ -208,26 +216,39 @@ class _DriverRun:
         del self.chunks[chunk.number]
         self.room.release()
 
-    def _lapsed(self, number: int, why: str = "its worker's lease lapsed") -> Iterator[RowEvent]:
-        """Send the inputs of a chunk whose worker went away again, as a new chunk."""
+    def _lapsed(self, number: int, why: str = "its worker's lease lapsed",
+                started: bool | None = None) -> Iterator[RowEvent]:
+        """Send the inputs of a chunk whose worker went away again, as a new chunk; an
+        input sent :data:`MAX_SENDS` times, or a non-idempotent one its worker may have
+        sent, gets a ``lost`` row instead."""
         chunk = self.chunks.pop(number, None)
         if chunk is None:
             return
-        self._redis(self.client.sadd, self.keys.done, number)  # a late copy is skipped
+        pipe = self.client.pipeline(transaction=False)
+        pipe.sadd(self.keys.done, number)  # a late copy of it is skipped
+        pipe.expire(self.keys.done, KEY_TTL)
+        self._redis(pipe.execute)
+        started = chunk.state == "started" if started is None else started
         resend: list[int] = []
         for serial in sorted(chunk.owed):
-            index, item, _, _ = self.owed[serial]
-            if chunk.state == "started" and not self.options.retry_non_idempotent and (
+            index, item, _, _, _, sends = self.owed[serial]
+            message = ""
+            if sends >= MAX_SENDS:
+                message = (f"sent to workers {sends} times, and none answered (the last: "
+                           f"{why})")
+            elif started and not self.options.retry_non_idempotent and (
                     item_method(item, self.options.method) not in IDEMPOTENT_METHODS):
+                message = (f"{why} while the chunk ran ({chunk.worker or 'a worker'}): it may "
+                           "have been sent, and is not sent again (retry_non_idempotent "
+                           "sends it)")
+            if message:
                 del self.owed[serial]
-                yield RowEvent(self._lost_row(index, item, (
-                    f"{why} while the chunk ran ({chunk.worker or 'a worker'}): it may have "
-                    "been sent, and is not sent again (retry_non_idempotent sends it)")),
-                    None, item)
+                yield RowEvent(self._lost_row(index, item, message), None, item)
             else:
                 resend.append(serial)
-        log.warning("%s (chunk %d, %s): sending its %d unanswered inputs again",
-                    why, number, chunk.worker or "not taken", len(resend))
+        log.warning("%s (chunk %d, %s): %s", why, number, chunk.worker or "not taken",
+                    f"sending its {len(resend)} unanswered inputs again" if resend
+                    else "no input of it is sent again")
         if resend:
             self._send(resend)  # takes the lapsed chunk's place in the window
         else:
@@ -244,8 +265,9 @@ class _DriverRun:
             while not ended:
                 self.room.acquire()
                 batch: list[int] = []
+                size = 0
                 timeout = None  # the first item of a chunk is waited for as long as it takes
-                while len(batch) < self.options.chunk_size:
+                while len(batch) < self.options.chunk_size and size < CHUNK_BYTES:
                     try:
                         pair = pulled.get(timeout=timeout)
                     except gevent.queue.Empty:
@@ -256,6 +278,7 @@ class _DriverRun:
                     serial = self._admit(*pair)
                     if serial is not None:
                         batch.append(serial)
+                        size += self.owed[serial][4]
                     timeout = FILL_WAIT
                 if batch:
                     self._send(batch)
@@ -283,14 +306,14 @@ class _DriverRun:
         """The serial of an item that can travel as JSON; an error row for one that cannot."""
         serial = next(self.serials)
         try:
-            wire = wire_item(item)
+            wire, size = wire_item(item)
         except (OptionError, ValueError) as exc:
             row = FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
                               method=item_method(item, self.options.method),
                               error=ErrorKind.INVALID_REQUEST, message=str(exc))
             self.happened.put(("row", RowEvent(row, None, item)))
             return None
-        self.owed[serial] = (index, item, -1, wire)
+        self.owed[serial] = [index, item, -1, wire, size, 0]
         return serial
 
     def _send(self, serials: list[int]) -> None:
@@ -298,9 +321,10 @@ class _DriverRun:
         chunk = self.chunks[number] = _Chunk(number, serials)
         items = []
         for serial in serials:
-            index, item, _, wire = self.owed[serial]
-            self.owed[serial] = (index, item, number, wire)
-            items.append([serial, index, wire])
+            owed = self.owed[serial]
+            owed[2] = number
+            owed[5] += 1
+            items.append([serial, owed[0], owed[3]])
         message = {"protocol": PROTOCOL, "version": __version__, "run": self.keys.run,
                    "chunk": number, "options": self.engine.wire_options, "items": items,
                    "time_limit": self.options.chunk_time_limit}
@@ -315,9 +339,10 @@ class _DriverRun:
                 popped = self._redis(self.client.blpop, [self.keys.rows], timeout=1)
                 if popped is None:
                     continue
-                raws = [popped[1]]
-                more = self._redis(self.client.lpop, self.keys.rows, 500)
-                raws += more or []
+                pipe = self.client.pipeline(transaction=True)  # LPOP's count needs Redis 6.2
+                pipe.lrange(self.keys.rows, 0, 499)
+                pipe.ltrim(self.keys.rows, 500, -1)
+                raws = [popped[1], *self._redis(pipe.execute)[0]]
                 for raw in raws:
                     message = _broker.loads(raw)
                     self.happened.put(("rows", message) if "rows" in message
@@ -330,12 +355,15 @@ class _DriverRun:
     def _watch(self) -> None:
         """Keep the run alive and report the chunks whose worker's lease lapsed."""
         period = min(5.0, max(0.2, self.options.lease / 3))
-        hinted = False
+        hinted = NO_WORKER_HINT  # seconds without a chunk taken before the next hint
         try:
             while True:
                 gevent.sleep(period)
-                self._redis(self.client.set, self.keys.alive, self._alive_value(),
-                            ex=self._alive_ttl())
+                pipe = self.client.pipeline(transaction=False)
+                pipe.set(self.keys.alive, self._alive_value(), ex=self._alive_ttl())
+                for key in (self.keys.rows, self.keys.done, self.keys.rate):
+                    pipe.expire(key, KEY_TTL)
+                self._redis(pipe.execute)
                 held = [chunk for chunk in self.chunks.values()
                         if chunk.state in ("taken", "started")]
                 if held:
@@ -347,12 +375,13 @@ class _DriverRun:
                     for position, chunk in enumerate(held):
                         if not answers[2 * position] and not answers[2 * position + 1]:
                             self.happened.put(("lapsed", chunk.number))
-                if not self.taken_any and not hinted and self.chunks and min(
-                        c.sent for c in self.chunks.values()) < time.monotonic() - NO_WORKER_HINT:
-                    hinted = True
+                waited = time.monotonic() - min(
+                    (chunk.sent for chunk in self.chunks.values()), default=time.monotonic())
+                if not self.taken_any and waited > hinted:
+                    hinted += 60.0  # then once a minute
                     log.warning("no worker has taken a chunk in %.0f s: start "
                                 "`batchfetch-worker --broker %s` where the fetching runs",
-                                NO_WORKER_HINT, self.engine.broker)
+                                waited, self.engine.broker)
         except gevent.GreenletExit:
             raise
         except BaseException as exc:  # noqa: BLE001 - raised in the caller's loop
@@ -408,14 +437,16 @@ class _DriverRun:
         return _broker.dumps({"lease": self.options.lease})
 
     def _alive_ttl(self) -> int:
-        return int(max(30, 3 * self.options.lease))
+        # Long against a pause of this process (a worker that finds the run over tells
+        # us, and its chunk is sent again), short against a driver that died.
+        return int(max(120, 3 * self.options.lease))
 
     def _clean_up(self, cancelled: bool) -> None:
         """Delete the run's keys; on a cancel, first tell every worker to start no chunk
         of the run (the cancel key, and Celery's revoke of the chunks out)."""
         try:
             if cancelled:
-                self.client.set(self.keys.cancel, 1, ex=KEY_TTL)
+                self.client.set(self.keys.cancel, 1, ex=KEY_TTL)  # workers look until then
                 self.client.delete(self.keys.alive)
                 out = [chunk_task_id(self.keys.run, n) for n in self.chunks]
                 if out:

@@ -291,8 +291,8 @@ class _Batch:
 
     def _take_attempt(self) -> _Job | None:
         """The next attempt the limits allow now, counted as started; None if none."""
-        if self.in_flight >= self.concurrency:
-            return None
+        if self.in_flight >= self.concurrency or not len(self.queues):
+            return None  # (asked with nothing queued, a shared rate would take slots)
         now = time.monotonic()
         wait = self.rate.wait_time(now)
         if wait > 0:

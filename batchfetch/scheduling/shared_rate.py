@@ -5,8 +5,11 @@ Redis keeps the time of the run's next free slot; a worker asks for the next few
 (an atomic script on Redis's own clock, so the machines' clocks do not matter), gets the
 delay to the first, and starts one attempt per slot. Slots are ``1 / rate`` apart for the
 whole run, so any second holds at most ``rate + 1`` starts, whatever the number of
-workers; a slot not used by the end of its interval is dropped, never saved up (an idle
-period earns no burst, as with :class:`~batchfetch.scheduling.hosts.StartRate`).
+workers; a slot not used within half an interval is dropped, never saved up (an idle
+period earns no burst, as with :class:`~batchfetch.scheduling.hosts.StartRate`). A worker
+asks for one slot at first, and for twice as many each time it used all it had (up to
+:data:`LOOKAHEAD` seconds of them): a worker whose inputs are held back (per-host limits,
+a Crawl-delay) wastes few slots.
 """
 from __future__ import annotations
 
@@ -56,15 +59,20 @@ class SharedStartRate:
         self._take = client.register_script(_TAKE_SLOTS)
         self._slots: deque[float] = deque()  # monotonic times from which a start may go
         self._fetching: gevent.Greenlet | None = None
-        self._wanted = max(1, math.ceil(LOOKAHEAD / self.interval))
+        self._most = max(1, math.ceil(LOOKAHEAD / self.interval))
+        self._wanted = 1
+        self._missed = False  # a slot of the latest grant went unused
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next start is allowed (0.0 when it is allowed now)."""
-        while self._slots and self._slots[0] + self.interval < now:
+        while self._slots and self._slots[0] + self.interval / 2 < now:
             self._slots.popleft()  # missed: used late, it would make a burst
+            self._missed = True
         if self._slots:
             return max(0.0, round(self._slots[0] - now, 9))
         if self._fetching is None:
+            self._wanted = 1 if self._missed else min(self._most, 2 * self._wanted)
+            self._missed = False
             self._fetching = gevent.spawn(self._fetch)
         return POLL
 
