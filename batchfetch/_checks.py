@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import urllib.parse
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -14,8 +15,8 @@ from .headers import first_cookie_problem, first_header_problem
 from .redaction import mask_passwords
 from .urls import proxy_url_problem
 
-__all__ = ["broker_problem", "existing_path", "integer", "number", "parse_status_set", "proxy_problem",
-           "status_ranges", "string_mapping"]
+__all__ = ["broker_problem", "existing_path", "integer", "number", "parse_status_set",
+           "proxy_problem", "status_ranges", "string_mapping"]
 
 _STATUS_RANGE = re.compile(r"^\s*(\d{3})\s*(?:-\s*(\d{3})\s*)?$")
 
@@ -150,4 +151,12 @@ def broker_problem(url: Any) -> str | None:
         return (f"{mask_passwords(url)} is not a Redis URL: the distributed engine keeps its "
                 "leases, rows and cancel key in Redis, so the broker is redis://HOST:PORT/DB "
                 "or rediss:// (TLS)")
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+    except ValueError as exc:
+        return f"{mask_passwords(url)} is not a valid URL: {exc}"
+    if not re.fullmatch(r"/?|/\d+", parts.path):
+        return (f"{mask_passwords(url)}: the path is Redis's database number "
+                f"(redis://HOST:6379/0), not {parts.path!r}")
     return None

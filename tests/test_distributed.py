@@ -1,5 +1,6 @@
 """broker=: a batch fetched by real batchfetch-worker processes through a real redis-server,
 with the guarantees of a local run (issue 18)."""
+import base64
 import json
 import os
 import signal
@@ -8,6 +9,7 @@ import sys
 import time
 
 import gevent
+import gevent.server
 import pytest
 
 from batchfetch import BrokerError, FetchOptions, fetch_all, iter_fetch
@@ -93,19 +95,54 @@ def test_bodies_saved_by_the_workers_where_the_driver_sees_them(server, redis_se
     assert not [name for name in os.listdir(tmp_path / "bodies") if name.startswith(".")]
 
 
-def test_a_save_dir_the_workers_do_not_share_is_refused(server, redis_server, workers,
-                                                        tmp_path, monkeypatch):
-    """A relative --save is another directory on each side (the workers run elsewhere):
-    the probe file a worker writes is not seen here."""
+def take_chunk_message(url: str) -> dict:
+    """Pop the next chunk message from Celery's queue in Redis, as a worker would."""
+    import redis
+
+    _, raw = redis.Redis.from_url(url).brpop(["batchfetch"])
+    envelope = json.loads(raw)
+    return json.loads(base64.b64decode(envelope["body"]))[0][0]
+
+
+def test_a_save_dir_the_workers_do_not_share_is_refused(server, redis_server, tmp_path):
+    """The worker that answers the probe writes it where the driver does not look (here
+    this test plays that worker, with another directory): the run stops before any chunk,
+    with a usage error's one line."""
+    broker = redis_server.url(5)
+    seen = []
+
+    def worker_elsewhere():
+        message = take_chunk_message(broker)
+        seen.append(message["save_dir"])
+        message["save_dir"] = str(tmp_path / "elsewhere")
+        WorkerProcess(broker, 10, "far@away").run_chunk(message)
+
+    player = gevent.spawn(worker_elsewhere)
+    with pytest.raises(ValueError, match="is not storage the workers share: worker "
+                                         "far@away wrote .batchfetch-probe-"):
+        fetch_all([server.url("/ok")], save_dir=str(tmp_path / "bodies"),
+                  **broker_options(redis_server, db=5))
+    player.join()
+    assert seen == [str(tmp_path / "bodies")]
+    assert os.listdir(tmp_path / "bodies") == []  # the run's marker is gone
+
+
+def test_a_relative_save_dir_is_the_driver_s_directory(server, redis_server, workers,
+                                                       tmp_path, monkeypatch):
+    """--save bodies: the workers run elsewhere, and wrote to their own ./bodies."""
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(Exception, match="is not storage the workers share"):
-        fetch_all([server.url("/ok")], save_dir="bodies", **broker_options(redis_server))
+    table = fetch_all([server.url(f"/random/10?seed={n}") for n in range(6)],
+                      save_dir="bodies", **broker_options(redis_server))
+    assert all(row.ok and os.path.dirname(row.path) == str(tmp_path / "bodies")
+               for row in table)
+    assert all(os.path.getsize(row.path) == 10 for row in table)
 
 
 def test_a_worker_that_cannot_write_fails_its_chunks_clearly(server, redis_server, tmp_path):
     """A worker that joins late and cannot write in save_dir (here a file is in the way):
     each input of its chunk gets a ``save`` row saying so."""
     (tmp_path / "blocked").write_text("not a directory")
+    (tmp_path / "unshared").mkdir()  # writable, but without the driver's marker
     keys = RunKeys("latejoin")
     process = WorkerProcess(redis_server.url(3), 10, "late@host")
     process.client.set(keys.alive, json.dumps({"lease": 5}))
@@ -119,6 +156,13 @@ def test_a_worker_that_cannot_write_fails_its_chunks_clearly(server, redis_serve
     assert [row["error"] for row in rows] == ["save", "save"]
     assert "worker late@host cannot write in save_dir" in rows[0]["message"]
     assert sent[0]["e"] == "started" and sent[-1]["e"] == "done"
+    process.client.delete(keys.rows)
+    message.update(chunk=1, options=FetchOptions(save_dir=str(tmp_path / "unshared")).to_dict())
+    process.run_chunk(message)
+    sent = [json.loads(raw) for raw in process.client.lrange(keys.rows, 0, -1)]
+    rows = [row for message in sent for _, row in message.get("rows", [])]
+    assert [row["error"] for row in rows] == ["save", "save"]
+    assert "does not see the driver's save_dir" in rows[0]["message"]
     process.client.flushdb()
 
 
@@ -218,13 +262,33 @@ def test_the_broker_going_away_stops_the_run_with_the_rows_so_far(server, tmp_pa
     assert len({row.index for row in rows}) == len(rows)
 
 
+@pytest.mark.parametrize("what", ["a port that never answers", "a database out of range",
+                                  "an HTTP server"])
+def test_a_broker_that_is_not_redis_is_one_line_and_69(what, server, redis_server, child_env):
+    listener = gevent.server.StreamServer(("127.0.0.1", 0), lambda sock, _: gevent.sleep(60))
+    listener.start()
+    broker = {"a port that never answers": f"redis://127.0.0.1:{listener.server_port}/0",
+              "a database out of range": redis_server.url(99),
+              "an HTTP server": f"redis://{server.base_url.split('://')[1]}/0"}[what]
+    try:
+        result = subprocess.run([sys.executable, "-m", "batchfetch", "--broker", broker,
+                                 server.url("/ok")], capture_output=True, text=True,
+                                env=child_env)
+    finally:
+        listener.stop()
+    assert result.returncode == 69, result.stderr
+    assert result.stderr.startswith("batchfetch: cannot reach the broker redis://127.0.0.1:")
+    assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
+
+
 def test_the_command_with_a_broker_gone_exits_69_with_its_rows(server, tmp_path, child_env):
     result = subprocess.run(
         [sys.executable, "-m", "batchfetch", "--broker", f"redis://:pw@127.0.0.1:{1}/0",
          server.url("/ok")], capture_output=True, text=True, env=child_env)
     assert result.returncode == 69, result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(
-        "batchfetch: cannot reach the broker redis://:***@127.0.0.1:1/0:")
+    assert result.stderr.strip().splitlines() == [line for line in [
+        "batchfetch: cannot reach the broker redis://:***@127.0.0.1:1/0: Error 111 connecting "
+        "to 127.0.0.1:1. Connection refused."]]
     assert "pw@" not in result.stderr
 
 
@@ -344,10 +408,15 @@ def test_batchfetch_worker_processes_runs_and_stops_its_children(server, redis_s
         assert all(row.ok for row in table)
         text = log.read_text()
         assert "sup-1@box" in text and "sup-2@box" in text
-        commands = [line for line in subprocess.run(["ps", "-ww", "-eo", "args"], capture_output=True,
-                                                    text=True).stdout.splitlines()
-                    if "sup-1@box" in line]
-        assert commands and not [line for line in commands if "redis://" in line]
+        listing = subprocess.run(["ps", "-ww", "-eo", "pid,args"], capture_output=True,
+                                 text=True).stdout.splitlines()
+        commands = [line for line in listing if "sup-1@box" in line]
+        assert len(commands) == 1 and "redis://" not in commands[0]
+        os.kill(int(commands[0].split()[0]), signal.SIGKILL)  # it is started again
+        while log.read_bytes().count(b" ready.") < 3:
+            assert supervisor.poll() is None, log.read_text()
+            gevent.sleep(0.05)
+        assert "worker 1 exited with -9; starting it again" in log.read_text()
     finally:
         stop_all([supervisor])
     assert supervisor.returncode == 0
@@ -407,3 +476,16 @@ def test_many_runs_in_a_row_share_each_worker_cleanly(server, redis_server, work
                            for n in range(8)],
                           **dict(broker_options(redis_server), chunk_size=1))
         assert [row.error for row in table] == [""] * 8, [row.message for row in table]
+
+
+def test_the_command_says_when_no_worker_takes_the_chunks(server, redis_server, child_env):
+    driver = subprocess.Popen([sys.executable, "-m", "batchfetch", "--broker",
+                               redis_server.url(6), server.url("/ok")],
+                              stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True,
+                              env=child_env)
+    line = driver.stderr.readline()  # the hint comes after 10 s, without -v
+    driver.send_signal(signal.SIGINT)
+    rest = driver.communicate()[1]
+    assert line.startswith("batchfetch: no worker has taken a chunk in 1")
+    assert "start `batchfetch-worker --broker redis://127.0.0.1:" in line
+    assert driver.returncode == 130, rest

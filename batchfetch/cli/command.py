@@ -260,7 +260,7 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
         run.resumable = OUTPUT_FORMATS[fmt].resumable and output not in (None, "-")
         if isinstance(target, PipeText):
             reader_watch = target.watch_reader(gevent.getcurrent())
-        with _logging_to_stderr(verbose, bar.log_handler()), _warnings_for(options), \
+        with _logging_to_stderr(verbose, bar.log_handler(), quiet), _warnings_for(options), \
                 interrupts_as_exceptions(target):
             if demo:
                 code = demo_module.run_demo(run, say)
@@ -342,15 +342,18 @@ class _PasswordMaskingFormatter(logging.Formatter):
 
 
 @contextlib.contextmanager
-def _logging_to_stderr(verbose: int, handler: logging.Handler) -> Iterator[None]:
-    """-v: batchfetch's retries and cool-downs at INFO; -vv: DEBUG, with urllib3's
+def _logging_to_stderr(verbose: int, handler: logging.Handler,
+                       quiet: bool = False) -> Iterator[None]:
+    """batchfetch's warnings (no worker takes a --broker run's chunks, a worker's lease
+    lapsed), unless -q; -v: its retries and cool-downs at INFO; -vv: DEBUG, with urllib3's
     connections; through ``handler`` (to stderr, above the progress bar)."""
     handler.setFormatter(_PasswordMaskingFormatter("%(name)s: %(message)s"))
-    names = ("batchfetch", "urllib3")[:verbose]
+    names = ("batchfetch", "urllib3")[:max(verbose, 0 if quiet else 1)]
     loggers = [(logging.getLogger(name), logging.getLogger(name).level) for name in names]
     for logger, _ in loggers:
         logger.addHandler(handler)
-        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO)
+        logger.setLevel(logging.DEBUG if verbose > 1 else logging.INFO if verbose
+                        else logging.WARNING)
     try:
         yield
     finally:

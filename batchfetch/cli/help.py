@@ -15,9 +15,9 @@ from .._version import __version__
 from ..config import FetchOptions
 from ..writers import OUTPUT_FORMATS
 
-__all__ = ["EPILOG", "SectionedCommand", "print_version", "variable_of", "timing_option", "retrying_option",
-           "request_option", "tls_option", "output_option", "cluster_option", "general_option", "listed",
-           "output_suffixes"]
+__all__ = ["EPILOG", "SectionedCommand", "print_version", "variable_of", "timing_option",
+           "retrying_option", "request_option", "tls_option", "output_option", "cluster_option",
+           "general_option", "listed", "output_suffixes"]
 
 SECTIONS = ("Concurrency and timing", "Retries", "Request", "TLS and proxies", "Input and output",
             "More than one machine", "General")

@@ -143,7 +143,11 @@ class RowsToOutput:
             return EXIT_INTERRUPTED
         self.writer.close()
         if stopped is not None:
-            self.say(str(summary))
+            if tally.total or not isinstance(stopped, BrokerError):
+                self.say(str(summary))
+                if isinstance(stopped, BrokerError) and self.resumable:
+                    self.say(f"batchfetch: {tally.total} rows written; add --resume to fetch "
+                             "the rest once the broker is back")
             raise stopped
         self.say(str(summary))
         if not tally.total and not (self.recorded and self.recorded.kept):

@@ -13,12 +13,15 @@ import signal
 import socket
 import subprocess
 import sys
+import time
 import warnings
 
 import click
 
 __all__ = ["main"]
 
+#: Seconds: a worker process that exits sooner after its start counts as failing to start.
+QUICK_EXIT = 10.0
 #: The Celery slots of a worker process (chunks it runs at once). Its requests in flight
 #: come from --max-in-flight, shared by its chunks, not from the slots.
 SLOTS = 4
@@ -80,9 +83,13 @@ def _run_celery(broker: str, max_in_flight: int, name: str, loglevel: str) -> No
     import gevent
     from celery import signals
 
-    from ..engines._broker import QUEUE, TASK, make_app
+    from ..engines._broker import QUEUE, TASK, make_app, redis_client, shown_broker
     from ..engines._chunk_worker import WorkerProcess
 
+    try:  # one line now, rather than Celery's retries and tracebacks
+        redis_client(broker, quick=True).ping()
+    except Exception as exc:  # noqa: BLE001 - any answer but PONG
+        raise click.ClickException(f"cannot reach the broker {shown_broker(broker)}: {exc}")
     app = make_app(broker)
     process = WorkerProcess(broker, max_in_flight, name)
     # A revoke (the driver's Ctrl-C) asks the result backend for each chunk's state; there
@@ -115,25 +122,55 @@ def _sweep(app) -> None:
 
 def _supervise(broker: str, max_in_flight: int, processes: int, name: str,
                loglevel: str) -> int:
-    """Run ``processes`` worker processes and wait for them; Ctrl-C or SIGTERM stops them."""
+    """Run ``processes`` worker processes; one that exits is started again (a chunk it held
+    comes back through its lease). Ctrl-C or SIGTERM stops them all. One that exits within
+    :data:`QUICK_EXIT` seconds of its start, three times in a row, stops the lot: it
+    cannot run here (its error is above)."""
+    import gevent
+
     base, _, host = name.partition("@")
     # The broker (its password) goes in the environment, never in an argv ps shows.
     environment = dict(os.environ, BATCHFETCH_BROKER=broker)
-    children = [subprocess.Popen([
-        sys.executable, "-m", "batchfetch.cli.worker", "--processes", "1",
-        "--max-in-flight", str(max_in_flight), "--loglevel", loglevel,
-        "--name", f"{base}-{number}@{host}" if host else f"{base}-{number}"], env=environment)
-        for number in range(1, processes + 1)]
+    stopping = False
+
+    def start(number: int) -> tuple[subprocess.Popen, float]:
+        return subprocess.Popen([
+            sys.executable, "-m", "batchfetch.cli.worker", "--processes", "1",
+            "--max-in-flight", str(max_in_flight), "--loglevel", loglevel,
+            "--name", f"{base}-{number}@{host}" if host else f"{base}-{number}"],
+            env=environment), time.monotonic()
+
+    children = {number: start(number) for number in range(1, processes + 1)}
+    quick_exits = dict.fromkeys(children, 0)
 
     def stop(signum, _frame) -> None:
-        for child in children:
+        nonlocal stopping
+        stopping = True
+        for child, _ in children.values():
             if child.poll() is None:
                 child.send_signal(signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    codes = [child.wait() for child in children]
-    return max(codes, key=abs) if any(codes) else 0
+    while True:
+        gevent.sleep(0.5)
+        if stopping:
+            codes = [child.wait() for child, _ in children.values()]
+            return max(codes, key=abs) if any(codes) else 0
+        for number, (child, started) in list(children.items()):
+            code = child.poll()
+            if code is None:
+                continue
+            quick_exits[number] = quick_exits[number] + 1 \
+                if time.monotonic() - started < QUICK_EXIT else 0
+            if quick_exits[number] >= 3:
+                click.echo(f"batchfetch-worker: worker {number} exited {code} three times "
+                           "just after starting: stopping", err=True)
+                stop(signal.SIGTERM, None)
+                break
+            click.echo(f"batchfetch-worker: worker {number} exited with {code}; starting it "
+                       "again", err=True)
+            children[number] = start(number)
 
 
 if __name__ == "__main__":

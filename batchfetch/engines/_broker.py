@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from ..config import FetchOptions
 
 __all__ = ["QUEUE", "TASK", "RunKeys", "chunk_task_id", "parse_task_id", "make_app",
-           "redis_client", "shown_broker", "PROTOCOL", "wire_item",
+           "redis_client", "run_marker", "shown_broker", "PROTOCOL", "wire_item",
            "wire_options"]
 
 #: The Celery queue chunks go to (a worker consumes it).
@@ -72,6 +72,12 @@ class RunKeys:
         return [self.alive, self.cancel, self.done, self.rows, self.rate]
 
 
+def run_marker(run: str) -> str:
+    """The file the driver puts in save_dir for the run: a worker that does not see it
+    does not share the driver's storage."""
+    return f".batchfetch-run-{run}"
+
+
 def chunk_task_id(run: str, chunk: int) -> str:
     """The Celery task id of a chunk: the run and the chunk can be read back from it."""
     return f"batchfetch.{run}.{chunk}"
@@ -111,14 +117,19 @@ def make_app(broker: str, prefetch: int = 2):
     return app
 
 
-def redis_client(url: str):
+def redis_client(url: str, quick: bool = False):
     """A Redis client of ``url`` whose calls give up instead of waiting forever, after
     trying again for about a second (a pause of this process, Ctrl-Z or a blocked hub,
-    must not read as Redis gone)."""
+    must not read as Redis gone). ``quick``: a client for checks and clean-up, which
+    gives up after 5 s and does not try again (a port that accepts and never answers,
+    TLS against plain Redis)."""
     import redis
     from redis.backoff import ExponentialBackoff
     from redis.retry import Retry
 
+    if quick:
+        return redis.Redis.from_url(url, socket_connect_timeout=5, socket_timeout=5,
+                                    retry=Retry(ExponentialBackoff(), 0))
     return redis.Redis.from_url(
         url, socket_connect_timeout=10, socket_timeout=30, health_check_interval=15,
         retry=Retry(ExponentialBackoff(cap=1.0, base=0.1), 4),

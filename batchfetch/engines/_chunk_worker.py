@@ -30,7 +30,7 @@ from ..redaction import mask_line
 from ..results import FetchResult
 from ..scheduling.shared_rate import SharedStartRate
 from . import _broker
-from ._broker import KEY_TTL, PROTOCOL, RunKeys
+from ._broker import KEY_TTL, PROTOCOL, RunKeys, run_marker
 from .local import LocalEngine
 
 __all__ = ["WorkerProcess"]
@@ -142,15 +142,29 @@ class WorkerProcess:
             return
         run, number = parsed
         keys = RunKeys(run)
-        alive = self.client.get(keys.alive)
-        if alive is None:
-            return  # the run is over: the chunk is skipped when it runs
-        lease_ms = int(json.loads(alive)["lease"] * 1000)
-        if self._take(keys.lease(number), lease_ms):
-            self._tell(keys, {"e": "taken", "c": number, "w": self.name})
+        try:
+            alive = self.client.get(keys.alive)
+            if alive is None:
+                return  # the run is over: the chunk is skipped when it runs
+            lease_ms = int(json.loads(alive)["lease"] * 1000)
+            if self._take(keys.lease(number), lease_ms):
+                self._tell(keys, {"e": "taken", "c": number, "w": self.name})
+        except Exception as exc:  # noqa: BLE001 - the broker away: the chunk's run says so
+            log.warning("could not lease chunk %d of run %s: %s", number, run, exc)
 
     def run_chunk(self, message: dict[str, Any]) -> None:
-        """Fetch one chunk and send its rows to the driver (the Celery task's body)."""
+        """Fetch one chunk and send its rows to the driver (the Celery task's body). A
+        broker that goes away meanwhile ends it with one warning: the lease lapses, and
+        the driver sends the chunk again (or stopped, having lost the broker too)."""
+        import redis
+
+        try:
+            self._run_chunk(message)
+        except redis.exceptions.RedisError as exc:
+            log.warning("chunk %s of run %s stopped: lost the broker: %s",
+                        message.get("chunk"), message.get("run"), exc)
+
+    def _run_chunk(self, message: dict[str, Any]) -> None:
         keys = RunKeys(message["run"])
         if "probe" in message:
             self._probe(keys, message)
@@ -342,6 +356,12 @@ class WorkerProcess:
             except OSError as exc:
                 self.writable[key] = (f"worker {self.name} cannot write in save_dir "
                                       f"{save_dir}: {exc.strerror or exc}")
+            else:
+                if not os.path.exists(os.path.join(save_dir, run_marker(run))):
+                    self.writable[key] = (
+                        f"worker {self.name} does not see the driver's save_dir {save_dir} "
+                        f"(its {run_marker(run)} is not there): it must be storage every "
+                        "machine shares, at the same path")
         return self.writable[key]
 
     def _probe(self, keys: RunKeys, message: dict[str, Any]) -> None:

@@ -17,8 +17,11 @@ non-idempotent inputs (POST, PATCH) as ``lost`` rows instead, unless
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
+import os
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -36,8 +39,8 @@ from ..methods import IDEMPOTENT_METHODS
 from ..redaction import mask_line
 from ..results import FetchResult
 from . import _broker
-from ._broker import (KEY_TTL, PROTOCOL, QUEUE, TASK, RunKeys, chunk_task_id, wire_item,
-                      wire_options)
+from ._broker import (KEY_TTL, PROTOCOL, QUEUE, TASK, RunKeys, chunk_task_id, run_marker,
+                      wire_item, wire_options)
 from .base import RowEvent
 
 __all__ = ["DistributedEngine"]
@@ -90,11 +93,14 @@ class DistributedEngine:
     def __init__(self, options: FetchOptions) -> None:
         if options.broker is None:
             raise OptionError("broker", None, "a Redis URL for the distributed engine")
+        if options.save_dir is not None:  # a relative one would be another place per worker
+            options = options.replace(save_dir=os.path.abspath(options.save_dir))
         self.options = options
         # Checked now: an option that cannot travel fails before anything is sent.
         self.wire_options = wire_options(options)
         self._app: Any = None
         self._client: Any = None
+        self._quick: Any = None  # gives up in 5 s: the first check, the clean-up
         self._in_flight: dict[str, int] = {}  # by worker, as of its latest message
 
     @property
@@ -106,6 +112,7 @@ class DistributedEngine:
         if self._app is None:
             self._app = _broker.make_app(self.options.broker)
             self._client = _broker.redis_client(self.options.broker)
+            self._quick = _broker.redis_client(self.options.broker, quick=True)
         return _DriverRun(self, pairs).events()
 
     @property
@@ -118,7 +125,8 @@ class DistributedEngine:
         if self._app is not None:
             self._app.close()
             self._client.close()
-            self._app = self._client = None
+            self._quick.close()
+            self._app = self._client = self._quick = None
 
 
 class _DriverRun:
@@ -145,7 +153,9 @@ class _DriverRun:
         greenlets: list[gevent.Greenlet] = []
         finished = False
         try:
-            self._redis(self.client.set, self.keys.alive, self._alive_value(),
+            # A quick first word: a port that never answers, or TLS against plain Redis,
+            # fails in seconds rather than after the main client's patience.
+            self._redis(self.engine._quick.set, self.keys.alive, self._alive_value(),
                         ex=self._alive_ttl())
             if self.options.save_dir:
                 self._probe_save_dir()
@@ -393,6 +403,9 @@ class _DriverRun:
         """Have a worker write a file in save_dir and read it here: the bodies a worker
         saves must be where this machine (and every worker) sees them."""
         token = uuid.uuid4().hex
+        os.makedirs(self.options.save_dir, exist_ok=True)
+        with open(os.path.join(self.options.save_dir, run_marker(self.keys.run)), "w"):
+            pass  # each worker looks for it before its first chunk of the run
         self._redis(self.app.send_task, TASK, queue=QUEUE, args=[{
             "protocol": PROTOCOL, "version": __version__, "run": self.keys.run,
             "probe": token, "save_dir": self.options.save_dir}])
@@ -408,8 +421,6 @@ class _DriverRun:
                 log.warning("no worker has answered in %.0f s: start `batchfetch-worker "
                             "--broker %s` where the fetching runs", NO_WORKER_HINT,
                             self.engine.broker)
-        import os
-
         if message.get("error"):
             raise OptionError("save_dir", self.options.save_dir, "a directory the workers "
                               "can write", f"worker {message['w']} cannot write in "
@@ -444,14 +455,20 @@ class _DriverRun:
     def _clean_up(self, cancelled: bool) -> None:
         """Delete the run's keys; on a cancel, first tell every worker to start no chunk
         of the run (the cancel key, and Celery's revoke of the chunks out)."""
+        if self.options.save_dir:
+            with contextlib.suppress(OSError):
+                os.unlink(os.path.join(self.options.save_dir, run_marker(self.keys.run)))
+        if isinstance(sys.exc_info()[1], BrokerError):
+            return  # nothing to tell it: its keys expire by themselves
+        client = self.engine._quick  # it may be slow: give up in seconds
         try:
             if cancelled:
-                self.client.set(self.keys.cancel, 1, ex=KEY_TTL)  # workers look until then
-                self.client.delete(self.keys.alive)
+                client.set(self.keys.cancel, 1, ex=KEY_TTL)  # workers look until then
+                client.delete(self.keys.alive)
                 out = [chunk_task_id(self.keys.run, n) for n in self.chunks]
                 if out:
                     self.app.control.revoke(out)
-            self.client.delete(*[key for key in self.keys.all() if key != self.keys.cancel])
+            client.delete(*[key for key in self.keys.all() if key != self.keys.cancel])
         except Exception as exc:  # noqa: BLE001 - the broker is gone: its keys expire alone
             log.debug("could not clean up the run's keys: %s", exc)
 
@@ -469,5 +486,6 @@ def _is_broker_error(exc: BaseException) -> bool:
     import kombu.exceptions
     import redis.exceptions
 
-    return isinstance(exc, (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
-                            kombu.exceptions.OperationalError, OSError))
+    # RedisError: also a database number out of range, a port that speaks another protocol
+    return isinstance(exc, (redis.exceptions.RedisError, kombu.exceptions.OperationalError,
+                            OSError))
