@@ -372,7 +372,9 @@ def test_each_worker_process_stays_within_its_max_in_flight(server, redis_server
     table = fetch_all(items, concurrency=100, **dict(broker_options(redis_server),
                                                      chunk_size=30))
     assert all(row.ok for row in table)
-    assert 1 < server.backends["cap"][2] <= 40
+    # Runs before this one on the same workers, now idle, take no part of the cap: one
+    # worker alone reaches its 20 (the cap was once split between every run still open).
+    assert 20 <= server.backends["cap"][2] <= 40
 
 
 def test_retry_failed_fetches_the_failed_rows_again(server, redis_server, workers, tmp_path,

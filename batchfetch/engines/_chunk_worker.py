@@ -223,6 +223,8 @@ class WorkerProcess:
             return
         local = self._local_run(keys.run, options)
         local.chunks += 1
+        if local.chunks == 1:
+            self._share_in_flight()
         try:
             local.put(chunk)
             self._collect(keys, number, chunk, local, options, message["time_limit"])
@@ -230,6 +232,8 @@ class WorkerProcess:
             local.chunks -= 1
             local.idle_since = time.monotonic()
             chunk.cancelled = True  # its items still queued are not started
+            if not local.chunks:
+                self._share_in_flight()
 
     def _collect(self, keys: RunKeys, number: int, chunk: _ChunkOnWorker, local: _LocalRun,
                  options: FetchOptions, time_limit: float) -> None:
@@ -302,16 +306,17 @@ class WorkerProcess:
         shared = None if options.rate is None else SharedStartRate(
             self.client, RunKeys(run).rate, options.rate)
         local = self.runs[key] = _LocalRun(options, shared)
-        self._share_in_flight()
         for old in closing:
             gevent.spawn(old.close)
         return local
 
     def _share_in_flight(self) -> None:
-        """Split --max-in-flight between the local runs open (one in the usual case), so
-        this process never has more requests in flight than it says."""
-        share = max(1, self.max_in_flight // max(1, len(self.runs)))
-        for local in self.runs.values():
+        """Split --max-in-flight between the local runs with a chunk (one in the usual
+        case), so this process never has more requests in flight than it says; called as
+        a run's first chunk starts and its last ends."""
+        busy = [local for local in self.runs.values() if local.chunks]
+        share = max(1, self.max_in_flight // max(1, len(busy)))
+        for local in busy:
             wanted = local.engine.options
             limits = dataclasses.replace(
                 local.options.limits, concurrency=min(local.options.concurrency, share),
