@@ -491,3 +491,26 @@ def test_the_command_says_when_no_worker_takes_the_chunks(server, redis_server, 
     assert line.startswith("batchfetch: no worker has taken a chunk in 1")
     assert "start `batchfetch-worker --broker redis://127.0.0.1:" in line
     assert driver.returncode == 130, rest
+
+
+def test_a_late_copy_of_a_chunk_another_worker_holds_is_skipped(server, redis_server):
+    """kombu's restore sweep may put back a chunk whose worker is alive and still holds it
+    (a long chunk past the visibility timeout): the copy's worker sees the lease and skips
+    it, so the chunk does not run twice."""
+    keys = RunKeys("latecopy")
+    holder = WorkerProcess(redis_server.url(7), 10, "holder@a")
+    other = WorkerProcess(redis_server.url(7), 10, "other@b")
+    holder.client.set(keys.alive, json.dumps({"lease": 5}))
+    holder.received("batchfetch.latecopy.0")  # holds the lease from receipt
+    message = {"protocol": 1, "version": distributed.__version__, "run": "latecopy",
+               "chunk": 0, "options": FetchOptions().to_dict(),
+               "items": [[0, 0, server.url("/ok")]], "time_limit": 60}
+    other.run_chunk(message)
+    sent = [json.loads(raw) for raw in holder.client.lrange(keys.rows, 0, -1)]
+    assert [(event.get("e"), event.get("w")) for event in sent] == [("taken", "holder@a")]
+    assert server.requests_served == 0
+    holder.run_chunk(message)
+    sent = [json.loads(raw) for raw in holder.client.lrange(keys.rows, 0, -1)]
+    assert [event.get("e") for event in sent if "e" in event][-1] == "done"
+    assert server.requests_served == 1
+    holder.client.flushdb()
