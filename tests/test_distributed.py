@@ -355,13 +355,25 @@ def test_rate_holds_for_the_whole_run_across_workers(server, redis_server, worke
     """Two workers, rate 20: the server's bucket of 20 a second (bursts of 2) refuses
     none, where each worker pacing itself at 20 would send 40 a second; 200 requests
     take at least 199 intervals."""
+    import redis
+
     items = [server.url(f"/limited/shared?rate=20&burst=2&delay=0&n={n}") for n in range(200)]
+    client = redis.Redis.from_url(redis_server.url())
+    grants: dict[bytes, bytes] = {}
+
+    def count_grants(row):  # the run's keys go when it ends: read them as it goes
+        grants.update(next((client.hgetall(key) for key in client.scan_iter(
+            "batchfetch:*:rate:grants")), {}))
+
     started = time.monotonic()
     table = fetch_all(items, rate=20, throttled_retries=0, retries=0, concurrency=10,
-                      **dict(broker_options(redis_server), chunk_size=10))
+                      on_result=count_grants, **dict(broker_options(redis_server),
+                                                     chunk_size=10))
     took = time.monotonic() - started
     assert [row.status for row in table] == [200] * 200
     assert took >= 9.95
+    per_second = [int(count) for count in grants.values()]
+    assert sum(per_second) >= 199 and max(per_second) <= 20 + 1  # the burst: one
     print(f"\n200 requests at rate 20 on two workers: {took:.2f} s")
 
 

@@ -12,7 +12,8 @@ A run's keys (``batchfetch:<run>:...``) live in the broker's Redis database:
 - ``done``: the chunks finished (or given up by the driver): a copy of such a chunk that
   arrives late is skipped.
 - ``rows``: a list of JSON messages from the workers to the driver (rows and events).
-- ``rate``: the shared token bucket of ``rate``.
+- ``rate``: the time of the next start slot of ``rate`` (``rate:grants``: the slots
+  granted by second).
 """
 from __future__ import annotations
 
@@ -62,6 +63,7 @@ class RunKeys:
         self.done = f"{prefix}:done"
         self.rows = f"{prefix}:rows"
         self.rate = f"{prefix}:rate"
+        self.grants = f"{self.rate}:grants"  # the rate's slots granted, by second
         self._lease = f"{prefix}:lease:"
 
     def lease(self, chunk: int) -> str:
@@ -69,7 +71,7 @@ class RunKeys:
 
     def all(self) -> list[str]:
         """The run's keys but the leases (which expire by themselves)."""
-        return [self.alive, self.cancel, self.done, self.rows, self.rate]
+        return [self.alive, self.cancel, self.done, self.rows, self.rate, self.grants]
 
 
 def run_marker(run: str) -> str:

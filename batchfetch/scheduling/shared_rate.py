@@ -31,8 +31,9 @@ LOOKAHEAD = 0.25
 #: Seconds the scheduler waits before it looks again while slots are being fetched.
 POLL = 0.01
 
-# KEYS[1]: the time of the next free slot. ARGV: interval, the slots wanted, lookahead.
-# Returns {slots granted, seconds from now to the first}.
+# KEYS[1]: the time of the next free slot; KEYS[2]: the slots granted by second of Redis's
+# clock (a hash, for whoever wants to check the schedule). ARGV: interval, the slots
+# wanted, lookahead. Returns {slots granted, seconds from now to the first}.
 _TAKE_SLOTS = """
 local now = redis.call('TIME')
 now = tonumber(now[1]) + tonumber(now[2]) / 1e6
@@ -41,7 +42,11 @@ local next_free = tonumber(redis.call('GET', KEYS[1]) or '0')
 if next_free < now then next_free = now end
 local granted = math.min(wanted, math.floor((now + lookahead - next_free) / interval) + 1)
 if granted < 1 then return {0, tostring(next_free - now)} end
-redis.call('SET', KEYS[1], tostring(next_free + granted * interval), 'EX', 86400)
+redis.call('SET', KEYS[1], tostring(next_free + granted * interval), 'EX', 600)
+for n = 0, granted - 1 do
+  redis.call('HINCRBY', KEYS[2], math.floor(next_free + n * interval), 1)
+end
+redis.call('EXPIRE', KEYS[2], 600)
 return {granted, tostring(next_free - now)}
 """
 
@@ -56,6 +61,7 @@ class SharedStartRate:
     def __init__(self, client: Any, key: str, rate: float) -> None:
         self.interval = 1.0 / rate
         self.key = key
+        self.grants_key = f"{key}:grants"
         self._take = client.register_script(_TAKE_SLOTS)
         self._slots: deque[float] = deque()  # monotonic times from which a start may go
         self._fetching: gevent.Greenlet | None = None
@@ -85,7 +91,7 @@ class SharedStartRate:
         try:
             while True:
                 try:
-                    granted, delay = self._take(keys=[self.key], args=[
+                    granted, delay = self._take(keys=[self.key, self.grants_key], args=[
                         self.interval, self._wanted, LOOKAHEAD])
                 except Exception as exc:  # noqa: BLE001 - Redis away: no start until it is back
                     log.warning("cannot take start slots from the broker: %s", exc)
