@@ -48,7 +48,8 @@ def main() -> None:
               show_default="the number of cores", metavar="N",
               help="Worker processes to start (one per core: a process is one core).")
 @click.option("--name", default=f"batchfetch@{socket.gethostname()}", show_default=True,
-              help="The worker's name in messages and rows (processes add -1, -2, ...).")
+              help="The worker's name in its log and in rows' messages (processes add -1, "
+                   "-2, ...).")
 @click.option("--loglevel", "-l", default="warning", show_default=True,
               type=click.Choice(["debug", "info", "warning", "error"]),
               help="Celery's log level (info logs every chunk).")

@@ -256,7 +256,7 @@ class _DriverRun:
                 yield RowEvent(self._lost_row(index, item, message), None, item)
             else:
                 resend.append(serial)
-        log.warning("%s (chunk %d, %s): %s", why, number, chunk.worker or "not taken",
+        log.warning("chunk %d (%s): %s; %s", number, chunk.worker or "not taken yet", why,
                     f"sending its {len(resend)} unanswered inputs again" if resend
                     else "no input of it is sent again")
         if resend:

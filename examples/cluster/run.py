@@ -14,6 +14,7 @@ Needs redis-server (``apt-get install redis-server``) and the celery extra
 """
 import batchfetch  # first: it patches the process with gevent
 
+import logging
 import shutil
 import signal
 import socket
@@ -74,6 +75,8 @@ def stop(process: subprocess.Popen, sig: int = signal.SIGTERM) -> None:
 
 
 def main() -> None:
+    # The driver's warnings: here, the lease of the killed worker lapsing.
+    logging.basicConfig(format="%(name)s: %(message)s", level=logging.WARNING)
     directory = tempfile.mkdtemp(prefix="batchfetch-cluster-")
     redis, broker = start_redis(directory)
     workers = []
