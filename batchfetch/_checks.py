@@ -156,6 +156,9 @@ def broker_problem(url: Any) -> str | None:
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number
     except ValueError as exc:
         return f"{mask_passwords(url)} is not a valid URL: {exc}"
+    if re.search(r"(^|&)password=", parts.query):
+        return (f"{mask_passwords(url)}: give the password in the URL's user info, "
+                "redis://:PASSWORD@HOST:6379/0 (Celery cannot take ?password=)")
     if not re.fullmatch(r"/?|/\d+", parts.path):
         return (f"{mask_passwords(url)}: the path is Redis's database number "
                 f"(redis://HOST:6379/0), not {parts.path!r}")

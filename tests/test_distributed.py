@@ -351,6 +351,18 @@ def test_a_chunk_past_its_time_limit_ends_with_lost_rows(server, redis_server, w
                                          "input had a row on worker w")
 
 
+def test_inputs_past_the_time_limit_are_not_sent_after_their_rows(server, redis_server,
+                                                                  workers):
+    """Their lost rows once went out while the worker's local run still sent them."""
+    table = fetch_all([{"url": server.url(f"/delay/2?n={n}"), "method": "POST"}
+                       for n in range(4)], concurrency=1, chunk_time_limit=1,
+                      **dict(broker_options(redis_server), chunk_size=4))
+    assert [row.error for row in table] == ["lost"] * 4
+    served = server.requests_served
+    gevent.sleep(3)  # what the local run had taken in would be sent by now
+    assert server.requests_served == served <= 1
+
+
 def test_rate_holds_for_the_whole_run_across_workers(server, redis_server, workers):
     """Two workers, rate 20: the server's bucket of 20 a second (bursts of 2) refuses
     none, where each worker pacing itself at 20 would send 40 a second; 200 requests
@@ -521,8 +533,68 @@ def test_a_late_copy_of_a_chunk_another_worker_holds_is_skipped(server, redis_se
     sent = [json.loads(raw) for raw in holder.client.lrange(keys.rows, 0, -1)]
     assert [(event.get("e"), event.get("w")) for event in sent] == [("taken", "holder@a")]
     assert server.requests_served == 0
-    holder.run_chunk(message)
+    # A copy that reaches the same process while the chunk runs there is skipped too, and
+    # leaves the lease with the chunk (it once dropped it: the driver sent the chunk again).
+    message["items"] = [[0, 0, server.url("/delay/1")]]
+    running = gevent.spawn(holder.run_chunk, message)
+    while b'"started"' not in b"".join(holder.client.lrange(keys.rows, 0, -1)):
+        gevent.sleep(0.01)
+    holder.run_chunk(dict(message))
+    assert holder.client.get(keys.lease(0)).decode() == holder.token
+    running.get()
     sent = [json.loads(raw) for raw in holder.client.lrange(keys.rows, 0, -1)]
     assert [event.get("e") for event in sent if "e" in event][-1] == "done"
     assert server.requests_served == 1
     holder.client.flushdb()
+
+
+def test_a_high_shared_rate_keeps_its_pace(server, redis_server):
+    """Rate 300 through the shared schedule, one process: slots came 10 ms after they were
+    due, were dropped as late, and the run stalled (63 of 400 rows in 10 s at rate 200)."""
+    import redis
+
+    from batchfetch.engines.local import LocalEngine
+    from batchfetch.scheduling.shared_rate import SharedStartRate
+
+    client = redis.Redis.from_url(redis_server.url(8))
+    engine = LocalEngine(FetchOptions(concurrency=16, rate=300),
+                         SharedStartRate(client, "batchfetch:highrate:rate", 300))
+    started = time.monotonic()
+    try:
+        rows = [event.row for event in engine.run(iter(enumerate(
+            server.url(f"/ok?n={n}") for n in range(300))))]
+    finally:
+        engine.close()
+    assert sorted(row.index for row in rows) == list(range(300))
+    assert all(row.ok for row in rows)
+    assert time.monotonic() - started >= 299 / 300
+    grants = [int(count) for count in client.hgetall("batchfetch:highrate:rate:grants").values()]
+    assert max(grants) <= 300 + 1 + 3  # the burst: one, and rate x 10 ms late
+    client.flushdb()
+
+
+def test_a_worker_started_before_its_broker_waits_for_it(tmp_path, child_env):
+    from cluster import free_port
+
+    port = free_port()
+    log = tmp_path / "early.log"
+    with open(log, "wb") as out:
+        early = subprocess.Popen([sys.executable, "-m", "batchfetch.cli.worker", "--broker",
+                                  f"redis://127.0.0.1:{port}/0", "--processes", "1",
+                                  "--loglevel", "info"], stdout=out, stderr=subprocess.STDOUT,
+                                 env=child_env)
+    redis = None
+    try:
+        while b"waiting for the broker redis://127.0.0.1:" not in log.read_bytes():
+            assert early.poll() is None, log.read_text()
+            gevent.sleep(0.05)
+        redis = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+                                 stdout=subprocess.DEVNULL)
+        while b" ready." not in log.read_bytes():
+            assert early.poll() is None, log.read_text()
+            gevent.sleep(0.05)
+    finally:
+        stop_all([early])
+        if redis is not None:
+            stop_all([redis])

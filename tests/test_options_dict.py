@@ -146,3 +146,5 @@ def test_the_broker_travels():
     options = FetchOptions(broker="redis://:pw@127.0.0.1:6379/2", chunk_size=9)
     assert through_json(options) == options
     assert "pw" not in repr(options)
+    with pytest.raises(ValueError, match="give the password in the URL's user info"):
+        FetchOptions(broker="redis://127.0.0.1:6379/0?password=pw")

@@ -87,10 +87,7 @@ def _run_celery(broker: str, max_in_flight: int, name: str, loglevel: str) -> No
     from ..engines._broker import QUEUE, TASK, make_app, redis_client, shown_broker
     from ..engines._chunk_worker import WorkerProcess
 
-    try:  # one line now, rather than Celery's retries and tracebacks
-        redis_client(broker, quick=True).ping()
-    except Exception as exc:  # noqa: BLE001 - any answer but PONG
-        raise click.ClickException(f"cannot reach the broker {shown_broker(broker)}: {exc}")
+    _wait_for_broker(broker, redis_client, shown_broker(broker))
     app = make_app(broker)
     process = WorkerProcess(broker, max_in_flight, name)
     # A revoke (the driver's Ctrl-C) asks the result backend for each chunk's state; there
@@ -104,6 +101,30 @@ def _run_celery(broker: str, max_in_flight: int, name: str, loglevel: str) -> No
     app.worker_main(["worker", "-P", "gevent", "-c", str(SLOTS), "-l", loglevel, "-n", name,
                      "-Q", QUEUE, "--without-mingle", "--without-gossip",
                      "--prefetch-multiplier", "2"])
+
+
+def _wait_for_broker(broker: str, redis_client, shown: str) -> None:
+    """Return once the broker answers: a broker not up yet (started after the workers) is
+    waited for, saying so once; one that answers wrongly (a database out of range,
+    another protocol, a bad password) is one line, not Celery's tracebacks."""
+    import gevent
+    import redis
+
+    client, said = redis_client(broker, quick=True), False
+    while True:
+        try:
+            client.ping()
+            return
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            if isinstance(exc, redis.exceptions.AuthenticationError):
+                raise click.ClickException(f"the broker {shown} refused us: {exc}")
+            if not said:
+                click.echo(f"batchfetch-worker: waiting for the broker {shown}: {exc}",
+                           err=True)
+                said = True
+            gevent.sleep(2.0)
+        except Exception as exc:  # noqa: BLE001 - it answered, but not as Redis would
+            raise click.ClickException(f"cannot use the broker {shown}: {exc}")
 
 
 def _sweep(app) -> None:
@@ -156,11 +177,14 @@ def _supervise(broker: str, max_in_flight: int, processes: int, name: str,
     while True:
         gevent.sleep(0.5)
         if stopping:
+            for child, _ in children.values():  # one started as the signal came, too
+                if child.poll() is None:
+                    child.send_signal(signal.SIGTERM)
             codes = [child.wait() for child, _ in children.values()]
             return max(codes, key=abs) if any(codes) else 0
         for number, (child, started) in list(children.items()):
             code = child.poll()
-            if code is None:
+            if code is None or stopping:
                 continue
             quick_exits[number] = quick_exits[number] + 1 \
                 if time.monotonic() - started < QUICK_EXIT else 0

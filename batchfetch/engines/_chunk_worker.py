@@ -126,6 +126,7 @@ class WorkerProcess:
         self.name = name
         self.token = f"{name}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.leases: dict[str, int] = {}  # key -> milliseconds
+        self.running: set[str] = set()  # the leases of the chunks running here
         self.runs: collections.OrderedDict[tuple[str, str], _LocalRun] = \
             collections.OrderedDict()
         self.writable: dict[tuple[str, str], str] = {}  # (run, save_dir) -> "" or the error
@@ -171,6 +172,9 @@ class WorkerProcess:
             return
         number = message["chunk"]
         lease = keys.lease(number)
+        if lease in self.running:  # a copy kombu put back while the chunk runs here
+            log.info("skipped a copy of chunk %d of run %s: it runs here", number, keys.run)
+            return  # (its lease stays with the run)
         try:
             if message.get("version") != __version__ or message.get("protocol") != PROTOCOL:
                 self._tell(keys, {"e": "refused", "c": number, "w": self.name, "m": (
@@ -188,6 +192,7 @@ class WorkerProcess:
                 return
             if not self._take(lease, int(json.loads(alive)["lease"] * 1000)):
                 return  # another worker holds it (this is a late copy)
+            self.running.add(lease)
             self._tell(keys, {"e": "started", "c": number, "w": self.name})
             log.info("started chunk %d of run %s at %.3f", number, keys.run, time.time())
             self._fetch(keys, number, message)
@@ -197,6 +202,7 @@ class WorkerProcess:
             pipe.execute()
             self._tell(keys, {"e": "done", "c": number, "w": self.name})
         finally:
+            self.running.discard(lease)
             self._drop(lease)
 
     # -- a chunk -------------------------------------------------------------------
@@ -269,8 +275,12 @@ class WorkerProcess:
                 batch += [(serial, self._error_row(
                     index, item, options.method, ErrorKind.LOST,
                     f"the chunk's time limit ({time_limit:g} s) passed before this input "
-                    f"had a row on worker {self.name}"))
+                    f"had a row on worker {self.name}; what it had in flight is cancelled"))
                     for serial, (index, item) in owed.items()]
+                # Its inputs the local run has taken in would still go out after their
+                # lost rows: the run is closed (its other chunks here end, and the driver
+                # sends their inputs again).
+                self._close_local_runs(keys.run)
                 break
         if batch:
             self._send(keys, number, batch, local.engine.in_flight)
@@ -339,11 +349,16 @@ class WorkerProcess:
         answers = pipe.execute()
         for position, run in enumerate(busy):
             if answers[2 * position] or not answers[2 * position + 1]:
-                for key in [key for key in self.runs if key[0] == run]:
-                    local = self.runs.pop(key)
-                    local.cancelled = True
-                    gevent.spawn(local.close)  # not here: the leases must be renewed on time
-                self._share_in_flight()
+                self._close_local_runs(run)
+
+    def _close_local_runs(self, run: str) -> None:
+        """Close the local runs of ``run``: their chunks here end, what they have in flight
+        is cancelled."""
+        for key in [key for key in self.runs if key[0] == run]:
+            local = self.runs.pop(key)
+            local.cancelled = True
+            gevent.spawn(local.close)  # not here: the leases must be renewed on time
+        self._share_in_flight()
 
     def _cannot_save(self, run: str, save_dir: str | None) -> str:
         """Why this worker cannot write in save_dir ("" when it can, or without one)."""

@@ -21,7 +21,6 @@ import contextlib
 import itertools
 import logging
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -151,7 +150,7 @@ class _DriverRun:
 
     def events(self) -> Iterator[RowEvent]:
         greenlets: list[gevent.Greenlet] = []
-        finished = False
+        finished = broken = False
         try:
             # A quick first word: a port that never answers, or TLS against plain Redis,
             # fails in seconds rather than after the main client's patience.
@@ -177,9 +176,12 @@ class _DriverRun:
                 elif what == "failed":
                     raise details[0]
             finished = True
+        except BrokerError:
+            broken = True
+            raise
         finally:
             gevent.killall(greenlets, block=True, timeout=1.0)
-            self._clean_up(cancelled=not finished)
+            self._clean_up(cancelled=not finished, broken=broken)
         if self.duplicates:
             log.info("dropped %d second rows of inputs sent twice", self.duplicates)
 
@@ -213,8 +215,11 @@ class _DriverRun:
         elif what == "done" and chunk.owed:  # it answered everything it could
             yield from self._lapsed(chunk.number, "its worker ended it without a row")
         elif what == "skipped":  # the worker saw this run as over: a pause of ours
-            yield from self._lapsed(chunk.number, "a worker skipped it (the run looked over)",
-                                    started=False)
+            self._redis(self.client.set, self.keys.alive, self._alive_value(),
+                        ex=self._alive_ttl())  # before it goes again
+            for serial in chunk.owed:
+                self.owed[serial][5] -= 1  # not a send that failed
+            yield from self._lapsed(chunk.number, "a worker skipped it (the run looked over)")
         elif what == "refused":
             for serial in sorted(chunk.owed):
                 index, item = self.owed.pop(serial)[:2]
@@ -226,8 +231,8 @@ class _DriverRun:
         del self.chunks[chunk.number]
         self.room.release()
 
-    def _lapsed(self, number: int, why: str = "its worker's lease lapsed",
-                started: bool | None = None) -> Iterator[RowEvent]:
+    def _lapsed(self, number: int, why: str = "its worker's lease lapsed"
+                ) -> Iterator[RowEvent]:
         """Send the inputs of a chunk whose worker went away again, as a new chunk; an
         input sent :data:`MAX_SENDS` times, or a non-idempotent one its worker may have
         sent, gets a ``lost`` row instead."""
@@ -238,7 +243,7 @@ class _DriverRun:
         pipe.sadd(self.keys.done, number)  # a late copy of it is skipped
         pipe.expire(self.keys.done, KEY_TTL)
         self._redis(pipe.execute)
-        started = chunk.state == "started" if started is None else started
+        started = chunk.state == "started"
         resend: list[int] = []
         for serial in sorted(chunk.owed):
             index, item, _, _, _, sends = self.owed[serial]
@@ -403,9 +408,14 @@ class _DriverRun:
         """Have a worker write a file in save_dir and read it here: the bodies a worker
         saves must be where this machine (and every worker) sees them."""
         token = uuid.uuid4().hex
-        os.makedirs(self.options.save_dir, exist_ok=True)
-        with open(os.path.join(self.options.save_dir, run_marker(self.keys.run)), "w"):
-            pass  # each worker looks for it before its first chunk of the run
+        try:
+            os.makedirs(self.options.save_dir, exist_ok=True)
+            with open(os.path.join(self.options.save_dir, run_marker(self.keys.run)), "w"):
+                pass  # each worker looks for it before its first chunk of the run
+        except OSError as exc:
+            raise OptionError("save_dir", self.options.save_dir, "a directory this machine "
+                              "can write", f"cannot write in {self.options.save_dir}: "
+                              f"{exc.strerror or exc}") from None
         self._redis(self.app.send_task, TASK, queue=QUEUE, args=[{
             "protocol": PROTOCOL, "version": __version__, "run": self.keys.run,
             "probe": token, "save_dir": self.options.save_dir}])
@@ -416,6 +426,9 @@ class _DriverRun:
                 message = _broker.loads(popped[1])
                 if message.get("probe") == token:
                     break
+            # The watch has not started: keep the run alive while no worker answers.
+            self._redis(self.client.set, self.keys.alive, self._alive_value(),
+                        ex=self._alive_ttl())
             if not hinted and time.monotonic() - started > NO_WORKER_HINT:
                 hinted = True
                 log.warning("no worker has answered in %.0f s: start `batchfetch-worker "
@@ -452,14 +465,14 @@ class _DriverRun:
         # us, and its chunk is sent again), short against a driver that died.
         return int(max(120, 3 * self.options.lease))
 
-    def _clean_up(self, cancelled: bool) -> None:
+    def _clean_up(self, cancelled: bool, broken: bool) -> None:
         """Delete the run's keys; on a cancel, first tell every worker to start no chunk
         of the run (the cancel key, and Celery's revoke of the chunks out)."""
         if self.options.save_dir:
             with contextlib.suppress(OSError):
                 os.unlink(os.path.join(self.options.save_dir, run_marker(self.keys.run)))
-        if isinstance(sys.exc_info()[1], BrokerError):
-            return  # nothing to tell it: its keys expire by themselves
+        if broken:
+            return  # nothing to tell the broker: the run's keys expire by themselves
         client = self.engine._quick  # it may be slow: give up in seconds
         try:
             if cancelled:

@@ -175,6 +175,8 @@ class _Batch:
                                                   clock=WaitClock(),
                                                   open_by_time=not options.adapts)
         self.rate = start_rate if start_rate is not None else StartRate(options.rate)
+        if hasattr(self.rate, "on_slots"):  # a shared rate: wake when its slots arrive
+            self.rate.on_slots = lambda: self.messages.put(("rate",))
         self.timers: list[tuple[float, int, _Job]] = []  # retries waiting: (when, seq, job)
         self.sequence = itertools.count()
         # Items, robots.txt policies and wake-ups, for the scheduler's greenlet.

@@ -5,11 +5,13 @@ Redis keeps the time of the run's next free slot; a worker asks for the next few
 (an atomic script on Redis's own clock, so the machines' clocks do not matter), gets the
 delay to the first, and starts one attempt per slot. Slots are ``1 / rate`` apart for the
 whole run, so any second holds at most ``rate + 1`` starts, whatever the number of
-workers; a slot not used within half an interval is dropped, never saved up (an idle
-period earns no burst, as with :class:`~batchfetch.scheduling.hosts.StartRate`). A worker
-asks for one slot at first, and for twice as many each time it used all it had (up to
-:data:`LOOKAHEAD` seconds of them): a worker whose inputs are held back (per-host limits,
-a Crawl-delay) wastes few slots.
+workers; a slot not used within :data:`LATE` (or half an interval, if longer) is dropped,
+never saved up (an idle period earns no burst, as with
+:class:`~batchfetch.scheduling.hosts.StartRate`): a second holds at most rate + 1 starts,
+and rate x LATE more above 50 a second. A worker asks for one slot at first, twice as
+many each time it used all it had (up to :data:`LOOKAHEAD` seconds of them), and half as
+many after it dropped one: a worker whose inputs are held back (per-host limits, a
+Crawl-delay) wastes few slots.
 """
 from __future__ import annotations
 
@@ -28,8 +30,11 @@ __all__ = ["SharedStartRate"]
 #: How far ahead of Redis's clock slots are handed out, in seconds: a worker waits for
 #: its slots locally, so one round trip serves this long.
 LOOKAHEAD = 0.25
-#: Seconds the scheduler waits before it looks again while slots are being fetched.
+#: Seconds the scheduler waits before it looks again while slots are being fetched (it is
+#: woken as soon as they come, through ``on_slots``).
 POLL = 0.01
+#: Seconds a slot may be used late: at high rates, the scheduler's own latency.
+LATE = 0.01
 
 # KEYS[1]: the time of the next free slot; KEYS[2]: the slots granted by second of Redis's
 # clock (a hash, for whoever wants to check the schedule). ARGV: interval, the slots
@@ -68,16 +73,20 @@ class SharedStartRate:
         self._most = max(1, math.ceil(LOOKAHEAD / self.interval))
         self._wanted = 1
         self._missed = False  # a slot of the latest grant went unused
+        self._late = max(LATE, self.interval / 2)
+        #: Called when slots arrive (the engine's scheduler sets it to wake itself).
+        self.on_slots: Any = None
 
     def wait_time(self, now: float) -> float:
         """Seconds until the next start is allowed (0.0 when it is allowed now)."""
-        while self._slots and self._slots[0] + self.interval / 2 < now:
+        while self._slots and self._slots[0] + self._late < now:
             self._slots.popleft()  # missed: used late, it would make a burst
             self._missed = True
         if self._slots:
             return max(0.0, round(self._slots[0] - now, 9))
         if self._fetching is None:
-            self._wanted = 1 if self._missed else min(self._most, 2 * self._wanted)
+            self._wanted = max(1, self._wanted // 2) if self._missed \
+                else min(self._most, 2 * self._wanted)
             self._missed = False
             self._fetching = gevent.spawn(self._fetch)
         return POLL
@@ -103,6 +112,8 @@ class SharedStartRate:
                 if int(granted):
                     first = answered + float(delay)
                     self._slots.extend(first + n * self.interval for n in range(int(granted)))
+                    if self.on_slots is not None:
+                        self.on_slots()
                     return
                 gevent.sleep(min(float(delay), LOOKAHEAD))
         finally:
