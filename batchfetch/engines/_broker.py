@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from ..config import FetchOptions
 
 __all__ = ["QUEUE", "TASK", "RunKeys", "chunk_task_id", "parse_task_id", "make_app",
-           "redis_client", "run_marker", "shown_broker", "PROTOCOL", "wire_item",
+           "redis_client", "shown_broker", "PROTOCOL", "wire_item",
            "wire_options"]
 
 #: The Celery queue chunks go to (a worker consumes it).
@@ -72,12 +72,6 @@ class RunKeys:
     def all(self) -> list[str]:
         """The run's keys but the leases (which expire by themselves)."""
         return [self.alive, self.cancel, self.done, self.rows, self.rate, self.grants]
-
-
-def run_marker(run: str) -> str:
-    """The file the driver puts in save_dir for the run: a worker that does not see it
-    does not share the driver's storage."""
-    return f".batchfetch-run-{run}"
 
 
 def chunk_task_id(run: str, chunk: int) -> str:

@@ -30,7 +30,9 @@ from ..redaction import mask_line
 from ..results import FetchResult
 from ..scheduling.shared_rate import SharedStartRate
 from . import _broker
-from ._broker import KEY_TTL, PROTOCOL, RunKeys, run_marker
+from ._broker import KEY_TTL, PROTOCOL, RunKeys
+from ._leases import Leases
+from ._shared_storage import answer_probe, not_shared
 from .local import LocalEngine
 
 __all__ = ["WorkerProcess"]
@@ -44,20 +46,6 @@ FLUSH_EVERY, FLUSH_ROWS, FLUSH_BYTES = 0.25, 200, 1024 * 1024
 RUNS_KEPT = 4
 #: Seconds a local run with no chunk may stay open.
 RUN_IDLE = 60.0
-
-# Renew a lease only if this worker still holds it: another may have taken the chunk
-# after ours lapsed (a pause), and must keep it.
-_RENEW = """
-if redis.call('get', KEYS[1]) == ARGV[1] then
-  return redis.call('pexpire', KEYS[1], ARGV[2])
-end
-return 0
-"""
-_RELEASE = """
-if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
-return 0
-"""
-
 
 class _ChunkOnWorker:
     """One chunk being fetched here: its rows as they come, until each input has one."""
@@ -125,13 +113,11 @@ class WorkerProcess:
         self.max_in_flight = max_in_flight
         self.name = name
         self.token = f"{name}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-        self.leases: dict[str, int] = {}  # key -> milliseconds
+        self.leases = Leases(self.client, self.token)
         self.running: set[str] = set()  # the leases of the chunks running here
         self.runs: collections.OrderedDict[tuple[str, str], _LocalRun] = \
             collections.OrderedDict()
         self.writable: dict[tuple[str, str], str] = {}  # (run, save_dir) -> "" or the error
-        self._renew = self.client.register_script(_RENEW)
-        self._release = self.client.register_script(_RELEASE)
         self.renewer = gevent.spawn(self._renew_leases)
 
     # -- called by Celery --------------------------------------------------------
@@ -148,7 +134,7 @@ class WorkerProcess:
             if alive is None:
                 return  # the run is over: the chunk is skipped when it runs
             lease_ms = int(json.loads(alive)["lease"] * 1000)
-            if self._take(keys.lease(number), lease_ms):
+            if self.leases.take(keys.lease(number), lease_ms):
                 self._tell(keys, {"e": "taken", "c": number, "w": self.name})
         except Exception as exc:  # noqa: BLE001 - the broker away: the chunk's run says so
             log.warning("could not lease chunk %d of run %s: %s", number, run, exc)
@@ -190,7 +176,7 @@ class WorkerProcess:
             if alive is None:  # the driver died, or paused: if it is there, it sends again
                 self._tell(keys, {"e": "skipped", "c": number, "w": self.name})
                 return
-            if not self._take(lease, int(json.loads(alive)["lease"] * 1000)):
+            if not self.leases.take(lease, int(json.loads(alive)["lease"] * 1000)):
                 return  # another worker holds it (this is a late copy)
             self.running.add(lease)
             self._tell(keys, {"e": "started", "c": number, "w": self.name})
@@ -203,7 +189,7 @@ class WorkerProcess:
             self._tell(keys, {"e": "done", "c": number, "w": self.name})
         finally:
             self.running.discard(lease)
-            self._drop(lease)
+            self.leases.drop(lease)
 
     # -- a chunk -------------------------------------------------------------------
 
@@ -361,39 +347,18 @@ class WorkerProcess:
         self._share_in_flight()
 
     def _cannot_save(self, run: str, save_dir: str | None) -> str:
-        """Why this worker cannot write in save_dir ("" when it can, or without one)."""
+        """Why this worker cannot save the run's bodies ("" when it can, or without
+        save_dir); looked at once per run."""
         if not save_dir:
             return ""
         key = (run, save_dir)
         if key not in self.writable:
-            probe = os.path.join(save_dir, f".batchfetch-write-{uuid.uuid4().hex}")
-            try:
-                os.makedirs(save_dir, exist_ok=True)
-                with open(probe, "wb"):
-                    pass
-                os.unlink(probe)
-                self.writable[key] = ""
-            except OSError as exc:
-                self.writable[key] = (f"worker {self.name} cannot write in save_dir "
-                                      f"{save_dir}: {exc.strerror or exc}")
-            else:
-                if not os.path.exists(os.path.join(save_dir, run_marker(run))):
-                    self.writable[key] = (
-                        f"worker {self.name} does not see the driver's save_dir {save_dir} "
-                        f"(its {run_marker(run)} is not there): it must be storage every "
-                        "machine shares, at the same path")
+            self.writable[key] = not_shared(save_dir, run, self.name)
         return self.writable[key]
 
     def _probe(self, keys: RunKeys, message: dict[str, Any]) -> None:
         """Write the driver's token in a file of save_dir, for it to read back."""
-        name = f".batchfetch-probe-{message['probe']}"
-        error = ""
-        try:
-            os.makedirs(message["save_dir"], exist_ok=True)
-            with open(os.path.join(message["save_dir"], name), "w", encoding="utf-8") as out:
-                out.write(message["probe"])
-        except OSError as exc:
-            error = exc.strerror or str(exc)
+        name, error = answer_probe(message["save_dir"], message["probe"])
         self._tell(keys, {"probe": message["probe"], "w": self.name, "file": name,
                           "error": error})
 
@@ -411,37 +376,12 @@ class WorkerProcess:
             getattr(pipe, name)(*args)
         return pipe.execute()
 
-    def _take(self, key: str, lease_ms: int) -> bool:
-        """Hold the lease ``key`` (True), unless another worker holds it."""
-        if self.client.set(key, self.token, nx=True, px=lease_ms) or (
-                self.client.get(key) or b"").decode() == self.token:
-            self.leases[key] = lease_ms
-            return True
-        return False
-
-    def _drop(self, key: str) -> None:
-        if self.leases.pop(key, None) is not None:
-            self._release(keys=[key], args=[self.token])
-
     def _renew_leases(self) -> None:
         """Renew every lease held, each every third of its length; watch for cancels."""
-        due: dict[str, float] = {}
         while True:
             gevent.sleep(0.2)
             try:
                 self._watch_cancels()
             except Exception as exc:  # noqa: BLE001 - Redis away: tried again soon
                 log.warning("could not look for cancelled runs: %s", exc)
-            now = time.monotonic()
-            for key, lease_ms in list(self.leases.items()):
-                if due.setdefault(key, now + lease_ms / 3000) > now:
-                    continue
-                due[key] = now + lease_ms / 3000
-                try:
-                    if not self._renew(keys=[key], args=[self.token, lease_ms]):
-                        self.leases.pop(key, None)  # lapsed: the driver sends it again
-                except Exception as exc:  # noqa: BLE001 - Redis away: tried again soon
-                    log.warning("could not renew %s: %s", key, exc)
-            for key in list(due):
-                if key not in self.leases:
-                    del due[key]
+            self.leases.renew_due()

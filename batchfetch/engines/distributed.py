@@ -17,7 +17,6 @@ non-idempotent inputs (POST, PATCH) as ``lost`` rows instead, unless
 """
 from __future__ import annotations
 
-import contextlib
 import itertools
 import logging
 import os
@@ -38,8 +37,9 @@ from ..methods import IDEMPOTENT_METHODS
 from ..redaction import mask_line
 from ..results import FetchResult
 from . import _broker
-from ._broker import (KEY_TTL, PROTOCOL, QUEUE, TASK, RunKeys, chunk_task_id, run_marker,
-                      wire_item, wire_options)
+from ._broker import (KEY_TTL, PROTOCOL, QUEUE, TASK, RunKeys, chunk_task_id, wire_item,
+                      wire_options)
+from ._shared_storage import check_probe_answer, put_marker, remove_marker
 from .base import RowEvent
 
 __all__ = ["DistributedEngine"]
@@ -405,27 +405,20 @@ class _DriverRun:
     # -- the rest ----------------------------------------------------------------
 
     def _probe_save_dir(self) -> None:
-        """Have a worker write a file in save_dir and read it here: the bodies a worker
-        saves must be where this machine (and every worker) sees them."""
+        """The bodies a worker saves must be where this machine and every worker see
+        them: put the run's marker there for the workers, and have one write a probe
+        file to read back here (:mod:`._shared_storage`)."""
         token = uuid.uuid4().hex
-        try:
-            os.makedirs(self.options.save_dir, exist_ok=True)
-            with open(os.path.join(self.options.save_dir, run_marker(self.keys.run)), "w"):
-                pass  # each worker looks for it before its first chunk of the run
-        except OSError as exc:
-            raise OptionError("save_dir", self.options.save_dir, "a directory this machine "
-                              "can write", f"cannot write in {self.options.save_dir}: "
-                              f"{exc.strerror or exc}") from None
+        put_marker(self.options.save_dir, self.keys.run)
         self._redis(self.app.send_task, TASK, queue=QUEUE, args=[{
             "protocol": PROTOCOL, "version": __version__, "run": self.keys.run,
             "probe": token, "save_dir": self.options.save_dir}])
         started, hinted = time.monotonic(), False
         while True:
             popped = self._redis(self.client.blpop, [self.keys.rows], timeout=1)
-            if popped is not None:
-                message = _broker.loads(popped[1])
-                if message.get("probe") == token:
-                    break
+            if popped is not None and _broker.loads(popped[1]).get("probe") == token:
+                answer = _broker.loads(popped[1])
+                break
             # The watch has not started: keep the run alive while no worker answers.
             self._redis(self.client.set, self.keys.alive, self._alive_value(),
                         ex=self._alive_ttl())
@@ -434,23 +427,8 @@ class _DriverRun:
                 log.warning("no worker has answered in %.0f s: start `batchfetch-worker "
                             "--broker %s` where the fetching runs", NO_WORKER_HINT,
                             self.engine.broker)
-        if message.get("error"):
-            raise OptionError("save_dir", self.options.save_dir, "a directory the workers "
-                              "can write", f"worker {message['w']} cannot write in "
-                              f"{self.options.save_dir}: {message['error']}")
-        path = os.path.join(self.options.save_dir, message["file"])
-        try:
-            with open(path, encoding="utf-8") as probe:
-                seen = probe.read() == token
-            os.unlink(path)
-        except OSError:
-            seen = False
-        if not seen:
-            raise OptionError("save_dir", self.options.save_dir, "storage the workers share",
-                              f"{self.options.save_dir} is not storage the workers share: "
-                              f"worker {message['w']} wrote {message['file']} there, and "
-                              "this machine does not see it (mount the same directory on "
-                              "every machine, at the same path)")
+        check_probe_answer(self.options.save_dir, token, answer["w"], answer["file"],
+                           answer["error"])
 
     def _lost_row(self, index: int, item: Any, message: str) -> FetchResult:
         return FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
@@ -469,8 +447,7 @@ class _DriverRun:
         """Delete the run's keys; on a cancel, first tell every worker to start no chunk
         of the run (the cancel key, and Celery's revoke of the chunks out)."""
         if self.options.save_dir:
-            with contextlib.suppress(OSError):
-                os.unlink(os.path.join(self.options.save_dir, run_marker(self.keys.run)))
+            remove_marker(self.options.save_dir, self.keys.run)
         if broken:
             return  # nothing to tell the broker: the run's keys expire by themselves
         client = self.engine._quick  # it may be slow: give up in seconds
