@@ -26,6 +26,7 @@ from .inputs import RequestSpec
 from .policies import Limits, RetryPolicy, Timeouts
 from .results import BodyNotKept, FetchResult, Summary
 from .resume import ResumeError
+from .store import StoreError
 from .table import PANDAS_DTYPES, ResultTable
 
 logging.getLogger("batchfetch").addHandler(logging.NullHandler())
@@ -54,6 +55,7 @@ __all__ = [
     "RequestSpec",
     "ResultTable",
     "ResumeError",
+    "StoreError",
     "RetryPolicy",
     "RowError",
     "SaveError",

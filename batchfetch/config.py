@@ -448,6 +448,31 @@ class FetchOptions:
         """
         return options_to_dict(self)
 
+    def to_shown_dict(self) -> dict[str, Any]:
+        """:meth:`to_dict` with its secrets masked, as a run store records the options:
+        the auth password, credential headers, cookies, passwords in URLs, and the
+        ``hosts`` rules (their source only). For records, not for :meth:`from_dict`.
+
+        Example::
+
+            >>> shown = FetchOptions(auth=("ann", "s3cret"), headers={"X-Api-Key": "k"})
+            >>> shown.to_shown_dict()["auth"], shown.to_shown_dict()["headers"]
+            (['ann', '***'], {'X-Api-Key': '***'})
+        """
+        try:
+            data = self.to_dict()
+        except OptionError:  # an AuthBase or a value JSON has no form for: shown as text
+            data = {field.name: repr(getattr(self, field.name))
+                    for field in dataclasses.fields(self)}
+        for name, value in data.items():
+            if name == "hosts" and value is not None:
+                data[name] = {"source": value.get("source")}
+            elif name == "auth" and isinstance(value, list):
+                data[name] = list(shown_option(name, tuple(value)))
+            elif name != "files":
+                data[name] = shown_option(name, value)
+        return data
+
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FetchOptions":
         """Options from what :meth:`to_dict` gave (or any part of it: the rest default),

@@ -166,6 +166,11 @@ class ResultTable(Sequence[FetchResult]):
             if not isinstance(target, (str, os.PathLike)):
                 raise ValueError("give the format of a file object: write(stream, 'csv')")
             fmt = format_for_path(target).name
+        if fmt == "sqlite":
+            if not isinstance(target, (str, os.PathLike)):
+                raise ValueError("a SQLite store is written to a path: to_sqlite('runs.db')")
+            self.to_sqlite(target)
+            return
         include = self._has_bodies() if include_body is None else include_body
         with open_target(target) as stream:
             writer = writer_for(fmt, stream, include_body=include, **self.shape)
@@ -184,6 +189,37 @@ class ResultTable(Sequence[FetchResult]):
     def to_json(self, target: Any, include_body: bool | None = None) -> None:
         """Write a JSON array of row objects to a path or a text file object."""
         self.write(target, "json", include_body)
+
+    def to_sqlite(self, path: str | os.PathLike[str], options: Any = None) -> int:
+        """Add the rows to a run store (:mod:`batchfetch.store`; created if missing) as one
+        finished run, and return its number; ``options`` (a FetchOptions) are recorded
+        with their secrets masked. Bodies are kept as BLOBs, headers as JSON.
+
+        Raises :class:`~batchfetch.store.StoreError` for a file that is not a store (left
+        as it was).
+
+        Example::
+
+            >>> table = ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, status=200)])
+            >>> table.to_sqlite("runs.db")
+            1
+            >>> ResultTable.from_sqlite("runs.db")[0].status
+            200
+        """
+        from .store import write_rows
+
+        shown = options.to_shown_dict() if options is not None else None
+        return write_rows(path, self._rows, shown)
+
+    @classmethod
+    def from_sqlite(cls, path: str | os.PathLike[str], run: int | None = None) -> ResultTable:
+        """The rows of run ``run`` of a store as a table (by default its latest finished
+        run); :class:`~batchfetch.store.StoreError` if the file is not a store or has no
+        such run. See :meth:`to_sqlite`."""
+        from .store import read_run
+
+        rows = read_run(path, run)
+        return cls(rows, headers=any(row.headers is not None for row in rows))
 
     def to_pandas(self, include_body: bool | None = None):
         """A pandas DataFrame of the rows, one column per field with the types of

@@ -86,6 +86,10 @@ class RowWriter:
     def _write(self, record: dict[str, Any]) -> None:
         raise NotImplementedError
 
+    def finish(self) -> None:
+        """The input is done (not interrupted): what a run store records; a file needs
+        nothing more than :meth:`close`."""
+
     def close(self) -> None:
         self.stream.flush()
 
@@ -167,6 +171,34 @@ def _terminal_width(stream: IO[str]) -> int | None:
         return os.get_terminal_size(stream.fileno()).columns if stream.isatty() else None
     except (AttributeError, ValueError, OSError):  # not a real file, or not a terminal
         return None
+
+
+class SqliteWriter(RowWriter):
+    """Rows into a run store (:mod:`batchfetch.store`): ``stream`` is the file's path, and
+    ``options`` (shown, secrets masked) go on the run's row. Bodies are kept as BLOBs when
+    the rows have them, headers as JSON; ``columns`` and ``header_columns`` change nothing
+    (every column is stored; a header is in ``headers``)."""
+
+    def __init__(self, stream: Any, include_body: bool = False,
+                 columns: tuple[str, ...] | None = None, *, headers: bool = False,
+                 header_columns: Sequence[str] = (),
+                 options: dict[str, Any] | None = None) -> None:
+        from .store import RunStore
+
+        super().__init__(stream, include_body, columns, headers=headers,
+                         header_columns=header_columns)
+        self.store = RunStore(stream)
+        self.store.start(options)
+
+    def write(self, row: FetchResult) -> None:
+        self.store.add(row)
+        self.rows_written += 1
+
+    def finish(self) -> None:
+        self.store.finish()
+
+    def close(self) -> None:
+        self.store.close()
 
 
 class RowReader:
@@ -316,6 +348,9 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {spec.name: spec for spec in (
     OutputFormat("jsonl", (".jsonl", ".ndjson"), streams=True, resumable=True,
                  writer=JsonLinesWriter, reader=JsonLinesReader()),
     OutputFormat("json", (".json",), streams=False, resumable=False, writer=JsonWriter),
+    # A run store: a path, not a stream (the command and ResultTable.to_sqlite know).
+    OutputFormat("sqlite", (".db", ".sqlite", ".sqlite3"), streams=True, resumable=False,
+                 writer=SqliteWriter),
 )}
 FORMATS = tuple(OUTPUT_FORMATS)
 _BY_SUFFIX = {suffix: spec for spec in OUTPUT_FORMATS.values() for suffix in spec.suffixes}

@@ -546,8 +546,8 @@ def test_environment_gives_defaults_and_flags_win(server):
     (["--demo", __file__], "--demo fetches its own list: give no INPUT"),
     (["--no-such-flag"], "No such option"),  # click 8.3 and 8.5 word the rest apart
     (["-o", "out.xlsx"], "Invalid value for '-o' / '--output': cannot tell a format from "
-                         "'.xlsx': name the file .csv, .jsonl, .ndjson, .json or .txt "
-                         "(table), or give -f FORMAT"),
+                         "'.xlsx': name the file .csv, .jsonl, .ndjson, .json, .txt "
+                         "(table), .db (sqlite), .sqlite or .sqlite3, or give -f FORMAT"),
 ])
 def test_bad_values_are_one_line_usage_errors(args, message):
     result = invoke(*args, input="")

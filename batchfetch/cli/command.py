@@ -21,7 +21,8 @@ from ..config import FetchOptions
 from ..errors import BrokerError, OptionError
 from ..redaction import mask_passwords
 from ..resume import RESUMABLE_FORMATS, RecordedRows, ResumeError
-from ..writers import FORMATS, OUTPUT_FORMATS, writer_for
+from ..store import StoreError
+from ..writers import FORMATS, OUTPUT_FORMATS, SqliteWriter, writer_for
 from .help import (EPILOG, SectionedCommand, cluster_option, general_option, listed, output_option,
                    output_suffixes, print_version, request_option, retrying_option,
                    timing_option, tls_option)
@@ -232,6 +233,11 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
                                "too: give the URLs as arguments or in a file")
     options = build_options(ctx, flags, demo_module.DEMO_OPTIONS if demo else {})
     fmt = fmt or format_for(output, demo)
+    if fmt == "sqlite" and output in (None, "-"):
+        raise click.UsageError("-f sqlite writes a run store: give it a file, -o runs.db")
+    if fmt == "sqlite" and resume:
+        raise click.UsageError("--resume does not continue a SQLite store yet: give -o "
+                               "FILE.jsonl or .csv to resume a run")
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
     if output not in (None, "-"):
         check_output_file(output, [source.path or source.stream for source in sources
@@ -247,7 +253,10 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     target: Any = None
     reader_watch = None
     try:
-        if recorded is None:
+        if fmt == "sqlite":  # a run store: written through its path, not a stream
+            writer = SqliteWriter(output, options.keep_body, options=options.to_shown_dict(),
+                                  **options.record_shape)
+        elif recorded is None:
             target = open_rows_output(output)
             writer = writer_for(fmt, target, options.keep_body, **options.record_shape)
             # A format written at the end is written in input order: the table writer
@@ -284,7 +293,8 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     except BrokerError as exc:  # the rows that came before stay written
         click.echo(f"batchfetch: {exc}", err=True)
         code = EXIT_BROKER_LOST
-    except (ResumeError, InputTextError, OptionError) as exc:  # OptionError: --save's probe
+    except (ResumeError, InputTextError, OptionError, StoreError) as exc:
+        # OptionError: --save's probe on a --broker run; StoreError: -o runs.db unusable
         if isinstance(target, GuardedText):
             target.discard()  # an -o FILE not written to yet stays as it was
         raise _InputRefused(str(exc)) from None

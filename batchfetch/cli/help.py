@@ -111,13 +111,16 @@ def output_suffixes(with_names: bool = False) -> list[str]:
     Example::
 
         >>> output_suffixes()
-        ['.csv', '.jsonl', '.ndjson', '.json', '.txt']
+        ['.csv', '.jsonl', '.ndjson', '.json', '.txt', '.db', '.sqlite', '.sqlite3']
+        >>> output_suffixes(with_names=True)[4:]
+        ['.txt (table)', '.db (sqlite)', '.sqlite', '.sqlite3']
     """
     def unnamed(spec: Any) -> bool:
         return spec.suffixes[0] != "." + spec.name
 
     specs = sorted(OUTPUT_FORMATS.values(), key=unnamed)
-    return [suffix + (f" ({spec.name})" if with_names and unnamed(spec) else "")
+    return [suffix + (f" ({spec.name})" if with_names and unnamed(spec)
+                      and spec.name not in suffix else "")
             for spec in specs for suffix in spec.suffixes]
 
 

@@ -141,6 +141,8 @@ class RowsToOutput:
                 self.writer.close()  # a table or JSON document of the finished rows
                 self.say(note)
             return EXIT_INTERRUPTED
+        if stopped is None:
+            self.writer.finish()  # a run store records the run as finished
         self.writer.close()
         if stopped is not None:
             if tally.total or not isinstance(stopped, BrokerError):

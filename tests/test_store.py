@@ -1,0 +1,162 @@
+"""-o runs.db: SQLite as the run store (issue 19, its first part): typed rows, a runs table,
+bounded transactions, and files it cannot use left as they were."""
+import json
+import resource
+import signal
+import sqlite3
+import subprocess
+import sys
+
+import pytest
+
+from batchfetch import FetchOptions, FetchResult, ResultTable, fetch_all
+from batchfetch.store import TRANSACTION_ROWS, StoreError, read_run
+
+from command_process import start, url_file, wait_for
+
+
+def query(path, sql, *args):
+    with sqlite3.connect(path) as connection:
+        return connection.execute(sql, args).fetchall()
+
+
+def test_each_run_adds_its_rows_and_a_runs_row(server, tmp_path, child_env):
+    urls = url_file(tmp_path, [server.url("/ok"), server.url("/status/404"), "not a url",
+                               server.url("/json")])
+    store = tmp_path / "runs.db"
+    for _ in range(2):
+        result = subprocess.run([sys.executable, "-m", "batchfetch", urls, "-o", store,
+                                 "-u", "ann:s3cret", "-H", "X-Api-Key: k3y", "--body", "-r", "0"],
+                                capture_output=True, text=True, env=child_env)
+        assert result.returncode == 1, result.stderr
+    runs = query(store, "SELECT run, finished IS NOT NULL, total, ok, failed, options, "
+                        "batchfetch FROM runs")
+    assert [run[:5] for run in runs] == [(1, 1, 4, 2, 2), (2, 1, 4, 2, 2)]
+    options = json.loads(runs[0][5])
+    assert options["auth"] == ["ann", "***"] and options["headers"]["X-Api-Key"] == "***"
+    assert "s3cret" not in runs[0][5] and "k3y" not in runs[0][5]
+    rows = query(store, 'SELECT "index", status, ok, error, typeof(status), typeof(elapsed), '
+                        'body FROM rows WHERE run = 2 ORDER BY "index"')
+    assert [row[:4] for row in rows] == [(0, 200, 1, ""), (1, 404, 0, "http"),
+                                         (2, None, 0, "invalid_url"), (3, 200, 1, "")]
+    assert rows[0][4:] == ("integer", "real", b"ok\n")
+    indexes = {name for (name,) in query(store, "SELECT name FROM sqlite_master WHERE "
+                                                "type = 'index'")}
+    assert {"rows_run_index", "rows_url", "rows_id"} <= indexes
+
+
+def test_pandas_reads_a_store(server, tmp_path):
+    pandas = pytest.importorskip("pandas")
+    table = fetch_all([server.url("/ok"), server.url("/status/503")], retries=0)
+    table.to_sqlite(tmp_path / "runs.db")
+    with sqlite3.connect(tmp_path / "runs.db") as connection:
+        frame = pandas.read_sql('SELECT "index", status, error FROM rows', connection)
+    assert frame["status"].tolist() == [200, 503]
+
+
+def test_a_table_round_trips_through_a_store(server, tmp_path):
+    items = [{"url": server.url("/random/50?seed=1"), "id": 7},
+             {"url": server.url("/json"), "id": "x"}, {"url": "ftp://no", "id": [1, 2]}]
+    table = fetch_all(items, keep_body=True, response_headers=True, retries=0)
+    store = tmp_path / "runs.db"
+    assert table.to_sqlite(store, options=FetchOptions(auth=("a", "pw"))) == 1
+    assert table.to_sqlite(store) == 2
+    back = ResultTable.from_sqlite(store)
+    assert [(row.index, row.id, row.status, row.error, row.body) for row in back] == \
+        [(row.index, row.id if not isinstance(row.id, list) else json.dumps(row.id),
+          row.status, row.error, row.body) for row in table]
+    assert back[1].headers == table[1].headers and back[1].json() == table[1].json()
+    assert ResultTable.from_sqlite(store, run=1)[0].body == table[0].body
+    table.write(tmp_path / "also.sqlite3")
+    assert len(ResultTable.from_sqlite(tmp_path / "also.sqlite3")) == 3
+    with pytest.raises(StoreError, match="no such file"):
+        ResultTable.from_sqlite(tmp_path / "missing.db")
+
+
+@pytest.mark.parametrize("case", ["not sqlite", "another program's tables", "locked"])
+def test_a_store_it_cannot_use_is_one_line_exit_2_and_left_as_it_was(case, server, tmp_path,
+                                                                    child_env):
+    store = tmp_path / "runs.db"
+    holder = None
+    if case == "not sqlite":
+        store.write_bytes(b"SQLite format 3\x00 but truncated " * 4)
+    elif case == "another program's tables":
+        with sqlite3.connect(store) as connection:
+            connection.execute("CREATE TABLE rows (a, b)")
+    else:
+        fetch_all([server.url("/ok")]).to_sqlite(store)
+        holder = sqlite3.connect(store, isolation_level=None)
+        holder.execute("BEGIN EXCLUSIVE")
+    before = store.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "batchfetch", server.url("/ok"), "-o", store],
+                            capture_output=True, text=True, env=child_env)
+    if holder is not None:
+        holder.rollback()
+        holder.close()
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(f"Error: {store}: ")
+    assert "Traceback" not in result.stderr
+    assert store.read_bytes() == before
+
+
+def test_a_full_disk_is_exit_74_and_the_store_stays_readable(server, tmp_path, child_env):
+    """A file size limit stands in for a full disk (SQLite sees EFBIG as a full one)."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (300_000, 300_000))
+
+    urls = url_file(tmp_path, [server.url(f"/random/5000?seed={n}") for n in range(400)])
+    store = tmp_path / "runs.db"
+    result = subprocess.run([sys.executable, "-m", "batchfetch", urls, "-o", store, "--body",
+                             "-q"], capture_output=True, text=True, env=child_env,
+                            preexec_fn=limit)
+    assert result.returncode == 74, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"batchfetch: cannot write rows to {store}: disk I/O error"]
+    assert query(store, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_killed_run_keeps_its_committed_rows_and_stays_unfinished(server, tmp_path,
+                                                                    child_env):
+    urls = url_file(tmp_path, [server.url(f"/delay/0.05?n={n}") for n in range(400)])
+    store = tmp_path / "runs.db"
+    proc = start([urls, "-o", store, "-c", "4", "-q"], child_env)
+
+    def committed():
+        try:
+            return query(store, "SELECT count(*) FROM rows")[0][0] > 0
+        except sqlite3.Error:
+            return False
+
+    wait_for(committed)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert query(store, "PRAGMA integrity_check") == [("ok",)]
+    assert query(store, "SELECT finished FROM runs") == [(None,)]
+    indexes = [index for (index,) in query(store, 'SELECT "index" FROM rows')]
+    assert indexes and len(indexes) == len(set(indexes)) < 400
+    with pytest.raises(StoreError, match="no finished run"):
+        read_run(store)
+
+
+def test_transactions_are_bounded(tmp_path):
+    from batchfetch.store import RunStore
+
+    store = RunStore(tmp_path / "runs.db")
+    store.start()
+    for index in range(TRANSACTION_ROWS + 5):
+        store.add(FetchResult(index, "http://127.0.0.1/", ok=True, status=200))
+    # Before close: what a crash now would leave.
+    assert query(tmp_path / "runs.db", "SELECT count(*) FROM rows") == [(TRANSACTION_ROWS,)]
+    store.close()
+    assert query(tmp_path / "runs.db", "SELECT count(*) FROM rows") == [(TRANSACTION_ROWS + 5,)]
+
+
+def test_usage_errors_of_a_store(server, tmp_path, child_env):
+    for args, message in (
+            (["-f", "sqlite"], "-f sqlite writes a run store: give it a file, -o runs.db"),
+            (["-o", tmp_path / "runs.db", "--resume"],
+             "--resume does not continue a SQLite store yet")):
+        result = subprocess.run([sys.executable, "-m", "batchfetch", server.url("/ok"), *args],
+                                capture_output=True, text=True, env=child_env)
+        assert result.returncode == 2 and message in result.stderr, result.stderr
