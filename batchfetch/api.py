@@ -20,6 +20,7 @@ from .engines.processes import ProcessEngine
 from .inputs import RequestSpec
 from .results import FetchResult
 from .resume import RecordedRows
+from .store import open_recorded
 from .table import ResultTable
 
 __all__ = ["Fetcher", "fetch_all", "iter_fetch"]
@@ -120,9 +121,11 @@ class Fetcher:
                 raise ValueError("retry_failed=True goes with resume=FILE, the rows file "
                                  "whose failed rows it fetches again")
             return None
-        if not isinstance(resume, RecordedRows):
-            return RecordedRows(resume, include_body=self.options.keep_body,
-                                retry_failed=retry_failed, **self.options.record_shape)
+        if not isinstance(resume, RecordedRows):  # a csv or jsonl file, or a run store
+            return open_recorded(resume, include_body=self.options.keep_body,
+                                 retry_failed=retry_failed,
+                                 options=self.options.to_shown_dict(),
+                                 **self.options.record_shape)
         if retry_failed and not resume.retry_failed:
             raise ValueError("resume= is a RecordedRows made without retry_failed: give "
                              "retry_failed=True to RecordedRows instead")

@@ -16,14 +16,19 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
+
+from array import array
 
 from ._version import __version__
 from .errors import BatchFetchError, OutputError
-from .results import COLUMNS, RECORD_TYPES, FetchResult
+from .resume import RecordedRows
+from .results import COLUMNS, RECORD_TYPES, FetchResult, record_columns
+from .writers import OUTPUT_FORMATS, RowWriter
 
-__all__ = ["RunStore", "StoreError", "STORE_SUFFIXES", "read_run", "write_rows"]
+__all__ = ["RunStore", "SqliteWriter", "StoreError", "StoredRows", "STORE_SUFFIXES",
+           "open_recorded", "read_run", "write_rows"]
 
 #: The suffixes of an output file that is a store (``-o runs.db``).
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -141,6 +146,20 @@ class RunStore:
             self.commit()
         finally:
             self._connection.close()
+
+    def discard(self) -> None:
+        """Close without writing what is pending."""
+        self._pending = []
+        self._connection.close()
+
+    def resume(self, run: int, counts: dict[str, int], drop_failed: bool) -> None:
+        """Append to ``run`` (unfinished) from now on, whose rows so far count ``counts``;
+        ``drop_failed`` deletes its failed rows first (they are fetched again)."""
+        self.run, self.counts = run, dict(counts)
+        if drop_failed:
+            with self._writing():
+                self._connection.execute("DELETE FROM rows WHERE run = ? AND ok = 0", (run,))
+                self._connection.commit()
 
     def _writing(self):
         return _Writing(self.path)
@@ -267,3 +286,137 @@ def write_rows(path: str | os.PathLike[str], rows: Iterable[FetchResult],
         store.close()
     return run
 
+
+class SqliteWriter(RowWriter):
+    """Rows into a run store (:mod:`batchfetch.store`): ``stream`` is the file's path, and
+    ``options`` (shown, secrets masked) go on the run's row. Bodies are kept as BLOBs when
+    the rows have them, headers as JSON; ``columns`` and ``header_columns`` change nothing
+    (every column is stored; a header is in ``headers``)."""
+
+    def __init__(self, stream: Any, include_body: bool = False,
+                 columns: tuple[str, ...] | None = None, *, headers: bool = False,
+                 header_columns: Sequence[str] = (),
+                 options: dict[str, Any] | None = None) -> None:
+        super().__init__(stream, include_body, columns, headers=headers,
+                         header_columns=header_columns)
+        self.store = RunStore(stream)
+        self.store.start(options)
+
+    def write(self, row: FetchResult) -> None:
+        self.store.add(row)
+        self.rows_written += 1
+
+    def finish(self) -> None:
+        self.store.finish()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+class StoredRows(RecordedRows):
+    """``--resume -o runs.db``: the latest run of a store, when it did not finish, read as
+    :class:`~batchfetch.resume.RecordedRows` reads a file (the same checks that the input
+    is the one that wrote it); the rows fetched now are added to that run, which is then
+    finished. When the latest run finished, or there is none, the rows make a new run.
+
+    The store is not written to until the first row (or the end of the rows): another
+    input's run raises :class:`~batchfetch.resume.ResumeError` and leaves it as it was.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], fmt: str | None = None,
+                 include_body: bool = False, retry_failed: bool = False,
+                 options: dict[str, Any] | None = None, **shape: Any) -> None:
+        self.path = os.fspath(path)
+        self.format, self.reader = OUTPUT_FORMATS["sqlite"], None
+        self.include_body, self.retry_failed, self.shape = include_body, retry_failed, shape
+        self.columns = record_columns(include_body, **shape)
+        self.options = options
+        self.count = self.failed = 0
+        self.last_index = -1
+        self.header = self.partial = self._appended = False
+        self._state, self._url_hash, self._end = bytearray(), array("q"), 0
+        self.run: int | None = None
+        self._rows: list[FetchResult] = []
+        if os.path.exists(self.path):
+            try:
+                connection = _open(self.path, create=False)
+            except StoreError as exc:
+                if exc.problem != "it holds no batchfetch runs":
+                    raise
+            else:
+                try:
+                    latest = connection.execute(
+                        "SELECT run, finished FROM runs ORDER BY run DESC LIMIT 1").fetchone()
+                finally:
+                    connection.close()
+                if latest is not None and latest[1] is None:
+                    self.run = latest[0]
+                    self._rows = read_run(self.path, self.run)
+                    for number, row in enumerate(self._rows, 1):
+                        self._add(number, row)
+        #: An unfinished run is there to continue.
+        self.existed = self.run is not None
+
+    def describe(self) -> str:
+        note = super().describe()
+        return note.replace(f"in {self.path}", f"in run {self.run} of {self.path}", 1)
+
+    def _lines(self) -> Iterator[tuple[bytes, FetchResult | None]]:
+        for row in self._rows:
+            yield b"", row
+
+    def appending(self, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
+        """``rows``, each added to the run before it is yielded (committed in bounded
+        transactions); the run is finished when ``rows`` end, not when they are closed
+        early (an interruption)."""
+        if self._appended:
+            raise ValueError(f"rows were appended to {self.path} already: read it again "
+                             f"for another run")
+        self._appended = True
+        return self._append_to_store(rows)
+
+    def _append_to_store(self, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
+        store: RunStore | None = None
+        keep = ended = False
+        try:
+            for row in rows:
+                store = store or self._open_store()
+                store.add(row)
+                yield row
+            ended = True
+            keep = True
+        except GeneratorExit:
+            keep = True  # closed early: the rows added so far stay, the run unfinished
+            raise
+        finally:
+            rows.close()
+            if keep:
+                store = store or self._open_store()
+                if ended:
+                    store.finish()
+                store.close()
+            elif store is not None:
+                store.discard()
+
+    def _open_store(self) -> RunStore:
+        store = RunStore(self.path)
+        if self.run is None:
+            store.start(self.options)
+        else:
+            failed = self.failed if self.retry_failed else 0
+            store.resume(self.run, {"total": self.count - failed,
+                                    "ok": self.count - self.failed,
+                                    "failed": self.failed - failed}, self.retry_failed)
+        return store
+
+
+def open_recorded(path: str | os.PathLike[str], fmt: str | None = None,
+                  include_body: bool = False, retry_failed: bool = False,
+                  options: dict[str, Any] | None = None, **shape: Any) -> RecordedRows:
+    """What ``--resume -o PATH`` keeps: :class:`StoredRows` for a store (by ``fmt`` or
+    PATH's suffix), :class:`~batchfetch.resume.RecordedRows` for a csv or jsonl file."""
+    name = fmt or os.path.splitext(os.fspath(path))[1].lower()
+    if name == "sqlite" or name in STORE_SUFFIXES:
+        return StoredRows(path, include_body=include_body, retry_failed=retry_failed,
+                          options=options, **shape)
+    return RecordedRows(path, fmt, include_body, retry_failed, **shape)

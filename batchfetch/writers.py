@@ -173,32 +173,9 @@ def _terminal_width(stream: IO[str]) -> int | None:
         return None
 
 
-class SqliteWriter(RowWriter):
-    """Rows into a run store (:mod:`batchfetch.store`): ``stream`` is the file's path, and
-    ``options`` (shown, secrets masked) go on the run's row. Bodies are kept as BLOBs when
-    the rows have them, headers as JSON; ``columns`` and ``header_columns`` change nothing
-    (every column is stored; a header is in ``headers``)."""
-
-    def __init__(self, stream: Any, include_body: bool = False,
-                 columns: tuple[str, ...] | None = None, *, headers: bool = False,
-                 header_columns: Sequence[str] = (),
-                 options: dict[str, Any] | None = None) -> None:
-        from .store import RunStore
-
-        super().__init__(stream, include_body, columns, headers=headers,
-                         header_columns=header_columns)
-        self.store = RunStore(stream)
-        self.store.start(options)
-
-    def write(self, row: FetchResult) -> None:
-        self.store.add(row)
-        self.rows_written += 1
-
-    def finish(self) -> None:
-        self.store.finish()
-
-    def close(self) -> None:
-        self.store.close()
+def _store_writer(*_args: Any, **_keywords: Any) -> RowWriter:
+    raise ValueError("a run store is written through its path, not a stream: "
+                     "batchfetch.store.SqliteWriter(path) or ResultTable.to_sqlite(path)")
 
 
 class RowReader:
@@ -350,7 +327,7 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {spec.name: spec for spec in (
     OutputFormat("json", (".json",), streams=False, resumable=False, writer=JsonWriter),
     # A run store: a path, not a stream (the command and ResultTable.to_sqlite know).
     OutputFormat("sqlite", (".db", ".sqlite", ".sqlite3"), streams=True, resumable=False,
-                 writer=SqliteWriter),
+                 writer=_store_writer),
 )}
 FORMATS = tuple(OUTPUT_FORMATS)
 _BY_SUFFIX = {suffix: spec for spec in OUTPUT_FORMATS.values() for suffix in spec.suffixes}

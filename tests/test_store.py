@@ -153,10 +153,59 @@ def test_transactions_are_bounded(tmp_path):
 
 
 def test_usage_errors_of_a_store(server, tmp_path, child_env):
-    for args, message in (
-            (["-f", "sqlite"], "-f sqlite writes a run store: give it a file, -o runs.db"),
-            (["-o", tmp_path / "runs.db", "--resume"],
-             "--resume does not continue a SQLite store yet")):
-        result = subprocess.run([sys.executable, "-m", "batchfetch", server.url("/ok"), *args],
-                                capture_output=True, text=True, env=child_env)
-        assert result.returncode == 2 and message in result.stderr, result.stderr
+    result = subprocess.run([sys.executable, "-m", "batchfetch", server.url("/ok"), "-f",
+                             "sqlite"], capture_output=True, text=True, env=child_env)
+    assert result.returncode == 2
+    assert "-f sqlite writes a run store: give it a file, -o runs.db" in result.stderr
+
+
+def test_resume_after_kill_9_completes_the_unfinished_run_each_input_once(server, tmp_path,
+                                                                        child_env):
+    urls = url_file(tmp_path, [server.url(f"/delay/0.05?n={n}") for n in range(300)]
+                    + ["not a url"])
+    store = tmp_path / "runs.db"
+    fetch_all([server.url("/ok")]).to_sqlite(store)  # an earlier, finished run
+    proc = start([urls, "-o", store, "-c", "4", "-q"], child_env)
+
+    def committed():
+        try:
+            return query(store, "SELECT count(*) FROM rows WHERE run = 2")[0][0] > 0
+        except sqlite3.Error:
+            return False
+
+    wait_for(committed)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = query(store, "SELECT count(*) FROM rows WHERE run = 2")[0][0]
+    result = subprocess.run([sys.executable, "-m", "batchfetch", urls, "-o", store, "--resume",
+                             "-c", "8"], capture_output=True, text=True, env=child_env)
+    assert result.returncode == 1, result.stderr  # the line that is no URL
+    assert f"resume: {before} rows already in run 2 of {store}" in result.stderr
+    indexes = [index for (index,) in query(store, 'SELECT "index" FROM rows WHERE run = 2')]
+    assert sorted(indexes) == list(range(301))
+    assert query(store, "SELECT run, finished IS NOT NULL, total, ok, failed FROM runs") == \
+        [(1, 1, 1, 1, 0), (2, 1, 301, 300, 1)]
+    again = subprocess.run([sys.executable, "-m", "batchfetch", urls, "-o", store, "--resume",
+                            "--retry-failed", "-q"], capture_output=True, text=True,
+                           env=child_env)
+    assert again.returncode == 1  # the latest run finished: --resume starts a new one
+    assert query(store, "SELECT count(*) FROM rows WHERE run = 3") == [(301,)]
+
+
+def test_resume_refuses_another_input_s_run_and_leaves_it(server, tmp_path):
+    store = tmp_path / "runs.db"
+    from batchfetch.store import RunStore
+
+    partial = RunStore(store)
+    partial.start()
+    partial.add(FetchResult(0, server.url("/ok?first"), ok=True, status=200))
+    partial.close()  # not finished: as if killed
+    before = query(store, "SELECT * FROM rows")
+    from batchfetch import ResumeError
+
+    with pytest.raises(ResumeError, match="was written for another input"):
+        fetch_all([server.url("/json"), server.url("/ok")], resume=store)
+    assert query(store, "SELECT * FROM rows") == before
+    table = fetch_all([server.url("/ok?first"), server.url("/json")], resume=store)
+    assert [row.status for row in table] == [200, 200]
+    assert query(store, "SELECT finished IS NOT NULL, total FROM runs") == [(1, 2)]

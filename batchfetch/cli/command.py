@@ -21,8 +21,8 @@ from ..config import FetchOptions
 from ..errors import BrokerError, OptionError
 from ..redaction import mask_passwords
 from ..resume import RESUMABLE_FORMATS, RecordedRows, ResumeError
-from ..store import StoreError
-from ..writers import FORMATS, OUTPUT_FORMATS, SqliteWriter, writer_for
+from ..store import SqliteWriter, StoreError, open_recorded
+from ..writers import FORMATS, OUTPUT_FORMATS, writer_for
 from .help import (EPILOG, SectionedCommand, cluster_option, general_option, listed, output_option,
                    output_suffixes, print_version, request_option, retrying_option,
                    timing_option, tls_option)
@@ -235,9 +235,6 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     fmt = fmt or format_for(output, demo)
     if fmt == "sqlite" and output in (None, "-"):
         raise click.UsageError("-f sqlite writes a run store: give it a file, -o runs.db")
-    if fmt == "sqlite" and resume:
-        raise click.UsageError("--resume does not continue a SQLite store yet: give -o "
-                               "FILE.jsonl or .csv to resume a run")
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
     if output not in (None, "-"):
         check_output_file(output, [source.path or source.stream for source in sources
@@ -253,7 +250,7 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     target: Any = None
     reader_watch = None
     try:
-        if fmt == "sqlite":  # a run store: written through its path, not a stream
+        if fmt == "sqlite" and recorded is None:  # a run store: through its path
             writer = SqliteWriter(output, options.keep_body, options=options.to_shown_dict(),
                                   **options.record_shape)
         elif recorded is None:
@@ -266,7 +263,8 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
         else:
             writer = AppendedByTheLibrary()
         run = RowsToOutput(options, writer, say, bar, recorded)
-        run.resumable = OUTPUT_FORMATS[fmt].resumable and output not in (None, "-")
+        run.resumable = (OUTPUT_FORMATS[fmt].resumable or fmt == "sqlite") and \
+            output not in (None, "-")
         if isinstance(target, PipeText):
             reader_watch = target.watch_reader(gevent.getcurrent())
         with _logging_to_stderr(verbose, bar.log_handler(), quiet), _warnings_for(options), \
@@ -326,7 +324,7 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
     if output in (None, "-"):
         raise click.UsageError(f"--resume needs -o FILE (a {listed(_RESUMABLE_SUFFIXES)} "
                                f"file): it reads the rows already there and appends the rest")
-    if not OUTPUT_FORMATS[fmt].resumable:
+    if not OUTPUT_FORMATS[fmt].resumable and fmt != "sqlite":
         uses = [f"-o FILE{suffix}" for suffix in _RESUMABLE_SUFFIXES]
         uses.append(f"-f {'/'.join(RESUMABLE_FORMATS)}")
         raise click.UsageError(f"--resume appends rows to a {listed(RESUMABLE_FORMATS)} file, "
@@ -335,12 +333,12 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
         raise click.BadParameter(f"--resume reads the rows already in {output!r}, which is "
                                  f"not a regular file", param_hint="'-o' / '--output'")
     try:
-        return RecordedRows(output, fmt, options.keep_body, retry_failed,
-                            **options.record_shape)
+        return open_recorded(output, fmt, options.keep_body, retry_failed,
+                             options=options.to_shown_dict(), **options.record_shape)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {output!r}: {exc.strerror}",
                                  param_hint="'-o' / '--output'") from None
-    except ResumeError as exc:
+    except (ResumeError, StoreError) as exc:
         raise _InputRefused(str(exc)) from None
 
 
