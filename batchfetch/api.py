@@ -123,8 +123,7 @@ class Fetcher:
             return None
         if not isinstance(resume, RecordedRows):  # a csv or jsonl file, or a run store
             return open_recorded(resume, include_body=self.options.keep_body,
-                                 retry_failed=retry_failed,
-                                 options=self.options.to_shown_dict(),
+                                 retry_failed=retry_failed, options=self.options,
                                  **self.options.record_shape)
         if retry_failed and not resume.retry_failed:
             raise ValueError("resume= is a RecordedRows made without retry_failed: give "

@@ -15,7 +15,7 @@ from typing import Any, Union
 from requests.auth import AuthBase
 
 from ._checks import (broker_problem, existing_path, integer, number, parse_status_set,
-                      proxy_problem, string_mapping)
+                      proxy_problem, status_ranges, string_mapping)
 from ._options_json import keywords_from_dict, options_to_dict
 from ._version import __version__
 from .errors import OptionError
@@ -449,29 +449,29 @@ class FetchOptions:
         return options_to_dict(self)
 
     def to_shown_dict(self) -> dict[str, Any]:
-        """:meth:`to_dict` with its secrets masked, as a run store records the options:
-        the auth password, credential headers, cookies, passwords in URLs, and the
-        ``hosts`` rules (their source only). For records, not for :meth:`from_dict`.
+        """Every option as a run store records it: the auth password, credential headers,
+        cookies and passwords in URLs masked, ``hosts`` by its source only, ``files`` by
+        their part names. For records, not for :meth:`from_dict` (a value JSON has no form
+        for is left for the writer to show as text).
 
         Example::
 
             >>> shown = FetchOptions(auth=("ann", "s3cret"), headers={"X-Api-Key": "k"})
             >>> shown.to_shown_dict()["auth"], shown.to_shown_dict()["headers"]
-            (['ann', '***'], {'X-Api-Key': '***'})
+            (('ann', '***'), {'X-Api-Key': '***'})
         """
-        try:
-            data = self.to_dict()
-        except OptionError:  # an AuthBase or a value JSON has no form for: shown as text
-            data = {field.name: repr(getattr(self, field.name))
-                    for field in dataclasses.fields(self)}
-        for name, value in data.items():
-            if name == "hosts" and value is not None:
-                data[name] = {"source": value.get("source")}
-            elif name == "auth" and isinstance(value, list):
-                data[name] = list(shown_option(name, tuple(value)))
-            elif name != "files":
-                data[name] = shown_option(name, value)
-        return data
+        shown: dict[str, Any] = {}
+        for field in dataclasses.fields(self):
+            name, value = field.name, getattr(self, field.name)
+            if name == "hosts":
+                shown[name] = None if value is None else {"source": value.source}
+            elif name == "files":
+                shown[name] = None if value is None else sorted(value)
+            elif name in ("ok_status", "retry_on"):
+                shown[name] = status_ranges(value)
+            else:
+                shown[name] = shown_option(name, value)
+        return shown
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "FetchOptions":

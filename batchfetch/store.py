@@ -16,10 +16,11 @@ import json
 import os
 import sqlite3
 import time
+from array import array
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from array import array
+import gevent
 
 from ._version import __version__
 from .errors import BatchFetchError, OutputError
@@ -35,9 +36,11 @@ STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
 #: A transaction commits after this many rows, or this many seconds, whichever first.
 TRANSACTION_ROWS, TRANSACTION_SECONDS = 1000, 1.0
 #: Seconds to wait for another connection's lock before the file counts as locked.
-LOCK_WAIT = 2.0
+LOCK_WAIT = 5.0
 
 _SQL_TYPES = {int: "INTEGER", float: "REAL", str: "TEXT", bool: "INTEGER"}
+_RUN_COLUMNS = ("run", "started", "finished", "options", "batchfetch", "total", "ok",
+                "failed")
 #: The columns of ``rows``: the run, COLUMNS with SQL types, the headers and the body.
 ROW_COLUMNS = ("run",) + COLUMNS + ("headers", "body")
 SCHEMA = (
@@ -98,6 +101,7 @@ class RunStore:
         self.run: int | None = None
         self._pending: list[tuple] = []
         self._since = time.monotonic()
+        self._timer: gevent.Greenlet | None = None  # commits a second after the first row
         self.counts = {"total": 0, "ok": 0, "failed": 0}
         self._connection = _open(self.path, create=True)
 
@@ -120,9 +124,21 @@ class RunStore:
         if len(self._pending) >= TRANSACTION_ROWS or \
                 time.monotonic() - self._since >= TRANSACTION_SECONDS:
             self.commit()
+        elif self._timer is None:  # a slow next row must not hold this one uncommitted
+            self._timer = gevent.spawn_later(TRANSACTION_SECONDS, self._commit_in_time)
+
+    def _commit_in_time(self) -> None:
+        self._timer = None
+        try:
+            self.commit()
+        except BatchFetchError:
+            pass  # the next add() or close() meets the same error, where it is reported
 
     def commit(self) -> None:
         """Write the rows added since the last commit, in one transaction."""
+        if self._timer is not None and self._timer is not gevent.getcurrent():
+            self._timer.kill(block=False)
+            self._timer = None
         if self._pending:
             with self._writing():
                 self._connection.executemany(_INSERT_ROW, self._pending)
@@ -147,10 +163,6 @@ class RunStore:
         finally:
             self._connection.close()
 
-    def discard(self) -> None:
-        """Close without writing what is pending."""
-        self._pending = []
-        self._connection.close()
 
     def resume(self, run: int, counts: dict[str, int], drop_failed: bool) -> None:
         """Append to ``run`` (unfinished) from now on, whose rows so far count ``counts``;
@@ -175,11 +187,11 @@ class _Writing:
         return None
 
     def __exit__(self, kind: Any, exc: BaseException | None, _tb: Any) -> bool:
+        # The file was checked when it was opened: a write that fails now (a full disk, a
+        # lock held past LOCK_WAIT) is an output error, as for other outputs (exit 74).
         if isinstance(exc, sqlite3.Error):
-            if _is_full(exc) or (isinstance(exc, sqlite3.OperationalError)
-                                 and "disk I/O error" in str(exc)):
-                raise OutputError(self.path, OSError(28, str(exc))) from exc
-            raise StoreError(self.path, str(exc)) from exc
+            errno = 28 if _is_full(exc) else 5
+            raise OutputError(self.path, OSError(errno, str(exc))) from exc
         return False
 
 
@@ -198,11 +210,19 @@ def _open(path: str, create: bool) -> sqlite3.Connection:
                       f'PRAGMA table_info("{name}")')]
                   for (name,) in connection.execute(
                       "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for name, wanted in (("runs", ("run", "started", "finished")), ("rows", ROW_COLUMNS)):
+        for name, wanted in (("runs", _RUN_COLUMNS), ("rows", ROW_COLUMNS)):
             if name in tables and not set(wanted) <= set(tables[name]):
                 raise StoreError(path, f"its {name} table is not batchfetch's (columns "
                                        f"{', '.join(tables[name])})")
+        others = sorted(name for name in tables
+                        if name not in ("runs", "rows") and not name.startswith("sqlite_"))
+        if others and not {"runs", "rows"} <= set(tables):
+            raise StoreError(path, f"it holds other tables ({', '.join(others)}): batchfetch "
+                                   "keeps its runs in a file of its own")
         if create:
+            # Another writer holding the file past LOCK_WAIT: refused before any change.
+            connection.execute("BEGIN IMMEDIATE")
+            connection.rollback()
             if connection.execute("PRAGMA journal_mode = WAL").fetchone()[0] != "wal":
                 raise StoreError(path, "SQLite cannot use WAL mode on it")
             for statement in SCHEMA:
@@ -228,8 +248,12 @@ def _values(run: int | None, row: FetchResult) -> tuple:
     values: list[Any] = [run]
     for name in COLUMNS:
         value = getattr(row, name)
-        if name == "id" and value is not None and not isinstance(value, (int, float, str)):
-            value = json.dumps(value)
+        if name == "id" and value is not None and not (
+                isinstance(value, (float, str)) or (isinstance(value, int)
+                                                    and -2**63 <= value < 2**63)):
+            # SQLite's integers are 64-bit; a list, a date or a huge int is kept as text
+            value = json.dumps(value, default=str) if not isinstance(value, int) \
+                else str(value)
         values.append(value)
     values.append(json.dumps(row.headers) if row.headers is not None else None)
     values.append(row.body)
@@ -242,23 +266,32 @@ def read_run(path: str | os.PathLike[str], run: int | None = None) -> list[Fetch
 
     Example: see :class:`RunStore`.
     """
+    return list(iter_run(path, run))
+
+
+def iter_run(path: str | os.PathLike[str], run: int | None = None,
+             columns: Sequence[str] = COLUMNS) -> Iterator[FetchResult]:
+    """:func:`read_run`'s rows one at a time (``columns`` only, with COLUMNS: the headers
+    and body too)."""
     path = os.fspath(path)
     connection = _open(path, create=False)
     try:
         if run is None:
-            found = connection.execute(
+            run = connection.execute(
                 "SELECT max(run) FROM runs WHERE finished IS NOT NULL").fetchone()[0]
-            if found is None:
+            if run is None:
                 raise StoreError(path, "it holds no finished run")
-            run = found
-        names = ", ".join(f'"{name}"' for name in COLUMNS)
-        rows = [_row(values) for values in connection.execute(
-            f'SELECT {names}, headers, body FROM rows WHERE run = ? ORDER BY "index"', (run,))]
+        elif connection.execute("SELECT 1 FROM runs WHERE run = ?", (run,)).fetchone() is None:
+            raise StoreError(path, f"it holds no run {run}")
+        whole = tuple(columns) == COLUMNS
+        names = ", ".join(f'"{name}"' for name in columns) + (", headers, body" if whole else "")
+        for values in connection.execute(
+                f'SELECT {names} FROM rows WHERE run = ? ORDER BY "index"', (run,)):
+            yield _row(values) if whole else FetchResult(**dict(zip(columns, values)))
     except sqlite3.DatabaseError as exc:
         raise StoreError(path, str(exc)) from None
     finally:
         connection.close()
-    return rows
 
 
 def _row(values: Sequence[Any]) -> FetchResult:
@@ -299,14 +332,18 @@ class SqliteWriter(RowWriter):
                  options: dict[str, Any] | None = None) -> None:
         super().__init__(stream, include_body, columns, headers=headers,
                          header_columns=header_columns)
-        self.store = RunStore(stream)
-        self.store.start(options)
+        self.store = RunStore(stream)  # the file is checked now; the run starts with a row
+        self.options = options
 
     def write(self, row: FetchResult) -> None:
+        if self.store.run is None:
+            self.store.start(self.options)
         self.store.add(row)
         self.rows_written += 1
 
     def finish(self) -> None:
+        if self.store.run is None:  # an input with nothing to fetch: an empty run
+            self.store.start(self.options)
         self.store.finish()
 
     def close(self) -> None:
@@ -314,10 +351,11 @@ class SqliteWriter(RowWriter):
 
 
 class StoredRows(RecordedRows):
-    """``--resume -o runs.db``: the latest run of a store, when it did not finish, read as
+    """``--resume -o runs.db``: the latest run of a store, read as
     :class:`~batchfetch.resume.RecordedRows` reads a file (the same checks that the input
-    is the one that wrote it); the rows fetched now are added to that run, which is then
-    finished. When the latest run finished, or there is none, the rows make a new run.
+    is the one that wrote it): the rows fetched now, those of the inputs it has no row for
+    (and with retry_failed, of its failed rows, deleted first), are added to it, and it is
+    marked finished when the input is done. A store with no run starts one.
 
     The store is not written to until the first row (or the end of the rows): another
     input's run raises :class:`~batchfetch.resume.ResumeError` and leaves it as it was.
@@ -325,7 +363,7 @@ class StoredRows(RecordedRows):
 
     def __init__(self, path: str | os.PathLike[str], fmt: str | None = None,
                  include_body: bool = False, retry_failed: bool = False,
-                 options: dict[str, Any] | None = None, **shape: Any) -> None:
+                 options: Any = None, **shape: Any) -> None:
         self.path = os.fspath(path)
         self.format, self.reader = OUTPUT_FORMATS["sqlite"], None
         self.include_body, self.retry_failed, self.shape = include_body, retry_failed, shape
@@ -336,7 +374,6 @@ class StoredRows(RecordedRows):
         self.header = self.partial = self._appended = False
         self._state, self._url_hash, self._end = bytearray(), array("q"), 0
         self.run: int | None = None
-        self._rows: list[FetchResult] = []
         if os.path.exists(self.path):
             try:
                 connection = _open(self.path, create=False)
@@ -345,16 +382,14 @@ class StoredRows(RecordedRows):
                     raise
             else:
                 try:
-                    latest = connection.execute(
-                        "SELECT run, finished FROM runs ORDER BY run DESC LIMIT 1").fetchone()
+                    self.run = connection.execute("SELECT max(run) FROM runs").fetchone()[0]
                 finally:
                     connection.close()
-                if latest is not None and latest[1] is None:
-                    self.run = latest[0]
-                    self._rows = read_run(self.path, self.run)
-                    for number, row in enumerate(self._rows, 1):
+                if self.run is not None:  # what each input has (no bodies: 9 bytes each)
+                    for number, row in enumerate(iter_run(
+                            self.path, self.run, ("index", "url", "ok")), 1):
                         self._add(number, row)
-        #: An unfinished run is there to continue.
+        #: A run is there to continue.
         self.existed = self.run is not None
 
     def describe(self) -> str:
@@ -362,8 +397,9 @@ class StoredRows(RecordedRows):
         return note.replace(f"in {self.path}", f"in run {self.run} of {self.path}", 1)
 
     def _lines(self) -> Iterator[tuple[bytes, FetchResult | None]]:
-        for row in self._rows:
-            yield b"", row
+        if self.run is not None:
+            for row in iter_run(self.path, self.run):
+                yield b"", row
 
     def appending(self, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
         """``rows``, each added to the run before it is yielded (committed in bounded
@@ -377,31 +413,27 @@ class StoredRows(RecordedRows):
 
     def _append_to_store(self, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:
         store: RunStore | None = None
-        keep = ended = False
+        ended = False
         try:
             for row in rows:
                 store = store or self._open_store()
                 store.add(row)
                 yield row
             ended = True
-            keep = True
-        except GeneratorExit:
-            keep = True  # closed early: the rows added so far stay, the run unfinished
-            raise
         finally:
-            rows.close()
-            if keep:
+            rows.close()  # first: it cancels what is in flight
+            # Every row yielded was reported: it stays, whatever stopped the run (another
+            # input's run stops it before the first row, and the store is not opened).
+            if ended:
                 store = store or self._open_store()
-                if ended:
-                    store.finish()
+                store.finish()
+            if store is not None:
                 store.close()
-            elif store is not None:
-                store.discard()
 
     def _open_store(self) -> RunStore:
         store = RunStore(self.path)
         if self.run is None:
-            store.start(self.options)
+            store.start(self.options.to_shown_dict() if self.options is not None else None)
         else:
             failed = self.failed if self.retry_failed else 0
             store.resume(self.run, {"total": self.count - failed,
@@ -412,9 +444,10 @@ class StoredRows(RecordedRows):
 
 def open_recorded(path: str | os.PathLike[str], fmt: str | None = None,
                   include_body: bool = False, retry_failed: bool = False,
-                  options: dict[str, Any] | None = None, **shape: Any) -> RecordedRows:
+                  options: Any = None, **shape: Any) -> RecordedRows:
     """What ``--resume -o PATH`` keeps: :class:`StoredRows` for a store (by ``fmt`` or
-    PATH's suffix), :class:`~batchfetch.resume.RecordedRows` for a csv or jsonl file."""
+    PATH's suffix; ``options``, a FetchOptions, are recorded if it starts a run),
+    :class:`~batchfetch.resume.RecordedRows` for a csv or jsonl file."""
     name = fmt or os.path.splitext(os.fspath(path))[1].lower()
     if name == "sqlite" or name in STORE_SUFFIXES:
         return StoredRows(path, include_body=include_body, retry_failed=retry_failed,

@@ -185,11 +185,16 @@ def test_resume_after_kill_9_completes_the_unfinished_run_each_input_once(server
     assert sorted(indexes) == list(range(301))
     assert query(store, "SELECT run, finished IS NOT NULL, total, ok, failed FROM runs") == \
         [(1, 1, 1, 1, 0), (2, 1, 301, 300, 1)]
+    # As with a JSON Lines file: resuming a finished run fetches only its failed rows
+    # with --retry-failed (here the line that is no URL, which fails again).
     again = subprocess.run([sys.executable, "-m", "batchfetch", urls, "-o", store, "--resume",
-                            "--retry-failed", "-q"], capture_output=True, text=True,
-                           env=child_env)
-    assert again.returncode == 1  # the latest run finished: --resume starts a new one
-    assert query(store, "SELECT count(*) FROM rows WHERE run = 3") == [(301,)]
+                            "--retry-failed"], capture_output=True, text=True, env=child_env)
+    assert again.returncode == 1, again.stderr
+    assert "resume: 301 rows already in run 2" in again.stderr
+    assert "1 failed (fetched again)" in again.stderr and "1 fetched" in again.stderr
+    assert query(store, "SELECT run, total, ok, failed FROM runs") == \
+        [(1, 1, 1, 0), (2, 301, 300, 1)]
+    assert query(store, "SELECT count(*) FROM rows WHERE run = 2") == [(301,)]
 
 
 def test_resume_refuses_another_input_s_run_and_leaves_it(server, tmp_path):
@@ -209,3 +214,76 @@ def test_resume_refuses_another_input_s_run_and_leaves_it(server, tmp_path):
     table = fetch_all([server.url("/ok?first"), server.url("/json")], resume=store)
     assert [row.status for row in table] == [200, 200]
     assert query(store, "SELECT finished IS NOT NULL, total FROM runs") == [(1, 2)]
+
+
+def test_ctrl_c_while_resuming_keeps_every_row_it_reported(server, tmp_path, child_env):
+    """The rows reported written were dropped: only GeneratorExit kept them, and Ctrl-C
+    reaches the rows as GreenletExit."""
+    import re
+
+    urls = url_file(tmp_path, [server.url(f"/delay/0.05?n={n}") for n in range(400)])
+    store = tmp_path / "runs.db"
+    proc = start([urls, "-o", store, "--resume", "-c", "4"], child_env)
+
+    def committed():
+        try:
+            return query(store, "SELECT count(*) FROM rows")[0][0] > 0
+        except sqlite3.Error:
+            return False
+
+    wait_for(committed)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate()
+    assert proc.returncode == 130, stderr
+    written = int(re.search(r"interrupted: (\d+) rows written", stderr.decode()).group(1))
+    assert query(store, 'SELECT count(*), count(DISTINCT "index") FROM rows') == \
+        [(written, written)]
+    assert query(store, "SELECT finished FROM runs") == [(None,)]
+
+
+def test_ids_and_options_sqlite_cannot_hold_as_they_are(tmp_path, wait_until):
+    import datetime
+
+    import requests.auth
+
+    from batchfetch.store import RunStore
+
+    huge, day = 2**64 - 1, datetime.date(2026, 12, 1)
+    table = ResultTable([FetchResult(0, "http://127.0.0.1/", id=huge),
+                         FetchResult(1, "http://127.0.0.1/", id=day)])
+    options = FetchOptions(auth=requests.auth.HTTPDigestAuth("u", "pw"),
+                           headers={"Authorization": "Bearer BEARERX"}, cookies={"s": "C00K"})
+    table.to_sqlite(tmp_path / "runs.db", options=options)
+    assert [row.id for row in ResultTable.from_sqlite(tmp_path / "runs.db")] == \
+        [str(huge), '"2026-12-01"']
+    recorded = query(tmp_path / "runs.db", "SELECT options FROM runs")[0][0]
+    assert "BEARERX" not in recorded and "C00K" not in recorded and "pw" not in recorded
+    # A row is committed a second after it came, without waiting for the next one.
+    store = RunStore(tmp_path / "slow.db")
+    store.start()
+    store.add(FetchResult(0, "http://127.0.0.1/", ok=True))
+    wait_until(lambda: query(tmp_path / "slow.db", "SELECT count(*) FROM rows") == [(1,)])
+    store.close()
+
+
+def test_files_a_store_does_not_take_over(server, tmp_path, child_env):
+    """An application's database is not a store: no tables or WAL added to it; a refused
+    input adds no empty run; a run that is not there is an error, not an empty table."""
+    app = tmp_path / "app.db"
+    with sqlite3.connect(app) as connection:
+        connection.execute("CREATE TABLE users (name)")
+    before = app.read_bytes()
+    result = subprocess.run([sys.executable, "-m", "batchfetch", server.url("/ok"), "-o", app],
+                            capture_output=True, text=True, env=child_env)
+    assert result.returncode == 2 and "it holds other tables (users)" in result.stderr
+    assert app.read_bytes() == before
+    store = tmp_path / "runs.db"
+    fetch_all([server.url("/ok")]).to_sqlite(store)
+    not_text = tmp_path / "latin1.txt"
+    not_text.write_bytes(server.url("/ok").encode() + b"?q=\xe9\n")
+    result = subprocess.run([sys.executable, "-m", "batchfetch", not_text, "-o", store],
+                            capture_output=True, text=True, env=child_env)
+    assert result.returncode == 2, result.stderr
+    assert query(store, "SELECT count(*) FROM runs") == [(1,)]
+    with pytest.raises(StoreError, match="it holds no run 99"):
+        ResultTable.from_sqlite(store, run=99)

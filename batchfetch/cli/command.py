@@ -333,8 +333,8 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
         raise click.BadParameter(f"--resume reads the rows already in {output!r}, which is "
                                  f"not a regular file", param_hint="'-o' / '--output'")
     try:
-        return open_recorded(output, fmt, options.keep_body, retry_failed,
-                             options=options.to_shown_dict(), **options.record_shape)
+        return open_recorded(output, fmt, options.keep_body, retry_failed, options=options,
+                             **options.record_shape)
     except OSError as exc:
         raise click.BadParameter(f"cannot read {output!r}: {exc.strerror}",
                                  param_hint="'-o' / '--output'") from None

@@ -11,7 +11,7 @@ import json
 import os
 import statistics
 
-from . import distributed_report, pace_report, transport_report
+from . import distributed_report, pace_report, store_report, transport_report
 from .workloads import ALL_CLIENTS, AUTO_PEERS, PEERS
 
 TARGET_EFFICIENCY = 0.95
@@ -276,6 +276,7 @@ def render(data: dict, order: list[str]) -> str:
         if data["workloads"][name].get("server") == "pace":
             lines += pace_report.section(name, data["workloads"][name], data)
     lines += distributed_report.section()
+    lines += store_report.section()
     lines += ["## Machine", "", "| | |", "|---|---|"]
     lines += [f"| {key} | {value} |" for key, value in latest["machine"].items()]
     lines.append("")
