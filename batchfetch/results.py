@@ -32,7 +32,9 @@ class FetchResult:
     ``waited`` is how long the item was held for politeness before its first attempt
     (a Retry-After, the host's lowered pace, a rate, a Crawl-delay, a new host's opening)
     and ``wait_reason`` the one that held it longest (:data:`batchfetch.scheduling.waits.REASONS`);
-    ``throttled`` counts the 429 answers its attempts drew.
+    ``throttled`` counts the 429 answers its attempts drew; ``sha256`` is the hex digest
+    of the decoded body when the options ask for it (``hash_body``, ``--hash``; a SQLite
+    output always does), else empty.
 
     Example::
 
@@ -59,6 +61,7 @@ class FetchResult:
     waited: float = 0.0
     wait_reason: str = ""
     throttled: int = 0
+    sha256: str = ""
     body: bytes | None = None
     headers: dict[str, Any] | None = None
 
@@ -195,10 +198,10 @@ class BodyNotKept(ValueError):
 #: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).
 COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", "size",
            "attempts", "final_url", "content_type", "error", "message", "path", "waited",
-           "wait_reason", "throttled")
+           "wait_reason", "throttled", "sha256")
 #: The columns added since the first release, last: a CSV file written before them (the
 #: columns without these) can still be resumed, in its own columns.
-ADDED_COLUMNS = ("waited", "wait_reason", "throttled")
+ADDED_COLUMNS = ("waited", "wait_reason", "throttled", "sha256")
 #: The columns after :data:`COLUMNS` when bodies are kept.
 BODY_COLUMNS = ("body", "body_encoding")
 #: The column of a row's response headers (``response_headers``).

@@ -25,7 +25,7 @@ import gevent
 from ._version import __version__
 from .errors import BatchFetchError, OutputError
 from .resume import RecordedRows
-from .results import COLUMNS, RECORD_TYPES, FetchResult, record_columns
+from .results import ADDED_COLUMNS, COLUMNS, RECORD_TYPES, FetchResult, record_columns
 from .writers import OUTPUT_FORMATS, RowWriter
 
 __all__ = ["RunStore", "SqliteWriter", "StoreError", "StoredRows", "STORE_SUFFIXES",
@@ -210,7 +210,11 @@ def _open(path: str, create: bool) -> sqlite3.Connection:
                       f'PRAGMA table_info("{name}")')]
                   for (name,) in connection.execute(
                       "SELECT name FROM sqlite_master WHERE type = 'table'")}
-        for name, wanted in (("runs", _RUN_COLUMNS), ("rows", ROW_COLUMNS)):
+        # A store written before the latest columns takes them (they are added, empty).
+        added = [name for name in ADDED_COLUMNS if "rows" in tables
+                 and name not in tables["rows"]]
+        for name, wanted in (("runs", _RUN_COLUMNS),
+                             ("rows", [c for c in ROW_COLUMNS if c not in added])):
             if name in tables and not set(wanted) <= set(tables[name]):
                 raise StoreError(path, f"its {name} table is not batchfetch's (columns "
                                        f"{', '.join(tables[name])})")
@@ -227,6 +231,9 @@ def _open(path: str, create: bool) -> sqlite3.Connection:
                 raise StoreError(path, "SQLite cannot use WAL mode on it")
             for statement in SCHEMA:
                 connection.execute(statement)
+            for name in added:
+                connection.execute(f'ALTER TABLE rows ADD COLUMN "{name}" '
+                                   f'{_SQL_TYPES[RECORD_TYPES[name][0]]}')
             connection.commit()
         elif "rows" not in tables:
             raise StoreError(path, "it holds no batchfetch runs")
@@ -283,25 +290,27 @@ def iter_run(path: str | os.PathLike[str], run: int | None = None,
                 raise StoreError(path, "it holds no finished run")
         elif connection.execute("SELECT 1 FROM runs WHERE run = ?", (run,)).fetchone() is None:
             raise StoreError(path, f"it holds no run {run}")
+        present = {column[1] for column in connection.execute('PRAGMA table_info("rows")')}
         whole = tuple(columns) == COLUMNS
+        columns = [name for name in columns if name in present]  # an older store's
         names = ", ".join(f'"{name}"' for name in columns) + (", headers, body" if whole else "")
         for values in connection.execute(
                 f'SELECT {names} FROM rows WHERE run = ? ORDER BY "index"', (run,)):
-            yield _row(values) if whole else FetchResult(**dict(zip(columns, values)))
+            yield _row(columns, values) if whole else FetchResult(**dict(zip(columns, values)))
     except sqlite3.DatabaseError as exc:
         raise StoreError(path, str(exc)) from None
     finally:
         connection.close()
 
 
-def _row(values: Sequence[Any]) -> FetchResult:
-    fields = dict(zip(COLUMNS, values))
+def _row(columns: Sequence[str], values: Sequence[Any]) -> FetchResult:
+    fields = dict(zip(columns, values))
     fields["ok"] = bool(fields["ok"])
     for name, types in RECORD_TYPES.items():
         if name in fields and fields[name] is None and types[0] in (str, int, float) \
                 and type(None) not in types and name != "status":
             fields[name] = types[0]()
-    headers, body = values[len(COLUMNS)], values[len(COLUMNS) + 1]
+    headers, body = values[len(columns)], values[len(columns) + 1]
     return FetchResult(**fields, headers=json.loads(headers) if headers else None,
                        body=bytes(body) if body is not None else None)
 

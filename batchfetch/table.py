@@ -293,7 +293,7 @@ PANDAS_DTYPES = {
     "status": "Int64", "reason": "string", "elapsed": "float64", "size": "int64",
     "attempts": "int64", "final_url": "string", "content_type": "string",
     "error": "string", "message": "string", "path": "string", "waited": "float64",
-    "wait_reason": "string", "throttled": "int64", "body": "string",
+    "wait_reason": "string", "throttled": "int64", "sha256": "string", "body": "string",
     "body_encoding": "string",
 }
 

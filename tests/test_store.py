@@ -287,3 +287,13 @@ def test_files_a_store_does_not_take_over(server, tmp_path, child_env):
     assert query(store, "SELECT count(*) FROM runs") == [(1,)]
     with pytest.raises(StoreError, match="it holds no run 99"):
         ResultTable.from_sqlite(store, run=99)
+
+
+def test_a_store_from_before_the_sha256_column_takes_it(tmp_path):
+    store = tmp_path / "runs.db"
+    ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, status=200)]).to_sqlite(store)
+    with sqlite3.connect(store) as connection:
+        connection.execute("ALTER TABLE rows DROP COLUMN sha256")
+    assert [row.status for row in read_run(store)] == [200]  # read as it is
+    ResultTable([FetchResult(0, "http://127.0.0.1/", ok=True, sha256="ab")]).to_sqlite(store)
+    assert query(store, "SELECT run, sha256 FROM rows") == [(1, None), (2, "ab")]

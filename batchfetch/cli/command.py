@@ -160,6 +160,8 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @output_option("--body", "keep_body", is_flag=True, default=None,
                help="Keep each response body, in body and body_encoding (utf-8 or base64) "
                     "columns; each capped at 10M unless --max-bytes says otherwise.")
+@output_option("--hash", "hash_body", is_flag=True, default=None,
+               help="Each decoded body's SHA-256 in the sha256 column (on with -o runs.db).")
 @output_option("-i", "--response-headers", is_flag=True, default=None,
                help="Add each response's headers to its row: an object in jsonl (a list for "
                     "a repeated header), a JSON text cell in csv.")
@@ -235,6 +237,8 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     fmt = fmt or format_for(output, demo)
     if fmt == "sqlite" and output in (None, "-"):
         raise click.UsageError("-f sqlite writes a run store: give it a file, -o runs.db")
+    if fmt == "sqlite" and not options.hash_body:  # a store keeps what a later run compares
+        options = options.replace(hash_body=True)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
     if output not in (None, "-"):
         check_output_file(output, [source.path or source.stream for source in sources

@@ -422,4 +422,5 @@ class _Batch:
             final_url=mask_url(outcome.final_url), content_type=outcome.content_type,
             error=error, message=mask_passwords(message), path=outcome.path,
             waited=job.waited, wait_reason=job.wait_reason, throttled=job.throttled
-            + (outcome.status == THROTTLED_STATUS), body=outcome.body, headers=outcome.headers)
+            + (outcome.status == THROTTLED_STATUS), sha256=outcome.sha256, body=outcome.body,
+            headers=outcome.headers)

@@ -314,6 +314,14 @@ def _json_document(server: Server, conn: Connection, req: Request) -> None:
     _json(conn, {"name": "batchfetch", "ok": True, "items": [1, 2, 3]})
 
 
+@_route(r"/validated/([^/]+)", "/validated/<tag>[?modified=HTTP-DATE]",
+        "200 'version <tag>' with ETag: \"<tag>\" and Last-Modified (a page that has validators)")
+def _validated(server: Server, conn: Connection, req: Request, tag: str) -> None:
+    modified = req.query.get("modified", "Tue, 01 Dec 2026 00:00:00 GMT")
+    conn.respond(200, f"version {tag}\n".encode(),
+                 headers=[("ETag", f'"{tag}"'), ("Last-Modified", modified)])
+
+
 @_route(r"/html", "/html", "a small HTML page")
 def _html(server: Server, conn: Connection, req: Request) -> None:
     page = b"<!doctype html>\n<title>batchfetch</title>\n<h1>ok</h1>\n"

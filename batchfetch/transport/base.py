@@ -33,6 +33,7 @@ class Outcome:
     final_url: str = ""
     content_type: str = ""
     retry_after: str | None = None
+    sha256: str = ""  # of the decoded body, with hash_body
     size: int = 0
     body: bytes | None = None
     #: The final response's headers when the options ask for them (results.grouped_headers).
