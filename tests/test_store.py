@@ -20,6 +20,17 @@ def query(path, sql, *args):
         return connection.execute(sql, args).fetchall()
 
 
+def rows_committed(store, run=None):
+    """A condition for wait_for: the store has rows (of ``run``) committed."""
+    def committed():
+        try:
+            where = "" if run is None else f" WHERE run = {run}"
+            return query(store, f"SELECT count(*) FROM rows{where}")[0][0] > 0
+        except sqlite3.Error:
+            return False
+    return committed
+
+
 def test_each_run_adds_its_rows_and_a_runs_row(server, tmp_path, child_env):
     urls = url_file(tmp_path, [server.url("/ok"), server.url("/status/404"), "not a url",
                                server.url("/json")])
@@ -122,13 +133,7 @@ def test_a_killed_run_keeps_its_committed_rows_and_stays_unfinished(server, tmp_
     store = tmp_path / "runs.db"
     proc = start([urls, "-o", store, "-c", "4", "-q"], child_env)
 
-    def committed():
-        try:
-            return query(store, "SELECT count(*) FROM rows")[0][0] > 0
-        except sqlite3.Error:
-            return False
-
-    wait_for(committed)
+    wait_for(rows_committed(store))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert query(store, "PRAGMA integrity_check") == [("ok",)]
@@ -167,13 +172,7 @@ def test_resume_after_kill_9_completes_the_unfinished_run_each_input_once(server
     fetch_all([server.url("/ok")]).to_sqlite(store)  # an earlier, finished run
     proc = start([urls, "-o", store, "-c", "4", "-q"], child_env)
 
-    def committed():
-        try:
-            return query(store, "SELECT count(*) FROM rows WHERE run = 2")[0][0] > 0
-        except sqlite3.Error:
-            return False
-
-    wait_for(committed)
+    wait_for(rows_committed(store, run=2))
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = query(store, "SELECT count(*) FROM rows WHERE run = 2")[0][0]
@@ -225,13 +224,7 @@ def test_ctrl_c_while_resuming_keeps_every_row_it_reported(server, tmp_path, chi
     store = tmp_path / "runs.db"
     proc = start([urls, "-o", store, "--resume", "-c", "4"], child_env)
 
-    def committed():
-        try:
-            return query(store, "SELECT count(*) FROM rows")[0][0] > 0
-        except sqlite3.Error:
-            return False
-
-    wait_for(committed)
+    wait_for(rows_committed(store))
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate()
     assert proc.returncode == 130, stderr
