@@ -598,3 +598,20 @@ def test_a_worker_started_before_its_broker_waits_for_it(tmp_path, child_env):
         stop_all([early])
         if redis is not None:
             stop_all([redis])
+
+
+@pytest.mark.parametrize("command", ["batchfetch", "batchfetch.cli.worker"])
+def test_without_the_celery_extra_a_broker_says_what_to_install(command, child_env):
+    """A base install (no [celery]) gave a ModuleNotFoundError traceback. Here the import of
+    celery is made to fail as it would there (sys.modules['celery'] = None)."""
+    entry = "batchfetch.cli:main" if command == "batchfetch" else "batchfetch.cli.worker:main"
+    module, function = entry.split(":")
+    args = ["--broker", "redis://127.0.0.1:1/0"] + (
+        ["http://127.0.0.1:1/"] if command == "batchfetch" else ["--processes", "1"])
+    script = (f"import sys; sys.modules['celery'] = None; sys.argv = ['x'] + {args!r}; "
+              f"from {module} import {function}; {function}()")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                            env=child_env)
+    assert result.returncode in (1, 2), result.stderr
+    assert "pip install 'batchfetch[celery]'" in result.stderr
+    assert "Traceback" not in result.stderr

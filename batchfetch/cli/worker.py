@@ -68,6 +68,11 @@ def worker(broker: str, max_in_flight: int, processes: int, name: str, loglevel:
     problem = broker_problem(broker)
     if problem:
         raise click.BadParameter(problem, param_hint="--broker")
+    from ..engines.distributed import _missing_extra
+
+    missing = _missing_extra()
+    if missing:
+        raise click.ClickException(missing.replace("the distributed engine", "a worker"))
     if processes > 1:
         sys.exit(_supervise(broker, max_in_flight, processes, name, loglevel))
     click.echo(f"batchfetch-worker {name}: taking chunks from {shown_broker(broker)}, "

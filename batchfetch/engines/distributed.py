@@ -92,6 +92,9 @@ class DistributedEngine:
     def __init__(self, options: FetchOptions) -> None:
         if options.broker is None:
             raise OptionError("broker", None, "a Redis URL for the distributed engine")
+        missing = _missing_extra()
+        if missing:
+            raise OptionError("broker", options.broker, "", missing)
         if options.save_dir is not None:  # a relative one would be another place per worker
             options = options.replace(save_dir=os.path.abspath(options.save_dir))
         self.options = options
@@ -470,6 +473,17 @@ class _DriverRun:
             if _is_broker_error(exc):
                 raise BrokerError(self.engine.broker, exc) from exc
             raise
+
+
+def _missing_extra() -> str:
+    """What to install for the distributed engine, if Celery or redis-py is missing."""
+    try:
+        import celery  # noqa: F401
+        import redis  # noqa: F401
+    except ImportError as exc:
+        return (f"the distributed engine needs Celery and redis-py ({exc.name} is not "
+                "installed): pip install 'batchfetch[celery]'")
+    return ""
 
 
 def _is_broker_error(exc: BaseException) -> bool:
