@@ -18,9 +18,10 @@ from .headers import (first_cookie_problem, first_header_problem, form_problem,
                       multipart_parts)
 from .methods import normalize_method
 from .redaction import mask_line
+from .results import FetchResult
 from .urls import DEFAULT_PORTS, SCHEME, HostKeys, host_key, is_plain_url
 
-__all__ = ["RequestSpec", "to_spec", "host_key", "HostKeys", "SPEC_KEYS"]
+__all__ = ["RequestSpec", "to_spec", "error_row", "host_key", "HostKeys", "SPEC_KEYS"]
 
 #: The Content-Type of a str or bytes body that names none, as curl's -d sends it.
 FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
@@ -164,6 +165,20 @@ def item_id(item: Any) -> Any:
     if isinstance(item, Mapping):
         return item.get("id")
     return None
+
+
+def error_row(index: int, item: Any, default_method: str, error: str,
+              message: str) -> FetchResult:
+    """The row of an item that has no answer to show: its URL as given (any password
+    masked), its id and method, the error kind and the message.
+
+    Example::
+
+        >>> error_row(3, {"url": "x", "id": 7}, "GET", "invalid_url", "no scheme").id
+        7
+    """
+    return FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
+                       method=item_method(item, default_method), error=error, message=message)
 
 
 def to_spec(item: Any, options: FetchOptions) -> RequestSpec:

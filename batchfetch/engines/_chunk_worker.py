@@ -25,8 +25,7 @@ from .._options_json import _decoded
 from .._version import __version__
 from ..config import FetchOptions
 from ..errors import ErrorKind
-from ..inputs import describe_item, item_id, item_method
-from ..redaction import mask_line
+from ..inputs import error_row
 from ..results import FetchResult
 from ..scheduling.shared_rate import SharedStartRate
 from . import _broker
@@ -280,8 +279,7 @@ class WorkerProcess:
 
     def _error_row(self, index: int, item: Any, method: str, kind: ErrorKind,
                    message: str) -> FetchResult:
-        return FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
-                           method=item_method(item, method), error=kind, message=message)
+        return error_row(index, item, method, kind, message)
 
     def _local_run(self, run: str, options: FetchOptions) -> _LocalRun:
         """The local run of ``run`` with ``options``, made if need be; the idle ones past

@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ..errors import ErrorKind, HTTPStatusError, RowError
-from ..inputs import describe_item, item_id, item_method
-from ..redaction import mask_line
+from ..inputs import error_row
 from ..results import FetchResult
 from .base import UNKNOWN_ITEM, Engine, ExceptionHandler, OnResult
 
@@ -94,9 +93,7 @@ def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: s
     finally:
         events.close()
     for index, item in owed.left():
-        row = FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
-                          method=item_method(item, default_method), error=ErrorKind.LOST,
-                          message=LOST_MESSAGE)
+        row = error_row(index, item, default_method, ErrorKind.LOST, LOST_MESSAGE)
         _run_hooks(row, item, None, on_result, exception_handler)
         yield row
 

@@ -32,9 +32,8 @@ import gevent.queue
 from .._version import __version__
 from ..config import FetchOptions
 from ..errors import BrokerError, ErrorKind, OptionError
-from ..inputs import describe_item, item_id, item_method
+from ..inputs import error_row, item_method
 from ..methods import IDEMPOTENT_METHODS
-from ..redaction import mask_line
 from ..results import FetchResult
 from . import _broker
 from ._broker import (KEY_TTL, PROTOCOL, QUEUE, TASK, RunKeys, chunk_task_id, wire_item,
@@ -326,9 +325,8 @@ class _DriverRun:
         try:
             wire, size = wire_item(item)
         except (OptionError, ValueError) as exc:
-            row = FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
-                              method=item_method(item, self.options.method),
-                              error=ErrorKind.INVALID_REQUEST, message=str(exc))
+            row = error_row(index, item, self.options.method, ErrorKind.INVALID_REQUEST,
+                            str(exc))
             self.happened.put(("row", RowEvent(row, None, item)))
             return None
         self.owed[serial] = [index, item, -1, wire, size, 0]
@@ -434,9 +432,7 @@ class _DriverRun:
                            answer["error"])
 
     def _lost_row(self, index: int, item: Any, message: str) -> FetchResult:
-        return FetchResult(index=index, url=mask_line(describe_item(item)), id=item_id(item),
-                           method=item_method(item, self.options.method),
-                           error=ErrorKind.LOST, message=message)
+        return error_row(index, item, self.options.method, ErrorKind.LOST, message)
 
     def _alive_value(self) -> str:
         return _broker.dumps({"lease": self.options.lease})

@@ -35,8 +35,8 @@ from ..config import FetchOptions
 from ..policies import Limits
 from ..errors import BatchFetchError, ErrorKind, InvalidItemError
 from ..scheduling.hosts import HostQueues, StartRate
-from ..inputs import HostKeys, RequestSpec, describe_item, item_id, item_method, to_spec
-from ..redaction import mask_line, mask_passwords, mask_url
+from ..inputs import HostKeys, RequestSpec, error_row, to_spec
+from ..redaction import mask_passwords, mask_url
 from ..results import FetchResult
 from ..scheduling.pace import THROTTLED_STATUS
 from ..scheduling.retry import decide
@@ -271,9 +271,8 @@ class _Batch:
         try:
             spec = to_spec(item, self.options)
         except InvalidItemError as exc:
-            row = FetchResult(index=index, url=mask_line(describe_item(item)),
-                              id=item_id(item), method=item_method(item, self.options.method),
-                              error=exc.kind, message=mask_passwords(exc.message))
+            row = error_row(index, item, self.options.method, exc.kind,
+                            mask_passwords(exc.message))
             self.ready_rows.append(RowEvent(row, exc, item))
             return
         host = self.host_keys(spec.url)
