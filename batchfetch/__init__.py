@@ -18,15 +18,13 @@ from ._version import __version__
 from .config import FetchOptions
 from .api import Fetcher, fetch_all, iter_fetch
 from .errors import (ERROR_KINDS, BatchFetchError, BodyTooLargeError, BrokerError,
-                     DeadlineExceeded,
-                     ErrorKind, FetchFailedError, HostRulesError, HTTPStatusError,
-                     InvalidItemError, OptionError, RowError, SaveError)
+                     DeadlineExceeded, ErrorKind, FetchFailedError, HostRulesError, HTTPStatusError,
+                     InvalidItemError, OptionError, RowError, SaveError, StoreError)
 from .host_rules import HostRule, HostRules
 from .inputs import RequestSpec
 from .policies import Limits, RetryPolicy, Timeouts
 from .results import BodyNotKept, FetchResult, Summary
 from .resume import ResumeError
-from .store import StoreError
 from .table import PANDAS_DTYPES, ResultTable
 
 logging.getLogger("batchfetch").addHandler(logging.NullHandler())

@@ -20,7 +20,6 @@ from .engines.processes import ProcessEngine
 from .inputs import RequestSpec
 from .results import FetchResult
 from .resume import RecordedRows
-from .store import open_recorded
 from .table import ResultTable
 
 __all__ = ["Fetcher", "fetch_all", "iter_fetch"]
@@ -122,6 +121,8 @@ class Fetcher:
                                  "whose failed rows it fetches again")
             return None
         if not isinstance(resume, RecordedRows):  # a csv or jsonl file, or a run store
+            from .store import open_recorded  # sqlite3 only for a run that resumes
+
             return open_recorded(resume, include_body=self.options.keep_body,
                                  retry_failed=retry_failed, options=self.options,
                                  **self.options.record_shape)

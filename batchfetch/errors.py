@@ -18,7 +18,7 @@ from .redaction import shown_option
 __all__ = ["ERROR_KINDS", "ErrorKind", "BatchFetchError", "OptionError", "HostRulesError",
            "InvalidItemError", "RedirectLocationError", "DeadlineExceeded",
            "BodyTooLargeError", "SaveError", "HTTPStatusError", "RobotsDisallowedError",
-           "RowError", "FetchFailedError", "BrokerError", "classify"]
+           "RowError", "FetchFailedError", "BrokerError", "StoreError", "classify"]
 
 class BatchFetchError(Exception):
     """Base class of every exception batchfetch raises.
@@ -303,6 +303,18 @@ class BrokerError(BatchFetchError):
 
     def __str__(self) -> str:
         return f"cannot reach the broker {self.broker}: {self.cause}"
+
+
+class StoreError(BatchFetchError, ValueError):
+    """A store file that cannot be used as it is (not SQLite, corrupt, locked, tables of
+    another shape); nothing was written to it."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, problem)
+        self.path, self.problem = path, problem
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.problem}"
 
 
 class OutputError(BatchFetchError):

@@ -23,7 +23,7 @@ from typing import Any
 import gevent
 
 from ._version import __version__
-from .errors import BatchFetchError, OutputError
+from .errors import BatchFetchError, OutputError, StoreError
 from .resume import RecordedRows
 from .results import ADDED_COLUMNS, COLUMNS, RECORD_TYPES, FetchResult, record_columns
 from .writers import OUTPUT_FORMATS, RowWriter
@@ -56,18 +56,6 @@ SCHEMA = (
 )
 _QUOTED = ", ".join(f'"{name}"' for name in ROW_COLUMNS)
 _INSERT_ROW = f"INSERT INTO rows ({_QUOTED}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
-
-
-class StoreError(BatchFetchError, ValueError):
-    """A store file that cannot be used as it is (not SQLite, corrupt, locked, tables of
-    another shape); nothing was written to it."""
-
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(path, problem)
-        self.path, self.problem = path, problem
-
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
 
 
 def _now() -> str:

@@ -18,10 +18,9 @@ import click
 import gevent
 
 from ..config import FetchOptions
-from ..errors import BrokerError, OptionError
+from ..errors import BrokerError, OptionError, StoreError
 from ..redaction import mask_passwords
 from ..resume import RESUMABLE_FORMATS, RecordedRows, ResumeError
-from ..store import SqliteWriter, StoreError, open_recorded
 from ..writers import FORMATS, OUTPUT_FORMATS, writer_for
 from .help import (EPILOG, SectionedCommand, cluster_option, general_option, listed, output_option,
                    output_suffixes, print_version, request_option, retrying_option,
@@ -255,6 +254,8 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     reader_watch = None
     try:
         if fmt == "sqlite" and recorded is None:  # a run store: through its path
+            from ..store import SqliteWriter  # sqlite3 only for a run that writes one
+
             writer = SqliteWriter(output, options.keep_body, options=options.to_shown_dict(),
                                   **options.record_shape)
         elif recorded is None:
@@ -336,6 +337,8 @@ def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, r
     if os.path.exists(output) and not os.path.isfile(output):  # in the words of -o
         raise click.BadParameter(f"--resume reads the rows already in {output!r}, which is "
                                  f"not a regular file", param_hint="'-o' / '--output'")
+    from ..store import open_recorded
+
     try:
         return open_recorded(output, fmt, options.keep_body, retry_failed, options=options,
                              **options.record_shape)
