@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from .._options_json import _encoded, options_to_dict
 from ..headers import multipart_parts
-from ..inputs import RequestSpec
+from ..inputs import SPEC_KEYS, RequestSpec
 from ..redaction import mask_broker
 
 if TYPE_CHECKING:
@@ -146,7 +146,7 @@ def wire_options(options: FetchOptions) -> dict[str, Any]:
     read this machine's files), no broker."""
     wire = options_to_dict(options.replace(broker=None))
     if options.multipart is not None:
-        wire["files"] = {name: _inline_part(part) for name, part in options.multipart.items()}
+        wire["files"] = _encoded("files", _inline_parts(options.multipart), options.files)
     size = len(dumps(wire))
     if size > OPTIONS_LIMIT:
         from ..errors import OptionError
@@ -158,28 +158,23 @@ def wire_options(options: FetchOptions) -> dict[str, Any]:
     return wire
 
 
-def _inline_part(part: tuple[str | None, Any, str | None]) -> Any:
-    filename, content, kind = part
-    if filename is None and kind is None:
-        return _encoded("files", content, content)
-    inline = {"content": content, "filename": filename, "type": kind}
-    return _encoded("files", {k: v for k, v in inline.items() if v is not None}, inline,
-                    marks=True)
+def _inline_parts(parts: dict[str, tuple[str | None, Any, str | None]]) -> dict[str, Any]:
+    """Multipart parts as ``multipart_parts`` gave them (files read on this machine), in
+    the form it takes back: a plain field as its text, a file as ``{"content": ...}``
+    with its ``filename`` and ``type``."""
+    return {name: content if filename is None and kind is None else {
+        "content": content, **({"filename": filename} if filename else {}),
+        **({"type": kind} if kind else {})} for name, (filename, content, kind) in parts.items()}
 
 
 def wire_item(item: Any) -> tuple[Any, int]:
     """``item`` as JSON carries it to a worker (files read here, inline), and its size as
     JSON; ValueError or OptionError when it cannot travel."""
     if isinstance(item, RequestSpec):
-        item = {name: getattr(item, name) for name in
-                ("url", "method", "headers", "params", "json", "data", "files", "cookies", "id")
+        item = {name: getattr(item, name) for name in sorted(SPEC_KEYS)
                 if getattr(item, name) is not None}
     if isinstance(item, dict) and item.get("files") is not None:
-        parts = multipart_parts(item["files"], contained=True)
-        item = {**item, "files": {name: {"content": content,
-                                         **({"filename": filename} if filename else {}),
-                                         **({"type": kind} if kind else {})}
-                                  for name, (filename, content, kind) in parts.items()}}
+        item = {**item, "files": _inline_parts(multipart_parts(item["files"], contained=True))}
     wire = _encoded("item", item, item)
     size = len(dumps({"i": wire}))
     if size > ITEM_LIMIT:
