@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -34,26 +33,12 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
 from harness import procstat  # noqa: E402
+from harness.servers import free_port, wait_for_port  # noqa: E402
 
 from batchfetch import fetch_all  # noqa: E402
 
 RESULTS = os.path.join(BENCH_DIR, "RESULTS-distributed.json")
 REQUESTS, DELAY, IN_FLIGHT, CHUNK = 4000, 0.2, 50, 200
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-def wait_for_port(port: int) -> None:
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port)).close()
-            return
-        except OSError:
-            gevent.sleep(0.05)
 
 
 def stop(process: subprocess.Popen) -> None:

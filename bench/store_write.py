@@ -16,7 +16,6 @@ import argparse
 import json
 import os
 import resource
-import socket
 import statistics
 import subprocess
 import sys
@@ -24,12 +23,9 @@ import tempfile
 import time
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, BENCH_DIR)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from harness.servers import free_port, wait_for_port  # noqa: E402
 
 
 def run_once(urls: str, output: str) -> tuple[float, float]:
@@ -53,12 +49,7 @@ def main() -> None:
     server = subprocess.Popen([sys.executable, "-m", "batchfetch.testing", "--port", str(port)],
                               stdout=subprocess.DEVNULL)
     try:
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port)).close()
-                break
-            except OSError:
-                time.sleep(0.05)
+        wait_for_port(port)
         urls = os.path.join(workdir, "urls.txt")
         with open(urls, "w") as out:
             out.writelines(f"http://127.0.0.1:{port}/ok?n={n}\n" for n in range(args.requests))

@@ -83,6 +83,16 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
+def wait_for_port(port: int) -> None:
+    """Return once something accepts connections on 127.0.0.1:``port``."""
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port)).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+
+
 def _get(port: int, path: str) -> bytes:
     # http.client, not urllib: urllib would honour *_proxy variables.
     connection = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
