@@ -156,8 +156,7 @@ class _DriverRun:
         try:
             # A quick first word: a port that never answers, or TLS against plain Redis,
             # fails in seconds rather than after the main client's patience.
-            self._redis(self.engine._quick.set, self.keys.alive, self._alive_value(),
-                        ex=self._alive_ttl())
+            self._redis(self._keep_alive, self.engine._quick)
             if self.options.save_dir:
                 self._probe_save_dir()
             greenlets = [gevent.spawn(self._feed), gevent.spawn(self._read_rows),
@@ -217,8 +216,7 @@ class _DriverRun:
         elif what == "done" and chunk.owed:  # it answered everything it could
             yield from self._lapsed(chunk.number, "its worker ended it without a row")
         elif what == "skipped":  # the worker saw this run as over: a pause of ours
-            self._redis(self.client.set, self.keys.alive, self._alive_value(),
-                        ex=self._alive_ttl())  # before it goes again
+            self._redis(self._keep_alive, self.client)  # before it goes again
             for serial in chunk.owed:
                 self.owed[serial][5] -= 1  # not a send that failed
             yield from self._lapsed(chunk.number, "a worker skipped it (the run looked over)")
@@ -376,7 +374,7 @@ class _DriverRun:
             while True:
                 gevent.sleep(period)
                 pipe = self.client.pipeline(transaction=False)
-                pipe.set(self.keys.alive, self._alive_value(), ex=self._alive_ttl())
+                self._keep_alive(pipe)
                 for key in (self.keys.rows, self.keys.done, self.keys.rate):
                     pipe.expire(key, KEY_TTL)
                 self._redis(pipe.execute)
@@ -421,8 +419,7 @@ class _DriverRun:
                 answer = _broker.loads(popped[1])
                 break
             # The watch has not started: keep the run alive while no worker answers.
-            self._redis(self.client.set, self.keys.alive, self._alive_value(),
-                        ex=self._alive_ttl())
+            self._redis(self._keep_alive, self.client)
             if not hinted and time.monotonic() - started > NO_WORKER_HINT:
                 hinted = True
                 log.warning("no worker has answered in %.0f s: start `batchfetch-worker "
@@ -434,13 +431,13 @@ class _DriverRun:
     def _lost_row(self, index: int, item: Any, message: str) -> FetchResult:
         return error_row(index, item, self.options.method, ErrorKind.LOST, message)
 
-    def _alive_value(self) -> str:
-        return _broker.dumps({"lease": self.options.lease})
-
-    def _alive_ttl(self) -> int:
-        # Long against a pause of this process (a worker that finds the run over tells
-        # us, and its chunk is sent again), short against a driver that died.
-        return int(max(120, 3 * self.options.lease))
+    def _keep_alive(self, client: Any) -> Any:
+        """Set the run's ``alive`` key (through ``client``: a client or a pipeline), its
+        value the lease workers hold chunks for. Its life is long against a pause of this
+        process (a worker that finds the run over tells us, and its chunk is sent again),
+        short against a driver that died."""
+        return client.set(self.keys.alive, _broker.dumps({"lease": self.options.lease}),
+                          ex=int(max(120, 3 * self.options.lease)))
 
     def _clean_up(self, cancelled: bool, broken: bool) -> None:
         """Delete the run's keys; on a cancel, first tell every worker to start no chunk
