@@ -16,6 +16,7 @@ from batchfetch import BrokerError, FetchOptions, fetch_all, iter_fetch
 from batchfetch.engines import distributed
 from batchfetch.engines._broker import RunKeys
 from batchfetch.engines._chunk_worker import WorkerProcess
+from batchfetch.testing import refused_url
 
 from cluster import RedisServer, Worker, stop_all
 
@@ -53,11 +54,17 @@ def test_rows_are_those_of_a_local_run(server, redis_server, workers):
              {"url": server.url("/echo"), "method": "POST", "json": {"n": 1}, "id": "rpc"},
              server.url("/fault/reset"), server.url("/redirect/2"),
              {"url": server.url("/echo"), "data": b"\x00\xff", "method": "PUT"}] * 3
-    options = dict(keep_body=True, response_headers=True, retries=0)
+    # Each fault once more: a hang and a trickle past the read timeout, a refused port,
+    # a truncated body and a 503 (the rows must match, one per input, whatever failed).
+    items += [server.url("/fault/hang"), server.url("/fault/trickle?interval=2"),
+              refused_url(), server.url("/fault/truncated"), server.url("/status/503")]
+    options = dict(keep_body=True, response_headers=True, retries=0, timeout=(5, 1))
     local = fetch_all(items, **options)
     spread = fetch_all(items, **broker_options(redis_server, **options))
     assert [row.index for row in spread] == list(range(len(items)))
     assert [row.error for row in spread[:7]] == ["", "invalid_url", "http", "", "reset", "", ""]
+    assert [row.error for row in spread[-5:]] == ["timeout", "timeout", "connect", "truncated",
+                                                  "http"]
     for here, there in zip(local, spread):
         here_fields, there_fields = same_fields(here), same_fields(there)
         for fields in (here_fields, there_fields):  # the echo shows each connection's port
