@@ -34,7 +34,11 @@ class FetchResult:
     and ``wait_reason`` the one that held it longest (:data:`batchfetch.scheduling.waits.REASONS`);
     ``throttled`` counts the 429 answers its attempts drew; ``sha256`` is the hex digest
     of the decoded body when the options ask for it (``hash_body``, ``--hash``; a SQLite
-    output always does), else empty.
+    output and ``since`` always do), else empty; ``etag`` and ``last_modified`` are the
+    final response's validators (empty without); ``request_hash`` identifies what the
+    request sends beyond its method and URL (params and body; empty for a plain GET), so
+    that a later run can match its inputs to these rows; ``change`` says, with ``since``,
+    what changed since the previous run (:data:`batchfetch.changes.CHANGES`), else empty.
 
     Example::
 
@@ -62,6 +66,10 @@ class FetchResult:
     wait_reason: str = ""
     throttled: int = 0
     sha256: str = ""
+    etag: str = ""
+    last_modified: str = ""
+    request_hash: str = ""
+    change: str = ""
     body: bytes | None = None
     headers: dict[str, Any] | None = None
 
@@ -117,10 +125,10 @@ class FetchResult:
         Example::
 
             >>> row = FetchResult(0, "http://127.0.0.1/", ok=True, status=200,
-            ...                   headers={"ETag": '"v1"', "Set-Cookie": ["a=1", "b=2"]})
-            >>> record = row.to_record(headers=True, header_columns=["etag", "Set-Cookie"])
-            >>> record["headers"]["Set-Cookie"], record["etag"], record["set_cookie"]
-            (['a=1', 'b=2'], '"v1"', 'a=1, b=2')
+            ...                   headers={"X-Id": "v1", "Set-Cookie": ["a=1", "b=2"]})
+            >>> record = row.to_record(headers=True, header_columns=["x-id", "Set-Cookie"])
+            >>> record["headers"]["Set-Cookie"], record["x_id"], record["set_cookie"]
+            (['a=1', 'b=2'], 'v1', 'a=1, b=2')
         """
         record = {name: getattr(self, name) for name in COLUMNS}
         record["elapsed"] = round(self.elapsed, 6)
@@ -198,10 +206,15 @@ class BodyNotKept(ValueError):
 #: Output columns, in order (``body`` and ``body_encoding`` follow with keep_body).
 COLUMNS = ("index", "id", "url", "method", "ok", "status", "reason", "elapsed", "size",
            "attempts", "final_url", "content_type", "error", "message", "path", "waited",
-           "wait_reason", "throttled", "sha256")
-#: The columns added since the first release, last: a CSV file written before them (the
-#: columns without these) can still be resumed, in its own columns.
-ADDED_COLUMNS = ("waited", "wait_reason", "throttled", "sha256")
+           "wait_reason", "throttled", "sha256", "etag", "last_modified", "request_hash",
+           "change")
+#: The columns added since the first release, last, in the order they came: a CSV file
+#: written before some of them (the columns without a tail of these) can still be
+#: resumed, in its own columns.
+ADDED_COLUMNS = ("waited", "wait_reason", "throttled", "sha256", "etag", "last_modified",
+                 "request_hash", "change")
+#: The columns of the response's validators, which ``header_columns`` need not pick.
+VALIDATOR_COLUMNS = ("etag", "last_modified")
 #: The columns after :data:`COLUMNS` when bodies are kept.
 BODY_COLUMNS = ("body", "body_encoding")
 #: The column of a row's response headers (``response_headers``).
@@ -315,6 +328,8 @@ def _percentile(sorted_values: Sequence[float], fraction: float) -> float:
     return sorted_values[rank - 1]
 
 
+#: The order a summary counts the changes in (batchfetch.changes.CHANGES).
+CHANGE_ORDER = ("new", "same", "changed", "moved", "gone", "failed")
 #: Hosts named in a summary's "polite:" lines, at most.
 MAX_POLITE_LINES = 5
 #: Hosts counted one by one for them; the rest are counted together as OTHER_HOSTS.
@@ -379,6 +394,8 @@ class Summary:
     requests_per_second: float | None
     #: Hosts that answered 429 or held rows back for politeness: host -> HostWaits.
     polite: dict[str, "HostWaits"] = dataclasses.field(default_factory=dict)
+    #: With ``since``: rows by their ``change`` (new, same, changed, moved, gone, failed).
+    by_change: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def of(cls, rows: Iterable[FetchResult], wall_time: float | None = None) -> "Summary":
@@ -404,6 +421,8 @@ class Summary:
                  f"errors: {counts(self.by_error)}",
                  f"latency: p50 {ms(self.latency_p50)}, p90 {ms(self.latency_p90)}, "
                  f"p99 {ms(self.latency_p99)}"]
+        if self.by_change:
+            lines.append(f"changes: {counts(self.by_change)}")
         if self.wall_time is not None:
             rate = self.requests_per_second or 0.0
             lines.append(f"time: {self.wall_time:.2f} s, {rate:.1f} req/s")
@@ -435,10 +454,13 @@ class SummaryCounter:
         self.by_error: Counter[str] = Counter()
         self.latencies = array("d")
         self.polite: dict[str, HostWaits] = {}
+        self.by_change: Counter[str] = Counter()
 
     def add(self, row: FetchResult) -> None:
         """Count one row."""
         self.total += 1
+        if row.change:
+            self.by_change[row.change] += 1
         self.ok += row.ok
         self.by_status["none" if row.status is None else str(row.status)] += 1
         if row.error:
@@ -472,4 +494,6 @@ class SummaryCounter:
             latency_p50=p50, latency_p90=p90, latency_p99=p99, wall_time=wall_time,
             requests_per_second=(self.total / wall_time) if wall_time else None,
             polite={host: waits for host, waits in self.polite.items()
-                    if waits.throttled or waits.seconds >= _NOTABLE_WAIT})
+                    if waits.throttled or waits.seconds >= _NOTABLE_WAIT},
+            by_change={change: self.by_change[change] for change in CHANGE_ORDER
+                       if change in self.by_change})

@@ -161,9 +161,11 @@ class RecordedRows:
                 f"--body, -i and --header-column as the run that wrote it)")
 
     def _older_columns(self) -> list[tuple[str, ...]]:
-        """The columns of files written before the latest columns were added."""
+        """The columns of files written before the latest columns were added: without
+        each tail of ADDED_COLUMNS."""
         body = self.columns[len(COLUMNS):]
-        return [tuple(name for name in COLUMNS if name not in ADDED_COLUMNS) + body]
+        return [tuple(name for name in COLUMNS if name not in ADDED_COLUMNS[count:]) + body
+                for count in range(len(ADDED_COLUMNS))]
 
     def _row(self, number: int, raw: bytes) -> FetchResult:
         try:

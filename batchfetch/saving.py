@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import SaveError
 
-__all__ = ["file_name_for", "BodyFile"]
+__all__ = ["file_name_for", "BodyFile", "settle"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Longest file name written (well under the 255 bytes most file systems allow).
@@ -108,6 +108,15 @@ class BodyFile:
             raise SaveError(self.path, exc) from exc
         return self.path
 
+    def hold(self) -> str:
+        """Finish the file under its partial name (``NAME.part``) and return that path, for
+        :func:`settle` to keep or drop later."""
+        try:
+            self._file.close()
+        except OSError as exc:
+            raise SaveError(self._partial, exc) from exc
+        return self._partial
+
     def discard(self) -> None:
         """Remove the partial file (the body was cut or failed)."""
         try:
@@ -118,3 +127,29 @@ class BodyFile:
             os.unlink(self._partial)
         except FileNotFoundError:
             pass
+
+
+def settle(held: str, keep: bool) -> str:
+    """Keep a body :meth:`BodyFile.hold` left at ``held`` (renamed to its final name, which
+    is returned) or drop it (``""`` is returned); SaveError if the rename fails.
+
+    Example::
+
+        >>> os.makedirs("out", exist_ok=True)
+        >>> sink = BodyFile("out", 4, "http://127.0.0.1/b.json")
+        >>> sink.write(b"{}"); held = sink.hold()
+        >>> settle(held, keep=True), os.path.exists(held)
+        ('out/00000004_127.0.0.1_b.json', False)
+    """
+    if not keep:
+        try:
+            os.unlink(held)
+        except FileNotFoundError:
+            pass
+        return ""
+    path = held.removesuffix(".part")
+    try:
+        os.replace(held, path)
+    except OSError as exc:
+        raise SaveError(path, exc) from exc
+    return path

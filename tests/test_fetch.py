@@ -340,8 +340,8 @@ def test_response_headers_and_header_columns_on_rows(server):
                     **FAST)[0]
     assert row.headers == {"Set-Cookie": ["a=1; Path=/", "b=2; Path=/"],
                            "Content-Type": "text/plain; charset=utf-8", "Content-Length": "3"}
-    record = row.to_record(headers=True, header_columns=["set-cookie", "ETag"])
-    assert (record["set_cookie"], record["etag"]) == ("a=1; Path=/, b=2; Path=/", None)
+    record = row.to_record(headers=True, header_columns=["set-cookie", "X-Missing"])
+    assert (record["set_cookie"], record["x_missing"]) == ("a=1; Path=/, b=2; Path=/", None)
     picked = fetch_all([url, server.url("/redirect/1")], header_columns=["Content-Length"],
                        **FAST)
     assert [row.headers for row in picked] == [{"Content-Length": "3"}, {"Content-Length": "3"}]
@@ -356,5 +356,8 @@ def test_header_columns_that_are_not_headers_or_clash_are_refused():
                            ([3], "header names")):
         with pytest.raises(OptionError, match=problem):
             FetchOptions(header_columns=value)
-    assert FetchOptions(header_columns="ETag").header_columns == ("ETag",)
-    assert FetchOptions(header_columns=["ETag", "etag"]).header_columns == ("ETag",)
+    assert FetchOptions(header_columns="X-Id").header_columns == ("X-Id",)
+    assert FetchOptions(header_columns=["X-Id", "x-id"]).header_columns == ("X-Id",)
+    # Every row has etag and last_modified columns: naming them picks nothing more.
+    assert FetchOptions(header_columns=["ETag", "Last-Modified", "X-Id"]).header_columns \
+        == ("X-Id",)

@@ -35,7 +35,7 @@ from ..config import FetchOptions
 from ..policies import Limits
 from ..errors import BatchFetchError, ErrorKind, InvalidItemError
 from ..scheduling.hosts import HostQueues, StartRate
-from ..inputs import HostKeys, RequestSpec, error_row, to_spec
+from ..inputs import HostKeys, RequestSpec, error_row, request_hash, to_spec
 from ..redaction import mask_passwords, mask_url
 from ..results import FetchResult
 from ..scheduling.pace import THROTTLED_STATUS
@@ -421,5 +421,6 @@ class _Batch:
             final_url=mask_url(outcome.final_url), content_type=outcome.content_type,
             error=error, message=mask_passwords(message), path=outcome.path,
             waited=job.waited, wait_reason=job.wait_reason, throttled=job.throttled
-            + (outcome.status == THROTTLED_STATUS), sha256=outcome.sha256, body=outcome.body,
-            headers=outcome.headers)
+            + (outcome.status == THROTTLED_STATUS), sha256=outcome.sha256,
+            etag=outcome.etag, last_modified=outcome.last_modified,
+            request_hash=request_hash(job.spec), body=outcome.body, headers=outcome.headers)

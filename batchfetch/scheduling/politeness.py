@@ -19,6 +19,7 @@ import gevent.lock
 
 from ..config import FetchOptions
 from ..errors import ErrorKind, RobotsDisallowedError
+from ..inputs import request_hash
 from .hosts import HostQueues
 from .pace import HostPace, Pacer, describe_pace
 from ..redaction import mask_passwords, mask_url
@@ -92,7 +93,8 @@ class Politeness:
             self._queue(job)
             return
         row = FetchResult(index=job.index, id=job.spec.id, url=mask_url(job.spec.url),
-                          method=job.spec.method, error=ErrorKind.ROBOTS,
+                          method=job.spec.method, request_hash=request_hash(job.spec),
+                          error=ErrorKind.ROBOTS,
                           message=mask_passwords(message))
         self._reject(row, job.item, RobotsDisallowedError(row.url, policy.url, row.message))
 

@@ -29,6 +29,7 @@ log = logging.getLogger("batchfetch")
 
 #: Bytes read per chunk; large enough to keep per-chunk overhead low.
 CHUNK_SIZE = 64 * 1024
+NOT_MODIFIED = 304
 
 
 def _read_body(response: requests.Response, outcome: Outcome, options: FetchOptions,
@@ -36,7 +37,9 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
     """Stream the decoded body: count it, keep or save it if asked, stop at max_bytes."""
     keep = options.keep_body
     limit = options.body_limit
-    sink = BodyFile(options.save_dir, index, url) if options.save_dir else None
+    # A 304 has no body: saving one would put an empty file over the body it stands for.
+    saving = options.save_dir and response.status_code != NOT_MODIFIED
+    sink = BodyFile(options.save_dir, index, url) if saving else None
     chunks: list[bytes] = []
     # As it streams: 0.8 s of CPU per GiB here, which a run pays only when it asks.
     digest = hashlib.sha256() if options.hash_body else None
@@ -59,7 +62,9 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
             if digest is not None:
                 digest.update(chunk)
         if sink is not None:
-            outcome.path = sink.commit()
+            # With changed_only, the run loop keeps the file or drops it once it knows the
+            # row's change (the body's hash against the previous run's).
+            outcome.path = sink.hold() if options.changed_only else sink.commit()
             sink = None
         if digest is not None:
             outcome.sha256 = digest.hexdigest()
@@ -123,6 +128,8 @@ def run_attempt(session: requests.Session, method: str, url: str, kwargs: dict[s
         outcome.final_url = response.url
         outcome.content_type = response.headers.get("Content-Type", "")
         outcome.retry_after = response.headers.get("Retry-After")
+        outcome.etag = response.headers.get("ETag", "")
+        outcome.last_modified = response.headers.get("Last-Modified", "")
         if options.response_headers or options.header_columns:
             outcome.headers = grouped_headers(
                 _header_items(response), None if options.response_headers else

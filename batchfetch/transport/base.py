@@ -34,6 +34,8 @@ class Outcome:
     content_type: str = ""
     retry_after: str | None = None
     sha256: str = ""  # of the decoded body, with hash_body
+    etag: str = ""
+    last_modified: str = ""
     size: int = 0
     body: bytes | None = None
     #: The final response's headers when the options ask for them (results.grouped_headers).
