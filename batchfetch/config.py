@@ -24,7 +24,7 @@ from .host_rules import HostRules, HostsValue
 from .methods import normalize_method
 from .policies import DEFAULT_RETRY_ON, Limits, RetryPolicy, Timeouts, flat_keywords
 from .redaction import shown_option
-from .results import ROW_COLUMNS, header_column
+from .results import ROW_COLUMNS, VALIDATOR_COLUMNS, header_column
 
 __all__ = ["FetchOptions", "parse_status_set", "DEFAULT_OK_STATUS", "DEFAULT_RETRY_ON",
            "KEPT_BODY_LIMIT"]
@@ -119,11 +119,20 @@ class FetchOptions:
     #: of values for a repeated header such as Set-Cookie).
     response_headers: bool = False
     #: Headers picked into columns of their own, named as :func:`header_column` names them
-    #: (``ETag`` -> ``etag``); a header the response lacks is empty (None).
+    #: (``X-Request-Id`` -> ``x_request_id``); a header the response lacks is empty (None).
+    #: ETag and Last-Modified need no picking: every row has ``etag`` and ``last_modified``.
     header_columns: tuple[str, ...] = ()
     #: Directory to stream each body into (created if missing); the row's ``path`` names
     #: the file. None: bodies are not saved.
     save_dir: str | None = None
+    #: An earlier run's output (JSON Lines, CSV or a run store: its latest finished run) to
+    #: compare this run with: inputs are matched to its rows, sent with If-None-Match or
+    #: If-Modified-Since when their row has an ETag or a Last-Modified, and each row's
+    #: ``change`` says what changed (:mod:`batchfetch.changes`). Turns hash_body on.
+    since: str | None = None
+    #: With since: save_dir keeps the bodies of ``new`` and ``changed`` rows only (and the
+    #: command's CSV or JSON Lines output leaves ``same`` rows out).
+    changed_only: bool = False
     #: Extra attempts after the first for retryable failures.
     retries: int = RetryPolicy.retries
     #: Base of the exponential backoff in seconds (with jitter, capped at max_retry_wait).
@@ -251,9 +260,10 @@ class FetchOptions:
             set_(self, "save_dir", os.fspath(self.save_dir))
         set_(self, "header_columns", _header_columns(self.header_columns))
         for name in ("allow_redirects", "keep_body", "response_headers", "fast_path", "robots",
-                     "adaptive", "polite", "hash_body"):
+                     "adaptive", "polite", "hash_body", "changed_only"):
             if not isinstance(getattr(self, name), bool):
                 raise OptionError(name, getattr(self, name), "True or False")
+        self._check_since()
 
         set_(self, "max_redirects", integer("max_redirects", self.max_redirects, minimum=0))
         if not isinstance(self.user_agent, str):
@@ -270,6 +280,20 @@ class FetchOptions:
         self._check_distribution()
         if self.hosts is not None:
             set_(self, "hosts", HostRules.coerce(self.hosts))
+
+    def _check_since(self) -> None:
+        set_ = object.__setattr__
+        if self.since is not None:
+            if not isinstance(self.since, (str, os.PathLike)) or not os.fspath(self.since) \
+                    or os.path.isdir(self.since):
+                raise OptionError("since", self.since, "the path of an earlier run's output "
+                                  "(JSON Lines, CSV or a run store)")
+            set_(self, "since", os.fspath(self.since))
+            set_(self, "hash_body", True)  # rows are compared by their bodies' hashes
+        elif self.changed_only:
+            raise OptionError("changed_only", self.changed_only, "False without since",
+                              "changed_only needs since: which rows changed is told against "
+                              "an earlier run's output")
 
     def _check_distribution(self) -> None:
         set_ = object.__setattr__
@@ -365,8 +389,8 @@ class FetchOptions:
 
         Example::
 
-            >>> FetchOptions(header_columns=["ETag"]).record_shape
-            {'headers': False, 'header_columns': ('ETag',)}
+            >>> FetchOptions(header_columns=["X-Request-Id"]).record_shape
+            {'headers': False, 'header_columns': ('X-Request-Id',)}
         """
         return {"headers": self.response_headers, "header_columns": self.header_columns}
 
@@ -502,7 +526,8 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 
 def _header_columns(value: Any) -> tuple[str, ...]:
     """``header_columns`` as a tuple of header names (a str is one), each a token whose
-    column a row does not have already; a second name for the same column is dropped."""
+    column a row does not have already; a second name for the same column is dropped, and
+    so are ETag and Last-Modified, whose columns every row has."""
     names = (value,) if isinstance(value, str) else value
     if not isinstance(names, (tuple, list)) or not all(isinstance(n, str) for n in names):
         raise OptionError("header_columns", value, "header names (a str or a list of them)")
@@ -512,6 +537,8 @@ def _header_columns(value: Any) -> tuple[str, ...]:
             raise OptionError("header_columns", value, "header names",
                               f"{name!r} is not a header name")
         column = header_column(name)
+        if column in VALIDATOR_COLUMNS:
+            continue  # every row has its etag and last_modified column already
         if column in ROW_COLUMNS:
             raise OptionError("header_columns", value, "header names",
                               f"{name!r} would be the column {column!r}, which rows have "
