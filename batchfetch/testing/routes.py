@@ -322,6 +322,54 @@ def _validated(server: Server, conn: Connection, req: Request, tag: str) -> None
                  headers=[("ETag", f'"{tag}"'), ("Last-Modified", modified)])
 
 
+@dataclasses.dataclass
+class Page:
+    """What ``/page/<name>`` answers: a page a test changes between runs, as a site's files
+    change between a batch's runs. ``etag`` and ``last_modified`` are sent when set (and
+    answered with 304 as nginx does: If-None-Match compared weakly, If-Modified-Since
+    exactly); ``location`` redirects there instead."""
+
+    body: bytes = b""
+    etag: str = ""
+    last_modified: str = ""
+    status: int = 200
+    location: str = ""
+    #: Requests answered, 304s among them, and body bytes sent.
+    served: int = 0
+    not_modified: int = 0
+    body_bytes: int = 0
+
+
+def _weak(tag: str) -> str:
+    return tag.strip().removeprefix("W/")
+
+
+@_route(r"/page/([^/?]+)", "/page/<name>",
+        "the test's server.pages[name] (a Page): its body, validators and 304s; 404 if none")
+def _page(server: Server, conn: Connection, req: Request, name: str) -> None:
+    page = server.pages.get(name)
+    if page is None:
+        conn.respond(404, b"no such page\n")
+        return
+    page.served += 1
+    if page.location:
+        conn.respond(301, b"", headers=[("Location", page.location)])
+        return
+    headers = [(name, value) for name, value in (("ETag", page.etag),
+                                                  ("Last-Modified", page.last_modified)) if value]
+    match = req.header("If-None-Match", None)
+    since = req.header("If-Modified-Since", None)
+    if page.status == 200 and (
+            (match is not None and page.etag
+             and _weak(page.etag) in {_weak(tag) for tag in match.split(",")})
+            or (match is None and since is not None and since == page.last_modified)):
+        page.not_modified += 1
+        conn.respond(304, headers=headers)
+        return
+    page.body_bytes += len(page.body)
+    conn.respond(page.status, page.body, headers=headers)
+
+
 @_route(r"/html", "/html", "a small HTML page")
 def _html(server: Server, conn: Connection, req: Request) -> None:
     page = b"<!doctype html>\n<title>batchfetch</title>\n<h1>ok</h1>\n"

@@ -21,7 +21,7 @@ import collections
 import socket
 import time
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import gevent
 import gevent.pool
@@ -109,6 +109,8 @@ class LoopbackServer:
         #: /busy/<key>: [its workers (a Semaphore), requests there now, most there at once,
         #: requests there as each arrived]
         self.backends: dict[str, list] = {}
+        #: /page/<name>: the pages a test set (routes.Page), by name.
+        self.pages: dict[str, Any] = {}
 
     @property
     def base_url(self) -> str:
