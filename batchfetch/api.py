@@ -92,11 +92,18 @@ class Fetcher:
         _check_items(items, "iter_fetch")
         recorded = self._recorded_rows(resume, retry_failed)
         pairs = iter(items) if indexed else enumerate(items)
-        if recorded is None:
-            return run_rows(self.engine, pairs, self.options.method, on_result,
-                            exception_handler)
-        return recorded.appending(run_rows(self.engine, recorded.unrecorded(pairs),
-                                           self.options.method, on_result, exception_handler))
+        if recorded is not None:
+            pairs = recorded.unrecorded(pairs)
+        changes = None
+        if self.options.since is not None:
+            from .changes import Changes  # sqlite3 only for a run that compares
+
+            changes = Changes(self.options)  # the previous output, indexed now
+        rows = run_rows(self.engine, pairs, self.options.method, on_result,
+                        exception_handler, changes)
+        if changes is not None:
+            rows = _closing_after(rows, changes)
+        return rows if recorded is None else recorded.appending(rows)
 
     def fetch_all(self, items: Iterable[Any], *, on_result: OnResult | None = None,
                   exception_handler: ExceptionHandler | None = None,
@@ -193,6 +200,10 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
     raises :class:`~batchfetch.errors.OutputError`. ``resume`` may also be a
     :class:`~batchfetch.resume.RecordedRows` (a file of another suffix, read already).
 
+    ``since`` (an option, ``--since``) names an earlier run's output to compare with: it
+    is read here, before the first ``next()`` (:class:`~batchfetch.errors.SinceError` if
+    it cannot be), and each row's ``change`` says what changed (:mod:`batchfetch.changes`).
+
     Example::
 
         >>> for row in iter_fetch(["http://127.0.0.1:8000/ok"], concurrency=4):
@@ -209,6 +220,15 @@ def iter_fetch(items: Iterable[Any], options: FetchOptions | None = None, *,
         fetcher.close()
         raise
     return _closing(fetcher, rows)
+
+
+def _closing_after(rows: Iterator[FetchResult], changes: Any) -> Iterator[FetchResult]:
+    """``rows``, then the previous run's index dropped (also when the caller stops)."""
+    try:
+        yield from rows
+    finally:
+        rows.close()
+        changes.close()
 
 
 def _closing(fetcher: Fetcher, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:

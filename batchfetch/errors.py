@@ -18,7 +18,8 @@ from .redaction import shown_option
 __all__ = ["ERROR_KINDS", "ErrorKind", "BatchFetchError", "OptionError", "HostRulesError",
            "InvalidItemError", "RedirectLocationError", "DeadlineExceeded",
            "BodyTooLargeError", "SaveError", "HTTPStatusError", "RobotsDisallowedError",
-           "RowError", "FetchFailedError", "BrokerError", "StoreError", "classify"]
+           "RowError", "FetchFailedError", "BrokerError", "StoreError", "SinceError",
+           "classify"]
 
 class BatchFetchError(Exception):
     """Base class of every exception batchfetch raises.
@@ -315,6 +316,18 @@ class StoreError(BatchFetchError, ValueError):
 
     def __str__(self) -> str:
         return f"{self.path}: {self.problem}"
+
+
+class SinceError(BatchFetchError, ValueError):
+    """The previous output ``since`` names cannot be read (missing, not rows batchfetch
+    wrote, an unusable store)."""
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, problem)
+        self.path, self.problem = path, problem
+
+    def __str__(self) -> str:
+        return f"the previous output {self.path} (since): {self.problem}"
 
 
 class OutputError(BatchFetchError):

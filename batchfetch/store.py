@@ -29,7 +29,7 @@ from .results import ADDED_COLUMNS, COLUMNS, RECORD_TYPES, FetchResult, record_c
 from .writers import OUTPUT_FORMATS, RowWriter
 
 __all__ = ["RunStore", "SqliteWriter", "StoreError", "StoredRows", "STORE_SUFFIXES",
-           "open_recorded", "read_run", "write_rows"]
+           "is_store", "open_recorded", "read_run", "write_rows"]
 
 #: The suffixes of an output file that is a store (``-o runs.db``).
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -56,6 +56,15 @@ SCHEMA = (
 )
 _QUOTED = ", ".join(f'"{name}"' for name in ROW_COLUMNS)
 _INSERT_ROW = f"INSERT INTO rows ({_QUOTED}) VALUES ({', '.join('?' * len(ROW_COLUMNS))})"
+
+
+def is_store(path: str | os.PathLike[str]) -> bool:
+    """Whether ``path`` is a SQLite file (by its first 16 bytes), whatever its name."""
+    try:
+        with open(path, "rb") as stream:
+            return stream.read(16) == b"SQLite format 3\x00"
+    except OSError:
+        return False
 
 
 def _now() -> str:
@@ -283,7 +292,7 @@ def iter_run(path: str | os.PathLike[str], run: int | None = None,
         columns = [name for name in columns if name in present]  # an older store's
         names = ", ".join(f'"{name}"' for name in columns) + (", headers, body" if whole else "")
         for values in connection.execute(
-                f'SELECT {names} FROM rows WHERE run = ? ORDER BY "index"', (run,)):
+                f'SELECT {names} FROM rows WHERE run = ? ORDER BY "index", rowid', (run,)):
             yield _row(columns, values) if whole else FetchResult(**dict(zip(columns, values)))
     except sqlite3.DatabaseError as exc:
         raise StoreError(path, str(exc)) from None

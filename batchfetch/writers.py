@@ -417,18 +417,21 @@ def render_table(rows: Iterable[FetchResult], url_width: int | None = 60,
     """
     rows = list(rows)
     messages = ["" if row.ok else row.message for row in rows]
-    header = ("#", "status", "error", "ms", "bytes", "tries", "url") + (
-        ("message",) if any(messages) else ())
-    fixed = [(str(row.index), "-" if row.status is None else str(row.status),
-              row.error or "ok", f"{row.elapsed * 1000:.0f}", str(row.size),
-              str(row.attempts)) for row in rows]
-    widths = [max(len(line[i]) for line in [header[:6], *fixed]) for i in range(6)]
+    changes = any(row.change for row in rows)  # a run with since: what changed comes first
+    header = ("#", "status") + (("change",) if changes else ()) + (
+        "error", "ms", "bytes", "tries", "url") + (("message",) if any(messages) else ())
+    fixed = [(str(row.index), "-" if row.status is None else str(row.status))
+             + ((row.change,) if changes else ())
+             + (row.error or "ok", f"{row.elapsed * 1000:.0f}", str(row.size),
+                str(row.attempts)) for row in rows]
+    count = 7 if changes else 6  # the fixed columns
+    widths = [max(len(line[i]) for line in [header[:count], *fixed]) for i in range(count)]
     message_width: int | None = None
     if width is not None:
-        room = width - sum(widths) - 2 * len(header[6:]) - 2 * 5
-        longest_url = max([len(header[6]), *(len(row.url) for row in rows)])
-        if len(header) > 7:
-            longest_message = max(len(header[7]), *map(len, messages))
+        room = width - sum(widths) - 2 * len(header[count:]) - 2 * (count - 1)
+        longest_url = max([len(header[count]), *(len(row.url) for row in rows)])
+        if len(header) > count + 1:
+            longest_message = max(len(header[count + 1]), *map(len, messages))
             message_width = max(_NARROWEST, min(longest_message, room // 2))
             url_width = max(_NARROWEST, min(longest_url, room - message_width))
             message_width = max(_NARROWEST, room - url_width)
@@ -437,9 +440,9 @@ def render_table(rows: Iterable[FetchResult], url_width: int | None = 60,
     lines = [header]
     for cells, row, message in zip(fixed, rows, messages):
         lines.append(cells + (_clip(row.url, url_width),) + (
-            (_clip(message, message_width),) if len(header) > 7 else ()))
-    widths += [max(len(line[i]) for line in lines) for i in range(6, len(header))]
-    right = {0, 1, 3, 4, 5}
+            (_clip(message, message_width),) if len(header) > count + 1 else ()))
+    widths += [max(len(line[i]) for line in lines) for i in range(count, len(header))]
+    right = {0, 1, count - 3, count - 2, count - 1}
     return "\n".join(
         "  ".join(cell.rjust(widths[i]) if i in right else cell.ljust(widths[i])
                   for i, cell in enumerate(line)).rstrip()

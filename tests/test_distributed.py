@@ -102,6 +102,27 @@ def test_bodies_saved_by_the_workers_where_the_driver_sees_them(server, redis_se
     assert not [name for name in os.listdir(tmp_path / "bodies") if name.startswith(".")]
 
 
+def test_since_and_changed_only_across_the_workers(server, redis_server, workers, tmp_path):
+    """The validators travel with the inputs; the driver tells each row's change and keeps
+    or drops the body a worker held (changed_only)."""
+    from batchfetch.testing.routes import Page
+
+    for n in range(6):
+        server.pages[f"d{n}"] = Page(b"v1 %d" % n, etag=f'"{n}"' if n % 2 else "")
+    items = [server.url(f"/page/d{n}") for n in range(6)]
+    fetch_all(items, hash_body=True).write(tmp_path / "1.jsonl")
+    server.pages["d2"].body = b"v2"
+    server.pages["d3"] = Page(b"v2 3", etag='"3b"')
+    table = fetch_all(items, since=str(tmp_path / "1.jsonl"), changed_only=True,
+                      save_dir=str(tmp_path / "bodies"), **broker_options(redis_server))
+    assert [row.change for row in table] == ["same", "same", "changed", "changed", "same",
+                                             "same"]
+    assert [row.status for row in table] == [200, 304, 200, 200, 200, 304]
+    assert sorted(os.listdir(tmp_path / "bodies")) == \
+        sorted(os.path.basename(row.path) for row in table if row.path)
+    assert [bool(row.path) for row in table] == [False, False, True, True, False, False]
+
+
 def take_chunk_message(url: str) -> dict:
     """Pop the next chunk message from Celery's queue in Redis, as a worker would."""
     import redis

@@ -18,7 +18,7 @@ import click
 import gevent
 
 from ..config import FetchOptions
-from ..errors import BrokerError, OptionError, StoreError
+from ..errors import BrokerError, OptionError, SinceError, StoreError
 from ..redaction import mask_passwords
 from ..resume import RESUMABLE_FORMATS, RecordedRows, ResumeError
 from ..writers import FORMATS, OUTPUT_FORMATS, writer_for
@@ -30,7 +30,7 @@ from .input_text import InputTextError
 from .flags import PairParam, SecondsParam, SizeParam, UserParam, build_options, reads_stdin
 from .lines import INPUT_FORMATS, NumberedItems, open_inputs
 from .progress import Progress
-from .run import AppendedByTheLibrary, InInputOrder, RowsToOutput
+from .run import AppendedByTheLibrary, ChangedRowsOnly, InInputOrder, RowsToOutput
 from .streams import (EXIT_INTERRUPTED, GuardedText, OutputError, PipeText, check_output_file,
                       format_for, interrupts_as_exceptions, open_rows_output, silence_stdout,
                       stdout_is_a_terminal)
@@ -170,6 +170,13 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
 @output_option("--save", "save_dir", type=click.Path(file_okay=False), metavar="DIR",
                help="Stream each body to a file in DIR (created if missing), named in the "
                     "path column; a body cut short leaves no file.")
+@output_option("--since", type=click.Path(dir_okay=False), metavar="PREV",
+               help="Compare with an earlier run's -o file (jsonl, csv, or a run store): "
+                    "send its ETag and Last-Modified, and say in the change column what is "
+                    "new, same, changed, moved, gone or failed (README: Re-running a batch).")
+@output_option("--changed-only", is_flag=True, default=None,
+               help="With --since: write only rows that are not the same, and --save only "
+                    "new and changed bodies (a run store keeps every row).")
 @output_option("--resume", is_flag=True, allow_from_autoenv=False,
                help=f"Keep the rows already in -o FILE ({listed(RESUMABLE_FORMATS)}; failed ones "
                     "too), fetch the inputs without one and append their rows (README: Long "
@@ -238,6 +245,7 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
         raise click.UsageError("-f sqlite writes a run store: give it a file, -o runs.db")
     if fmt == "sqlite" and not options.hash_body:  # a store keeps what a later run compares
         options = options.replace(hash_body=True)
+    _check_since(options, output, fmt, resume)
     recorded = _recorded_rows(output, fmt, options, resume, retry_failed, demo)
     if output not in (None, "-"):
         check_output_file(output, [source.path or source.stream for source in sources
@@ -267,6 +275,8 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
                 writer = InInputOrder(writer)
         else:
             writer = AppendedByTheLibrary()
+        if options.changed_only and fmt != "sqlite":  # a run store keeps every row
+            writer = ChangedRowsOnly(writer)
         run = RowsToOutput(options, writer, say, bar, recorded)
         run.resumable = (OUTPUT_FORMATS[fmt].resumable or fmt == "sqlite") and \
             output not in (None, "-")
@@ -296,7 +306,7 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
     except BrokerError as exc:  # the rows that came before stay written
         click.echo(f"batchfetch: {exc}", err=True)
         code = EXIT_BROKER_LOST
-    except (ResumeError, InputTextError, OptionError, StoreError) as exc:
+    except (ResumeError, InputTextError, OptionError, StoreError, SinceError) as exc:
         # OptionError: --save's probe on a --broker run; StoreError: -o runs.db unusable
         if isinstance(target, GuardedText):
             target.discard()  # an -o FILE not written to yet stays as it was
@@ -313,6 +323,27 @@ class _InputRefused(click.ClickException):
     error (nothing was fetched, or the rows before the bad line are written)."""
 
     exit_code = 2
+
+
+def _check_since(options: FetchOptions, output: str | None, fmt: str, resume: bool) -> None:
+    """--since and --changed-only against -o and --resume, before anything is written."""
+    if options.changed_only and resume:
+        raise click.UsageError("--changed-only does not go with --resume: a resumed file "
+                               "keeps every row; run again with --since instead")
+    since = options.since
+    if since is None:
+        return
+    same = output not in (None, "-") and (
+        os.path.abspath(since) == os.path.abspath(output)
+        or (os.path.exists(since) and os.path.exists(output)
+            and os.path.samefile(since, output)))
+    if same and fmt != "sqlite":
+        raise click.UsageError(f"--since and -o both name {since}: this run's rows would "
+                               "replace the ones it compares with; write them to another "
+                               "file, or keep every run in a store (-o runs.db --since "
+                               "runs.db)")
+    if not same and not os.path.exists(since):
+        raise click.BadParameter(f"{since!r}: no such file", param_hint="'--since'")
 
 
 def _recorded_rows(output: str | None, fmt: str | None, options: FetchOptions, resume: bool,

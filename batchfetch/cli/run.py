@@ -23,8 +23,8 @@ from .lines import NumberedItems
 from .progress import Progress
 from .streams import EXIT_INTERRUPTED, PipeText
 
-__all__ = ["AppendedByTheLibrary", "EXIT_FAILED_ROWS", "EXIT_OK", "InInputOrder",
-           "RowsToOutput"]
+__all__ = ["AppendedByTheLibrary", "ChangedRowsOnly", "EXIT_FAILED_ROWS", "EXIT_OK",
+           "InInputOrder", "RowsToOutput"]
 
 EXIT_OK, EXIT_FAILED_ROWS = 0, 1  # click exits 2 on usage errors; EXIT_INTERRUPTED is 130
 #: Seconds between redraws of the progress bar while no row completes, and while the output
@@ -45,6 +45,24 @@ class InInputOrder(RowWriter):
     def close(self) -> None:
         for row in sorted(self.rows, key=lambda row: row.index):
             self.writer.write(row)
+        self.writer.close()
+
+
+class ChangedRowsOnly(RowWriter):
+    """--changed-only: the rows whose change is not ``same`` go on to ``writer``."""
+
+    def __init__(self, writer: RowWriter) -> None:
+        super().__init__(writer.stream, writer.include_body)
+        self.writer = writer
+
+    def write(self, row: FetchResult) -> None:
+        if row.change != "same":
+            self.writer.write(row)
+
+    def finish(self) -> None:
+        self.writer.finish()
+
+    def close(self) -> None:
         self.writer.close()
 
 

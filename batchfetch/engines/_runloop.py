@@ -6,12 +6,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorKind, HTTPStatusError, RowError
 from ..inputs import error_row
 from ..results import FetchResult
 from .base import UNKNOWN_ITEM, Engine, ExceptionHandler, OnResult
+
+if TYPE_CHECKING:
+    from ..changes import Changes
 
 __all__ = ["run_rows"]
 
@@ -71,22 +74,27 @@ class _Owed:
 
 def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: str,
              on_result: OnResult | None = None,
-             exception_handler: ExceptionHandler | None = None) -> Iterator[FetchResult]:
+             exception_handler: ExceptionHandler | None = None,
+             changes: Changes | None = None) -> Iterator[FetchResult]:
     """Yield one row per pair of ``pairs``, fetched by ``engine``, as each completes.
 
     ``on_result(row)`` and then (for a failed row) ``exception_handler(item, exc)`` run
-    here, in the caller's greenlet, before the row is yielded. Closing this iterator
-    closes the engine's run, which cancels what is in flight.
+    here, in the caller's greenlet, before the row is yielded. With ``changes`` (the
+    run's ``since``), inputs go out with the previous run's validators and each row gets
+    its ``change`` before the hooks see it. Closing this iterator closes the engine's
+    run, which cancels what is in flight.
     """
     hooked = on_result is not None or exception_handler is not None
     owed = _Owed()
-    events = engine.run(owed.pulled(pairs))
+    events = engine.run(owed.pulled(pairs if changes is None else changes.sending(pairs)))
     try:
         for row, exception, pulled in events:
             wanted, item = owed.answer(row.index, pulled)
             if not wanted:
                 log.debug("dropped a second row for input %d", row.index)
                 continue
+            if changes is not None:
+                row, item = changes.mark(row, item)
             if hooked:
                 _run_hooks(row, item, exception, on_result, exception_handler)
             yield row
@@ -94,6 +102,8 @@ def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: s
         events.close()
     for index, item in owed.left():
         row = error_row(index, item, default_method, ErrorKind.LOST, LOST_MESSAGE)
+        if changes is not None:
+            row, item = changes.mark(row, item)
         _run_hooks(row, item, None, on_result, exception_handler)
         yield row
 
