@@ -53,6 +53,9 @@ def header_problem(name: Any, value: Any) -> str | None:
     if not name_ok:
         return (f"header name {name!r} is not valid (empty, starting with whitespace, or "
                 f"with ':', a line break or a non-ASCII character)")
+    if isinstance(value, str) and value.isascii() and value.isprintable() \
+            and not value[:1].isspace():
+        return None  # nearly every value: no control character, nothing past ASCII
     if isinstance(value, bytes):
         text = value.decode("latin-1")
     elif isinstance(value, str):
