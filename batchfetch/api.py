@@ -90,7 +90,16 @@ class Fetcher:
                    retry_failed: bool = False) -> Iterator[FetchResult]:
         """Yield one row per item as each completes; see :func:`batchfetch.iter_fetch`."""
         _check_items(items, "iter_fetch")
+        if resume is not None and self.options.changed_only:
+            raise ValueError("changed_only=True does not go with resume=: resuming finds what "
+                             "is left by the rows in the file, and changed_only leaves rows "
+                             "out")
         recorded = self._recorded_rows(resume, retry_failed)
+        if recorded is not None and self.options.since is not None \
+                and recorded.format.name != "sqlite" and os.path.exists(recorded.path) \
+                and os.path.samefile(recorded.path, self.options.since):
+            raise ValueError(f"since= and resume= both name {recorded.path}: the rows "
+                             "appended would be compared with themselves")
         pairs = iter(items) if indexed else enumerate(items)
         if recorded is not None:
             pairs = recorded.unrecorded(pairs)

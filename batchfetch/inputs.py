@@ -198,8 +198,12 @@ def request_hash(spec: RequestSpec) -> str:
         >>> request_hash(one) == request_hash(RequestSpec(one.url, json={"b": 2, "a": 1}))
         True
     """
-    parts = (("params", _pairs(spec.params) or None), ("json", spec.json),
-             ("data", spec.data), ("files", spec.files))
+    try:
+        params = _pairs(spec.params) or None
+    except (TypeError, ValueError):  # not pairs: the request fails, its row says why
+        params = spec.params
+    parts = (("params", params), ("json", spec.json), ("data", spec.data),
+             ("files", spec.files))
     if all(value is None for _, value in parts):
         return ""
     digest = hashlib.sha256()

@@ -14,7 +14,7 @@ from urllib.parse import unquote, urlsplit
 
 from .errors import SaveError
 
-__all__ = ["file_name_for", "BodyFile", "settle"]
+__all__ = ["file_name_for", "BodyFile", "HELD_SUFFIX", "drop_held", "held_path", "settle"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Longest file name written (well under the 255 bytes most file systems allow).
@@ -82,8 +82,8 @@ class BodyFile:
     """
 
     def __init__(self, directory: str, index: int, url: str) -> None:
-        self.path = os.path.join(directory, file_name_for(index, url))
-        self._partial = self.path + ".part"
+        self._partial = held_path(directory, index, url)
+        self.path = self._partial.removesuffix(HELD_SUFFIX)
         try:
             self._file = os.fdopen(_create_partial(self._partial), "wb")
         except OSError as exc:
@@ -129,6 +129,23 @@ class BodyFile:
             pass
 
 
+#: The suffix of a body being written, or held for :func:`settle`.
+HELD_SUFFIX = ".part"
+
+
+def drop_held(held: str) -> None:
+    """Remove a body :meth:`BodyFile.hold` left (gone already is fine)."""
+    try:
+        os.unlink(held)
+    except FileNotFoundError:
+        pass
+
+
+def held_path(directory: str, index: int, url: str) -> str:
+    """Where input ``index``'s body (from ``url``) is written or held before it is kept."""
+    return os.path.join(directory, file_name_for(index, url)) + HELD_SUFFIX
+
+
 def settle(held: str, keep: bool) -> str:
     """Keep a body :meth:`BodyFile.hold` left at ``held`` (renamed to its final name, which
     is returned) or drop it (``""`` is returned); SaveError if the rename fails.
@@ -142,14 +159,15 @@ def settle(held: str, keep: bool) -> str:
         ('out/00000004_127.0.0.1_b.json', False)
     """
     if not keep:
-        try:
-            os.unlink(held)
-        except FileNotFoundError:
-            pass
+        drop_held(held)
         return ""
-    path = held.removesuffix(".part")
+    path = held.removesuffix(HELD_SUFFIX)
     try:
         os.replace(held, path)
+    except FileNotFoundError:
+        # An index that repeats (indexed=True) holds its bodies under one name: a repeat
+        # answered first has kept it already.
+        return path if os.path.isfile(path) else ""
     except OSError as exc:
         raise SaveError(path, exc) from exc
     return path

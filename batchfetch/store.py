@@ -29,7 +29,7 @@ from .results import ADDED_COLUMNS, COLUMNS, RECORD_TYPES, FetchResult, record_c
 from .writers import OUTPUT_FORMATS, RowWriter
 
 __all__ = ["RunStore", "SqliteWriter", "StoreError", "StoredRows", "STORE_SUFFIXES",
-           "is_store", "open_recorded", "read_run", "write_rows"]
+           "is_store", "iter_records", "iter_run", "open_recorded", "read_run", "write_rows"]
 
 #: The suffixes of an output file that is a store (``-o runs.db``).
 STORE_SUFFIXES = (".db", ".sqlite", ".sqlite3")
@@ -277,7 +277,30 @@ def iter_run(path: str | os.PathLike[str], run: int | None = None,
              columns: Sequence[str] = COLUMNS) -> Iterator[FetchResult]:
     """:func:`read_run`'s rows one at a time (``columns`` only, with COLUMNS: the headers
     and body too)."""
+    if tuple(columns) != COLUMNS:
+        for record in iter_records(path, run, columns):
+            yield FetchResult(**record)
+        return
+    present: list[str] = []
+    for values in _selected(os.fspath(path), run, COLUMNS + ("headers", "body"), present):
+        yield _row(present[:-2], values)
+
+
+def iter_records(path: str | os.PathLike[str], run: int | None = None,
+                 columns: Sequence[str] = COLUMNS) -> Iterator[dict[str, Any]]:
+    """The ``columns`` of run ``run``'s rows (by default the latest finished run's), as
+    SQLite holds them, one dict a row in input order: what reading a run costs without
+    building its rows. A column an older store lacks is left out."""
     path = os.fspath(path)
+    present: list[str] = []
+    for values in _selected(path, run, columns, present):
+        yield dict(zip(present, values))
+
+
+def _selected(path: str, run: int | None, columns: Sequence[str],
+              present: list[str] | None = None) -> Iterator[tuple]:
+    """The values of ``columns`` (those the store has, listed in ``present``) of each row
+    of ``run``; StoreError for a store without it."""
     connection = _open(path, create=False)
     try:
         if run is None:
@@ -287,13 +310,13 @@ def iter_run(path: str | os.PathLike[str], run: int | None = None,
                 raise StoreError(path, "it holds no finished run")
         elif connection.execute("SELECT 1 FROM runs WHERE run = ?", (run,)).fetchone() is None:
             raise StoreError(path, f"it holds no run {run}")
-        present = {column[1] for column in connection.execute('PRAGMA table_info("rows")')}
-        whole = tuple(columns) == COLUMNS
-        columns = [name for name in columns if name in present]  # an older store's
-        names = ", ".join(f'"{name}"' for name in columns) + (", headers, body" if whole else "")
-        for values in connection.execute(
-                f'SELECT {names} FROM rows WHERE run = ? ORDER BY "index", rowid', (run,)):
-            yield _row(columns, values) if whole else FetchResult(**dict(zip(columns, values)))
+        there = {column[1] for column in connection.execute('PRAGMA table_info("rows")')}
+        picked = [name for name in columns if name in there]  # an older store's
+        if present is not None:
+            present[:] = picked
+        names = ", ".join(f'"{name}"' for name in picked)
+        yield from connection.execute(
+            f'SELECT {names} FROM rows WHERE run = ? ORDER BY "index", rowid', (run,))
     except sqlite3.DatabaseError as exc:
         raise StoreError(path, str(exc)) from None
     finally:

@@ -293,8 +293,9 @@ PANDAS_DTYPES = {
     "status": "Int64", "reason": "string", "elapsed": "float64", "size": "int64",
     "attempts": "int64", "final_url": "string", "content_type": "string",
     "error": "string", "message": "string", "path": "string", "waited": "float64",
-    "wait_reason": "string", "throttled": "int64", "sha256": "string", "body": "string",
-    "body_encoding": "string",
+    "wait_reason": "string", "throttled": "int64", "sha256": "string", "etag": "string",
+    "last_modified": "string", "request_hash": "string", "change": "string",
+    "body": "string", "body_encoding": "string",
 }
 
 

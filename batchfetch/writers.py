@@ -233,9 +233,15 @@ def _true_or_false(cell: str) -> bool:
     return cell == "true"
 
 
-def _any_cell(cell: str) -> Any:
+def read_id_cell(cell: str) -> Any:
     """An id: a number, list or object CsvWriter wrote as JSON, or text. (A CSV file cannot
-    tell the id 7 from the id "7"; JSON Lines can.)"""
+    tell the id 7 from the id "7"; JSON Lines can.)
+
+    Example::
+
+        >>> read_id_cell("7"), read_id_cell("[1, 2]"), read_id_cell("a7")
+        (7, [1, 2], 'a7')
+    """
     text = restore_cell(cell)
     if text != cell:
         return text  # neutralised: it was text
@@ -253,7 +259,7 @@ def _cell_reader(types: tuple[type, ...]) -> Callable[[str], Any]:
         return _true_or_false
     if float in types:
         return float
-    return int if int in types else _any_cell
+    return int if int in types else read_id_cell
 
 
 #: How CsvReader reads each column's cells back (text columns: restore_cell).

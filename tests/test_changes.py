@@ -1,5 +1,6 @@
 """--since PREV: conditional re-fetch and the change column (issue 19, its second part),
 against the loopback server's /page/<name>, whose pages a test changes between runs."""
+import dataclasses
 import json
 import os
 import socket
@@ -9,7 +10,7 @@ import sys
 
 import pytest
 
-from batchfetch import FetchOptions, FetchResult, RequestSpec, ResultTable, fetch_all
+from batchfetch import FetchOptions, FetchResult, ResultTable, fetch_all, iter_fetch
 from batchfetch.changes import PreviousRows, change_of, PreviousRow
 from batchfetch.errors import OptionError, SinceError
 from batchfetch.testing.routes import Page
@@ -29,6 +30,14 @@ def pages(server, **bodies):
 
 def changes(table):
     return [row.change for row in table]
+
+
+@pytest.fixture(params=["in memory", "on disk"])
+def index_kept(request, monkeypatch):
+    """Both ways PREV is indexed: a small one in dicts, a large one in SQLite."""
+    if request.param == "on disk":
+        monkeypatch.setattr("batchfetch.changes.IN_MEMORY_ROWS", 0)
+    return request.param
 
 
 def test_each_change_kind_on_a_second_run(server, tmp_path):
@@ -147,7 +156,7 @@ def test_the_caller_s_own_validators_win_and_hooks_get_the_item_as_given(server,
 
 
 @pytest.mark.parametrize("fmt", ["jsonl", "csv", "db"])
-def test_prev_in_each_format(server, tmp_path, fmt):
+def test_prev_in_each_format(server, tmp_path, index_kept, fmt):
     urls = pages(server, a=Page(b"a", etag='"a"'), b=b"b", c=b"c")
     path = tmp_path / f"first.{fmt}"
     first = fetch_all(urls, hash_body=True)
@@ -185,7 +194,7 @@ def test_a_store_compares_with_its_latest_finished_run(server, tmp_path):
     assert changes(fetch_all(urls, since=store)) == ["same"]
 
 
-def test_matching_by_id_and_by_url(server, tmp_path):
+def test_matching_by_id_and_by_url(server, tmp_path, index_kept):
     urls = pages(server, a=b"a", b=b"b", c=b"c")
     first = fetch_all([{"url": urls[0], "id": "x"}, {"url": urls[1], "id": 7}, urls[2]],
                       hash_body=True)
@@ -199,7 +208,7 @@ def test_matching_by_id_and_by_url(server, tmp_path):
     assert changes(table) == ["moved", "same", "same", "same", "new"]
 
 
-def test_matching_by_body_for_the_same_url(server, tmp_path):
+def test_matching_by_body_for_the_same_url(server, tmp_path, index_kept):
     url = server.url("/echo")
     items = [{"url": url, "method": "POST", "json": {"n": n}} for n in range(3)]
     fetch_all(items, hash_body=True).write(tmp_path / "1.jsonl")
@@ -210,7 +219,7 @@ def test_matching_by_body_for_the_same_url(server, tmp_path):
     assert len({row.request_hash for row in table}) == 4
 
 
-def test_the_last_of_duplicate_rows_wins(server, tmp_path):
+def test_the_last_of_duplicate_rows_wins(server, tmp_path, index_kept):
     url, = pages(server, a=b"second")
     rows = [FetchResult(0, url, ok=True, status=200, final_url=url, sha256="0" * 64),
             FetchResult(1, url, ok=True, status=200, final_url=url,
@@ -271,7 +280,9 @@ def test_changed_only_saves_new_and_changed_bodies_only(server, tmp_path):
     table = fetch_all(urls + new_url, since=tmp_path / "1.jsonl", save_dir=save,
                       changed_only=True)
     assert changes(table) == ["same", "same", "changed", "gone", "new"]
-    assert [bool(row.path) for row in table] == [False, False, True, False, True]
+    # The same rows point at the files the first run wrote; the gone one at none.
+    assert [row.path for row in table[:2]] == [row.path for row in first[:2]]
+    assert [bool(row.path) for row in table[2:]] == [True, False, True]
     assert open(table[2].path, "rb").read() == b"v2"
     assert open(table[4].path, "rb").read() == b"fresh"
     for row in first[:2]:  # the same bodies' files were not written again
@@ -280,13 +291,19 @@ def test_changed_only_saves_new_and_changed_bodies_only(server, tmp_path):
     assert not [name for name in os.listdir(save) if name.endswith(".part")]
 
 
-def test_a_304_never_writes_an_empty_file_over_a_saved_body(server, tmp_path):
+def test_a_304_points_at_the_saved_body_and_never_writes_an_empty_one(server, tmp_path):
     urls = pages(server, a=Page(b"body", etag='"a"'))
     first = fetch_all(urls, save_dir=tmp_path / "b", hash_body=True)
     first.write(tmp_path / "1.jsonl")
     second = fetch_all(urls, since=tmp_path / "1.jsonl", save_dir=tmp_path / "b")
-    assert (second[0].status, second[0].path) == (304, "")
+    assert (second[0].status, second[0].path) == (304, first[0].path)
     assert open(first[0].path, "rb").read() == b"body"
+    elsewhere = fetch_all(urls, since=tmp_path / "1.jsonl", save_dir=tmp_path / "c")
+    assert elsewhere[0].path == first[0].path  # the body is where the first run saved it
+    os.unlink(first[0].path)
+    gone = fetch_all(urls, since=tmp_path / "1.jsonl", save_dir=tmp_path / "b")
+    assert (gone[0].status, gone[0].path) == (304, "")  # nothing to point at
+    assert os.listdir(tmp_path / "b") == []
 
 
 def test_since_with_worker_processes(server, tmp_path):
@@ -311,7 +328,8 @@ def test_the_command_line(server, tmp_path, child_env):
     second = run("--since", "1.csv", "-o", "2.jsonl")
     assert second.returncode == 0, second.stderr
     assert "changes: same: 1, changed: 1" in second.stderr
-    rows = [json.loads(line) for line in (tmp_path / "2.jsonl").read_text().splitlines()]
+    rows = sorted((json.loads(line) for line in (tmp_path / "2.jsonl").read_text().splitlines()),
+                  key=lambda row: row["index"])  # streamed as they completed
     assert [(row["status"], row["change"]) for row in rows] == [(304, "same"), (200, "changed")]
     only = run("--since", "2.jsonl", "--changed-only", "-o", "3.jsonl")
     assert only.returncode == 0, only.stderr
@@ -342,7 +360,9 @@ def test_usage_errors(server, tmp_path, child_env):
     bad = tmp_path / "bad.csv"
     bad.write_text("no,columns\n1,2\n")
     result = run("--since", "bad.csv")
-    assert result.returncode == 2 and "no url column" in result.stderr, result.stderr
+    assert result.returncode == 2 and "no url and ok columns" in result.stderr, result.stderr
+    result = run("--since", "-")
+    assert result.returncode == 2 and "not standard input" in result.stderr, result.stderr
 
 
 def test_a_store_is_both_prev_and_output(server, tmp_path, child_env):
@@ -429,3 +449,169 @@ def _accepts(port):
         return True
     except OSError:
         return False
+
+
+def test_validators_go_to_the_same_url_with_get_or_head_only(server, tmp_path):
+    """A POST with If-None-Match asks for 412 when the tag matches (RFC 9110 13.1.2), and
+    an id's previous row may have another URL: neither gets the previous validators."""
+    urls = pages(server, a=Page(b"a", etag='"x"'), b=Page(b"b", etag='"x"'))
+    post = {"url": urls[0], "method": "POST", "json": {"n": 1}}
+    fetch_all([{"url": urls[0], "id": 1}, post], hash_body=True).write(tmp_path / "1.jsonl")
+    table = fetch_all([{"url": urls[1], "id": 1}, post], since=tmp_path / "1.jsonl")
+    assert [row.status for row in table] == [200, 200]
+    assert [row.change for row in table] == ["moved", "same"]  # id 1's URL is another
+    assert server.pages["a"].not_modified == server.pages["b"].not_modified == 0
+
+
+def test_a_redirect_s_target_gets_no_validators_and_a_304_there_carries_nothing(server,
+                                                                                tmp_path):
+    """nginx's ETags are mtime and size, so two files can share one: the validators of a
+    URL that redirected are not sent, and a 304 from a redirect that is new carries no
+    hash or file forward."""
+    urls = pages(server, r=Page(b"", location=server.url("/page/one")), one=Page(b"1", etag='"t"'),
+                 two=Page(b"2", etag='"t"'), direct=Page(b"d", etag='"t"'))
+    first = fetch_all([urls[0], urls[3]], hash_body=True)
+    first.write(tmp_path / "1.jsonl")
+    server.pages["r"].location = server.url("/page/two")
+    server.pages["direct"] = Page(b"", location=server.url("/page/two"))
+    table = fetch_all([urls[0], urls[3]], since=tmp_path / "1.jsonl")
+    assert server.pages["one"].not_modified == 0
+    assert (table[0].status, table[0].change) == (200, "moved")  # sent without validators
+    assert (table[1].status, table[1].change, table[1].sha256) == (304, "moved", "")
+
+
+def test_changed_only_keeps_the_body_of_a_moved_row_that_changed(server, tmp_path):
+    urls = pages(server, r=Page(b"", location=server.url("/page/one")), one=b"1", two=b"2",
+                 three=b"1")
+    fetch_all(urls[:1], hash_body=True).write(tmp_path / "1.jsonl")
+    server.pages["r"].location = server.url("/page/two")
+    moved = fetch_all(urls[:1], since=tmp_path / "1.jsonl", changed_only=True,
+                      save_dir=tmp_path / "b")
+    assert (moved[0].change, open(moved[0].path, "rb").read()) == ("moved", b"2")
+    server.pages["r"].location = server.url("/page/three")  # the same bytes, elsewhere
+    again = fetch_all(urls[:1], since=tmp_path / "1.jsonl", changed_only=True,
+                      save_dir=tmp_path / "c")
+    assert (again[0].change, again[0].path) == ("moved", "")
+
+
+def test_an_empty_prev_says_every_row_is_new(server, tmp_path, caplog):
+    (tmp_path / "empty.jsonl").write_text("")
+    table = fetch_all([server.url("/ok")], since=tmp_path / "empty.jsonl")
+    assert changes(table) == ["new"]
+    assert "empty.jsonl holds no rows: every row is new" in caplog.text
+
+
+def test_pandas_types_cover_every_column():
+    from batchfetch import PANDAS_DTYPES
+    from batchfetch.results import BODY_COLUMNS, COLUMNS
+
+    assert set(COLUMNS + BODY_COLUMNS) <= set(PANDAS_DTYPES)
+
+
+def test_an_item_with_params_that_are_no_pairs_is_one_error_row(server, tmp_path):
+    fetch_all([server.url("/ok")], hash_body=True).write(tmp_path / "1.jsonl")
+    items = [server.url("/ok"), {"url": server.url("/ok"), "params": [1, 2]}]
+    for since in (None, tmp_path / "1.jsonl"):
+        table = fetch_all(items, since=since)
+        assert [row.ok for row in table] == [True, False]
+
+
+def test_a_retried_answer_never_replaces_the_previous_body(server, tmp_path):
+    """503, then 304: the 503's body is no page's; nor is a 503 whose retry was reset."""
+    urls = pages(server, a=Page(b"hello", etag='"a"'), b=Page(b"world", etag='"b"'))
+    save = tmp_path / "bodies"
+    first = fetch_all(urls, save_dir=save, hash_body=True)
+    first.write(tmp_path / "1.jsonl")
+    server.pages["a"].faults = [503]
+    server.pages["b"].faults = [503, 0]
+    table = fetch_all(urls, since=tmp_path / "1.jsonl", save_dir=save, retries=1, backoff=0)
+    assert [(row.status, row.change, row.attempts) for row in table] == \
+        [(304, "same", 2), (None, "failed", 2)]
+    assert open(first[0].path, "rb").read() == b"hello"
+    assert open(first[1].path, "rb").read() == b"world"  # a failed row replaces no body
+    assert (table[0].path, table[1].path) == (first[0].path, "")
+    assert sorted(os.listdir(save)) == sorted(os.path.basename(row.path) for row in first)
+
+
+def test_an_interrupted_run_leaves_no_held_body(server, tmp_path):
+    urls = [server.url(f"/delay/0.2?n={n}") for n in range(20)]
+    ResultTable([]).write(tmp_path / "empty.jsonl")
+    rows = iter_fetch(urls, since=tmp_path / "empty.jsonl", changed_only=True,
+                      save_dir=tmp_path / "b", concurrency=20)
+    next(rows)
+    rows.close()  # a break, or Ctrl-C: 19 rows in flight
+    assert [name for name in os.listdir(tmp_path / "b") if name.endswith(".part")] == []
+
+
+def test_repeated_indexes_with_changed_only(server, tmp_path):
+    ResultTable([]).write(tmp_path / "empty.jsonl")
+    url = server.url("/ok")
+    table = fetch_all([(0, url)] * 3, indexed=True, since=tmp_path / "empty.jsonl",
+                      changed_only=True, save_dir=tmp_path / "b")
+    assert [(row.ok, row.change) for row in table] == [(True, "new")] * 3
+    assert os.listdir(tmp_path / "b") == [os.path.basename(table[0].path)]
+
+
+def test_a_304_to_the_caller_s_own_validators(server, tmp_path):
+    url, = pages(server, a=Page(b"a", etag='"a"'))
+    first = fetch_all([url], hash_body=True)
+    first.write(tmp_path / "1.jsonl")
+    mine = fetch_all([{"url": url, "headers": {"If-None-Match": '"a"'}}],
+                     since=tmp_path / "1.jsonl")
+    assert (mine[0].status, mine[0].change, mine[0].sha256) == (304, "same", first[0].sha256)
+    run_wide = fetch_all([url], since=tmp_path / "1.jsonl", headers={"If-None-Match": '"a"'})
+    assert (run_wide[0].change, run_wide[0].sha256) == ("same", first[0].sha256)
+
+
+def test_head_rows_are_compared_by_their_validators(server, tmp_path):
+    urls = pages(server, tagged=Page(b"a", etag='"v1"'), plain=b"b")
+    fetch_all(urls, method="HEAD", hash_body=True).write(tmp_path / "1.jsonl")
+    assert changes(fetch_all(urls, method="HEAD", since=tmp_path / "1.jsonl")) == \
+        ["same", "changed"]  # nothing says the plain page is the same
+    server.pages["tagged"] = Page(b"a2", etag='"v2"')
+    assert changes(fetch_all(urls[:1], method="HEAD", since=tmp_path / "1.jsonl")) == \
+        ["changed"]
+
+
+def test_a_validator_no_request_may_carry_is_left_out(server, tmp_path):
+    url, = pages(server, a=b"a")
+    row = fetch_all([url], hash_body=True)[0]
+    bad = dataclasses.replace(row, etag='"a\x01b"')
+    (tmp_path / "1.jsonl").write_text(json.dumps(bad.to_record()) + "\n")
+    table = fetch_all([url], since=tmp_path / "1.jsonl")
+    assert (table[0].status, table[0].change) == (200, "same")
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "csv"])
+def test_ids_match_the_same_way_whatever_the_format(server, tmp_path, index_kept, fmt):
+    ids = ["1e3", "[1,2]", " 7", "x", 8]
+    urls = pages(server, **{f"p{n}": b"%d" % n for n in range(len(ids))})
+    first = fetch_all([{"url": url, "id": id_} for url, id_ in zip(urls, ids)],
+                      hash_body=True)
+    first.write(tmp_path / f"1.{fmt}")
+    # Each id now names the next page: matched by id, each is moved.
+    table = fetch_all([{"url": urls[(n + 1) % len(urls)], "id": id_}
+                       for n, id_ in enumerate(ids)], since=tmp_path / f"1.{fmt}")
+    assert changes(table) == ["moved"] * len(ids)
+
+
+def test_prev_files_as_people_leave_them(server, tmp_path):
+    url = server.url("/ok")
+    first = fetch_all([url], hash_body=True)
+    record = json.dumps(first[0].to_record())
+    (tmp_path / "bom.jsonl").write_bytes(b"\xef\xbb\xbf" + record.encode() + b"\n")
+    (tmp_path / "no-newline.jsonl").write_text(record)
+    for name in ("bom.jsonl", "no-newline.jsonl"):
+        assert changes(fetch_all([url], since=tmp_path / name)) == ["same"], name
+    first.write(tmp_path / "rows.json")
+    with pytest.raises(SinceError, match="a JSON document"):
+        fetch_all([url], since=tmp_path / "rows.json")
+
+
+def test_the_api_refuses_what_the_command_refuses(server, tmp_path):
+    fetch_all([server.url("/ok")], hash_body=True).write(tmp_path / "1.jsonl")
+    with pytest.raises(ValueError, match="both name"):
+        fetch_all([server.url("/ok")], since=tmp_path / "1.jsonl", resume=tmp_path / "1.jsonl")
+    with pytest.raises(ValueError, match="does not go with resume"):
+        fetch_all([server.url("/ok")], since=tmp_path / "1.jsonl", changed_only=True,
+                  resume=tmp_path / "2.jsonl")

@@ -160,7 +160,8 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                help="Keep each response body, in body and body_encoding (utf-8 or base64) "
                     "columns; each capped at 10M unless --max-bytes says otherwise.")
 @output_option("--hash", "hash_body", is_flag=True, default=None,
-               help="Each decoded body's SHA-256 in the sha256 column (on with -o runs.db).")
+               help="Each decoded body's SHA-256 in the sha256 column (on with -o runs.db "
+                    "and --since).")
 @output_option("-i", "--response-headers", is_flag=True, default=None,
                help="Add each response's headers to its row: an object in jsonl (a list for "
                     "a repeated header), a JSON text cell in csv.")
@@ -175,8 +176,8 @@ _RESUMABLE_SUFFIXES = [OUTPUT_FORMATS[name].suffixes[0] for name in RESUMABLE_FO
                     "send its ETag and Last-Modified, and say in the change column what is "
                     "new, same, changed, moved, gone or failed (README: Re-running a batch).")
 @output_option("--changed-only", is_flag=True, default=None,
-               help="With --since: write only rows that are not the same, and --save only "
-                    "new and changed bodies (a run store keeps every row).")
+               help="With --since: leave same rows out of the output (a run store keeps "
+                    "every row), and --save only bodies that are new or changed.")
 @output_option("--resume", is_flag=True, allow_from_autoenv=False,
                help=f"Keep the rows already in -o FILE ({listed(RESUMABLE_FORMATS)}; failed ones "
                     "too), fetch the inputs without one and append their rows (README: Long "
@@ -279,7 +280,7 @@ def main(ctx: click.Context, inputs: tuple[str, ...], quiet: bool, verbose: int,
             writer = ChangedRowsOnly(writer)
         run = RowsToOutput(options, writer, say, bar, recorded)
         run.resumable = (OUTPUT_FORMATS[fmt].resumable or fmt == "sqlite") and \
-            output not in (None, "-")
+            output not in (None, "-") and not options.changed_only
         if isinstance(target, PipeText):
             reader_watch = target.watch_reader(gevent.getcurrent())
         with _logging_to_stderr(verbose, bar.log_handler(), quiet), _warnings_for(options), \
@@ -328,11 +329,15 @@ class _InputRefused(click.ClickException):
 def _check_since(options: FetchOptions, output: str | None, fmt: str, resume: bool) -> None:
     """--since and --changed-only against -o and --resume, before anything is written."""
     if options.changed_only and resume:
-        raise click.UsageError("--changed-only does not go with --resume: a resumed file "
-                               "keeps every row; run again with --since instead")
+        raise click.UsageError("--changed-only does not go with --resume: --resume finds "
+                               "what is left by the rows in the file, and --changed-only "
+                               "leaves rows out; drop --changed-only to resume")
     since = options.since
     if since is None:
         return
+    if since == "-":
+        raise click.BadParameter("'-': PREV is a file (an earlier run's -o), not standard "
+                                 "input", param_hint="'--since'")
     same = output not in (None, "-") and (
         os.path.abspath(since) == os.path.abspath(output)
         or (os.path.exists(since) and os.path.exists(output)

@@ -58,6 +58,7 @@ class ChangedRowsOnly(RowWriter):
     def write(self, row: FetchResult) -> None:
         if row.change != "same":
             self.writer.write(row)
+            self.rows_written += 1
 
     def finish(self) -> None:
         self.writer.finish()
@@ -144,7 +145,9 @@ class RowsToOutput:
         self.bar.close()  # first: a table may go to the same terminal
         summary = tally.summary(time.monotonic() - started)
         if interrupted:
-            note = (f"{summary}\ninterrupted: {tally.total} rows written, "
+            written = f"{tally.total} rows" if not isinstance(self.writer, ChangedRowsOnly) \
+                else f"{tally.total} rows finished, {self.writer.rows_written}"
+            note = (f"{summary}\ninterrupted: {written} written, "
                     f"{_left(in_flight, pending, total, tally.total, self.recorded)}"
                     + ("; add --resume to fetch the rest" if self.resumable else ""))
             if isinstance(self.writer.stream, PipeText):

@@ -34,6 +34,7 @@ from ..scheduling.politeness import Politeness
 from ..config import FetchOptions
 from ..policies import Limits
 from ..errors import BatchFetchError, ErrorKind, InvalidItemError
+from ..saving import HELD_SUFFIX, drop_held
 from ..scheduling.hosts import HostQueues, StartRate
 from ..inputs import HostKeys, RequestSpec, error_row, request_hash, to_spec
 from ..redaction import mask_passwords, mask_url
@@ -386,6 +387,8 @@ class _Batch:
                           time.time(), self.rng, job.throttled, job.throttled_wait,
                           pace.retries)
         if decision.retry:
+            if outcome.path.endswith(HELD_SUFFIX):  # a body held for the run loop: not this
+                drop_held(outcome.path)
             when = time.monotonic() + decision.wait
             if decision.throttled:
                 job.throttled += 1

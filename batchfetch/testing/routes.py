@@ -327,13 +327,16 @@ class Page:
     """What ``/page/<name>`` answers: a page a test changes between runs, as a site's files
     change between a batch's runs. ``etag`` and ``last_modified`` are sent when set (and
     answered with 304 as nginx does: If-None-Match compared weakly, If-Modified-Since
-    exactly); ``location`` redirects there instead."""
+    exactly); ``location`` redirects there instead; ``faults`` come first."""
 
     body: bytes = b""
     etag: str = ""
     last_modified: str = ""
     status: int = 200
     location: str = ""
+    #: What the next requests get first, one each: a status (with the body ``busy``), or
+    #: 0 for a TCP reset.
+    faults: list = dataclasses.field(default_factory=list)
     #: Requests answered, 304s among them, and body bytes sent.
     served: int = 0
     not_modified: int = 0
@@ -352,6 +355,13 @@ def _page(server: Server, conn: Connection, req: Request, name: str) -> None:
         conn.respond(404, b"no such page\n")
         return
     page.served += 1
+    if page.faults:
+        fault = page.faults.pop(0)
+        if not fault:
+            conn.reset()
+        else:
+            conn.respond(fault, b"busy\n")
+        return
     if page.location:
         conn.respond(301, b"", headers=[("Location", page.location)])
         return

@@ -62,9 +62,9 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
             if digest is not None:
                 digest.update(chunk)
         if sink is not None:
-            # With changed_only, the run loop keeps the file or drops it once it knows the
-            # row's change (the body's hash against the previous run's).
-            outcome.path = sink.hold() if options.changed_only else sink.commit()
+            # With since, the run loop keeps the file or drops it once it knows the row's
+            # change: a retried 503's body must not replace the previous run's file.
+            outcome.path = sink.hold() if options.since is not None else sink.commit()
             sink = None
         if digest is not None:
             outcome.sha256 = digest.hexdigest()
