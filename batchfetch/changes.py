@@ -45,11 +45,12 @@ _BY_URL_WITHOUT_ID = _VALUES + "by_url = ? AND by_id IS NULL ORDER BY rowid DESC
 #: The columns of a store's rows the index needs.
 _STORED_COLUMNS = ("index", "id", "url", "method", "ok", "status", "final_url", "sha256", "etag",
                    "last_modified", "request_hash", "content_type", "path")
-#: A previous output of up to this many rows is indexed in memory (about 8 MB), a larger
-#: one on disk: a lookup in a dict takes a tenth of one in SQLite.
-IN_MEMORY_ROWS = 10_000
-#: Rows read from the previous output per transaction while it is indexed.
-_BATCH = 5000
+#: A previous output file of up to this many bytes is indexed in memory (10,000 rows of
+#: JSON Lines take 5 MiB, and about 8 MiB in dicts), a larger one on disk: a lookup in a
+#: dict takes a tenth of one in SQLite.
+IN_MEMORY_BYTES = 8 * 1024 * 1024
+#: Rows read (and JSON Lines parsed) at a time while the previous output is indexed.
+_BATCH = 1000
 _BOM = b"\xef\xbb\xbf"
 #: The methods whose request is sent with validators.
 _SAFE = frozenset({"GET", "HEAD"})
@@ -111,9 +112,10 @@ def id_key(id_: Any) -> bytes | None:
 
 
 class PreviousRows:
-    """The rows of an earlier run's output, indexed by their match keys: in dicts up to
-    :data:`IN_MEMORY_ROWS` rows, else in a private temporary SQLite file (SQLite's own,
-    deleted when closed), so a previous run of a million rows costs disk, not memory.
+    """The rows of an earlier run's output, indexed by their match keys: in dicts for a
+    file of up to :data:`IN_MEMORY_BYTES`, else in a private temporary SQLite file
+    (SQLite's own, deleted when closed), so a previous run of a million rows costs disk,
+    not memory.
 
     ``path`` is JSON Lines or CSV (rows as batchfetch writes them; a cut last line, as a
     killed run leaves, is skipped) or a run store (its latest finished run). Raises
@@ -238,7 +240,9 @@ class PreviousRows:
 
     def _index(self, records: Iterator[dict[str, Any]]) -> None:
         rows: list[tuple] = []
-        on_disk = False
+        on_disk = os.path.getsize(self.path) > IN_MEMORY_BYTES
+        if on_disk:
+            self._open_on_disk()
         for record in records:
             etag, modified = _validators(record)
             rows.append((url_key(str(record.get("method") or "GET"), record["url"],
@@ -247,10 +251,7 @@ class PreviousRows:
                          record.get("final_url") or "", etag, modified,
                          record.get("sha256") or "", record["url"],
                          record.get("content_type") or "", record.get("path") or ""))
-            if len(rows) >= (_BATCH if on_disk else IN_MEMORY_ROWS + 1):
-                if not on_disk:
-                    self._open_on_disk()
-                    on_disk = True
+            if on_disk and len(rows) >= _BATCH:
                 self._add(rows)
                 rows = []
         if on_disk:
@@ -531,14 +532,13 @@ class Changes:
         self.previous.close()
 
 
-#: FetchResult's fields, in order.
-_ROW_FIELDS = tuple(field.name for field in dataclasses.fields(FetchResult))
-
-
 def _replaced(row: FetchResult, fields: dict[str, Any]) -> FetchResult:
-    """``dataclasses.replace(row, **fields)`` in two thirds of its time (a row per input)."""
-    return FetchResult(*[fields[name] if name in fields else getattr(row, name)
-                         for name in _ROW_FIELDS])
+    """``row`` with ``fields`` (plain values, no ErrorKind) set: the engine's own new row,
+    which nobody has seen yet, is completed in place. A frozen row is frozen for the
+    caller; building it again, one per input, cost 3 us of the 17 us a row compared."""
+    for name, value in fields.items():
+        object.__setattr__(row, name, value)
+    return row
 
 
 def _validators_named(headers: Any) -> dict[str, str]:

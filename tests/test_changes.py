@@ -36,7 +36,7 @@ def changes(table):
 def index_kept(request, monkeypatch):
     """Both ways PREV is indexed: a small one in dicts, a large one in SQLite."""
     if request.param == "on disk":
-        monkeypatch.setattr("batchfetch.changes.IN_MEMORY_ROWS", 0)
+        monkeypatch.setattr("batchfetch.changes.IN_MEMORY_BYTES", 0)
     return request.param
 
 
@@ -392,9 +392,10 @@ def test_secrets_in_urls_are_matched_masked_and_never_stored(server, tmp_path):
     assert b"s3cret" not in (tmp_path / "runs.db").read_bytes()
 
 
-def test_the_index_lives_on_disk(tmp_path):
-    """PreviousRows keeps its index in SQLite, not in Python objects: looking up rows of a
-    file of 50,000 finds each, and none is held as a FetchResult or dict."""
+def test_the_index_lives_on_disk(tmp_path, monkeypatch):
+    """A large PREV is indexed in SQLite, not in Python objects: looking up rows of a file
+    of 50,000 (as if it were past IN_MEMORY_BYTES) finds each, and the dicts stay empty."""
+    monkeypatch.setattr("batchfetch.changes.IN_MEMORY_BYTES", 1_000_000)
     with open(tmp_path / "big.jsonl", "w") as stream:
         for index in range(50_000):
             stream.write(json.dumps({"index": index, "url": f"http://h/{index}", "ok": True,
@@ -405,6 +406,7 @@ def test_the_index_lives_on_disk(tmp_path):
         assert previous.find(None, "GET", "http://h/49999", "").sha256 == f"{49999:064x}"
         assert previous.find(None, "GET", "http://h/50000", "") is None
         assert previous.find(None, "POST", "http://h/1", "") is None
+        assert previous._by_url == {}
     finally:
         previous.close()
 
