@@ -19,6 +19,8 @@ import sqlite3
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
+import gevent
+
 from .config import FetchOptions
 from .errors import InvalidItemError, SaveError, SinceError
 from .inputs import RequestSpec, check_url, request_hash, to_spec
@@ -251,9 +253,11 @@ class PreviousRows:
                          record.get("final_url") or "", etag, modified,
                          record.get("sha256") or "", record["url"],
                          record.get("content_type") or "", record.get("path") or ""))
-            if on_disk and len(rows) >= _BATCH:
-                self._add(rows)
-                rows = []
+            if len(rows) % _BATCH == 0:
+                gevent.sleep(0)  # a million rows take seconds: Ctrl-C and timers go on
+                if on_disk:
+                    self._add(rows)
+                    rows = []
         if on_disk:
             self._add(rows)
             self._db.commit()
