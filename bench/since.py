@@ -260,25 +260,15 @@ def main() -> None:
     def median(runs: list[dict], key: str) -> float:
         return statistics.median(run[key] for run in runs)
 
-    summary = {
-        "first_wall": median(first_runs, "wall"), "second_wall": median(second_runs, "wall"),
-        "first_cpu": median(first_runs, "cpu"), "second_cpu": median(second_runs, "cpu"),
-        "first_body_bytes": median(first_runs, "body_bytes"),
-        "first_server_cpu": median(first_runs, "server_cpu"),
-        "second_server_cpu": median(second_runs, "server_cpu"),
-        "second_body_bytes": median(second_runs, "body_bytes"),
-        "all_same": all(run["all_same"] for run in second_runs),
-        "plain_rss_mib": median(plain_runs, "rss_mib"),
-        "since_rss_mib": median(since_runs, "rss_mib"),
-        "plain_wall": median(plain_runs, "wall"), "since_wall": median(since_runs, "wall"),
-        "plain_cpu": median(plain_runs, "cpu"), "since_cpu": median(since_runs, "cpu"),
-        "store_first_wall": median(store_first, "wall"),
-        "store_second_wall": median(store_second, "wall"),
-        "store_first_cpu": median(store_first, "cpu"),
-        "store_second_cpu": median(store_second, "cpu"),
-        "store_second_body_bytes": median(store_second, "body_bytes"),
-        "store_all_same": all(run["all_same"] for run in store_second),
-    }
+    summary = {f"{name}_{key}": median(runs, key)
+               for name, runs in (("first", first_runs), ("second", second_runs),
+                                  ("store_first", store_first), ("store_second", store_second))
+               for key in ("wall", "cpu", "body_bytes", "server_cpu")}
+    summary.update({f"{name}_{key}": median(runs, key)
+                    for name, runs in (("plain", plain_runs), ("since", since_runs))
+                    for key in ("wall", "cpu", "rss_mib")})
+    summary["all_same"] = all(run["all_same"] for run in second_runs)
+    summary["store_all_same"] = all(run["all_same"] for run in store_second)
     report["summary"] = summary
     share = summary["second_body_bytes"] / summary["first_body_bytes"]
     growth = summary["since_rss_mib"] - summary["plain_rss_mib"]
