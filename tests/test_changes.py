@@ -36,7 +36,7 @@ def changes(table):
 def index_kept(request, monkeypatch):
     """Both ways PREV is indexed: a small one in dicts, a large one in SQLite."""
     if request.param == "on disk":
-        monkeypatch.setattr("batchfetch.changes.IN_MEMORY_BYTES", 0)
+        monkeypatch.setattr("batchfetch.previous.IN_MEMORY_BYTES", 0)
     return request.param
 
 
@@ -395,7 +395,7 @@ def test_secrets_in_urls_are_matched_masked_and_never_stored(server, tmp_path):
 def test_the_index_lives_on_disk(tmp_path, monkeypatch):
     """A large PREV is indexed in SQLite, not in Python objects: looking up rows of a file
     of 50,000 (as if it were past IN_MEMORY_BYTES) finds each, and the dicts stay empty."""
-    monkeypatch.setattr("batchfetch.changes.IN_MEMORY_BYTES", 1_000_000)
+    monkeypatch.setattr("batchfetch.previous.IN_MEMORY_BYTES", 1_000_000)
     with open(tmp_path / "big.jsonl", "w") as stream:
         for index in range(50_000):
             stream.write(json.dumps({"index": index, "url": f"http://h/{index}", "ok": True,
