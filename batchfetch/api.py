@@ -97,6 +97,7 @@ class Fetcher:
         recorded = self._recorded_rows(resume, retry_failed)
         if recorded is not None and self.options.since is not None \
                 and recorded.format.name != "sqlite" and os.path.exists(recorded.path) \
+                and os.path.exists(self.options.since) \
                 and os.path.samefile(recorded.path, self.options.since):
             raise ValueError(f"since= and resume= both name {recorded.path}: the rows "
                              "appended would be compared with themselves")
@@ -236,8 +237,10 @@ def _closing_after(rows: Iterator[FetchResult], changes: Any) -> Iterator[FetchR
     try:
         yield from rows
     finally:
-        rows.close()
-        changes.close()
+        try:
+            rows.close()
+        finally:
+            changes.close()
 
 
 def _closing(fetcher: Fetcher, rows: Iterator[FetchResult]) -> Iterator[FetchResult]:

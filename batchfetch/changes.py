@@ -19,7 +19,7 @@ from .inputs import RequestSpec, check_url, request_hash, to_spec
 from .previous import PreviousRow, PreviousRows, id_key, url_key
 from .redaction import mask_url
 from .results import CHANGE_ORDER, FetchResult
-from .saving import HELD_SUFFIX, drop_held, held_path, settle
+from .saving import HELD_SUFFIX, drop_all_held, kept_path, settle
 
 __all__ = ["CHANGES", "Changes", "PreviousRow", "PreviousRows", "SinceError", "change_of"]
 
@@ -145,16 +145,15 @@ class Changes:
         except InvalidItemError:
             return _Sent(item, item, None, False)  # its row is an error row: failed
         previous = self.previous.find_by_keys(*keys)
+        # Validators name what the previous row's request answered: they go with the same
+        # request only (an id's row may have another URL), after an ok row, and with GET
+        # or HEAD (on a POST, a matching If-None-Match asks for 412 instead of the action).
+        usable = previous is not None and previous.ok and previous.key == keys[1]
         if asks:  # the caller's own: a 304 says the same when they are the previous row's
-            return _Sent(item, item, previous, previous is not None and _same_validators(
-                asks, previous), requested)
-        # Validators name what the previous row's URL answered: they go to that URL only,
-        # when it answered without a redirect (the next hop's resource is another's, and
-        # its ETag may be equal by chance: nginx's are mtime and size), and with GET or
-        # HEAD (on a POST, a matching If-None-Match asks for 412 instead of the action).
+            return _Sent(item, item, previous, usable and _same_validators(asks, previous),
+                         requested)
         validators = {}
-        if previous is not None and previous.ok and method in _SAFE \
-                and previous.url == url and previous.final_url in ("", url):
+        if usable and method in _SAFE:
             # A value a server sent that no request may carry (a control character, or
             # beyond ASCII, which neither header has) is left out, rather than making the
             # input an invalid request.
@@ -178,12 +177,12 @@ class Changes:
 
     def _keeps(self, row: FetchResult, change: str, previous: PreviousRow | None) -> bool:
         """Whether a held body is kept: with changed_only, a new or changed one (and a
-        moved one that differs: it is new content); else any but a failed row's that
-        would replace a file there (the previous run's body)."""
+        moved one that differs: it is new content); else an ok row's, and a failed row's
+        (a gone one's too) only where it replaces no file (the previous run's body)."""
         if self.options.changed_only:
             return change in (NEW, CHANGED) or (change == MOVED and (
                 not previous.sha256 or previous.sha256 != row.sha256))
-        return change != FAILED or not os.path.exists(row.path.removesuffix(HELD_SUFFIX))
+        return row.ok or not os.path.exists(kept_path(row.path))
 
     def _saved(self, previous: PreviousRow) -> bool:
         """Whether the previous row's saved body is there to point at (with save_dir)."""
@@ -202,9 +201,10 @@ class Changes:
         if not_modified:  # ok whatever ok_status says, with what the previous row had
             fields.update(ok=True, error="", message="", etag=row.etag or previous.etag,
                           last_modified=row.last_modified or previous.last_modified)
-            # After a redirect the 304 is another URL's (an ETag equal by chance), whose
-            # body nobody hashed: nothing is carried forward but the validators.
-            if row.final_url not in ("", row.url):
+            # The validators follow a redirect: after one to another place than last time,
+            # the 304 is another resource's (an ETag equal by chance: nginx's are mtime and
+            # size), whose body nobody hashed. Nothing but the validators is carried.
+            if row.final_url != previous.final_url:
                 fields["sha256"] = ""  # not the hash of a 304's empty body
             else:
                 fields.update(sha256=previous.sha256,
@@ -231,7 +231,7 @@ class Changes:
             for index, waiting in self._on_the_way.items():
                 for sent in waiting if isinstance(waiting, list) else (waiting,):
                     if sent.url:
-                        drop_held(held_path(save_dir, index, sent.url))
+                        drop_all_held(save_dir, index, sent.url)
         self._on_the_way.clear()
         self.previous.close()
 

@@ -21,8 +21,8 @@ from .writers import CsvReader, JsonLinesReader, read_id_cell
 
 __all__ = ["PreviousRow", "PreviousRows", "id_key", "url_key"]
 
-_VALUES = ("SELECT ok, status, final_url, etag, last_modified, sha256, url, content_type, "
-           "path FROM rows WHERE ")
+_VALUES = ("SELECT ok, status, final_url, etag, last_modified, sha256, by_url, "
+           "content_type, path FROM rows WHERE ")
 _BY_ID = _VALUES + "by_id = ? ORDER BY rowid DESC LIMIT 1"
 _BY_URL = _VALUES + "by_url = ? ORDER BY rowid DESC LIMIT 1"
 _BY_URL_WITHOUT_ID = _VALUES + "by_url = ? AND by_id IS NULL ORDER BY rowid DESC LIMIT 1"
@@ -48,7 +48,8 @@ class PreviousRow(NamedTuple):
     etag: str = ""
     last_modified: str = ""
     sha256: str = ""
-    url: str = ""
+    #: Its :func:`url_key`: the request it answered.
+    key: bytes = b""
     content_type: str = ""
     path: str = ""
 
@@ -138,8 +139,11 @@ class PreviousRows:
         suffix = os.path.splitext(self.path)[1].lower()
         if suffix in STORE_SUFFIXES or is_store(self.path):
             return self._stored()
-        with open(self.path, "rb") as stream:
-            start = stream.read(64).removeprefix(_BOM).lstrip()[:1]
+        try:
+            with open(self.path, "rb") as stream:
+                start = stream.read(64).removeprefix(_BOM).lstrip()[:1]
+        except OSError as exc:
+            raise SinceError(self.path, f"cannot read it: {exc.strerror or exc}") from None
         if start == b"[" or suffix == ".json":
             raise SinceError(self.path, "a JSON document (-f json) is read whole; give the "
                                         "JSON Lines (-o rows.jsonl), CSV or run store output")
@@ -224,12 +228,12 @@ class PreviousRows:
             self._open_on_disk()
         for record in records:
             etag, modified = _validators(record)
-            rows.append((url_key(str(record.get("method") or "GET"), record["url"],
-                                 record.get("request_hash") or ""),
-                         id_key(record.get("id")), bool(record.get("ok")), record.get("status"),
-                         record.get("final_url") or "", etag, modified,
-                         record.get("sha256") or "", record["url"],
-                         record.get("content_type") or "", record.get("path") or ""))
+            get = record.get
+            rows.append((url_key(_text(get("method")) or "GET", record["url"],
+                                 _text(get("request_hash"))),
+                         id_key(get("id")), bool(get("ok")), get("status"),
+                         _text(get("final_url")), etag, modified, _text(get("sha256")),
+                         _text(get("content_type")), _text(get("path"))))
             if len(rows) % _BATCH == 0:
                 gevent.sleep(0)  # a million rows take seconds: Ctrl-C and timers go on
                 if on_disk:
@@ -244,7 +248,7 @@ class PreviousRows:
             self._cursor = self._db.cursor()  # one for every lookup
             return
         for row in rows:  # in file order, so the last row of a key wins
-            previous = PreviousRow(*row[2:])
+            previous = PreviousRow(*row[2:8], row[0], *row[8:])
             self._by_url[row[0]] = previous
             if row[1] is None:
                 self._by_url_without_id[row[0]] = previous
@@ -257,12 +261,15 @@ class PreviousRows:
         self._db.executescript(
             "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -2000;"
             "CREATE TABLE rows (by_url BLOB, by_id BLOB, ok INTEGER, status INTEGER, "
-            "final_url TEXT, etag TEXT, last_modified TEXT, sha256 TEXT, url TEXT, "
+            "final_url TEXT, etag TEXT, last_modified TEXT, sha256 TEXT, "
             "content_type TEXT, path TEXT);")
 
     def _add(self, rows: list[tuple]) -> None:
-        # In file order: the rowid says which of a key's rows came last.
-        self._db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
+        # In file order: the rowid says which of a key's rows came last. SQLite takes no
+        # lone surrogate (a URL's undecodable byte, as Python keeps it): made U+FFFD.
+        rows = [row if all(type(value) is not str or value.isascii() for value in row[4:])
+                else row[:4] + tuple(_storable(value) for value in row[4:]) for row in rows]
+        self._db.executemany("INSERT INTO rows VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows)
         self.count += len(rows)
 
     def find(self, id_: Any, method: str, url: str, body_hash: str) -> PreviousRow | None:
@@ -292,10 +299,22 @@ class PreviousRows:
         self._by_url = self._by_url_without_id = self._by_id = {}
 
 
+def _text(value: Any) -> str:
+    """A text column of a previous row: "" for none, a value of another type as text."""
+    return value if type(value) is str else "" if value is None else str(value)
+
+
+def _storable(value: Any) -> Any:
+    """``value`` as SQLite can store it: a lone surrogate becomes U+FFFD."""
+    if type(value) is not str:
+        return value
+    return value.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
 def _validators(record: dict[str, Any]) -> tuple[str, str]:
     """A previous row's ETag and Last-Modified: its columns, else its headers (a file
     written before the columns, with ``--header-column`` or ``-i``)."""
-    etag, modified = record.get("etag") or "", record.get("last_modified") or ""
+    etag, modified = _text(record.get("etag")), _text(record.get("last_modified"))
     headers = record.get("headers")
     if isinstance(headers, str) and headers:  # a CSV cell holds the JSON text
         try:

@@ -7,14 +7,18 @@ leaves nothing behind.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
+import glob
 import os
 import re
+import secrets
 from urllib.parse import unquote, urlsplit
 
 from .errors import SaveError
 
-__all__ = ["file_name_for", "BodyFile", "HELD_SUFFIX", "drop_held", "held_path", "settle"]
+__all__ = ["file_name_for", "BodyFile", "HELD_SUFFIX", "drop_all_held", "drop_held", "kept_path",
+           "settle"]
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 #: Longest file name written (well under the 255 bytes most file systems allow).
@@ -81,9 +85,12 @@ class BodyFile:
         'out/00000003_127.0.0.1_a.json'
     """
 
-    def __init__(self, directory: str, index: int, url: str) -> None:
-        self._partial = held_path(directory, index, url)
-        self.path = self._partial.removesuffix(HELD_SUFFIX)
+    def __init__(self, directory: str, index: int, url: str, held: bool = False) -> None:
+        self.path = os.path.join(directory, file_name_for(index, url))
+        # A held body has a name of its own: two answers for one input (a repeated index)
+        # must not share one file until each is kept or dropped.
+        self._partial = f"{self.path}.{secrets.token_hex(4)}{HELD_SUFFIX}" if held \
+            else self.path + ".part"
         try:
             self._file = os.fdopen(_create_partial(self._partial), "wb")
         except OSError as exc:
@@ -109,8 +116,8 @@ class BodyFile:
         return self.path
 
     def hold(self) -> str:
-        """Finish the file under its partial name (``NAME.part``) and return that path, for
-        :func:`settle` to keep or drop later."""
+        """Finish the file under its held name (``NAME.<random>.held``, with ``held=True``)
+        and return that path, for :func:`settle` to keep or drop later."""
         try:
             self._file.close()
         except OSError as exc:
@@ -129,31 +136,39 @@ class BodyFile:
             pass
 
 
-#: The suffix of a body being written, or held for :func:`settle`.
-HELD_SUFFIX = ".part"
+#: The suffix of a body held for :func:`settle`.
+HELD_SUFFIX = ".held"
 
 
 def drop_held(held: str) -> None:
-    """Remove a body :meth:`BodyFile.hold` left (gone already is fine)."""
-    try:
+    """Remove a body :meth:`BodyFile.hold` left (gone already, or not removable: left)."""
+    with contextlib.suppress(OSError):
         os.unlink(held)
-    except FileNotFoundError:
-        pass
 
 
-def held_path(directory: str, index: int, url: str) -> str:
-    """Where input ``index``'s body (from ``url``) is written or held before it is kept."""
-    return os.path.join(directory, file_name_for(index, url)) + HELD_SUFFIX
+def drop_all_held(directory: str, index: int, url: str) -> None:
+    """Remove every body held for input ``index`` (from ``url``): a run that stopped before
+    their rows were settled."""
+    pattern = glob.escape(os.path.join(directory, file_name_for(index, url))) + ".*" \
+        + HELD_SUFFIX
+    for held in glob.glob(pattern):
+        drop_held(held)
+
+
+def kept_path(held: str) -> str:
+    """The name a held body is kept under: ``NAME`` of ``NAME.<random>.held``."""
+    return held.removesuffix(HELD_SUFFIX).rpartition(".")[0]
 
 
 def settle(held: str, keep: bool) -> str:
     """Keep a body :meth:`BodyFile.hold` left at ``held`` (renamed to its final name, which
-    is returned) or drop it (``""`` is returned); SaveError if the rename fails.
+    is returned) or drop it (``""`` is returned); SaveError if the rename fails (the held
+    body is dropped).
 
     Example::
 
         >>> os.makedirs("out", exist_ok=True)
-        >>> sink = BodyFile("out", 4, "http://127.0.0.1/b.json")
+        >>> sink = BodyFile("out", 4, "http://127.0.0.1/b.json", held=True)
         >>> sink.write(b"{}"); held = sink.hold()
         >>> settle(held, keep=True), os.path.exists(held)
         ('out/00000004_127.0.0.1_b.json', False)
@@ -161,13 +176,10 @@ def settle(held: str, keep: bool) -> str:
     if not keep:
         drop_held(held)
         return ""
-    path = held.removesuffix(HELD_SUFFIX)
+    path = kept_path(held)
     try:
         os.replace(held, path)
-    except FileNotFoundError:
-        # An index that repeats (indexed=True) holds its bodies under one name: a repeat
-        # answered first has kept it already.
-        return path if os.path.isfile(path) else ""
     except OSError as exc:
+        drop_held(held)
         raise SaveError(path, exc) from exc
     return path

@@ -252,12 +252,12 @@ def _values(run: int | None, row: FetchResult) -> tuple:
     values: list[Any] = [run]
     for name in COLUMNS:
         value = getattr(row, name)
-        if name == "id" and value is not None and not (
+        if name == "id" and value is not None and (isinstance(value, bool) or not (
                 isinstance(value, (float, str)) or (isinstance(value, int)
-                                                    and -2**63 <= value < 2**63)):
-            # SQLite's integers are 64-bit; a list, a date or a huge int is kept as text
-            value = json.dumps(value, default=str) if not isinstance(value, int) \
-                else str(value)
+                                                    and -2**63 <= value < 2**63))):
+            # SQLite's integers are 64-bit, and it has no bool: a list, a date, a huge int
+            # or true is kept as text (as JSON but for the int)
+            value = str(value) if type(value) is int else json.dumps(value, default=str)
         values.append(value)
     values.append(json.dumps(row.headers) if row.headers is not None else None)
     values.append(row.body)

@@ -465,21 +465,30 @@ def test_validators_go_to_the_same_url_with_get_or_head_only(server, tmp_path):
     assert server.pages["a"].not_modified == server.pages["b"].not_modified == 0
 
 
-def test_a_redirect_s_target_gets_no_validators_and_a_304_there_carries_nothing(server,
-                                                                                tmp_path):
-    """nginx's ETags are mtime and size, so two files can share one: the validators of a
-    URL that redirected are not sent, and a 304 from a redirect that is new carries no
-    hash or file forward."""
+def test_a_304_after_a_redirect_counts_where_it_came_from(server, tmp_path):
+    """The validators follow a redirect (requests keeps the headers). From the place it led
+    to last time, a 304 is the same page; from another place, whose nginx ETag (mtime and
+    size) can equal the first's by chance, it is a move whose body nobody hashed."""
     urls = pages(server, r=Page(b"", location=server.url("/page/one")), one=Page(b"1", etag='"t"'),
                  two=Page(b"2", etag='"t"'), direct=Page(b"d", etag='"t"'))
     first = fetch_all([urls[0], urls[3]], hash_body=True)
     first.write(tmp_path / "1.jsonl")
+    same = fetch_all([urls[0]], since=tmp_path / "1.jsonl")
+    assert (same[0].status, same[0].change, same[0].sha256) == (304, "same", first[0].sha256)
     server.pages["r"].location = server.url("/page/two")
     server.pages["direct"] = Page(b"", location=server.url("/page/two"))
     table = fetch_all([urls[0], urls[3]], since=tmp_path / "1.jsonl")
-    assert server.pages["one"].not_modified == 0
-    assert (table[0].status, table[0].change) == (200, "moved")  # sent without validators
-    assert (table[1].status, table[1].change, table[1].sha256) == (304, "moved", "")
+    assert [(row.status, row.change, row.sha256) for row in table] == [(304, "moved", "")] * 2
+
+
+def test_params_and_a_url_requests_rewrites_still_get_validators(server, tmp_path):
+    url, = pages(server, a=Page(b"a", etag='"a"'))
+    items = [{"url": url, "params": {"q": "x y"}}, url.replace("http://", "HTTP://")]
+    first = fetch_all(items, hash_body=True)
+    first.write(tmp_path / "1.jsonl")
+    table = fetch_all(items, since=tmp_path / "1.jsonl")
+    assert [(row.status, row.change) for row in table] == [(304, "same")] * 2
+    assert [row.sha256 for row in table] == [row.sha256 for row in first]
 
 
 def test_changed_only_keeps_the_body_of_a_moved_row_that_changed(server, tmp_path):
@@ -518,21 +527,46 @@ def test_an_item_with_params_that_are_no_pairs_is_one_error_row(server, tmp_path
         assert [row.ok for row in table] == [True, False]
 
 
-def test_a_retried_answer_never_replaces_the_previous_body(server, tmp_path):
-    """503, then 304: the 503's body is no page's; nor is a 503 whose retry was reset."""
-    urls = pages(server, a=Page(b"hello", etag='"a"'), b=Page(b"world", etag='"b"'))
+def test_a_retried_or_failed_answer_never_replaces_the_previous_body(server, tmp_path):
+    """503, then 304: the 503's body is no page's; nor is a 503 whose retry was reset, nor
+    the 404 page of a page now gone."""
+    urls = pages(server, a=Page(b"hello", etag='"a"'), b=Page(b"world", etag='"b"'),
+                 c=b"there")
     save = tmp_path / "bodies"
     first = fetch_all(urls, save_dir=save, hash_body=True)
     first.write(tmp_path / "1.jsonl")
     server.pages["a"].faults = [503]
     server.pages["b"].faults = [503, 0]
+    server.pages["c"].status = 404
     table = fetch_all(urls, since=tmp_path / "1.jsonl", save_dir=save, retries=1, backoff=0)
     assert [(row.status, row.change, row.attempts) for row in table] == \
-        [(304, "same", 2), (None, "failed", 2)]
-    assert open(first[0].path, "rb").read() == b"hello"
-    assert open(first[1].path, "rb").read() == b"world"  # a failed row replaces no body
-    assert (table[0].path, table[1].path) == (first[0].path, "")
+        [(304, "same", 2), (None, "failed", 2), (404, "gone", 1)]
+    assert [open(row.path, "rb").read() for row in first] == [b"hello", b"world", b"there"]
+    assert [row.path for row in table] == [first[0].path, "", ""]
     assert sorted(os.listdir(save)) == sorted(os.path.basename(row.path) for row in first)
+
+
+def test_a_body_that_cannot_be_kept_leaves_nothing_held(server, tmp_path):
+    url, = pages(server, a=b"a")
+    ResultTable([]).write(tmp_path / "empty.jsonl")
+    save = tmp_path / "bodies"
+    os.makedirs(save / "00000000_127.0.0.1_a")  # a directory where the body would go
+    table = fetch_all([url], since=tmp_path / "empty.jsonl", save_dir=save)
+    assert (table[0].error, table[0].change) == ("save", "failed")
+    assert os.listdir(save) == ["00000000_127.0.0.1_a"]
+
+
+def test_two_answers_for_one_index_are_held_apart(server, tmp_path):
+    """A repeated index: a 500 and then the page, each held under its own name; the ok
+    row's file is the page's, whatever order they are settled in."""
+    url, = pages(server, a=Page(b"NEW BODY", faults=[500]))
+    ResultTable([]).write(tmp_path / "empty.jsonl")
+    save = tmp_path / "bodies"
+    table = fetch_all([(0, url), (0, url)], indexed=True, since=tmp_path / "empty.jsonl",
+                      save_dir=save, retries=0)
+    ok = [row for row in table if row.ok]
+    assert len(ok) == 1 and open(ok[0].path, "rb").read() == b"NEW BODY"
+    assert os.listdir(save) == [os.path.basename(ok[0].path)]
 
 
 def test_an_interrupted_run_leaves_no_held_body(server, tmp_path):
@@ -617,3 +651,27 @@ def test_the_api_refuses_what_the_command_refuses(server, tmp_path):
     with pytest.raises(ValueError, match="does not go with resume"):
         fetch_all([server.url("/ok")], since=tmp_path / "1.jsonl", changed_only=True,
                   resume=tmp_path / "2.jsonl")
+
+
+def test_the_caller_s_validators_and_a_failed_previous_row(server, tmp_path):
+    url, = pages(server, a=Page(b"oops", etag='"x"', status=500))
+    fetch_all([url], hash_body=True, retries=0).write(tmp_path / "1.jsonl")
+    server.pages["a"].status = 200
+    table = fetch_all([{"url": url, "headers": {"If-None-Match": '"x"'}}],
+                      since=tmp_path / "1.jsonl")
+    assert (table[0].status, table[0].change) == (304, "changed")  # nothing to be the same as
+
+
+def test_odd_values_in_a_prev(server, tmp_path, index_kept):
+    """Values batchfetch never writes (a number for an etag, a URL with an undecodable
+    byte, a bool id from a store) are read the same way by both indexes."""
+    url, = pages(server, a=Page(b"a", etag='"5"'))
+    row = fetch_all([url], hash_body=True)[0]
+    record = dict(row.to_record(), etag=5, request_hash=None)
+    odd = dict(row.to_record(), index=1, url=url + "/\udcff", final_url=url + "/\udcff")
+    (tmp_path / "1.jsonl").write_text(json.dumps(record) + "\n" + json.dumps(odd) + "\n")
+    assert changes(fetch_all([url], since=tmp_path / "1.jsonl")) == ["same"]
+    ResultTable([dataclasses.replace(row, id=True)]).to_sqlite(tmp_path / "ids.db")
+    table = fetch_all([{"url": url, "id": True}, {"url": url, "id": 1}],
+                      since=tmp_path / "ids.db")
+    assert changes(table) == ["same", "new"]

@@ -387,8 +387,8 @@ class _Batch:
                           time.time(), self.rng, job.throttled, job.throttled_wait,
                           pace.retries)
         if decision.retry:
-            if outcome.path.endswith(HELD_SUFFIX):  # a body held for the run loop: not this
-                drop_held(outcome.path)
+            if self.options.since is not None and outcome.path.endswith(HELD_SUFFIX):
+                drop_held(outcome.path)  # held for the run loop: not the answer it gets
             when = time.monotonic() + decision.wait
             if decision.throttled:
                 job.throttled += 1

@@ -39,7 +39,8 @@ def _read_body(response: requests.Response, outcome: Outcome, options: FetchOpti
     limit = options.body_limit
     # A 304 has no body: saving one would put an empty file over the body it stands for.
     saving = options.save_dir and response.status_code != NOT_MODIFIED
-    sink = BodyFile(options.save_dir, index, url) if saving else None
+    sink = BodyFile(options.save_dir, index, url, held=options.since is not None) \
+        if saving else None
     chunks: list[bytes] = []
     # As it streams: 0.8 s of CPU per GiB here, which a run pays only when it asks.
     digest = hashlib.sha256() if options.hash_body else None
