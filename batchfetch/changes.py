@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from .config import FetchOptions
@@ -93,8 +93,7 @@ class Changes:
     """The ``since`` of one run: :meth:`sending` adds validators to the inputs on their way
     to the engine, and :meth:`mark` gives each row its ``change`` (a 304 made ok and
     carrying the previous validators and hash, a held body kept or dropped) and the item
-    as given. :meth:`close` drops what is left: the index, and bodies held for rows that
-    never came."""
+    as given; :meth:`forget` drops the bodies held for rows that will not come."""
 
     def __init__(self, options: FetchOptions) -> None:
         if options.since is None:
@@ -105,8 +104,6 @@ class Changes:
             log.warning("%s holds no finished run yet: every row is new", options.since)
         elif not self.previous.count:
             log.warning("%s holds no rows: every row is new", options.since)
-        #: index -> its _Sent (a list of them for an index that repeats)
-        self._on_the_way: dict[int, _Sent | list[_Sent]] = {}
         # A URL string's request is the options' own: what it sends beyond the URL, and
         # whether the options name a validator, are the same for every one (unless host
         # rules add headers by host).
@@ -115,20 +112,14 @@ class Changes:
         self._plain_hash = request_hash(plain)
         self._plain_validators = _validators_named(plain.headers)
 
-    def sending(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
-        """``pairs``, each item with If-None-Match / If-Modified-Since added when its
-        previous row was ok and had the validator, and the caller's request names none."""
-        on_the_way = self._on_the_way
+    def sending(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, _Sent]]:
+        """``(index, record)`` for each of ``pairs``: ``record.sent`` is the item to send,
+        with If-None-Match / If-Modified-Since added when its previous row was ok and had
+        the validator and the caller's request names none, and ``record.item`` the item
+        as given. The run loop keeps the records of the inputs owed a row, and gives each
+        back to :meth:`mark` with its row."""
         for index, item in pairs:
-            sent = self._looked_up(item)
-            waiting = on_the_way.get(index)
-            if waiting is None:
-                on_the_way[index] = sent
-            elif isinstance(waiting, list):
-                waiting.append(sent)
-            else:
-                on_the_way[index] = [waiting, sent]
-            yield index, sent.sent
+            yield index, self._looked_up(item)
 
     def _looked_up(self, item: Any) -> _Sent:
         try:
@@ -165,16 +156,6 @@ class Changes:
             return _Sent(item, item, previous, False, requested)
         return _Sent(item, _with_headers(item, validators), previous, True, requested)
 
-    def _answered(self, index: int, sent_item: Any) -> _Sent | None:
-        """The input ``index`` that ``sent_item`` was, no longer on its way."""
-        waiting = self._on_the_way.pop(index, None)
-        if not isinstance(waiting, list):
-            return waiting
-        sent = next((entry for entry in waiting if entry.sent is sent_item), waiting[0])
-        waiting.remove(sent)
-        self._on_the_way[index] = waiting if len(waiting) > 1 else waiting[0]
-        return sent
-
     def _keeps(self, row: FetchResult, change: str, previous: PreviousRow | None) -> bool:
         """Whether a held body is kept: with changed_only, a new or changed one (and a
         moved one that differs: it is new content); else an ok row's, and a failed row's
@@ -188,12 +169,9 @@ class Changes:
         """Whether the previous row's saved body is there to point at (with save_dir)."""
         return bool(self.options.save_dir and previous.path and os.path.isfile(previous.path))
 
-    def mark(self, row: FetchResult, sent_item: Any = None) -> tuple[FetchResult, Any]:
-        """``row`` with its ``change`` (and what a 304 carries forward), and the item as
-        the caller gave it. ``sent_item`` says which of an index's repeats it answers."""
-        sent = self._answered(row.index, sent_item)
-        if sent is None:
-            return _replaced(row, {"change": FAILED}), sent_item
+    def mark(self, row: FetchResult, sent: _Sent) -> tuple[FetchResult, Any]:
+        """``row`` (the answer to ``sent``, a record :meth:`sending` gave) with its
+        ``change`` (and what a 304 carries forward), and the item as the caller gave it."""
         previous = sent.previous
         fields: dict[str, Any] = {}
         not_modified = sent.conditional and row.status == NOT_MODIFIED \
@@ -223,16 +201,15 @@ class Changes:
                               change=FAILED)
         return _replaced(row, fields), sent.item
 
+    def forget(self, owed: Iterable[tuple[int, _Sent]]) -> None:
+        """Drop the bodies held for inputs whose rows will not come (a run stopped)."""
+        if self.options.save_dir:
+            for index, sent in owed:
+                if sent.url:
+                    drop_all_held(self.options.save_dir, index, sent.url)
+
     def close(self) -> None:
-        """Drop the bodies held for rows that never came (an interrupted run), and the
-        previous run's index."""
-        save_dir = self.options.save_dir
-        if save_dir:
-            for index, waiting in self._on_the_way.items():
-                for sent in waiting if isinstance(waiting, list) else (waiting,):
-                    if sent.url:
-                        drop_all_held(save_dir, index, sent.url)
-        self._on_the_way.clear()
+        """Drop the previous run's index."""
         self.previous.close()
 
 

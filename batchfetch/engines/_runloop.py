@@ -5,7 +5,8 @@ engine never answered.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..errors import ErrorKind, HTTPStatusError, RowError
@@ -24,40 +25,46 @@ LOST_MESSAGE = "the engine ended without a row for this input"
 
 
 class _Owed:
-    """The inputs an engine has pulled and not answered yet: index -> item.
+    """The inputs an engine has pulled and not answered yet: index -> what the run loop
+    keeps of each (the item, or with ``since`` the Changes' record of it, whose ``sent``
+    is the item the engine was given).
 
     An input may repeat an index (``indexed=True`` is the caller's numbering); each
     pull of it is owed a row, so repeats wait in a list behind the first.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, sent_of: Callable[[Any], Any] | None = None) -> None:
         self.items: dict[int, Any] = {}
         self.repeats: dict[int, list[Any]] = {}
+        self._sent_of = sent_of or (lambda kept: kept)
 
     def pulled(self, pairs: Iterator[tuple[int, Any]]) -> Iterator[tuple[int, Any]]:
-        """``pairs``, noting each as the engine pulls it (in the engine's feeder)."""
-        for index, item in pairs:
+        """``pairs`` (index, what is kept), noting each as the engine pulls it (in the
+        engine's feeder), with the item the engine is given."""
+        sent_of = self._sent_of
+        for index, kept in pairs:
             if index in self.items:
-                self.repeats.setdefault(index, []).append(item)
+                self.repeats.setdefault(index, []).append(kept)
             else:
-                self.items[index] = item
-            yield index, item
+                self.items[index] = kept
+            yield index, sent_of(kept)
 
     def answer(self, index: int, item: Any = UNKNOWN_ITEM) -> tuple[bool, Any]:
-        """Whether ``index`` was owed a row (and its item); a second row is not.
+        """Whether ``index`` was owed a row (and what is kept of it); a second row is not.
 
         ``item``, when the engine knows it, says which of an index's repeats this is.
         """
         if index not in self.items:
             return False, None
         repeats = self.repeats.get(index)
-        if repeats and item is not UNKNOWN_ITEM and self.items[index] is not item:
+        sent_of = self._sent_of
+        if repeats and item is not UNKNOWN_ITEM and sent_of(self.items[index]) is not item:
             for position, owed in enumerate(repeats):
-                if owed is item:
+                if sent_of(owed) is item:
                     del repeats[position]
                     if not repeats:
                         del self.repeats[index]
-                    return True, item
+                    return True, owed
         first = self.items.pop(index)
         if repeats:
             self.items[index] = repeats.pop(0)
@@ -85,8 +92,13 @@ def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: s
     run, which cancels what is in flight.
     """
     hooked = on_result is not None or exception_handler is not None
-    owed = _Owed()
-    events = engine.run(owed.pulled(pairs if changes is None else changes.sending(pairs)))
+    if changes is None:
+        owed = _Owed()
+        events = engine.run(owed.pulled(pairs))
+    else:
+        owed = _Owed(sent_of=operator.attrgetter("sent"))
+        events = engine.run(owed.pulled(changes.sending(pairs)))
+    finished = False
     try:
         for row, exception, pulled in events:
             wanted, item = owed.answer(row.index, pulled)
@@ -98,12 +110,16 @@ def run_rows(engine: Engine, pairs: Iterator[tuple[int, Any]], default_method: s
             if hooked:
                 _run_hooks(row, item, exception, on_result, exception_handler)
             yield row
+        finished = True
     finally:
         events.close()
-    for index, item in owed.left():
+        if changes is not None and not finished:  # stopped: these rows will not come
+            changes.forget(owed.left())
+    for index, kept in owed.left():
+        item = kept if changes is None else kept.item
         row = error_row(index, item, default_method, ErrorKind.LOST, LOST_MESSAGE)
         if changes is not None:
-            row, item = changes.mark(row, item)
+            row, item = changes.mark(row, kept)
         _run_hooks(row, item, None, on_result, exception_handler)
         yield row
 
