@@ -26,8 +26,8 @@ __all__ = ["CHANGES", "Changes", "PreviousRow", "PreviousRows", "SinceError", "c
 log = logging.getLogger("batchfetch")
 
 #: What a row's ``change`` may say, with ``since``.
-NEW, SAME, CHANGED, MOVED, GONE, FAILED = "new", "same", "changed", "moved", "gone", "failed"
 CHANGES = CHANGE_ORDER
+NEW, SAME, CHANGED, MOVED, GONE, FAILED = CHANGES
 #: The statuses that say a page that was there is gone.
 GONE_STATUSES = frozenset({404, 410})
 NOT_MODIFIED = 304

@@ -182,7 +182,7 @@ class PreviousRows:
                 record = reader.record(last.removeprefix(_BOM), columns)
             except (ValueError, UnicodeDecodeError):
                 return
-            if isinstance(record.get("url"), str) and "ok" in record:
+            if _is_row(record):
                 yield record
 
     def _parsed(self, reader: Any, batch: list[tuple[int, bytes]],
@@ -203,8 +203,7 @@ class PreviousRows:
             try:
                 record = records[position] if records is not None \
                     else reader.record(raw, columns)
-                if not isinstance(record, dict) or not isinstance(record.get("url"), str) \
-                        or "ok" not in record:
+                if not _is_row(record):
                     raise ValueError("no url and ok: not a row batchfetch wrote")
             except (ValueError, UnicodeDecodeError) as exc:
                 raise SinceError(self.path, f"line {number} is not a row: {exc}") from None
@@ -297,6 +296,11 @@ class PreviousRows:
         if self._db is not None:
             self._db.close()
         self._by_url = self._by_url_without_id = self._by_id = {}
+
+
+def _is_row(record: Any) -> bool:
+    """Whether a record read from PREV is a row: what every row has, a URL and ok."""
+    return isinstance(record, dict) and isinstance(record.get("url"), str) and "ok" in record
 
 
 def _text(value: Any) -> str:
