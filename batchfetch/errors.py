@@ -306,28 +306,36 @@ class BrokerError(BatchFetchError):
         return f"cannot reach the broker {self.broker}: {self.cause}"
 
 
-class StoreError(BatchFetchError, ValueError):
+class _FileProblem(BatchFetchError, ValueError):
+    """A file batchfetch cannot use as it is: its ``path``, and the ``problem``."""
+
+    #: How the message names the file.
+    naming = "{path}"
+
+    def __init__(self, path: str, problem: str) -> None:
+        super().__init__(path, problem)
+        self.path, self.problem = path, problem
+
+    def __str__(self) -> str:
+        return f"{self.naming.format(path=self.path)}: {self.problem}"
+
+
+class StoreError(_FileProblem):
     """A store file that cannot be used as it is (not SQLite, corrupt, locked, tables of
     another shape); nothing was written to it."""
 
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(path, problem)
-        self.path, self.problem = path, problem
 
-    def __str__(self) -> str:
-        return f"{self.path}: {self.problem}"
-
-
-class SinceError(BatchFetchError, ValueError):
+class SinceError(_FileProblem):
     """The previous output ``since`` names cannot be read (missing, not rows batchfetch
-    wrote, an unusable store)."""
+    wrote, an unusable store).
 
-    def __init__(self, path: str, problem: str) -> None:
-        super().__init__(path, problem)
-        self.path, self.problem = path, problem
+    Example::
 
-    def __str__(self) -> str:
-        return f"the previous output {self.path} (since): {self.problem}"
+        >>> str(SinceError("monday.jsonl", "no such file"))
+        'the previous output monday.jsonl (since): no such file'
+    """
+
+    naming = "the previous output {path} (since)"
 
 
 class OutputError(BatchFetchError):
