@@ -17,8 +17,8 @@ answer If-None-Match and If-Modified-Since with 304 by themselves.
    most 30 MB.
 
 Each command's own wall time, CPU and peak RSS come from ``os.wait4`` on its pid. nginx is
-started from its own config in a temporary directory and stopped by its pid file. Writes
-RESULTS-since.json and rewrites bench/RESULTS.md when every round ran (ROUNDS >= 3).
+the harness's (bench/harness/servers.py), with an access log, stopped by its pid file.
+Writes RESULTS-since.json and rewrites bench/RESULTS.md when every round ran (ROUNDS >= 3).
 """
 from __future__ import annotations
 
@@ -36,82 +36,27 @@ import time
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, BENCH_DIR)
 
-from harness import procstat  # noqa: E402
-from harness.servers import free_port, wait_for_port  # noqa: E402
+from harness.servers import Nginx  # noqa: E402
 
 FILE_SIZE = 16 * 1024
-CONF = """\
-daemon off;
-worker_processes 1;
-pid {dir}/nginx.pid;
-error_log {dir}/error.log warn;
-events {{ worker_connections 4096; }}
-http {{
-    log_format sent '$status $body_bytes_sent';
-    access_log {dir}/access.log sent;
-    keepalive_requests 1000000;
-    keepalive_timeout 3600s;
-    default_type application/octet-stream;
-    client_body_temp_path {dir}/temp/body;
-    proxy_temp_path {dir}/temp/proxy;
-    fastcgi_temp_path {dir}/temp/fastcgi;
-    uwsgi_temp_path {dir}/temp/uwsgi;
-    scgi_temp_path {dir}/temp/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        root {dir}/www;
-    }}
-}}
-"""
-
-
-class Nginx:
-    """nginx serving ``www`` with an access log of status and body bytes per request."""
+class LoggedNginx(Nginx):
+    """The harness's nginx with an access log of status and body bytes per request,
+    serving the files of ``www`` in its directory."""
 
     def __init__(self, workdir: str) -> None:
-        self.dir = workdir
-        self.port = free_port()
-        self.process: subprocess.Popen | None = None
-        self.log = os.path.join(workdir, "access.log")
-
-    def start(self) -> None:
-        os.makedirs(os.path.join(self.dir, "temp"), exist_ok=True)
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w", encoding="utf-8") as handle:
-            handle.write(CONF.format(dir=self.dir, port=self.port))
-        self.process = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir, "-e",
-                                         os.path.join(self.dir, "error.log")],
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for_port(self.port)
-        with open(os.path.join(self.dir, "nginx.pid"), encoding="ascii") as handle:
-            self.workers = procstat.children(int(handle.read()))
-
-    def cpu_seconds(self) -> float:
-        """CPU its workers used so far: what the runs cost the site."""
-        return procstat.cpu_seconds(self.workers)
+        super().__init__(workdir, access_log=True)
+        self.www = os.path.join(self.dir, "www")
 
     def log_size(self) -> int:
         return os.path.getsize(self.log) if os.path.exists(self.log) else 0
 
     def sent_since(self, offset: int) -> tuple[int, int, int]:
-        """(requests, 304s, body bytes) logged after ``offset``; nginx writes each line as
-        the request ends, before the client has its last byte: wait for them all."""
+        """(requests, 304s, body bytes) logged after ``offset``."""
         with open(self.log, "rb") as handle:
             handle.seek(offset)
-            lines = handle.read().splitlines()
-        statuses = [line.split() for line in lines]
+            statuses = [line.split() for line in handle.read().splitlines()]
         return (len(statuses), sum(status == b"304" for status, _ in statuses),
                 sum(int(sent) for _, sent in statuses))
-
-    def stop(self) -> None:
-        if self.process is None:
-            return
-        try:
-            with open(os.path.join(self.dir, "nginx.pid"), encoding="ascii") as handle:
-                os.kill(int(handle.read()), 3)  # SIGQUIT, to the pid nginx wrote
-        except (OSError, ValueError):
-            self.process.kill()
-        self.process.wait()
 
 
 def command(args: list[str]) -> dict[str, float]:
@@ -138,7 +83,6 @@ def stored_changes(store: str) -> set[str]:
 
 
 def write_files(www: str, count: int, rng: random.Random) -> None:
-    os.makedirs(www, exist_ok=True)
     for number in range(count):
         with open(os.path.join(www, f"f{number}.bin"), "wb") as handle:
             handle.write(rng.randbytes(FILE_SIZE))
@@ -170,11 +114,10 @@ def main() -> None:
     workdir = tempfile.mkdtemp(prefix="batchfetch-bench-since-")
     os.chmod(workdir, 0o755)  # nginx's workers run as nobody and read the files from here
     rng = random.Random(19)
-    www = os.path.join(workdir, "www")
-    write_files(www, args.files, rng)
-    os.chmod(www, 0o755)
-    nginx = Nginx(workdir)
+    nginx = LoggedNginx(workdir)
     nginx.start()
+    www = nginx.www
+    write_files(www, args.files, rng)
     report: dict = {"files": args.files, "file_size": FILE_SIZE, "rounds": args.rounds,
                     "concurrency": args.concurrency, "prev_rows": args.prev_rows}
     try:

@@ -40,7 +40,7 @@ events {{
     worker_connections {connections};
 }}
 http {{
-    access_log off;
+    {access_log}
     # One client connection may carry a whole run; nginx must never close it first.
     # Nor an idle one: a pool that reuses its most recent connection first (urllib3's
     # LIFO) leaves the last one idle whenever fewer requests are in flight for a while,
@@ -153,8 +153,10 @@ class Nginx:
 
     name = "nginx"
 
-    def __init__(self, workdir: str) -> None:
+    def __init__(self, workdir: str, access_log: bool = False) -> None:
+        """``access_log``: log each request's status and body bytes to ``self.log``."""
         self.dir = tempfile.mkdtemp(prefix="nginx-", dir=workdir)
+        self.log = os.path.join(self.dir, "access.log") if access_log else None
         self.port = free_port()
         self.process: subprocess.Popen | None = None
         self.workers: list[int] = []
@@ -176,9 +178,11 @@ class Nginx:
                             for host in range(1, MANY_HOSTS + 1))
         conf = os.path.join(self.dir, "nginx.conf")
         with open(conf, "w", encoding="utf-8") as handle:
-            handle.write(NGINX_CONF.format(echo_module=ECHO_MODULE, dir=self.dir,
-                                           listens=listens, nofile=20000,
-                                           connections=16000))
+            handle.write(NGINX_CONF.format(
+                echo_module=ECHO_MODULE, dir=self.dir, listens=listens, nofile=20000,
+                connections=16000,
+                access_log=(f"log_format sent '$status $body_bytes_sent';\n    "
+                            f"access_log {self.log} sent;") if self.log else "access_log off;"))
         log = os.path.join(self.dir, "error.log")
         self.process = subprocess.Popen(["nginx", "-c", conf, "-p", self.dir, "-e", log],
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
