@@ -678,3 +678,63 @@ def test_odd_values_in_a_prev(server, tmp_path, index_kept):
     table = fetch_all([{"url": url, "id": True}, {"url": url, "id": 1}],
                       since=tmp_path / "ids.db")
     assert changes(table) == ["same", "new"]
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_every_fault_is_one_failed_row(server, tmp_path, workers):
+    """With since, each input still gets exactly one row, whatever went wrong."""
+    url, = pages(server, a=Page(b"a", etag='"a"'))
+    faults = [server.url("/fault/reset"), server.url("/fault/hang"),
+              server.url("/fault/trickle?interval=2"), server.url("/status/503"),
+              f"http://127.0.0.1:{_free_port()}/refused", "not a url",
+              server.url("/fault/truncated")]
+    fetch_all([url] + faults, hash_body=True, retries=0, timeout=(5, 1)).write(
+        tmp_path / "1.jsonl")
+    table = fetch_all([url] + faults, since=tmp_path / "1.jsonl", retries=0,
+                      timeout=(5, 1), workers=workers, save_dir=tmp_path / "b")
+    assert [row.index for row in table] == list(range(1 + len(faults)))
+    assert [row.change for row in table] == ["same"] + ["failed"] * len(faults)
+    assert [row.error for row in table[1:]] == ["reset", "timeout", "timeout", "http",
+                                                "connect", "invalid_url", "truncated"]
+    # The 304 writes no file, the failures no partial one; the 503's page is saved, as
+    # without since, since no file was there for it to replace.
+    assert os.listdir(tmp_path / "b") == ["00000004_127.0.0.1_503"]
+
+
+def test_both_request_paths_and_worker_processes_give_the_same_rows(both_paths, server,
+                                                                      tmp_path):
+    urls = pages(server, a=Page(b"a", etag='"a"'), b=Page(b"b", last_modified=DATE),
+                 c=b"c", d=b"d", r=Page(b"", location=server.url("/page/c")))
+    urls.append(server.url("/gzip/5000"))
+    first = fetch_all(urls, hash_body=True)
+    first.write(tmp_path / "1.jsonl")
+    server.pages["d"].body = b"D"
+    local = fetch_all(urls, since=tmp_path / "1.jsonl")
+    spread = fetch_all(urls, since=tmp_path / "1.jsonl", workers=2)
+
+    def fields(row):
+        return {key: value for key, value in row.to_record().items()
+                if key not in ("elapsed", "waited")}
+
+    assert [fields(row) for row in local] == [fields(row) for row in spread]
+    assert [row.change for row in local] == ["same", "same", "same", "changed", "same",
+                                             "same"]
+    assert [row.status for row in local] == [304, 304, 200, 200, 200, 200]
+
+
+def test_a_link_at_a_body_s_name_is_replaced_not_followed(server, tmp_path):
+    url, = pages(server, a=b"new body")
+    ResultTable([]).write(tmp_path / "empty.jsonl")
+    save, outside = tmp_path / "bodies", tmp_path / "outside.txt"
+    save.mkdir()
+    outside.write_bytes(b"not yours")
+    os.symlink(outside, save / "00000000_127.0.0.1_a")
+    table = fetch_all([url], since=tmp_path / "empty.jsonl", save_dir=save)
+    assert open(table[0].path, "rb").read() == b"new body"
+    assert not os.path.islink(table[0].path) and outside.read_bytes() == b"not yours"
